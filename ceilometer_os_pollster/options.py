@@ -1,0 +1,134 @@
+"""Every configuration option of ceilometer-os-pollster.
+
+All options live in the ``[os_inspection]`` group of ceilometer.conf (or
+of any file passed with --config-file to the CLI).  ``list_opts`` is the
+``oslo.config.opts`` entry point, so
+
+    oslo-config-generator --namespace ceilometer-os-pollster
+
+prints a commented sample.
+"""
+
+from oslo_config import cfg
+
+GROUP = 'os_inspection'
+
+OPTS = [
+    cfg.StrOpt(
+        'cache_dir',
+        default='/var/lib/ceilometer/os-inspection',
+        help='Directory holding one inspection record per instance. It '
+             'must be writable by the user running ceilometer-polling '
+             '(and by the CLI when it inspects). Records survive agent '
+             'restarts, so a restart costs no appliance launch. If the '
+             'directory cannot be written the agent keeps records in '
+             'memory only and logs one ERROR.'),
+    cfg.IntOpt(
+        'concurrency',
+        default=1, min=1, max=16,
+        help='How many inspections (libguestfs appliances) may run at '
+             'once on this host. Each appliance is a small VM using '
+             'appliance_memory_mb of RAM and one host CPU while it runs. '
+             'Raise it to fill a cold cache faster on large hosts.'),
+    cfg.IntOpt(
+        'appliance_memory_mb',
+        default=768, min=256, max=8192,
+        help='Memory (MiB) given to each libguestfs appliance. 768 is '
+             'enough for inspection of Windows and Linux guests; raise it '
+             'only if inspections fail with out-of-memory errors.'),
+    cfg.IntOpt(
+        'inspection_deadline',
+        default=300, min=30,
+        help='Hard limit, in seconds, for one inspection including the '
+             'appliance launch. An appliance still running at the '
+             'deadline is killed and the instance is reported with '
+             'status "failed" (reason "deadline"), then retried later '
+             'with backoff. On hosts without KVM (TCG emulation) one '
+             'launch alone can take 30-60 s.'),
+    cfg.StrOpt(
+        'libguestfs_backend',
+        default='direct',
+        help='libguestfs backend (LIBGUESTFS_BACKEND). "direct" starts '
+             'qemu itself and needs no libvirt write access; "libvirt" '
+             'runs the appliance through libvirtd.'),
+    cfg.ListOpt(
+        'libguestfs_backend_settings',
+        default=[],
+        help='libguestfs backend settings (LIBGUESTFS_BACKEND_SETTINGS). '
+             'Set "force_tcg" on hosts where KVM is unavailable or '
+             'unusable, e.g. nested virtualisation where the appliance '
+             'hangs at boot.'),
+    cfg.StrOpt(
+        'appliance_cache_dir',
+        default='',
+        help='Where libguestfs keeps the appliance it builds from host '
+             'packages on first use (LIBGUESTFS_CACHEDIR). Empty means '
+             'the libguestfs default (/var/tmp). Must be on a local '
+             'filesystem writable by the agent user.'),
+    cfg.StrOpt(
+        'tmp_dir',
+        default='',
+        help='Where libguestfs creates its temporary overlays and sockets '
+             '(LIBGUESTFS_TMPDIR). Empty means the libguestfs default.'),
+    cfg.BoolOpt(
+        'inspect_all_disks',
+        default=False,
+        help='Inspect every disk of an instance instead of only its boot '
+             'disk. Off by default: an attached data volume that happens '
+             'to hold another OS must not decide what the instance is '
+             'billed as, and every extra disk slows the inspection.'),
+    cfg.IntOpt(
+        'record_ttl',
+        default=86400, min=600,
+        help='Seconds an inspection record stays valid when nothing about '
+             'the instance changed (disks, image, qemu restart). After '
+             'that it is refreshed in the background; the old record is '
+             'served until then. Default: once a day.'),
+    cfg.FloatOpt(
+        'record_ttl_jitter',
+        default=0.1, min=0.0, max=0.5,
+        help='Fraction of record_ttl by which each record\'s lifetime is '
+             'randomly shortened, so the VMs of one host do not all '
+             'expire (and launch appliances) at the same moment.'),
+    cfg.IntOpt(
+        'retry_initial_delay',
+        default=300, min=1,
+        help='Seconds before a failed inspection is retried. The delay '
+             'doubles with every further failure, up to retry_max_delay.'),
+    cfg.IntOpt(
+        'retry_max_delay',
+        default=21600, min=1,
+        help='Upper bound, in seconds, of the retry delay for instances '
+             'whose inspection keeps failing.'),
+    cfg.IntOpt(
+        'forget_after',
+        default=86400, min=0,
+        help='Seconds after an instance was last seen on this host before '
+             'its record is deleted from cache_dir (it may come back after '
+             'a migration that is rolled back).'),
+    cfg.StrOpt(
+        'libvirt_secret_uri',
+        default='',
+        help='Read-write libvirt URI used only to read the Ceph secret of '
+             'rbd disks (e.g. qemu:///system). Ceilometer\'s own '
+             'connection is read-only and cannot read secrets. Empty: the '
+             'key is read by librbd from the Ceph keyring file instead '
+             '(see ceph_conf). Keys never appear on a command line.'),
+    cfg.StrOpt(
+        'ceph_conf',
+        default='/etc/ceph/ceph.conf',
+        help='Ceph client configuration used for rbd disks when no '
+             'libvirt secret is used; librbd finds the client keyring '
+             '(/etc/ceph/ceph.client.<user>.keyring) through it. The '
+             'agent user must be able to read the keyring.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(OPTS, group=GROUP)
+    return conf
+
+
+def list_opts():
+    """oslo.config.opts entry point."""
+    return [(GROUP, OPTS)]

@@ -1,0 +1,66 @@
+#!/bin/bash
+# Install everything ceilometer-os-pollster needs on a Debian 12 host,
+# idempotently: Debian packages (libguestfs and its appliance kernel,
+# qemu, libvirt, image-building tools), then a venv on /usr/bin/python3
+# with system site-packages (python3-guestfs/python3-libvirt are only
+# built for that interpreter), Ceilometer from PyPI and this package in
+# editable mode with its test tools.  Quick when everything is present.
+#
+# Usage: tools/bootstrap.sh            (venv at ./.venv)
+#        VENV=/path tools/bootstrap.sh
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$HERE/.venv}
+PYTHON=/usr/bin/python3
+CEILOMETER_VERSION=${CEILOMETER_VERSION:-27.0.0}
+
+DEBS=(
+  python3 python3-venv python3-dev python3-guestfs python3-libvirt
+  libguestfs-tools linux-image-amd64 supermin
+  qemu-system-x86 qemu-utils
+  libvirt-daemon-system libvirt-clients
+  ntfs-3g libwin-hivex-perl cryptsetup-bin cryptsetup
+  e2fsprogs xfsprogs dosfstools lvm2 util-linux
+)
+
+log() { echo "bootstrap: $*" >&2; }
+
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+    || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+    --no-install-recommends "${missing[@]}" >&2
+fi
+
+# libguestfs' supermin needs a readable kernel; Debian installs it 0600.
+for k in /boot/vmlinuz-*; do
+  [ -r "$k" ] && [ "$(stat -c %a "$k")" != 600 ] || {
+    [ "$(id -u)" -eq 0 ] && chmod 0644 "$k" || true; }
+done
+
+stamp="$VENV/.bootstrap-stamp"
+want=$(cat "$HERE/pyproject.toml" "$0" | sha256sum | cut -c1-16)
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] \
+   && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv $VENV (system site-packages, $PYTHON)"
+  $PYTHON -m venv --system-site-packages "$VENV"
+fi
+log "installing ceilometer $CEILOMETER_VERSION and this package"
+"$VENV/bin/pip" install -q --upgrade pip >&2
+"$VENV/bin/pip" install -q "ceilometer==$CEILOMETER_VERSION" >&2
+"$VENV/bin/pip" install -q -e "$HERE[test,lint]" tox >&2
+"$VENV/bin/python" -c 'import guestfs, libvirt, ceilometer' >&2
+echo "$want" > "$stamp"
+log "ready: $VENV"
