@@ -1,0 +1,123 @@
+"""Ceilometer glue: the ``compute.instance.os.metadata`` pollster.
+
+Loaded by the stock ``ceilometer-polling`` compute agent through the
+``ceilometer.poll.compute`` entry point.  For every discovered instance it
+looks up the libvirt domain through the agent's shared (read-only)
+inspector connection, asks the inspection service for the record to
+publish (never waiting for an appliance) and yields one sample: volume =
+vCPUs, metadata = the OS record.  No guestfs in here.
+"""
+
+from oslo_log import log
+
+from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.compute.pollsters import util
+from ceilometer.polling import plugin_base
+from ceilometer import sample
+
+from ceilometer_os_pollster import options
+from ceilometer_os_pollster import service as service_mod
+
+LOG = log.getLogger(__name__)
+
+# libvirt constants, so that importing this module needs no libvirt.
+_SHUTOFF = 5      # VIR_DOMAIN_SHUTOFF
+_NO_DOMAIN = 42   # VIR_ERR_NO_DOMAIN
+
+GUESTFS_HINT = ('install the distribution package providing the libguestfs '
+                'Python binding (Debian/Ubuntu: python3-guestfs, RHEL '
+                'family: python3-libguestfs) and make it visible to the '
+                'agent\'s Python (a venv needs --system-site-packages)')
+
+
+def vcpus_of(instance, domain):
+    """vCPUs to bill: the flavor's, else the domain's current count."""
+    flavor = getattr(instance, 'flavor', None) or {}
+    vcpus = flavor.get('vcpus') if isinstance(flavor, dict) else None
+    if isinstance(vcpus, int) and not isinstance(vcpus, bool) and vcpus > 0:
+        return vcpus
+    return domain.info()[3]
+
+
+def _vanished(err):
+    """True for libvirt's "no such domain" (deleted during the cycle)."""
+    code = getattr(err, 'get_error_code', None)
+    return callable(code) and code() == _NO_DOMAIN
+
+
+def image_id_of(instance):
+    image = getattr(instance, 'image', None)
+    if isinstance(image, dict):
+        return image.get('id') or ''
+    return ''
+
+
+class OSMetadataPollster(plugin_base.PollsterBase):
+    """Guest OS facts per instance, for licence billing."""
+
+    sample_name = 'compute.instance.os.metadata'
+    sample_unit = 'vcpu'
+    sample_type = sample.TYPE_GAUGE
+
+    def setup_environment(self):
+        super().setup_environment()
+        options.register_opts(self.conf)
+        # Ceilometer logs a failed load only at DEBUG: say it ourselves.
+        from ceilometer_os_pollster import appliance
+        ok, why = appliance.guestfs_available()
+        if not ok:
+            LOG.error('%s disabled: the libguestfs Python module cannot be '
+                      'imported (%s); %s.', self.sample_name, why,
+                      GUESTFS_HINT)
+            raise plugin_base.ExtensionLoadError(why)
+        # One shared read-only libvirt connection for all compute pollsters.
+        self.inspector = compute_pollsters.GenericComputePollster \
+            ._get_inspector(self.conf)
+
+    @property
+    def default_discovery(self):
+        return 'local_instances'
+
+    def _sample(self, service, instance):
+        domain = self.inspector.connection.lookupByUUIDString(instance.id)
+        state = domain.state()[0]
+        if (state == _SHUTOFF and
+                not self.conf.compute.report_stopped_instance_metrics):
+            return None
+        job = service.job_for_domain(instance.id, domain,
+                                     image_id_of(instance))
+        record = service.lookup(job)
+        return util.make_sample_from_instance(
+            self.conf,
+            instance,
+            name=self.sample_name,
+            type=self.sample_type,
+            unit=self.sample_unit,
+            volume=vcpus_of(instance, domain),
+            additional_metadata=record.metadata(),
+        )
+
+    def get_samples(self, manager, cache, resources):
+        service = service_mod.get_service(self.conf)
+        alive = []
+        for instance in resources:
+            alive.append(instance.id)
+            try:
+                s = self._sample(service, instance)
+            except Exception as err:
+                if _vanished(err):
+                    LOG.debug('Instance %s vanished while polling',
+                              instance.id)
+                    continue
+                # One broken instance never costs another its sample.
+                LOG.error('Could not build %(name)s sample for instance '
+                          '%(id)s: %(err)s',
+                          {'name': self.sample_name, 'id': instance.id,
+                           'err': err})
+                continue
+            if s is not None:
+                yield s
+        try:
+            service.end_cycle(alive)
+        except Exception:
+            LOG.exception('OS inspection bookkeeping failed')

@@ -1,0 +1,128 @@
+"""Per-process wiring of engine, cache and scheduler.
+
+The pollster and the CLI both talk to one ``InspectionService``; it owns
+the background machinery, which is created lazily (nothing happens at
+import time or per sample) and stopped when the process exits.
+"""
+
+import atexit
+import threading
+
+from oslo_log import log
+
+from ceilometer_os_pollster import drives
+from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster import options
+
+LOG = log.getLogger(__name__)
+
+_BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
+
+
+def host_boot_id(path=_BOOT_ID_PATH):
+    """The host's boot id: with the libvirt domain id it names one qemu run.
+
+    Domain ids restart from 1 after a host reboot, so the id alone could
+    repeat across boots.
+    """
+    try:
+        with open(path, encoding='ascii') as f:
+            return f.read(64).strip()
+    except OSError:
+        return ''
+
+
+def make_job(instance_id, domain_name, domain_xml, domain_id, image_id,
+             boot_id):
+    """Build the InspectionJob for one instance (pure)."""
+    try:
+        specs = drives.drive_specs(domain_xml)
+    except drives.DomainXMLError:
+        specs = []
+    boot_identity = '%s/%s' % (boot_id, domain_id)
+    return engine_mod.InspectionJob(
+        instance_id=instance_id,
+        domain_name=domain_name,
+        domain_xml=domain_xml,
+        image_id=image_id or '',
+        boot_identity=boot_identity,
+        fingerprint=drives.fingerprint(specs, image_id or '',
+                                       boot_identity),
+    )
+
+
+class InspectionService:
+    """Engine + record cache + background scheduler of one process."""
+
+    def __init__(self, conf, engine=None, cache=None, scheduler=None):
+        options.register_opts(conf)
+        self.conf = conf
+        self.settings = conf[options.GROUP]
+        self.boot_id = host_boot_id()
+        self._engine = engine
+        self._cache = cache
+        self._scheduler = scheduler
+        self._lock = threading.Lock()
+
+    def _build(self):
+        # Imported here so that loading the pollster stays cheap.
+        from ceilometer_os_pollster import cache as cache_mod
+        from ceilometer_os_pollster import scheduler as scheduler_mod
+        with self._lock:
+            if self._scheduler is not None:
+                return self._scheduler
+            if self._engine is None:
+                self._engine = engine_mod.Engine(self.conf)
+            if self._cache is None:
+                self._cache = cache_mod.RecordCache(self.settings.cache_dir)
+            self._scheduler = scheduler_mod.Scheduler(
+                self.settings, self._cache, self._engine.inspect)
+            return self._scheduler
+
+    @property
+    def scheduler(self):
+        return self._scheduler or self._build()
+
+    @property
+    def cache(self):
+        self.scheduler
+        return self._cache
+
+    def job_for_domain(self, instance_id, domain, image_id=''):
+        """Snapshot what inspecting this domain needs (cheap libvirt calls)."""
+        return make_job(instance_id, domain.name(), domain.XMLDesc(0),
+                        domain.ID(), image_id, self.boot_id)
+
+    def lookup(self, job):
+        """The record to publish now; queues background work if needed."""
+        return self.scheduler.lookup(job)
+
+    def end_cycle(self, alive_ids):
+        self.scheduler.end_cycle(alive_ids)
+
+    def stop(self):
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+
+_SERVICE = None
+_SERVICE_LOCK = threading.Lock()
+
+
+def get_service(conf):
+    """The process-wide service, created on first use."""
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is None:
+            _SERVICE = InspectionService(conf)
+            atexit.register(_SERVICE.stop)
+        return _SERVICE
+
+
+def reset_service():
+    """Stop and forget the process-wide service (tests, CLI)."""
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is not None:
+            _SERVICE.stop()
+        _SERVICE = None

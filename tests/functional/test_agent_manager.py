@@ -1,0 +1,162 @@
+"""Our entry point inside a real Ceilometer AgentManager.
+
+Uses libvirt's daemon-less ``test:///`` driver for the domains, Ceilometer's
+real libvirt-metadata discovery and inspector, and oslo.messaging's
+in-memory ``test`` notifier; only the inspection engine is a fake (the real
+one is exercised by the appliance suites).
+"""
+
+import threading
+
+import pytest
+from oslo_messaging.notify import _impl_test
+from stevedore import extension
+
+from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.polling import manager
+from ceilometer import service as ceilo_service
+
+from ceilometer_os_pollster import record
+from ceilometer_os_pollster import service as service_mod
+from tests.fixtures import libvirt_test_driver as tdrv
+
+METER = 'compute.instance.os.metadata'
+UUIDS = ['aaaaaaaa-0000-4000-8000-00000000000%d' % i for i in range(1, 4)]
+
+
+def test_entry_point_is_listed_in_the_compute_namespace():
+    mgr = extension.ExtensionManager('ceilometer.poll.compute',
+                                     invoke_on_load=False)
+    assert METER in mgr.names()
+    ep = [e for e in mgr.extensions if e.name == METER][0]
+    assert ep.entry_point.value == \
+        'ceilometer_os_pollster.pollster:OSMetadataPollster'
+
+
+class RecordingEngine:
+    """Stands in for the appliance: answers instantly, counts calls."""
+
+    def __init__(self):
+        self.calls = []
+        self.done = threading.Event()
+
+    def inspect(self, job):
+        self.calls.append(job.instance_id)
+        if len(self.calls) >= len(UUIDS):
+            self.done.set()
+        return record.OSRecord(
+            instance_id=job.instance_id, status='ok', os_family='linux',
+            os_distro='rhel', os_info='rhel9.4', os_version_major=9,
+            os_version_minor=4, os_product_name='Red Hat Enterprise Linux',
+            os_arch='x86_64', fingerprint=job.fingerprint,
+            inspected_at=record.utc_timestamp())
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    uri = tdrv.write_node(tmp_path / 'node.xml', [
+        tdrv.domain(u, 'instance-%08d' % i, vcpus=i + 1)
+        for i, u in enumerate(UUIDS)])
+
+    def build(meters):
+        polling = tmp_path / 'polling.yaml'
+        polling.write_text(
+            'sources:\n  - name: s\n    interval: 3600\n    meters:\n' +
+            ''.join('      - %s\n' % m for m in meters))
+        conf = ceilo_service.prepare_service([], [])
+        conf.set_override('libvirt_uri', uri)
+        conf.set_override('host', 'compute1')
+        conf.set_override('cfg_file', str(polling), group='polling')
+        conf.set_override('telemetry_driver', 'test',
+                          group='publisher_notifier')
+        conf.set_override('transport_url', 'fake://')
+        # one shared inspector per process, as in the agent: start fresh
+        monkeypatch.delattr(compute_pollsters.GenericComputePollster,
+                            '_inspector', raising=False)
+        engine = RecordingEngine()
+        svc = service_mod.InspectionService(conf, engine=engine)
+        conf.set_override('cache_dir', str(tmp_path / 'cache'),
+                          group='os_inspection')
+        monkeypatch.setattr(service_mod, 'get_service', lambda c: svc)
+        mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+        mgr.polling_manager = manager.PollingManager(conf)
+        return mgr, svc, engine
+
+    built = []
+
+    def factory(meters):
+        b = build(meters)
+        built.append(b)
+        return b
+    yield factory
+    for _, svc, _ in built:
+        svc.stop()
+    _impl_test.reset()
+
+
+def _selected(mgr):
+    tasks = mgr.setup_polling_tasks()
+    return {p.name for t in tasks.values() for ps in
+            t.pollster_matches.values() for p in ps}
+
+
+def test_agent_loads_the_pollster_when_polling_yaml_selects_it(agent):
+    mgr, _, _ = agent([METER])
+    assert METER in [e.name for e in mgr.extensions]
+    assert _selected(mgr) == {METER}
+
+
+def test_agent_skips_the_pollster_when_not_selected(agent):
+    mgr, svc, engine = agent(['vcpus'])
+    assert METER not in _selected(mgr)
+    for task in mgr.setup_polling_tasks().values():
+        mgr.interval_task(task)
+    # nothing of ours ran: no background machinery was even built
+    assert svc._scheduler is None
+    assert engine.calls == []
+
+
+def _published():
+    samples = []
+    for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
+        samples.extend(s for s in message['payload']['samples']
+                       if s['counter_name'] == METER)
+    _impl_test.reset()
+    return samples
+
+
+def test_real_cycle_publishes_pending_then_inspected_samples(agent):
+    mgr, svc, engine = agent([METER])
+    _impl_test.reset()
+    tasks = mgr.setup_polling_tasks()
+    for task in tasks.values():
+        mgr.interval_task(task)
+    first = _published()
+    assert sorted(s['resource_id'] for s in first) == UUIDS
+    for s in first:
+        md = s['resource_metadata']
+        assert md['os_inspection_status'] == 'pending'
+        assert set(record.METADATA_KEYS) <= set(md)
+        assert s['counter_type'] == 'gauge'
+        assert s['counter_unit'] == 'vcpu'
+        assert s['project_id'] == 'p-1' and s['user_id'] == 'u-1'
+    by_id = {s['resource_id']: s['counter_volume'] for s in first}
+    assert by_id == {u: i + 1 for i, u in enumerate(UUIDS)}
+
+    # the background inspections finish; the next cycle carries them
+    assert engine.done.wait(20)
+    deadline = threading.Event()
+    for _ in range(100):
+        if all(svc.cache.get(u) for u in UUIDS):
+            break
+        deadline.wait(0.1)
+    for task in tasks.values():
+        mgr.interval_task(task)
+    second = _published()
+    assert sorted(s['resource_id'] for s in second) == UUIDS
+    for s in second:
+        md = s['resource_metadata']
+        assert md['os_inspection_status'] == 'ok'
+        assert md['os_distro'] == 'rhel' and md['os_info'] == 'rhel9.4'
+        assert md['os_type'] == 'hvm'      # Ceilometer's own key untouched
+    assert sorted(engine.calls) == UUIDS   # one inspection per instance

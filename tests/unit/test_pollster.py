@@ -1,0 +1,342 @@
+"""The Ceilometer-facing pollster, with a fake inspector and fake service."""
+
+import logging
+import sys
+import threading
+from unittest import mock
+
+import pytest
+
+from ceilometer.compute import discovery
+from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.polling import plugin_base
+from ceilometer import service as ceilo_service
+
+from ceilometer_os_pollster import pollster as pollster_mod
+from ceilometer_os_pollster import record
+from ceilometer_os_pollster import service as service_mod
+
+RUNNING, PAUSED, SHUTOFF = 1, 3, 5
+
+
+class FakeLibvirtError(Exception):
+    def __init__(self, code):
+        super().__init__('libvirt error %d' % code)
+        self.code = code
+
+    def get_error_code(self):
+        return self.code
+
+
+class FakeDomain:
+    def __init__(self, uuid, state=RUNNING, vcpus=4, dom_id=7, broken=None):
+        self.uuid = uuid
+        self._state = state
+        self.vcpus = vcpus
+        self.dom_id = dom_id
+        self.broken = broken
+
+    def name(self):
+        return 'instance-%s' % self.uuid[:8]
+
+    def state(self):
+        if self.broken:
+            raise self.broken
+        return [self._state, 1]
+
+    def info(self):
+        return [self._state, 131072, 131072, self.vcpus, 0]
+
+    def ID(self):
+        return self.dom_id if self._state != SHUTOFF else -1
+
+    def XMLDesc(self, flags=0):
+        return ("<domain type='kvm'><uuid>%s</uuid><devices>"
+                "<disk type='file' device='disk'><driver type='qcow2'/>"
+                "<source file='/var/lib/nova/instances/%s/disk'/>"
+                "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+                % (self.uuid, self.uuid))
+
+
+class FakeConnection:
+    def __init__(self, domains):
+        self.domains = {d.uuid: d for d in domains}
+        self.lookups = 0
+
+    def lookupByUUIDString(self, uuid):
+        self.lookups += 1
+        try:
+            return self.domains[uuid]
+        except KeyError:
+            raise FakeLibvirtError(42)
+
+
+class FakeService:
+    """Records what the pollster asks; serves fixed records."""
+
+    def __init__(self, records=None):
+        self.records = records or {}
+        self.jobs = []
+        self.cycles = []
+
+    def job_for_domain(self, instance_id, domain, image_id=''):
+        job = service_mod.make_job(instance_id, domain.name(),
+                                   domain.XMLDesc(0), domain.ID(), image_id,
+                                   'boot')
+        self.jobs.append(job)
+        return job
+
+    def lookup(self, job):
+        return self.records.get(job.instance_id,
+                                record.OSRecord.pending(job.instance_id))
+
+    def end_cycle(self, alive_ids):
+        self.cycles.append(list(alive_ids))
+
+
+def make_instance(uuid, vcpus=2, image='img-1'):
+    flavor = {'name': 'm1.small', 'id': '2', 'ram': 512, 'disk': 1,
+              'ephemeral': 0, 'swap': 0}
+    if vcpus is not None:
+        flavor['vcpus'] = vcpus
+    return discovery.NovaLikeServer(**{
+        'id': uuid, 'name': 'vm-' + uuid[:4], 'flavor': flavor,
+        'image': {'id': image} if image else None,
+        'os_type': 'hvm', 'architecture': 'x86_64',
+        'OS-EXT-SRV-ATTR:instance_name': 'instance-' + uuid[:8],
+        'OS-EXT-SRV-ATTR:host': 'compute1', 'OS-EXT-STS:vm_state': 'active',
+        'tenant_id': 'project-' + uuid[:4], 'user_id': 'user-' + uuid[:4],
+        'hostId': 'h', 'status': 'active', 'metadata': {}})
+
+
+UUIDS = ['%08d-0000-4000-8000-000000000000' % i for i in range(1, 6)]
+
+
+@pytest.fixture
+def conf():
+    return ceilo_service.prepare_service([], [])
+
+
+@pytest.fixture
+def make_pollster(conf, monkeypatch):
+    def factory(domains, service=None, report_stopped=False):
+        conf.set_override('report_stopped_instance_metrics', report_stopped,
+                          group='compute')
+        inspector = mock.Mock()
+        inspector.connection = FakeConnection(domains)
+        monkeypatch.setattr(compute_pollsters.GenericComputePollster,
+                            '_get_inspector',
+                            staticmethod(lambda c: inspector))
+        svc = service or FakeService()
+        monkeypatch.setattr(service_mod, 'get_service', lambda c: svc)
+        p = pollster_mod.OSMetadataPollster(conf)
+        return p, svc, inspector
+    return factory
+
+
+def poll(p, instances):
+    return list(p.get_samples(None, {}, instances))
+
+
+def test_meter_is_declared_like_ceilometers_own():
+    assert (pollster_mod.OSMetadataPollster.sample_name
+            == 'compute.instance.os.metadata')
+    assert pollster_mod.OSMetadataPollster.sample_unit == 'vcpu'
+    assert pollster_mod.OSMetadataPollster.sample_type == 'gauge'
+
+
+def test_pending_sample_for_every_uncached_instance(make_pollster):
+    p, svc, _ = make_pollster([FakeDomain(u) for u in UUIDS[:3]])
+    samples = poll(p, [make_instance(u) for u in UUIDS[:3]])
+    assert [s.resource_id for s in samples] == UUIDS[:3]
+    for s in samples:
+        assert s.name == 'compute.instance.os.metadata'
+        assert s.type == 'gauge' and s.unit == 'vcpu'
+        assert s.volume == 2
+        assert s.resource_metadata['os_inspection_status'] == 'pending'
+        assert s.resource_metadata['os_family'] == 'unknown'
+        assert s.resource_metadata['os_inspected_at'] == ''
+    assert svc.cycles == [UUIDS[:3]]
+    # every lookup carried a job snapshot with a fingerprint
+    assert all(j.fingerprint for j in svc.jobs)
+
+
+def test_ids_and_standard_metadata_come_from_ceilometers_helper(
+        make_pollster):
+    p, _, _ = make_pollster([FakeDomain(UUIDS[0])])
+    inst = make_instance(UUIDS[0])
+    s = poll(p, [inst])[0]
+    assert s.project_id == inst.tenant_id
+    assert s.user_id == inst.user_id
+    md = s.resource_metadata
+    # Ceilometer's standard instance metadata is untouched...
+    assert md['os_type'] == 'hvm'
+    assert md['instance_type'] == 'm1.small'
+    assert md['image_ref'] == 'img-1'
+    assert md['display_name'] == inst.name
+
+
+STATUS_RECORDS = {
+    'ok': dict(status='ok', os_family='windows', os_distro='windows',
+               os_info='win2k22', os_version_major=10, os_version_minor=0,
+               os_build='20348', os_product_name='Windows Server 2022',
+               os_product_variant='Server', os_edition='Datacenter',
+               os_arch='x86_64', sql_server_edition='Enterprise',
+               inspected_at='2026-11-22T10:00:00Z'),
+    'unknown': dict(status='unknown', reason='no operating system found',
+                    inspected_at='2026-11-22T10:00:00Z'),
+    'encrypted': dict(status='encrypted', reason='1 LUKS volume',
+                      inspected_at='2026-11-22T10:00:00Z'),
+    'failed': dict(status='failed', reason='deadline: appliance killed',
+                   inspected_at='2026-11-22T10:00:00Z'),
+}
+
+
+@pytest.mark.parametrize('status', sorted(STATUS_RECORDS))
+def test_every_status_renders_the_record(make_pollster, status):
+    rec = record.OSRecord(instance_id=UUIDS[0], **STATUS_RECORDS[status])
+    p, _, _ = make_pollster([FakeDomain(UUIDS[0])],
+                            FakeService({UUIDS[0]: rec}))
+    md = poll(p, [make_instance(UUIDS[0])])[0].resource_metadata
+    for key, value in rec.metadata().items():
+        assert md[key] == value
+    assert md['os_inspection_status'] == status
+
+
+def test_same_metadata_keys_on_every_sample(make_pollster):
+    records = {UUIDS[0]: record.OSRecord(instance_id=UUIDS[0],
+                                         **STATUS_RECORDS['ok']),
+               UUIDS[1]: record.OSRecord(instance_id=UUIDS[1],
+                                         **STATUS_RECORDS['failed'])}
+    p, _, _ = make_pollster([FakeDomain(u) for u in UUIDS[:3]],
+                            FakeService(records))
+    samples = poll(p, [make_instance(u) for u in UUIDS[:3]])
+    key_sets = {frozenset(s.resource_metadata) for s in samples}
+    assert len(key_sets) == 1
+    assert set(record.METADATA_KEYS) <= next(iter(key_sets))
+
+
+@pytest.mark.parametrize('flavor_vcpus,domain_vcpus,expected', [
+    (4, 8, 4),        # the flavor wins
+    (None, 8, 8),     # flavor without vcpus: the domain's
+    (0, 3, 3),        # discovery says 0 when <nova:vcpus> is missing
+])
+def test_vcpu_volume_and_fallback(make_pollster, flavor_vcpus, domain_vcpus,
+                                  expected):
+    p, _, _ = make_pollster([FakeDomain(UUIDS[0], vcpus=domain_vcpus)])
+    s = poll(p, [make_instance(UUIDS[0], vcpus=flavor_vcpus)])[0]
+    assert s.volume == expected
+
+
+def test_shut_off_instances_follow_ceilometer_convention(make_pollster):
+    domains = [FakeDomain(UUIDS[0]), FakeDomain(UUIDS[1], state=SHUTOFF),
+               FakeDomain(UUIDS[2], state=PAUSED)]
+    p, _, _ = make_pollster(domains)
+    ids = [s.resource_id for s in
+           poll(p, [make_instance(u) for u in UUIDS[:3]])]
+    assert ids == [UUIDS[0], UUIDS[2]]   # paused is sampled, shut-off not
+
+    p, _, _ = make_pollster(domains, report_stopped=True)
+    ids = [s.resource_id for s in
+           poll(p, [make_instance(u) for u in UUIDS[:3]])]
+    assert ids == UUIDS[:3]
+
+
+def test_vanished_instance_is_skipped_quietly(make_pollster, caplog):
+    # UUIDS[1] was discovered but deleted before the lookup; UUIDS[2]
+    # disappears between lookup and state().
+    domains = [FakeDomain(UUIDS[0]),
+               FakeDomain(UUIDS[2], broken=FakeLibvirtError(42))]
+    p, _, _ = make_pollster(domains)
+    with caplog.at_level(logging.WARNING):
+        samples = poll(p, [make_instance(u) for u in UUIDS[:3]])
+    assert [s.resource_id for s in samples] == [UUIDS[0]]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_one_failing_instance_costs_only_its_own_sample(make_pollster,
+                                                        caplog):
+    domains = [FakeDomain(UUIDS[0]),
+               FakeDomain(UUIDS[1], broken=RuntimeError('libvirt hiccup')),
+               FakeDomain(UUIDS[2])]
+    p, _, _ = make_pollster(domains)
+    with caplog.at_level(logging.ERROR):
+        samples = poll(p, [make_instance(u) for u in UUIDS[:3]])
+    assert [s.resource_id for s in samples] == [UUIDS[0], UUIDS[2]]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert UUIDS[1] in errors[0].getMessage()
+
+
+def test_service_failure_costs_only_that_instance(make_pollster):
+    class Flaky(FakeService):
+        def lookup(self, job):
+            if job.instance_id == UUIDS[1]:
+                raise OSError('cache exploded')
+            return super().lookup(job)
+
+    p, _, _ = make_pollster([FakeDomain(u) for u in UUIDS[:3]], Flaky())
+    samples = poll(p, [make_instance(u) for u in UUIDS[:3]])
+    assert [s.resource_id for s in samples] == [UUIDS[0], UUIDS[2]]
+
+
+def test_pollster_refuses_to_load_without_guestfs(conf, monkeypatch,
+                                                  caplog):
+    # A None entry in sys.modules makes "import guestfs" raise ImportError.
+    monkeypatch.setitem(sys.modules, 'guestfs', None)
+    inspector_factory = mock.Mock()
+    monkeypatch.setattr(compute_pollsters.GenericComputePollster,
+                        '_get_inspector', staticmethod(inspector_factory))
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(plugin_base.ExtensionLoadError):
+            pollster_mod.OSMetadataPollster(conf)
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert 'python3-guestfs' in errors[0]
+    assert 'compute.instance.os.metadata' in errors[0]
+    inspector_factory.assert_not_called()
+
+
+def test_get_samples_never_waits_for_an_inspection(make_pollster, conf):
+    """With the real service pieces and an engine that blocks forever,
+    a poll still returns at once with pending samples."""
+    release = threading.Event()
+    started = threading.Event()
+    calls = []
+
+    class BlockingEngine:
+        def inspect(self, job):
+            calls.append(job.instance_id)
+            started.set()
+            release.wait(30)
+            return record.OSRecord(instance_id=job.instance_id,
+                                   status='unknown', reason='test',
+                                   fingerprint=job.fingerprint)
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = service_mod.InspectionService(conf, engine=BlockingEngine())
+        conf.set_override('cache_dir', tmp, group='os_inspection')
+        p, _, _ = make_pollster([FakeDomain(u) for u in UUIDS], svc)
+        done = threading.Event()
+        result = []
+
+        def run():
+            result.extend(poll(p, [make_instance(u) for u in UUIDS]))
+            done.set()
+
+        t = threading.Thread(target=run)
+        t.start()
+        try:
+            assert done.wait(10), 'get_samples blocked on the engine'
+            assert len(result) == len(UUIDS)
+            assert {s.resource_metadata['os_inspection_status']
+                    for s in result} == {'pending'}
+            # the work was handed to the background, not done inline
+            assert started.wait(10)
+            assert calls and set(calls) <= set(UUIDS)
+        finally:
+            release.set()
+            svc.stop()
+            t.join(10)
