@@ -108,13 +108,14 @@ def _parse(domain_xml):
                              remove_comments=True, remove_pis=True)
     try:
         root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise DomainXMLError('domain XML cannot be parsed: %s' % exc)
+    except (etree.LxmlError, ValueError) as exc:
+        raise DomainXMLError('domain XML cannot be parsed: %s'
+                             % sanitize.clean_text(exc, limit=200))
     if root.getroottree().docinfo.doctype:
         raise DomainXMLError('domain XML must not have a DOCTYPE')
     if root.tag != 'domain':
         raise DomainXMLError('domain XML has root <%s>, not <domain>'
-                             % root.tag)
+                             % sanitize.clean_text(root.tag, limit=64))
     return root
 
 
@@ -307,8 +308,9 @@ def boot_drives(specs, all_disks=False):
       xvda), but the document order is no guide: for boot-from-volume
       instances it writes the config drive before the volumes.  So the
       disk with the lowest position on its bus wins, ties going to the
-      one written first.  A config drive on ide (hdd, or hda next to a
-      virtio root) loses to the root disk, or is a skipped cdrom.
+      one written first.  Nova's config drive is a cdrom (skipped) or
+      takes the next free name after the root disk (vdb..., or hdd with
+      older nova), so it never outranks the root disk.
     * ``<os><boot dev='cdrom'/>`` (nova's ISO images) is not followed:
       cdroms are installer media; the installed OS is on a hard disk.
 

@@ -16,13 +16,14 @@ import unicodedata
 _INPUT_FACTOR = 16
 _INPUT_MINIMUM = 4096
 
-# Terminal escape sequences (CSI "ESC [ ... final", OSC "ESC ] ... BEL/ST",
-# and the one-byte C1 CSI) are dropped whole: removing only the ESC would
-# leave "[31m" in the text.
+# Terminal escape sequences are dropped whole (removing only the ESC
+# would leave "[31m" in the text): CSI "ESC [ ... final" (or C1 CSI),
+# string commands "ESC ] P X ^ _ ... BEL/ST" (titles, hyperlinks), and
+# the short "ESC [intermediates] final" forms (ESC c, ESC ( B).
 _ANSI_ESCAPE = re.compile(
     r'(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]'
-    r'|\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?'
-    r'|\x1b[@-Z\\-_]')
+    r'|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?'
+    r'|\x1b[ -/]*[0-~]')
 
 # Categories that never belong in a label: controls, format characters
 # (bidi overrides such as U+202E, zero-width spaces and joiners, BOM,
