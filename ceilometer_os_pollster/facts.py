@@ -141,9 +141,8 @@ def registry_dword(value):
 def windows_build(value):
     """CurrentBuildNumber as a string of digits ('' when unusable)."""
     match = re.match(r'[0-9]{1,9}', registry_text(value, 64))
-    if not match:
-        return ''
-    return str(int(match.group()))   # no leading zeros: '0' -> '0'
+    number = int(match.group()) if match else 0
+    return str(number) if number else ''
 
 
 # --------------------------------------------------------------------------
@@ -437,11 +436,15 @@ def parse_version(value):
     '15.5.1' -> (15, 5); anything else (garbage, '9abc') -> (0, 0).
     """
     text = sanitize.clean_text(value, 64)
-    match = re.fullmatch(r'([0-9]{1,9})(?:\.([0-9]{1,9}))?'
+    match = re.fullmatch(r'([0-9]+)(?:\.([0-9]+))?'
                          r'(?:[.+~_-][0-9A-Za-z.+~_-]*)?', text)
     if not match:
         return 0, 0
-    return _int(match.group(1)), _int(match.group(2) or 0)
+    major = sanitize.clean_int(match.group(1), default=-1)
+    minor = sanitize.clean_int(match.group(2) or '0', default=-1)
+    if major < 0 or minor < 0:          # too big to be a version
+        return 0, 0
+    return major, minor
 
 
 def linux_distro(distro, os_release):
@@ -468,15 +471,20 @@ def linux_osinfo(distro, major, minor, product_name='', fallback=UNKNOWN):
     where libguestfs does not (Oracle 'ol9.4', SLE 15 'sle15sp5').  Other
     distros take libguestfs' id, then the generic '<distro><M>.<m>'.
     """
+    name = product_name.lower()
+    if distro in ('archlinux', 'gentoo', 'voidlinux'):
+        return distro                                   # rolling releases
+    if distro == 'opensuse' and 'tumbleweed' in name:
+        return 'opensusetumbleweed'     # its VERSION_ID is a date
     if major > 0:
         derived = _LINUX_OSINFO.get(distro)
         if derived:
-            return derived(major, minor, product_name.lower())
-    if distro in ('archlinux', 'gentoo', 'voidlinux'):
-        return distro                                   # rolling releases
+            return derived(major, minor, name)
+    if distro in _VAGUE_DISTROS:
+        return UNKNOWN                  # libguestfs says 'redhat-based9.4'
     if fallback and fallback != UNKNOWN:
         return fallback
-    if distro not in _VAGUE_DISTROS and (major or minor):
+    if major or minor:
         return '%s%d.%d' % (distro, major, minor)
     return UNKNOWN
 
@@ -497,13 +505,6 @@ def _sles(major, minor, name):
     return base + ('sp%d' % minor if minor else '')
 
 
-def _opensuse(major, minor, name):
-    # Tumbleweed's VERSION_ID is a date (20240101).
-    if major > 1000:
-        return 'opensusetumbleweed'
-    return 'opensuse%d.%d' % (major, minor)
-
-
 _LINUX_OSINFO = {
     'rhel': lambda major, minor, name: 'rhel%d.%d' % (major, minor),
     'centos': _centos,
@@ -511,7 +512,7 @@ _LINUX_OSINFO = {
     'rocky': lambda major, minor, name: 'rocky%d' % major,
     'oraclelinux': lambda major, minor, name: 'ol%d.%d' % (major, minor),
     'sles': _sles,
-    'opensuse': _opensuse,
+    'opensuse': lambda major, minor, name: 'opensuse%d.%d' % (major, minor),
     'ubuntu': lambda major, minor, name: 'ubuntu%d.%02d' % (major, minor),
     'debian': lambda major, minor, name: 'debian%d' % major,
     'fedora': lambda major, minor, name: 'fedora%d' % major,
@@ -557,11 +558,11 @@ def licence_weight(root):
     is the one that needs a licence."""
     family = os_family(root)
     if family == 'windows':
-        return 3
+        return 4
     if family == 'linux':
         distro, _ = linux_distro(root.distro, root.os_release)
-        return 2 if distro in LICENSED_DISTROS else 1
-    return 0 if family == UNKNOWN else 0.5
+        return 3 if distro in LICENSED_DISTROS else 2
+    return 0 if family == UNKNOWN else 1
 
 
 def choose_root(roots):
@@ -596,10 +597,10 @@ _ENCRYPTION_KINDS = (('crypto_luks', 'LUKS'), ('bitlocker', 'BitLocker'))
 def encryption_summary(devices, types=None):
     """'1 LUKS volume', '2 LUKS volumes, 1 BitLocker volume', or
     '1 encrypted volume' when the kind is not known."""
-    types = _mapping({str(k): v for k, v in _mapping(types).items()})
+    types = types if isinstance(types, dict) else {}
     counts = {}
     for device in devices or ():
-        kind = _token(types.get(str(device).lower()))
+        kind = _token(types.get(device))
         label = dict(_ENCRYPTION_KINDS).get(kind, 'encrypted')
         counts[label] = counts.get(label, 0) + 1
     order = [label for _, label in _ENCRYPTION_KINDS] + ['encrypted']
