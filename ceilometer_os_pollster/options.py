@@ -83,13 +83,16 @@ OPTS = [
         help='Seconds an inspection record stays valid when nothing about '
              'the instance changed (disks, image, qemu restart). After '
              'that it is refreshed in the background; the old record is '
-             'served until then. Default: once a day.'),
+             'served until then. Default: once a day. Records of disks '
+             'with no recognisable OS ("unknown") are re-checked with '
+             'backoff from retry_initial_delay up to this same period.'),
     cfg.FloatOpt(
         'record_ttl_jitter',
         default=0.1, min=0.0, max=0.5,
         help='Fraction of record_ttl by which each record\'s lifetime is '
-             'randomly shortened, so the VMs of one host do not all '
-             'expire (and launch appliances) at the same moment.'),
+             'randomly lengthened, so the VMs of one host do not all '
+             'expire (and launch appliances) at the same moment. '
+             'record_ttl stays the shortest lifetime.'),
     cfg.IntOpt(
         'retry_initial_delay',
         default=300, min=1,

@@ -1,0 +1,682 @@
+"""Inspection records on disk, mirrored in memory.
+
+Owns ``[os_inspection] cache_dir``: one JSON file per instance,
+``<cache_dir>/<instance_id>.json``::
+
+    {"schema": record.SCHEMA_VERSION, "record": OSRecord.to_dict(),
+     "expires_at": float, "failures": int, "retry_at": float,
+     "last_seen": float}
+
+(scheduling state lives beside the record, not in it), and the
+inspection locks ``<cache_dir>/.locks/<instance_id>.lock`` that keep two
+processes (agent, CLI, a second agent) from inspecting one VM at once.
+
+The poll path reads only the in-memory mirror: ``get`` does no file I/O
+once the directory has been loaded (lazily, once per process).
+``refresh`` re-reads files whose stat signature changed, so records
+written by other processes become visible once per poll cycle.
+
+Every file problem is a miss, never an exception: a corrupt, truncated,
+foreign or unreadable file is logged once and ignored.  A directory that
+cannot be written turns the cache memory-only (one ERROR) until a later
+write succeeds.
+"""
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import math
+import os
+import re
+import stat
+import tempfile
+import threading
+import time
+
+from oslo_log import log
+
+from ceilometer_os_pollster import record as record_mod
+
+LOG = log.getLogger(__name__)
+
+SUFFIX = '.json'
+LOCK_DIR = '.locks'
+# A record is a few KiB at most (17 fields of <= 255 characters).
+MAX_FILE_BYTES = 64 * 1024
+# How often a memory-only cache tries the disk again.
+DISK_RETRY_SECONDS = 600.0
+# last_seen rewrites per prune(): keeps end_cycle short on big hosts.
+MAX_SEEN_WRITES = 8
+# Temp files left by a process killed mid-write; younger ones may be in
+# use by another process right now.
+STALE_TEMP_SECONDS = 3600.0
+FILE_MODE = 0o644
+DIR_MODE = 0o750
+
+_ID_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z')
+_FIELDS = frozenset(('schema', 'record', 'expires_at', 'failures',
+                     'retry_at', 'last_seen'))
+_TIMES = ('expires_at', 'retry_at', 'last_seen')
+
+
+def valid_instance_id(instance_id):
+    """UUID-like: letters, digits and dashes, at most 64 characters.
+
+    Instance ids become file names, so nothing else may pass.
+    """
+    return isinstance(instance_id, str) and bool(_ID_RE.match(instance_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A record plus the scheduling state the cache keeps beside it."""
+
+    record: record_mod.OSRecord
+    expires_at: float = 0.0   # ok/encrypted: refresh after this
+    failures: int = 0         # consecutive failed/unknown inspections
+    retry_at: float = 0.0     # failures > 0: retry after this
+    last_seen: float = 0.0    # last time the instance was on this host
+
+    @property
+    def instance_id(self):
+        return self.record.instance_id
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def encode_entry(entry):
+    """The file content of an entry (UTF-8 JSON bytes)."""
+    doc = {
+        'schema': record_mod.SCHEMA_VERSION,
+        'record': entry.record.to_dict(),
+        'expires_at': float(entry.expires_at),
+        'failures': int(entry.failures),
+        'retry_at': float(entry.retry_at),
+        'last_seen': float(entry.last_seen),
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True,
+                      allow_nan=False).encode('utf-8')
+
+
+def _number(doc, name):
+    value = doc[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError('%s is not a number' % name)
+    if not math.isfinite(value):
+        raise ValueError('%s is not finite' % name)
+    return float(value)
+
+
+def decode_entry(data, instance_id):
+    """Parse file content; ValueError says why it is not a usable entry."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError('larger than %d bytes' % MAX_FILE_BYTES)
+    try:
+        doc = json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError('not JSON (%s)' % type(exc).__name__)
+    if not isinstance(doc, dict):
+        raise ValueError('not a JSON object')
+    if set(doc) != _FIELDS:
+        raise ValueError('unexpected keys')
+    schema = doc['schema']
+    if isinstance(schema, bool) or schema != record_mod.SCHEMA_VERSION:
+        raise ValueError('schema %r, expected %d'
+                         % (schema, record_mod.SCHEMA_VERSION))
+    times = {name: _number(doc, name) for name in _TIMES}
+    failures = doc['failures']
+    if (isinstance(failures, bool) or not isinstance(failures, int)
+            or failures < 0):
+        raise ValueError('failures is not a count')
+    try:
+        rec = record_mod.OSRecord.from_dict(doc['record'])
+    except (TypeError, ValueError) as exc:
+        raise ValueError('bad record (%s)' % exc)
+    if rec.instance_id != instance_id:
+        raise ValueError('record of another instance')
+    if rec.status == record_mod.STATUS_PENDING:
+        raise ValueError('pending record')
+    return Entry(record=rec, failures=failures, **times)
+
+
+def _signature(st):
+    # The inode changes on every os.replace, so equal mtimes within the
+    # filesystem's granularity cannot hide a rewrite.
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class RecordCache:
+    """One directory of records plus its in-memory mirror (thread-safe)."""
+
+    def __init__(self, directory, clock=time.time, forget_after=86400.0,
+                 disk_retry=DISK_RETRY_SECONDS):
+        self.directory = os.fspath(directory)
+        self._clock = clock
+        self._forget_after = forget_after
+        self._disk_retry = disk_retry
+        self._entries = {}         # id -> Entry
+        self._sigs = {}            # id -> signature of the file we know
+        self._persisted_seen = {}  # id -> last_seen as written on disk
+        self._dirty = set()        # ids whose memory state is not on disk
+        # Lock order: _disk, then _mem.  get() takes neither.
+        self._mem = threading.Lock()
+        self._disk = threading.RLock()
+        self._loaded = False
+        self._disk_ok = True
+        self._disk_retry_at = 0.0
+        self._dir_ready = False
+        self._warned = set()
+        self._held = set()         # in-process inspection locks
+        self._held_lock = threading.Lock()
+
+    # -- reading -----------------------------------------------------
+
+    def load(self):
+        """Read the directory (once per process); the number of entries."""
+        if not self._loaded:
+            with self._disk:
+                if not self._loaded:
+                    self._prepare_dir()
+                    self._scan()
+                    self._loaded = True
+        return len(self._entries)
+
+    def get(self, instance_id):
+        """The entry of an instance or None; memory only after load()."""
+        if not self._loaded:
+            self.load()
+        return self._entries.get(instance_id)
+
+    def entries(self):
+        self.load()
+        with self._mem:
+            return sorted(self._entries.values(),
+                          key=lambda e: e.instance_id)
+
+    def __len__(self):
+        return len(self._entries)
+
+    @property
+    def persistent(self):
+        """False while the cache is memory-only."""
+        return self._disk_ok
+
+    def refresh(self):
+        """Re-read files changed by other processes since the last look."""
+        if not self._loaded:
+            self.load()
+            return
+        with self._disk:
+            self._scan()
+
+    def reload(self, instance_id):
+        """Re-read one instance's file if it changed; its entry or None.
+
+        Workers call this under the inspection lock: another process may
+        have inspected the instance since the last refresh().
+        """
+        self.load()
+        if not valid_instance_id(instance_id):
+            return self._entries.get(instance_id)
+        with self._disk:
+            try:
+                st = os.lstat(self._path(instance_id))
+            except FileNotFoundError:
+                self._vanished(instance_id)
+            except OSError:
+                pass
+            else:
+                if self._sigs.get(instance_id) != _signature(st):
+                    self._read_into_memory(instance_id, _signature(st))
+        return self._entries.get(instance_id)
+
+    def _path(self, instance_id):
+        return os.path.join(self.directory, instance_id + SUFFIX)
+
+    def _prepare_dir(self):
+        if self._dir_ready:
+            return
+        try:
+            os.makedirs(self.directory, DIR_MODE, exist_ok=True)
+        except OSError as exc:
+            self._degrade(exc)
+        else:
+            self._dir_ready = True
+
+    def _scan(self):
+        # Caller holds _disk: no put() can interleave with the re-read.
+        try:
+            listing = list(os.scandir(self.directory))
+        except OSError as exc:
+            if self._disk_ok and self._dir_ready:
+                self._warn_once(('scandir',), 'Cannot list OS inspection '
+                                'cache directory %s: %s',
+                                self.directory, exc)
+            return
+        seen = set()
+        for item in listing:
+            name = item.name
+            if name.startswith('.'):
+                self._remove_stale_temp(item)
+                continue
+            instance_id = name[:-len(SUFFIX)]
+            if (not name.endswith(SUFFIX)
+                    or not valid_instance_id(instance_id)):
+                continue
+            try:
+                if not item.is_file(follow_symlinks=False):
+                    continue
+                sig = _signature(item.stat(follow_symlinks=False))
+            except OSError:
+                continue
+            seen.add(instance_id)
+            if self._sigs.get(instance_id) != sig:
+                self._read_into_memory(instance_id, sig)
+        for instance_id in set(self._sigs) - seen:
+            self._vanished(instance_id)
+
+    def _remove_stale_temp(self, item):
+        if not item.name.endswith('.tmp'):
+            return
+        try:
+            st = item.stat(follow_symlinks=False)
+            if time.time() - st.st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(item.path)
+        except OSError:
+            pass
+
+    def _vanished(self, instance_id):
+        # Removed by another process (e.g. the CLI's forget), unless we
+        # hold newer state that could not be written.
+        with self._mem:
+            self._sigs.pop(instance_id, None)
+            self._persisted_seen.pop(instance_id, None)
+            if instance_id not in self._dirty:
+                self._entries.pop(instance_id, None)
+
+    def _read_into_memory(self, instance_id, sig):
+        entry, sig, problem = self._read_file(instance_id, sig)
+        with self._mem:
+            if sig is None:
+                self._sigs.pop(instance_id, None)
+            else:
+                self._sigs[instance_id] = sig
+            if instance_id in self._dirty:
+                return
+            if entry is None:
+                self._entries.pop(instance_id, None)
+                self._persisted_seen.pop(instance_id, None)
+            else:
+                known = self._entries.get(instance_id)
+                self._persisted_seen[instance_id] = entry.last_seen
+                if known is not None and known.last_seen > entry.last_seen:
+                    entry = entry.replace(last_seen=known.last_seen)
+                self._entries[instance_id] = entry
+        if problem:
+            self._warn_once(
+                ('file', instance_id, sig),
+                'Ignoring OS inspection record %s: %s; the instance will '
+                'be inspected again', self._path(instance_id), problem)
+
+    def _read_file(self, instance_id, sig):
+        """(entry or None, signature, problem or None); never raises."""
+        path = self._path(instance_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None, None, None
+        except OSError as exc:
+            return None, sig, 'unreadable (%s)' % exc.strerror
+        try:
+            st = os.fstat(fd)
+            sig = _signature(st)
+            if not stat.S_ISREG(st.st_mode):
+                return None, sig, 'not a regular file'
+            chunks = []
+            size = 0
+            while size <= MAX_FILE_BYTES:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            return None, sig, 'unreadable (%s)' % exc.strerror
+        finally:
+            os.close(fd)
+        try:
+            entry = decode_entry(b''.join(chunks), instance_id)
+        except ValueError as exc:
+            return None, sig, str(exc)
+        # A file written by an older agent that did not persist last_seen
+        # recently still proves the instance existed at its mtime.
+        return entry.replace(
+            last_seen=max(entry.last_seen, st.st_mtime)), sig, None
+
+    # -- writing -----------------------------------------------------
+
+    def put(self, entry):
+        """Store an entry in memory and, if possible, on disk."""
+        if not isinstance(entry, Entry):
+            raise TypeError('RecordCache.put takes an Entry')
+        if entry.record.status == record_mod.STATUS_PENDING:
+            raise ValueError('pending records are never cached')
+        self.load()
+        with self._disk:
+            self._store(entry)
+
+    def _store(self, entry):
+        # Caller holds _disk.
+        instance_id = entry.instance_id
+        sig = self._persist(entry)
+        with self._mem:
+            self._entries[instance_id] = entry
+            if sig is None:
+                self._dirty.add(instance_id)
+            else:
+                self._dirty.discard(instance_id)
+                self._sigs[instance_id] = sig
+                self._persisted_seen[instance_id] = entry.last_seen
+        if sig is not None and self._dirty:
+            self._flush_dirty()
+
+    def _persist(self, entry):
+        """Write one entry's file; its signature, or None if not written."""
+        instance_id = entry.instance_id
+        if not valid_instance_id(instance_id):
+            self._warn_once(('id', instance_id),
+                            'Instance id %r cannot name a file; its OS '
+                            'inspection record is kept in memory only',
+                            instance_id)
+            return None
+        if not self._disk_ok and self._clock() < self._disk_retry_at:
+            return None
+        try:
+            if not self._dir_ready:
+                os.makedirs(self.directory, DIR_MODE, exist_ok=True)
+                self._dir_ready = True
+            sig = self._write_file(instance_id, encode_entry(entry))
+        except OSError as exc:
+            self._degrade(exc)
+            return None
+        if not self._disk_ok:
+            self._disk_ok = True
+            LOG.info('OS inspection cache directory %s is writable again; '
+                     'records are persisted from now on', self.directory)
+        return sig
+
+    def _flush_dirty(self):
+        # After a recovery: write what was kept in memory meanwhile.
+        with self._mem:
+            pending = [self._entries[i] for i in sorted(self._dirty)
+                       if i in self._entries and valid_instance_id(i)]
+        for entry in pending:
+            sig = self._persist(entry)
+            if sig is None:
+                return
+            with self._mem:
+                self._dirty.discard(entry.instance_id)
+                self._sigs[entry.instance_id] = sig
+                self._persisted_seen[entry.instance_id] = entry.last_seen
+
+    def _write_file(self, instance_id, data):
+        # Temp file in the same directory + fsync + rename: a reader (or
+        # a crash at any instant) sees the old file or the new one, never
+        # a mix.  Dot-prefixed so a scan never takes it for a record.
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % instance_id,
+                                   suffix='.tmp', dir=self.directory)
+        try:
+            try:
+                os.fchmod(fd, FILE_MODE)
+                self._adopt_owner(fd=fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._path(instance_id))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._fsync_dir()
+        return _signature(st)
+
+    def _fsync_dir(self):
+        # Makes the rename itself durable; best effort.
+        try:
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _adopt_owner(self, fd=None, path=None):
+        # A CLI run as root writes into the agent's directory: what it
+        # creates must stay replaceable and lockable by the agent's user.
+        if os.geteuid() != 0:
+            return
+        try:
+            st = os.stat(self.directory)
+            if (st.st_uid, st.st_gid) == (0, 0):
+                return
+            if fd is not None:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            else:
+                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        except OSError:
+            pass
+
+    def _degrade(self, exc):
+        self._disk_retry_at = self._clock() + self._disk_retry
+        self._dir_ready = False   # recreate it if it was removed
+        if not self._disk_ok:
+            LOG.debug('OS inspection cache directory %s still not '
+                      'writable: %s', self.directory, exc)
+            return
+        self._disk_ok = False
+        LOG.error(
+            'Cannot write OS inspection records to %(dir)s (%(err)s). '
+            'Keeping them in memory only: every agent restart will '
+            're-inspect all instances. Make the directory writable by '
+            'this user or set [os_inspection] cache_dir to one that is; '
+            'retrying every %(retry)d s.',
+            {'dir': self.directory,
+             'err': exc.strerror or exc, 'retry': self._disk_retry})
+
+    def _warn_once(self, key, message, *args):
+        if key not in self._warned:
+            self._warned.add(key)
+            LOG.warning(message, *args)
+
+    # -- forgetting --------------------------------------------------
+
+    def forget(self, instance_id):
+        """Drop an instance's record; True if there was one."""
+        self.load()
+        with self._disk:
+            return self._forget(instance_id)
+
+    def _forget(self, instance_id):
+        with self._mem:
+            existed = self._entries.pop(instance_id, None) is not None
+            self._sigs.pop(instance_id, None)
+            self._persisted_seen.pop(instance_id, None)
+            self._dirty.discard(instance_id)
+        if not valid_instance_id(instance_id):
+            return existed
+        try:
+            os.unlink(self._path(instance_id))
+            existed = True
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._warn_once(('unlink', instance_id),
+                            'Cannot delete OS inspection record %s: %s',
+                            self._path(instance_id), exc.strerror)
+        self._remove_lock_file(instance_id)
+        return existed
+
+    def forget_all(self):
+        """Drop every record (memory and disk); how many there were."""
+        self.load()
+        with self._disk:
+            ids = set(self._entries)
+            with contextlib.suppress(OSError):
+                for item in os.scandir(self.directory):
+                    instance_id = item.name[:-len(SUFFIX)]
+                    if (item.name.endswith(SUFFIX)
+                            and valid_instance_id(instance_id)):
+                        ids.add(instance_id)
+            return sum(1 for i in sorted(ids) if self._forget(i))
+
+    def prune(self, alive_ids, now=None, forget_after=None):
+        """Mark alive instances seen; drop those gone for forget_after.
+
+        Returns how many records were deleted.
+
+        last_seen is written back only every forget_after/4 (at least a
+        minute, at most MAX_SEEN_WRITES files per call), so a restarted
+        agent still knows what it saw lately and does not delete the
+        records of instances it merely has not listed yet.
+        """
+        self.load()
+        now = self._clock() if now is None else now
+        forget_after = (self._forget_after if forget_after is None
+                        else forget_after)
+        persist_every = max(60.0, forget_after / 4.0)
+        alive = set(alive_ids)
+        gone, stale_seen = [], []
+        with self._mem:
+            for instance_id, entry in self._entries.items():
+                if instance_id in alive:
+                    if entry.last_seen < now:
+                        self._entries[instance_id] = entry.replace(
+                            last_seen=now)
+                    persisted = self._persisted_seen.get(instance_id)
+                    if (persisted is not None
+                            and now - persisted >= persist_every):
+                        stale_seen.append(instance_id)
+                elif now - entry.last_seen >= forget_after:
+                    gone.append(instance_id)
+        deleted = 0
+        for instance_id in gone:
+            # Another process may have written it since our last look.
+            entry = self.reload(instance_id)
+            if entry is None or now - entry.last_seen < forget_after:
+                continue
+            deleted += 1
+            LOG.info('Forgetting the OS inspection record of instance %s: '
+                     'not seen on this host for %d s', instance_id,
+                     now - entry.last_seen)
+            self.forget(instance_id)
+        for instance_id in sorted(stale_seen)[:MAX_SEEN_WRITES]:
+            with self._disk:
+                entry = self._entries.get(instance_id)
+                if entry is not None:
+                    self._store(entry)
+        return deleted
+
+    # -- inspection locks --------------------------------------------
+
+    @contextlib.contextmanager
+    def inspection_lock(self, instance_id):
+        """Yield True if this thread may inspect the instance now.
+
+        Non-blocking: False means another thread or process is
+        inspecting it.  Across processes this is an flock() on
+        <cache_dir>/.locks/<id>.lock (released by the kernel if the
+        holder dies); when that file cannot be used the lock is
+        in-process only.
+        """
+        with self._held_lock:
+            mine = instance_id not in self._held
+            if mine:
+                self._held.add(instance_id)
+        if not mine:
+            yield False
+            return
+        fd = None
+        try:
+            fd = self._flock(instance_id)
+            yield fd is not False
+        finally:
+            if fd not in (None, False):
+                os.close(fd)
+            with self._held_lock:
+                self._held.discard(instance_id)
+
+    def _lock_path(self, instance_id):
+        return os.path.join(self.directory, LOCK_DIR,
+                            instance_id + '.lock')
+
+    def _flock(self, instance_id):
+        """An fd holding the lock, False if busy, None if unavailable."""
+        if not valid_instance_id(instance_id):
+            return None
+        path = self._lock_path(instance_id)
+        lock_dir = os.path.dirname(path)
+        if not os.path.isdir(lock_dir):
+            try:
+                os.makedirs(lock_dir, DIR_MODE, exist_ok=True)
+            except OSError as exc:
+                self._lock_unavailable(exc)
+                return None
+            self._adopt_owner(path=lock_dir)
+        for _attempt in range(3):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC
+                             | os.O_NOFOLLOW, FILE_MODE)
+            except OSError as exc:
+                self._lock_unavailable(exc)
+                return None
+            self._adopt_owner(fd=fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return False
+                self._lock_unavailable(exc)
+                return None
+            # forget() may have unlinked the file between open and flock;
+            # a lock on an unlinked inode excludes nobody.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except OSError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
+        return False
+
+    def _lock_unavailable(self, exc):
+        if self._disk_ok:
+            self._warn_once(('lock',), 'Cannot use inspection lock files '
+                            'under %s (%s): inspections are only '
+                            'serialised within this process',
+                            self.directory, exc)
+
+    def _remove_lock_file(self, instance_id):
+        # Only while holding it, so nobody is inside an inspection.
+        path = self._lock_path(instance_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -1,0 +1,517 @@
+"""RecordCache: file format, memory mirror, degradation, locks, pruning."""
+
+import errno
+import json
+import logging
+import os
+import time
+
+import pytest
+
+from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import record as record_mod
+
+ID_A = '0b1c2d3e-0000-4000-8000-00000000000a'
+ID_B = '0b1c2d3e-0000-4000-8000-00000000000b'
+
+
+class FakeClock:
+    """Starts at the real time: loaded records use real file mtimes."""
+
+    def __init__(self, now=None):
+        self.now = float(now if now is not None else int(time.time()))
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def ok_record(instance_id=ID_A, fingerprint='fp1', **fields):
+    values = dict(instance_id=instance_id, status=record_mod.STATUS_OK,
+                  os_family='windows', os_distro='windows',
+                  os_info='win2k22', os_edition='Datacenter',
+                  fingerprint=fingerprint, duration=41.2,
+                  inspected_at='2024-05-01T10:00:00Z')
+    values.update(fields)
+    return record_mod.OSRecord(**values)
+
+
+def entry(instance_id=ID_A, last_seen=0.0, **fields):
+    return cache_mod.Entry(record=ok_record(instance_id, **fields),
+                           expires_at=last_seen + 86400, failures=0,
+                           retry_at=0.0, last_seen=last_seen)
+
+
+def valid_doc(instance_id=ID_A):
+    return json.loads(cache_mod.encode_entry(entry(instance_id, 5.0)))
+
+
+def errors(caplog):
+    return [r for r in caplog.records if r.levelno == logging.ERROR]
+
+
+def warnings(caplog):
+    return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / 'records')
+
+
+# -- pure helpers --------------------------------------------------------
+
+@pytest.mark.parametrize('instance_id, valid', [
+    (ID_A, True),
+    ('instance-0000001a', True),
+    ('A' * 64, True),
+    ('A' * 65, False),
+    ('', False),
+    ('-leading-dash', False),
+    ('../etc/passwd', False),
+    ('a/b', False),
+    ('a.json', False),
+    ('.locks', False),
+    ('id with space', False),
+    ('id\n', False),
+    ('caf\u00e9', False),
+    (None, False),
+    (42, False),
+])
+def test_valid_instance_id(instance_id, valid):
+    assert cache_mod.valid_instance_id(instance_id) is valid
+
+
+def test_encode_decode_round_trip():
+    original = cache_mod.Entry(
+        record=ok_record(os_product_name='Windows Server 2022 \u00e9'),
+        expires_at=123.5, failures=2, retry_at=99.0, last_seen=7.0)
+    data = cache_mod.encode_entry(original)
+    assert json.loads(data)['schema'] == record_mod.SCHEMA_VERSION
+    assert cache_mod.decode_entry(data, ID_A) == original
+
+
+def _mutated(change):
+    doc = valid_doc()
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+BAD_FILES = [
+    ('empty', b''),
+    ('not json', b'{"schema": 1, "rec'),
+    ('truncated', cache_mod.encode_entry(entry())[:-7]),
+    ('not utf-8', b'\xff\xfe{}'),
+    ('a list', b'[1, 2]'),
+    ('deep nesting', b'[' * 60000),
+    ('too large', b' ' * (cache_mod.MAX_FILE_BYTES + 1)),
+    ('other schema', _mutated(lambda d: d.update(schema=99))),
+    ('schema as bool', _mutated(lambda d: d.update(schema=True))),
+    ('schema as string', _mutated(lambda d: d.update(schema='1'))),
+    ('missing key', _mutated(lambda d: d.pop('retry_at'))),
+    ('extra key', _mutated(lambda d: d.update(owner='x'))),
+    ('time as string', _mutated(lambda d: d.update(expires_at='soon'))),
+    ('time as bool', _mutated(lambda d: d.update(last_seen=True))),
+    ('failures negative', _mutated(lambda d: d.update(failures=-1))),
+    ('failures float', _mutated(lambda d: d.update(failures=1.5))),
+    ('NaN time', json.dumps(dict(valid_doc(), retry_at=float('nan')))
+     .encode()),
+    ('record not object', _mutated(lambda d: d.update(record='ok'))),
+    ('record unknown field',
+     _mutated(lambda d: d['record'].update(colour='red'))),
+    ('record bad status',
+     _mutated(lambda d: d['record'].update(status='great'))),
+    ('record bad type',
+     _mutated(lambda d: d['record'].update(os_version_major='10'))),
+    ('record of another instance',
+     _mutated(lambda d: d['record'].update(instance_id=ID_B))),
+    ('pending record',
+     _mutated(lambda d: d['record'].update(status='pending'))),
+]
+
+
+@pytest.mark.parametrize('name, data', BAD_FILES,
+                         ids=[n for n, _ in BAD_FILES])
+def test_decode_rejects(name, data):
+    with pytest.raises(ValueError):
+        cache_mod.decode_entry(data, ID_A)
+
+
+# -- memory mirror ---------------------------------------------------------
+
+def test_construction_touches_nothing(cache_dir, clock):
+    cache_mod.RecordCache(cache_dir, clock=clock)
+    assert not os.path.exists(cache_dir)
+
+
+def test_put_then_get_and_reload_in_new_instance(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    stored = entry(last_seen=clock.now)
+    cache.put(stored)
+    assert cache.get(ID_A) == stored
+    assert os.path.isfile(os.path.join(cache_dir, ID_A + '.json'))
+    assert [n for n in os.listdir(cache_dir) if n.endswith('.tmp')] == []
+    again = cache_mod.RecordCache(cache_dir, clock=clock)
+    assert again.get(ID_A).record == stored.record
+    assert again.get(ID_B) is None
+    assert len(again) == 1
+    assert [e.instance_id for e in again.entries()] == [ID_A]
+
+
+def test_get_does_no_file_io_after_load(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.put(entry(last_seen=clock.now))
+    cache.load()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError('file I/O on the poll path')
+
+    # Patched by hand and restored at once: os is global, pytest itself
+    # needs it between test phases.
+    names = ('open', 'stat', 'lstat', 'scandir', 'listdir', 'fstat',
+             'read')
+    saved = {name: getattr(os, name) for name in names}
+    for name in names:
+        setattr(os, name, forbidden)
+    try:
+        hit = cache.get(ID_A)
+        miss = cache.get(ID_B)
+    finally:
+        for name, value in saved.items():
+            setattr(os, name, value)
+    assert hit.record.os_info == 'win2k22'
+    assert miss is None
+
+
+def test_refresh_rereads_only_changed_files(cache_dir, clock, monkeypatch):
+    writer = cache_mod.RecordCache(cache_dir, clock=clock)
+    writer.put(entry(ID_A, last_seen=clock.now))
+    writer.put(entry(ID_B, last_seen=clock.now))
+    reader = cache_mod.RecordCache(cache_dir, clock=clock)
+    reader.load()
+    read = []
+    original = reader._read_file
+    monkeypatch.setattr(reader, '_read_file',
+                        lambda i, s: read.append(i) or original(i, s))
+    reader.refresh()
+    assert read == []
+    writer.put(entry(ID_B, last_seen=clock.now, os_edition='Standard'))
+    reader.refresh()
+    assert read == [ID_B]
+    assert reader.get(ID_B).record.os_edition == 'Standard'
+
+
+def test_refresh_drops_records_deleted_elsewhere(cache_dir, clock):
+    writer = cache_mod.RecordCache(cache_dir, clock=clock)
+    writer.put(entry(ID_A, last_seen=clock.now))
+    reader = cache_mod.RecordCache(cache_dir, clock=clock)
+    assert reader.get(ID_A) is not None
+    assert writer.forget(ID_A) is True
+    reader.refresh()
+    assert reader.get(ID_A) is None
+
+
+@pytest.mark.parametrize('name, data', BAD_FILES[:12],
+                         ids=[n for n, _ in BAD_FILES[:12]])
+def test_bad_file_is_a_miss_logged_once(cache_dir, clock, caplog, name,
+                                        data):
+    os.makedirs(cache_dir)
+    path = os.path.join(cache_dir, ID_A + '.json')
+    with open(path, 'wb') as f:
+        f.write(data)
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    assert cache.get(ID_A) is None
+    cache.refresh()
+    cache.refresh()
+    assert cache.reload(ID_A) is None
+    logged = [r for r in warnings(caplog) if path in r.getMessage()]
+    assert len(logged) == 1
+    # Fixed by a later write: visible again.
+    cache_mod.RecordCache(cache_dir, clock=clock).put(
+        entry(last_seen=clock.now))
+    cache.refresh()
+    assert cache.get(ID_A).record.os_info == 'win2k22'
+
+
+def test_unreadable_entries_in_directory_are_ignored(cache_dir, clock):
+    os.makedirs(os.path.join(cache_dir, ID_B + '.json'))   # a directory
+    os.symlink('/etc/hostname', os.path.join(cache_dir, ID_A + '.json'))
+    for name in ('notes.txt', 'bad id.json', '.hidden.json'):
+        with open(os.path.join(cache_dir, name), 'w') as f:
+            f.write('{}')
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    assert cache.load() == 0
+    assert cache.get(ID_A) is None and cache.get(ID_B) is None
+
+
+def test_stale_temp_files_removed_young_ones_kept(cache_dir, clock):
+    os.makedirs(cache_dir)
+    old = os.path.join(cache_dir, '.%s.abc.tmp' % ID_A)
+    young = os.path.join(cache_dir, '.%s.def.tmp' % ID_B)
+    for path in (old, young):
+        with open(path, 'w') as f:
+            f.write('{"schema": 1, "rec')
+    long_ago = time.time() - cache_mod.STALE_TEMP_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    assert cache.load() == 0
+    assert not os.path.exists(old)
+    assert os.path.exists(young)
+
+
+def test_put_rejects_pending_and_non_entries(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    with pytest.raises(ValueError):
+        cache.put(cache_mod.Entry(record=record_mod.OSRecord.pending(ID_A)))
+    with pytest.raises(TypeError):
+        cache.put(ok_record())
+
+
+def test_invalid_id_kept_in_memory_only(cache_dir, clock, caplog):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    bad = entry('../../etc/x', last_seen=clock.now)
+    cache.put(bad)
+    cache.put(bad)
+    assert cache.get('../../etc/x') == bad
+    assert os.listdir(cache_dir) == []
+    assert len(warnings(caplog)) == 1
+    with cache.inspection_lock('../../etc/x') as locked:
+        assert locked is True
+    assert os.listdir(cache_dir) == []
+
+
+# -- degradation ----------------------------------------------------------
+
+def test_directory_blocked_by_file_degrades_then_recovers(tmp_path, clock,
+                                                          caplog):
+    # Root ignores permission bits, so an unwritable directory is
+    # simulated by a regular file where the directory should be
+    # (a real EEXIST/ENOTDIR from the kernel).
+    caplog.set_level(logging.INFO)
+    path = tmp_path / 'records'
+    path.write_text('not a directory')
+    cache = cache_mod.RecordCache(str(path), clock=clock, disk_retry=600)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    cache.put(entry(ID_B, last_seen=clock.now))
+    assert cache.get(ID_A) is not None and cache.get(ID_B) is not None
+    assert cache.persistent is False
+    logged = errors(caplog)
+    assert len(logged) == 1
+    assert str(path) in logged[0].getMessage()
+    assert '[os_inspection] cache_dir' in logged[0].getMessage()
+    with cache.inspection_lock(ID_A) as locked:
+        assert locked is True
+        with cache.inspection_lock(ID_A) as again:
+            assert again is False
+    # Fixed, but no retry before disk_retry has passed.
+    path.unlink()
+    clock.advance(10)
+    cache.put(entry(ID_A, last_seen=clock.now, os_edition='Standard'))
+    assert not path.exists()
+    clock.advance(600)
+    cache.put(entry(ID_A, last_seen=clock.now, os_edition='Standard'))
+    assert cache.persistent is True
+    assert sorted(os.listdir(path)) == sorted([ID_A + '.json',
+                                               ID_B + '.json'])
+    assert any('writable again' in r.getMessage() for r in caplog.records)
+    assert len(errors(caplog)) == 1
+    reread = cache_mod.RecordCache(str(path), clock=clock)
+    assert reread.get(ID_A).record.os_edition == 'Standard'
+    assert reread.get(ID_B) is not None
+
+
+@pytest.mark.parametrize('code', [errno.ENOSPC, errno.EROFS, errno.EACCES,
+                                  errno.EDQUOT])
+def test_write_errors_degrade_with_one_error(cache_dir, clock, caplog,
+                                             monkeypatch, code):
+    # Injected: the kernel errors themselves are exercised for real in
+    # tests/functional/test_cache_processes.py.
+    cache = cache_mod.RecordCache(cache_dir, clock=clock, disk_retry=600)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    real_write = os.write
+
+    def failing_write(fd, data):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(cache_mod.os, 'write', failing_write)
+    for _ in range(3):
+        cache.put(entry(ID_B, last_seen=clock.now))
+    assert cache.get(ID_B) is not None
+    assert len(errors(caplog)) == 1
+    assert os.strerror(code) in errors(caplog)[0].getMessage()
+    assert os.listdir(cache_dir) == [ID_A + '.json']
+    clock.advance(601)
+    monkeypatch.setattr(cache_mod.os, 'write', real_write)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    assert sorted(os.listdir(cache_dir)) == sorted([ID_A + '.json',
+                                                    ID_B + '.json'])
+
+
+# -- locks ------------------------------------------------------------------
+
+def test_inspection_lock_is_exclusive_and_released(cache_dir, clock):
+    one = cache_mod.RecordCache(cache_dir, clock=clock)
+    other = cache_mod.RecordCache(cache_dir, clock=clock)
+    with one.inspection_lock(ID_A) as got:
+        assert got is True
+        with one.inspection_lock(ID_A) as same_cache:
+            assert same_cache is False
+        # Separate open file descriptions conflict like processes do.
+        with other.inspection_lock(ID_A) as other_cache:
+            assert other_cache is False
+        with other.inspection_lock(ID_B) as other_id:
+            assert other_id is True
+    with other.inspection_lock(ID_A) as after:
+        assert after is True
+    assert os.path.exists(os.path.join(cache_dir, '.locks', ID_A + '.lock'))
+
+
+def test_lock_released_when_body_raises(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    with pytest.raises(RuntimeError):
+        with cache.inspection_lock(ID_A) as got:
+            assert got is True
+            raise RuntimeError('boom')
+    with cache.inspection_lock(ID_A) as again:
+        assert again is True
+
+
+# -- forgetting ---------------------------------------------------------------
+
+def test_forget_and_forget_all(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    cache.put(entry(ID_B, last_seen=clock.now))
+    with cache.inspection_lock(ID_A):
+        pass
+    assert cache.forget(ID_A) is True
+    assert cache.forget(ID_A) is False
+    assert cache.get(ID_A) is None
+    assert not os.path.exists(os.path.join(cache_dir, ID_A + '.json'))
+    assert not os.path.exists(os.path.join(cache_dir, '.locks',
+                                           ID_A + '.lock'))
+    # A file written by someone else and not loaded yet is forgotten too.
+    cache_mod.RecordCache(cache_dir, clock=clock).put(
+        entry(ID_A, last_seen=clock.now))
+    assert cache.forget_all() == 2
+    assert len(cache) == 0
+    assert [n for n in os.listdir(cache_dir) if n.endswith('.json')] == []
+
+
+def test_forget_keeps_lock_file_of_running_inspection(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    other = cache_mod.RecordCache(cache_dir, clock=clock)
+    with other.inspection_lock(ID_A) as got:
+        assert got is True
+        cache.forget(ID_A)
+        with cache.inspection_lock(ID_A) as second:
+            assert second is False
+
+
+FORGET = 86400.0
+
+
+def test_prune_grace_period_and_deletion(cache_dir, clock, caplog):
+    caplog.set_level(logging.INFO)
+    cache = cache_mod.RecordCache(cache_dir, clock=clock,
+                                  forget_after=FORGET)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    cache.put(entry(ID_B, last_seen=clock.now))
+    clock.advance(FORGET - 1)
+    assert cache.prune([ID_A]) == 0
+    assert cache.get(ID_A).last_seen == clock.now
+    assert cache.get(ID_B) is not None
+    clock.advance(1)
+    assert cache.prune([ID_A]) == 1
+    assert cache.get(ID_B) is None
+    assert not os.path.exists(os.path.join(cache_dir, ID_B + '.json'))
+    assert cache.get(ID_A) is not None
+    assert any(ID_B in r.getMessage() and 'Forgetting' in r.getMessage()
+               for r in caplog.records)
+
+
+def test_prune_survives_restart(cache_dir, clock):
+    # The agent sees ID_A for days, then restarts: its persisted
+    # last_seen must keep the record although the last inspection
+    # (the last full write) is older than forget_after.
+    cache = cache_mod.RecordCache(cache_dir, clock=clock,
+                                  forget_after=FORGET)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    cache.put(entry(ID_B, last_seen=clock.now))
+    for _ in range(12):
+        clock.advance(FORGET / 4)
+        cache.prune([ID_A])
+    restarted = cache_mod.RecordCache(cache_dir, clock=clock,
+                                      forget_after=FORGET)
+    assert restarted.get(ID_B) is None   # gone for three days
+    seen = restarted.get(ID_A).last_seen
+    assert clock.now - seen <= FORGET / 4
+    # A restart after a long outage: instances not listed yet are only
+    # deleted once forget_after has passed since they were last seen.
+    clock.advance(FORGET - (clock.now - seen) - 5)
+    assert restarted.prune([]) == 0
+    assert restarted.get(ID_A) is not None
+    clock.advance(10)
+    assert restarted.prune([]) == 1
+
+
+def test_prune_respects_newer_write_by_other_process(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock,
+                                  forget_after=FORGET)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    clock.advance(FORGET + 5)
+    # The CLI inspected it a moment ago; we have not refreshed yet.
+    cache_mod.RecordCache(cache_dir, clock=clock).put(
+        entry(ID_A, last_seen=clock.now))
+    assert cache.prune([]) == 0
+    assert cache.get(ID_A) is not None
+    assert os.path.exists(os.path.join(cache_dir, ID_A + '.json'))
+
+
+def test_prune_spreads_last_seen_writes(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock,
+                                  forget_after=FORGET)
+    ids = ['%08d-0000-4000-8000-000000000000' % n for n in range(20)]
+    for instance_id in ids:
+        cache.put(entry(instance_id, last_seen=clock.now))
+    clock.advance(FORGET / 4)
+
+    def persisted_seen():
+        seen = []
+        for instance_id in ids:
+            path = os.path.join(cache_dir, instance_id + '.json')
+            with open(path, 'rb') as f:
+                seen.append(cache_mod.decode_entry(f.read(), instance_id)
+                            .last_seen)
+        return seen
+
+    written = []
+    for _ in range(3):
+        cache.prune(ids)
+        written.append(persisted_seen().count(clock.now))
+    limit = cache_mod.MAX_SEEN_WRITES
+    assert written == [limit, 2 * limit, 20]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to chown')
+def test_root_writes_into_agent_directory_keep_agent_owner(cache_dir, clock):
+    # The CLI run as root must not leave files the agent cannot replace.
+    os.makedirs(cache_dir)
+    os.chown(cache_dir, 4242, 4343)
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    with cache.inspection_lock(ID_A) as got:
+        assert got is True
+    for path in (os.path.join(cache_dir, ID_A + '.json'),
+                 os.path.join(cache_dir, '.locks'),
+                 os.path.join(cache_dir, '.locks', ID_A + '.lock')):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (4242, 4343), path
