@@ -1,0 +1,319 @@
+"""Engine.inspect with the real libguestfs appliance on phony guest images.
+
+A job is only domain XML, so no libvirt is needed.  One appliance per
+job, as in the product; each launch costs ~30-60 s under TCG, so every
+guest is inspected once (module-scoped cache) and the tests read that.
+Launches: 7 guests + 2 deliberately hung ones; the rbd tests never boot
+an appliance (qemu-img gives up during add_drive).
+"""
+
+import functools
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from oslo_config import cfg
+
+from ceilometer_os_pollster import appliance as A
+from ceilometer_os_pollster import engine as E
+from ceilometer_os_pollster import options
+from tests.guests import builder
+from tests.guests import catalog
+
+pytestmark = pytest.mark.appliance
+
+GUESTS = ('win2019-sql', 'win11-pro', 'rhel-9.4', 'almalinux-9.4', 'luks',
+          'blank', 'windows-bad-cmd')
+
+DISK = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+        "<source file='{path}'/><target dev='vda' bus='virtio'/></disk>")
+RBD_DISK = (
+    "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+    "<auth username='cinder'><secret type='ceph' uuid='{uuid}'/></auth>"
+    "<source protocol='rbd' name='volumes/volume-{uuid}'>{hosts}</source>"
+    "<target dev='vda' bus='virtio'/></disk>")
+DOMAIN = ("<domain type='qemu'><name>{name}</name><devices>{disks}"
+          "</devices></domain>")
+
+SECRET_UUID = '6b6c2f4e-0d57-4c1f-9b7a-3f1d2c4e5a60'
+# A well-formed cephx key (type 1, 16 secret bytes): librbd must get far
+# enough to use it.
+KEY = bytes.fromhex('0100' + '00' * 8 + '1000') + b'not-a-real-key!!'
+KEY_B64 = 'AQAAAAAAAAAAABAAbm90LWEtcmVhbC1rZXkhIQ=='
+
+
+def make_engine(tmp_root, **overrides):
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf([])
+    factory = overrides.pop('factory', None)
+    settings = dict(libguestfs_backend_settings=['force_tcg'],
+                    inspection_deadline=900, tmp_dir=str(tmp_root))
+    settings.update(overrides)
+    for name, value in settings.items():
+        conf.set_override(name, value, options.GROUP)
+    return E.Engine(conf, appliance_factory=factory)
+
+
+def job(name, disks):
+    return E.InspectionJob(instance_id='inst-' + name, domain_name=name,
+                           domain_xml=DOMAIN.format(name=name, disks=disks))
+
+
+def appliance_children():
+    """Our children that are appliance qemus, probes or their wrappers."""
+    return A.child_processes(lambda argv: any(
+        b'qemu' in arg or b'os-inspection-' in arg for arg in argv))
+
+
+@pytest.fixture(scope='module')
+def tmp_root(tmp_path_factory):
+    return tmp_path_factory.mktemp('inspection-tmp')
+
+
+@pytest.fixture(scope='module')
+def images():
+    paths = builder.build_all(GUESTS)
+    return {name: (path, builder.sha256(path)) for name, path in
+            paths.items()}
+
+
+@pytest.fixture(scope='module')
+def inspected(images, tmp_root):
+    """name -> OSRecord, each guest inspected at most once."""
+    engine = make_engine(tmp_root)
+    records = {}
+
+    def get(name):
+        if name not in records:
+            path = images[name][0]
+            records[name] = engine.inspect(job(name, DISK.format(
+                path=path)))
+        return records[name]
+
+    return get
+
+
+def expected_fields(name):
+    return catalog.GUESTS[name].expected.scored()
+
+
+@pytest.mark.parametrize('name', GUESTS)
+def test_record_matches_catalog(name, inspected):
+    rec = inspected(name)
+    actual = {field: getattr(rec, field) for field in expected_fields(name)}
+    assert actual == expected_fields(name), rec.reason
+    assert rec.fingerprint and rec.duration > 0 and rec.inspected_at
+    for value in rec.metadata().values():
+        if isinstance(value, str):
+            assert len(value) <= 255 and value.isprintable()
+
+
+def test_reasons_say_what_was_seen(inspected):
+    assert inspected('blank').reason == 'no filesystem found on 1 disk'
+    assert inspected('luks').reason == '1 LUKS volume'
+    assert inspected('windows-bad-cmd').reason == (
+        'inspection failed (inspect_os: unknown architecture: '
+        '/Windows/System32/cmd.exe); filesystems scanned one by one')
+    assert inspected('rhel-9.4').reason == ''
+
+
+# --------------------------------------------------------------------------
+# A hung appliance
+
+
+HANG_WRAPPER = '''#!{python}
+"""qemu for libguestfs' feature probes; {mode}."""
+import os, sys, time
+booting = '-kernel' in sys.argv
+if {hang_probes} or booting:
+    with open({pid_file!r}, 'a') as f:
+        f.write('%d\\n' % os.getpid())
+    time.sleep(3600)
+os.execv({qemu!r}, [{qemu!r}] + sys.argv[1:])
+'''
+
+
+def hung_engine(tmp_path, tmp_root, hang_probes):
+    import guestfs
+    pid_file = tmp_path / 'pids'
+    wrapper = tmp_path / 'qemu-hang'
+    wrapper.write_text(HANG_WRAPPER.format(
+        python=sys.executable, qemu=guestfs.GuestFS().get_hv(),
+        hang_probes=hang_probes, pid_file=str(pid_file),
+        mode='hangs in every probe' if hang_probes else
+             'hangs instead of booting the appliance'))
+    wrapper.chmod(0o755)
+    factory = functools.partial(A.Appliance, hv=str(wrapper))
+    engine = make_engine(tmp_root, inspection_deadline=30, factory=factory)
+    return engine, pid_file
+
+
+@pytest.mark.parametrize('hang_probes', [False, True],
+                         ids=['hung-launch', 'hung-probe'])
+def test_hung_appliance_is_killed_at_the_deadline(
+        hang_probes, tmp_path, tmp_root, images, inspected):
+    engine, pid_file = hung_engine(tmp_path, tmp_root, hang_probes)
+    started = time.monotonic()
+    rec = engine.inspect(job('hung', DISK.format(path=images['blank'][0])))
+    elapsed = time.monotonic() - started
+    assert (rec.status, rec.reason) == (
+        'failed', 'deadline: appliance killed after 30 s')
+    assert 30 <= elapsed < 45
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert pids
+    for pid in pids:
+        assert not os.path.exists('/proc/%d' % pid)
+    assert appliance_children() == []
+    assert list(tmp_root.iterdir()) == []
+    # The next inspection works.
+    assert inspected('blank').status == 'unknown'
+
+
+# --------------------------------------------------------------------------
+# rbd: no key on any command line, librbd reads our configuration
+
+
+class BlackHole:
+    """A TCP listener that accepts and never answers (a dead monitor)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()
+
+
+# Runs in its own process: ours holds the GIL while libguestfs runs
+# qemu-img inside add_drive.
+MONITOR = r'''
+import json, os, sys, time
+parent, out = int(sys.argv[1]), sys.argv[2]
+seen = {}
+deadline = time.time() + 90
+while time.time() < deadline and not seen:
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            with open('/proc/%s/stat' % pid, 'rb') as f:
+                if int(f.read().rsplit(b')', 1)[1].split()[1]) != parent:
+                    continue
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                cmdline = f.read()
+            with open('/proc/%s/environ' % pid, 'rb') as f:
+                environ = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if b'rbd:' in cmdline:
+            conf = cmdline.split(b':conf=')[1].split(b':')[0].decode()
+            folder = os.path.dirname(conf)
+            seen = dict(cmdline=cmdline.decode('latin-1'),
+                        environ=environ.decode('latin-1'), conf=conf,
+                        conf_text=open(conf).read(),
+                        modes=[oct(os.stat(p).st_mode & 0o777) for p in
+                               (folder, conf, folder + '/keyring')])
+            break
+    time.sleep(0.05)
+with open(out, 'w') as f:
+    json.dump(seen, f)
+'''
+
+
+def watch_children(tmp_path):
+    out = tmp_path / 'seen.json'
+    proc = subprocess.Popen([sys.executable, '-c', MONITOR,
+                             str(os.getpid()), str(out)])
+    return proc, out
+
+
+def test_rbd_key_never_on_a_command_line(tmp_path, tmp_root):
+    hole = BlackHole()
+    factory = functools.partial(A.Appliance,
+                                read_secret=lambda uri, spec: KEY)
+    engine = make_engine(tmp_root, libvirt_secret_uri='qemu:///system',
+                         factory=factory)
+    hosts = "<host name='127.0.0.1' port='%d'/>" % hole.port
+    monitor, out = watch_children(tmp_path)
+    try:
+        started = time.monotonic()
+        rec = engine.inspect(job('rbd', RBD_DISK.format(uuid=SECRET_UUID,
+                                                        hosts=hosts)))
+        elapsed = time.monotonic() - started
+        monitor.wait(timeout=120)
+    finally:
+        monitor.kill()
+        hole.close()
+    seen = json.loads(out.read_text())
+    assert seen, 'no rbd process seen'
+    # qemu-img opened the image with our conf, user and mount timeout...
+    assert ':conf=%s:' % seen['conf'] in seen['cmdline']
+    assert 'client_mount_timeout=%d' % A.RBD_MOUNT_TIMEOUT in seen['cmdline']
+    assert 'id=cinder' in seen['cmdline']
+    assert seen['conf'].startswith(str(tmp_root))
+    assert 'mon_host = 127.0.0.1:%d' % hole.port in seen['conf_text']
+    assert seen['modes'] == ['0o700', '0o600', '0o600']
+    # ...and the key is in no argument and no environment variable.
+    for text in (seen['cmdline'], seen['environ']):
+        assert KEY_B64 not in text
+        assert 'key=' not in text
+    # librbd gave up at our mount timeout; nothing is left behind.
+    assert hole.accepted >= 1
+    assert A.RBD_MOUNT_TIMEOUT <= elapsed < A.RBD_MOUNT_TIMEOUT + 15
+    assert rec.status == 'failed'
+    assert rec.reason.startswith('cannot open disk vda: qemu-img: ')
+    assert KEY_B64 not in rec.reason
+    assert list(tmp_root.iterdir()) == []
+    assert appliance_children() == []
+
+
+def test_rbd_without_secret_reads_the_ceph_conf_option(tmp_path, tmp_root):
+    # The monitors are only in this file: a connection to the black hole
+    # proves librbd read the file named by conf=.
+    hole = BlackHole()
+    conf = tmp_path / 'ceph.conf'
+    conf.write_text('[global]\nmon_host = 127.0.0.1:%d\n' % hole.port)
+    engine = make_engine(tmp_root, ceph_conf=str(conf))
+    try:
+        rec = engine.inspect(job('rbd-conf', RBD_DISK.format(
+            uuid=SECRET_UUID, hosts='')))
+    finally:
+        hole.close()
+    assert hole.accepted >= 1
+    assert rec.status == 'failed'
+    assert appliance_children() == []
+
+
+# --------------------------------------------------------------------------
+
+
+def test_images_unchanged(images, inspected):
+    """Last: every image still has the bytes it had before (all guests
+    were inspected by now; inspect any a -k selection skipped)."""
+    for name in GUESTS:
+        inspected(name)
+    for name, (path, digest) in images.items():
+        assert builder.sha256(pathlib.Path(path)) == digest, name

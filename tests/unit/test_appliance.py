@@ -1,0 +1,1198 @@
+"""The appliance against a fake guestfs handle (no qemu, no libguestfs).
+
+``FakeGuestfs`` is a module stand-in whose handles serve a small disk
+model (devices, filesystems, roots, files, registry hives) and record
+every call, so the tests can check what the appliance asked for (drive
+options, bounded reads) as well as what it made of the answers.
+"""
+
+import os
+import stat
+import types
+
+import pytest
+
+from ceilometer_os_pollster import appliance as A
+from ceilometer_os_pollster import drives
+from ceilometer_os_pollster import facts as F
+
+
+# --------------------------------------------------------------------------
+# The fake
+
+
+def utf16(text):
+    return text.encode('utf-16-le') + b'\x00\x00'
+
+
+def dword(number):
+    return number.to_bytes(4, 'little')
+
+
+class Hive:
+    """A registry tree: {'Key': Hive-or-dict} plus values {name: (type,
+    bytes)}; node and value handles are ids into one table."""
+
+    def __init__(self, values=None, **children):
+        self.values = dict(values or {})
+        self.children = {name: (child if isinstance(child, Hive)
+                                else Hive(**child))
+                         for name, child in children.items()}
+
+
+def hive_path(*names, values=None):
+    """A Hive holding ``values`` at the key path ``names``."""
+    node = Hive(values=values)
+    for name in reversed(names):
+        node = Hive(**{name: node})
+    return node
+
+
+def merge(*hives):
+    result = Hive()
+    for hive in hives:
+        _merge_into(result, hive)
+    return result
+
+
+def _merge_into(into, hive):
+    into.values.update(hive.values)
+    for name, child in hive.children.items():
+        if name in into.children:
+            _merge_into(into.children[name], child)
+        else:
+            into.children[name] = child
+
+
+class Disk:
+    """What the fake appliance sees once launched."""
+
+    def __init__(self, devices=('/dev/sda',), filesystems=None, roots=None,
+                 files=None, hives=None, inspect_error=None, fail=None,
+                 unmountable=(), hidden=None, lvs=()):
+        self.devices = list(devices)
+        self.filesystems = dict(filesystems or {})
+        # root device -> {'type':..., 'distro':..., 'mountpoints': {...}}
+        self.roots = dict(roots or {})
+        # filesystem device -> {path: bytes}
+        self.files = dict(files or {})
+        # (filesystem device, path) -> Hive
+        self.hives = dict(hives or {})
+        self.inspect_error = inspect_error
+        # method name -> exception raised when it is called
+        self.fail = dict(fail or {})
+        self.unmountable = set(unmountable)
+        # Block devices list_filesystems leaves out -> vfs_type (LUKS...).
+        self.hidden = dict(hidden or {})
+        self.lvs = list(lvs)
+
+
+class FakeHandle:
+    def __init__(self, module, **kwargs):
+        self.module = module
+        self.disk = module.disk
+        self.kwargs = kwargs
+        self.calls = []
+        self.drives = []
+        self.closed = False
+        self.launched = False
+        self.mounted = {}
+        self.settings = {}
+        self.callback = None
+        self.hive = None
+        self._nodes = []
+        self._values = []
+
+    def _call(self, name, *args):
+        self.calls.append((name,) + args)
+        if self.module.killed and self.launched:
+            raise RuntimeError('appliance closed the connection '
+                               'unexpectedly')
+        if name in self.disk.fail:
+            raise self.disk.fail[name]
+
+    def __getattr__(self, name):
+        if name.startswith('set_'):
+            def setter(*args):
+                self._call(name, *args)
+                self.settings[name[4:]] = args[0] if args else None
+            return setter
+        raise AttributeError(name)
+
+    # -- life cycle
+    def get_hv(self):
+        return self.settings.get('hv', '/usr/bin/qemu-system-x86_64')
+
+    def set_event_callback(self, callback, mask):
+        self._call('set_event_callback', mask)
+        self.callback = callback
+        return 1
+
+    def add_drive_opts(self, filename, **kwargs):
+        self._call('add_drive_opts', filename, kwargs)
+        self.drives.append((filename, kwargs))
+        hook = self.module.on_add_drive
+        if hook:
+            hook(filename, kwargs)
+
+    def launch(self):
+        self._call('launch')
+        if self.callback:
+            self.callback(0x10, 1, b'appliance says \x1b[31mhello\n', [])
+        if self.module.on_launch:
+            self.module.on_launch()
+        self.launched = True
+        if self.module.killed:
+            raise RuntimeError('guestfs launch failed: qemu killed')
+
+    def get_pid(self):
+        self._call('get_pid')
+        return 4242
+
+    def close(self):
+        self.calls.append(('close',))
+        self.closed = True
+
+    # -- inspection
+    def list_devices(self):
+        self._call('list_devices')
+        return list(self.disk.devices)
+
+    def list_filesystems(self):
+        self._call('list_filesystems')
+        return dict(self.disk.filesystems)
+
+    def list_partitions(self):
+        self._call('list_partitions')
+        return sorted(d for d in list(self.disk.filesystems) +
+                      list(self.disk.hidden)
+                      if d.startswith('/dev/sd') and d[-1].isdigit())
+
+    def lvs(self):
+        self._call('lvs')
+        return list(self.disk.lvs)
+
+    def vfs_type(self, device):
+        self._call('vfs_type', device)
+        if device in self.disk.hidden:
+            return self.disk.hidden[device]
+        return self.disk.filesystems.get(device, '')
+
+    def inspect_os(self):
+        self._call('inspect_os')
+        if self.module.on_inspect:
+            self.module.on_inspect()
+            self._call('inspect_os')
+        if self.disk.inspect_error:
+            raise RuntimeError(self.disk.inspect_error)
+        return list(self.disk.roots)
+
+    def _root(self, name, root, default):
+        self._call(name, root)
+        return self.disk.roots[root].get(name[len('inspect_get_'):],
+                                         default)
+
+    def inspect_get_type(self, root):
+        return self._root('inspect_get_type', root, 'unknown')
+
+    def inspect_get_distro(self, root):
+        return self._root('inspect_get_distro', root, 'unknown')
+
+    def inspect_get_osinfo(self, root):
+        return self._root('inspect_get_osinfo', root, 'unknown')
+
+    def inspect_get_product_name(self, root):
+        return self._root('inspect_get_product_name', root, 'unknown')
+
+    def inspect_get_product_variant(self, root):
+        return self._root('inspect_get_product_variant', root, 'unknown')
+
+    def inspect_get_arch(self, root):
+        return self._root('inspect_get_arch', root, 'unknown')
+
+    def inspect_get_major_version(self, root):
+        return self._root('inspect_get_major_version', root, 0)
+
+    def inspect_get_minor_version(self, root):
+        return self._root('inspect_get_minor_version', root, 0)
+
+    def inspect_get_mountpoints(self, root):
+        return self._root('inspect_get_mountpoints', root, {'/': root})
+
+    def inspect_get_windows_software_hive(self, root):
+        return self._root('inspect_get_windows_software_hive', root,
+                          '/Windows/System32/config/SOFTWARE')
+
+    def part_to_dev(self, device):
+        self._call('part_to_dev', device)
+        base = device.rstrip('0123456789')
+        if base == device or not base.startswith('/dev/sd'):
+            raise RuntimeError('part_to_dev: not a partition')
+        return base
+
+    def vgpvuuids(self, vg):
+        self._call('vgpvuuids', vg)
+        return ['uuid-' + pv for pv in self.module.lvm.get(vg, ())]
+
+    def pvs(self):
+        self._call('pvs')
+        return [pv for pvs in self.module.lvm.values() for pv in pvs]
+
+    def pvuuid(self, pv):
+        self._call('pvuuid', pv)
+        return 'uuid-' + pv
+
+    # -- files
+    def mount_ro(self, device, mountpoint):
+        self._call('mount_ro', device, mountpoint)
+        if device not in self.disk.filesystems:
+            raise RuntimeError('mount_ro: %s: no such device' % device)
+        if device in self.disk.unmountable:
+            raise RuntimeError('mount_ro: %s: wrong fs type' % device)
+        self.mounted[mountpoint] = device
+
+    def umount_all(self):
+        self._call('umount_all')
+        self.mounted = {}
+
+    def _lookup(self, path):
+        for mountpoint in sorted(self.mounted, key=len, reverse=True):
+            prefix = mountpoint.rstrip('/') + '/'
+            if path == mountpoint or path.startswith(prefix):
+                files = self.disk.files.get(self.mounted[mountpoint], {})
+                rest = '/' + path[len(prefix):] if mountpoint != '/' \
+                    else path
+                return files.get(rest)
+        raise RuntimeError('%s: nothing mounted' % path)
+
+    def is_file(self, path, followsymlinks=None):
+        self._call('is_file', path)
+        return self._lookup(path) is not None
+
+    def filesize(self, path):
+        self._call('filesize', path)
+        return len(self._lookup(path))
+
+    def read_file(self, path):
+        self._call('read_file', path)
+        return self._lookup(path)
+
+    def pread(self, path, count, offset):
+        self._call('pread', path, count, offset)
+        return self._lookup(path)[offset:offset + count]
+
+    def case_sensitive_path(self, path):
+        self._call('case_sensitive_path', path)
+        device = self.mounted.get('/')
+        for real in self.disk.files.get(device, {}):
+            if real.lower() == path.lower():
+                return real
+        return path
+
+    # -- hivex
+    def hivex_open(self, path, write=None):
+        self._call('hivex_open', path, write)
+        device = self.mounted.get('/')
+        if (device, path) not in self.disk.hives:
+            raise RuntimeError('hivex_open: %s: no such file' % path)
+        self.hive = self.disk.hives[(device, path)]
+        self._nodes = [None, self.hive]
+        self._values = [None]
+
+    def hivex_close(self):
+        self._call('hivex_close')
+        self.hive = None
+
+    def hivex_root(self):
+        self._call('hivex_root')
+        return 1
+
+    def hivex_node_get_child(self, node, name):
+        self._call('hivex_node_get_child', node, name)
+        for key, child in self._nodes[node].children.items():
+            if key.lower() == name.lower():
+                self._nodes.append(child)
+                return len(self._nodes) - 1
+        return 0
+
+    def hivex_node_get_value(self, node, name):
+        self._call('hivex_node_get_value', node, name)
+        for key, value in self._nodes[node].values.items():
+            if key.lower() == name.lower():
+                self._values.append(value)
+                return len(self._values) - 1
+        return 0
+
+    def hivex_node_values(self, node):
+        self._call('hivex_node_values', node)
+        result = []
+        for value in self._nodes[node].values.values():
+            self._values.append(value)
+            result.append({'hivex_value_h': len(self._values) - 1})
+        return result
+
+    def hivex_value_type(self, valueh):
+        self._call('hivex_value_type', valueh)
+        return self._values[valueh][0]
+
+    def hivex_value_value(self, valueh):
+        self._call('hivex_value_value', valueh)
+        return self._values[valueh][1]
+
+
+class FakeGuestfs:
+    """Stands in for the guestfs module."""
+
+    EVENT_APPLIANCE = 0x10
+    EVENT_WARNING = 0x80
+
+    def __init__(self, disk=None):
+        self.disk = disk or Disk()
+        self.handles = []
+        self.killed = False
+        self.lvm = {}
+        self.on_add_drive = None
+        self.on_launch = None
+        self.on_inspect = None
+
+    def GuestFS(self, **kwargs):
+        handle = FakeHandle(self, **kwargs)
+        self.handles.append(handle)
+        return handle
+
+    @property
+    def handle(self):
+        return self.handles[-1]
+
+
+class FakeTimer:
+    """threading.Timer that only fires when a test says so."""
+
+    made = []
+
+    def __init__(self, interval, function):
+        self.interval = interval
+        self.function = function
+        self.started = self.cancelled = False
+        FakeTimer.made.append(self)
+
+    def start(self):
+        self.started = True
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class Deadline:
+    """Wires a fake handle, timer and killer: the deadline passes when
+    the handle reaches ``when`` ('add_drive', 'launch' or 'inspect')."""
+
+    def __init__(self, module, when):
+        self.module = module
+        self.killed = []
+        self.timers = []
+        setattr(module, 'on_' + when, self.expire)
+
+    def timer(self, interval, function):
+        timer = FakeTimer(interval, function)
+        self.timers.append(timer)
+        return timer
+
+    def killer(self, pid):
+        self.killed.append(pid)
+        self.module.killed = True
+
+    def expire(self, *args):
+        self.timers[-1].function()
+
+
+OPTS = dict(appliance_memory_mb=768, inspection_deadline=300,
+            libguestfs_backend='direct', libguestfs_backend_settings=[],
+            appliance_cache_dir='', tmp_dir='', inspect_all_disks=False,
+            libvirt_secret_uri='', ceph_conf='/etc/ceph/ceph.conf')
+
+
+def opts(**changes):
+    values = dict(OPTS)
+    values.update(changes)
+    return types.SimpleNamespace(**values)
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / 'disk.raw'
+    path.write_bytes(b'\0' * 4096)
+    return str(path)
+
+
+def spec(path, target='vda', label='vda', **kwargs):
+    kwargs.setdefault('kind', drives.KIND_FILE)
+    return drives.DriveSpec(target=target, path=path, label=label, **kwargs)
+
+
+def no_processes(predicate):
+    return []
+
+
+def run(module, specs, deadline=None, **kwargs):
+    """Appliance.inspect() with fakes everywhere; returns the facts."""
+    kwargs.setdefault('find_processes', no_processes)
+    if deadline is not None:
+        kwargs.setdefault('timer', deadline.timer)
+        kwargs.setdefault('killer', deadline.killer)
+    else:
+        kwargs.setdefault('timer', FakeTimer)
+        kwargs.setdefault('killer', pytest.fail)
+    app = A.Appliance(kwargs.pop('opts', None) or opts(), specs,
+                      guestfs_module=module, **kwargs)
+    return app.inspect()
+
+
+def calls(handle, name):
+    return [c for c in handle.calls if c[0] == name]
+
+
+# --------------------------------------------------------------------------
+# Configuration and drives
+
+
+def test_handle_configured_from_options(image, tmp_path):
+    module = FakeGuestfs()
+    run(module, [spec(image)],
+        opts=opts(appliance_memory_mb=1024, libguestfs_backend='direct',
+                  libguestfs_backend_settings=['force_tcg'],
+                  appliance_cache_dir='/var/cache/x', tmp_dir=str(tmp_path)))
+    handle = module.handle
+    assert handle.kwargs == {'python_return_dict': True,
+                             'close_on_exit': False}
+    assert handle.settings['memsize'] == 1024
+    assert handle.settings['backend'] == 'direct'
+    assert handle.settings['backend_settings'] == ['force_tcg']
+    assert handle.settings['cachedir'] == '/var/cache/x'
+    assert handle.settings['network'] is False
+    assert handle.settings['autosync'] is False
+    assert handle.settings['verbose'] is False
+    assert handle.settings['trace'] is False
+    # A private directory under tmp_dir, gone afterwards.
+    private = handle.settings['tmpdir']
+    assert os.path.dirname(private) == str(tmp_path)
+    assert not os.path.exists(private)
+
+
+def test_backend_settings_left_alone_when_option_empty(image):
+    module = FakeGuestfs()
+    run(module, [spec(image)])
+    assert 'backend_settings' not in module.handle.settings
+    assert 'cachedir' not in module.handle.settings
+
+
+def test_every_drive_read_only_with_explicit_format(image, tmp_path):
+    second = tmp_path / 'data.qcow2'
+    second.write_bytes(b'QFI\xfb')
+    module = FakeGuestfs(Disk(devices=['/dev/sda', '/dev/sdb']))
+    facts = run(module, [spec(image, format='raw'),
+                         spec(str(second), target='vdb', label='vdb',
+                              format='qcow2')])
+    assert module.handle.drives == [
+        (image, {'readonly': True, 'format': 'raw', 'label': 'vda'}),
+        (str(second), {'readonly': True, 'format': 'qcow2',
+                       'label': 'vdb'}),
+    ]
+    assert facts.drives == 2
+
+
+def test_drive_without_format_is_refused(image):
+    module = FakeGuestfs()
+    with pytest.raises(A.ApplianceError) as err:
+        run(module, [spec(image, format='')])
+    assert err.value.reason == 'vda: disk format unknown'
+    assert module.handle.drives == []
+    assert module.handle.closed
+
+
+@pytest.mark.parametrize('protocol,hosts,socket,path,server', [
+    ('nbd', (), '/run/nbd.sock', 'export', ['unix:/run/nbd.sock']),
+    ('nbd', (('10.0.0.5', '10809'),), '', '', ['tcp:10.0.0.5:10809']),
+    ('iscsi', (('10.0.0.6', '3260'),), '', 'iqn.2024-01.x:tgt/1',
+     ['tcp:10.0.0.6:3260']),
+    ('iscsi', (('fd00::6', '3260'),), '', 'iqn.2024-01.x:tgt/1',
+     ['tcp:[fd00::6]:3260']),
+])
+def test_network_drive_options(protocol, hosts, socket, path, server):
+    module = FakeGuestfs()
+    run(module, [spec(path, kind=drives.KIND_NETWORK, protocol=protocol,
+                      hosts=hosts, socket=socket, username='')])
+    filename, kwargs = module.handle.drives[0]
+    assert filename == path
+    assert kwargs == {'readonly': True, 'format': 'raw', 'label': 'vda',
+                      'protocol': protocol, 'server': server}
+
+
+def test_network_drive_with_secret_other_than_rbd_is_refused():
+    module = FakeGuestfs()
+    with pytest.raises(A.ApplianceError) as err:
+        run(module, [spec('iqn.x:t/1', kind=drives.KIND_NETWORK,
+                          protocol='iscsi', hosts=(('h', '3260'),),
+                          username='u', secret_type='iscsi',
+                          secret_uuid='1234')])
+    assert err.value.reason == ('vda: iscsi disks with a secret are not '
+                                'supported')
+    assert module.handle.drives == []
+
+
+RBD = dict(kind=drives.KIND_NETWORK, protocol='rbd', format='raw',
+           hosts=(('10.0.0.1', '6789'), ('fd00::2', '6789')),
+           username='cinder', secret_type='ceph',
+           secret_uuid='7a3c3f37-2b1b-4bd4-9fd8-2a5d8f3c1e11')
+KEY = bytes(range(1, 29))
+
+
+def test_rbd_without_libvirt_secret_uses_ceph_conf_option():
+    module = FakeGuestfs()
+    run(module, [spec('volumes/volume-1', **RBD)],
+        opts=opts(ceph_conf='/etc/ceph/ceph.conf'),
+        read_secret=lambda uri, s: pytest.fail('secret read'))
+    filename, kwargs = module.handle.drives[0]
+    assert filename == ('volumes/volume-1:conf=/etc/ceph/ceph.conf'
+                        ':client_mount_timeout=%d' % A.RBD_MOUNT_TIMEOUT)
+    assert kwargs == {'readonly': True, 'format': 'raw', 'label': 'vda',
+                      'protocol': 'rbd', 'username': 'cinder',
+                      'server': ['tcp:10.0.0.1:6789', 'tcp:[fd00::2]:6789']}
+    assert 'secret' not in kwargs
+
+
+def test_rbd_key_goes_to_a_private_keyring_never_to_libguestfs(tmp_path):
+    module = FakeGuestfs()
+    seen = {}
+
+    def on_add_drive(filename, kwargs):
+        conf = filename.split(':conf=')[1].split(':')[0]
+        seen['conf'] = conf
+        seen['conf_text'] = open(conf).read()
+        keyring = os.path.join(os.path.dirname(conf), 'keyring')
+        seen['keyring_text'] = open(keyring).read()
+        seen['modes'] = [stat.S_IMODE(os.stat(p).st_mode)
+                         for p in (os.path.dirname(conf), conf, keyring)]
+        seen['args'] = repr((filename, kwargs))
+
+    module.on_add_drive = on_add_drive
+    asked = []
+    run(module, [spec('volumes/volume-1', **RBD)],
+        opts=opts(libvirt_secret_uri='qemu:///system',
+                  tmp_dir=str(tmp_path)),
+        read_secret=lambda uri, s: asked.append((uri, s.secret_uuid)) or KEY)
+    key_b64 = 'AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHA=='
+    assert asked == [('qemu:///system', RBD['secret_uuid'])]
+    assert seen['keyring_text'] == '[client.cinder]\n\tkey = %s\n' % key_b64
+    assert seen['conf_text'] == (
+        '[global]\nmon_host = 10.0.0.1:6789,[fd00::2]:6789\n'
+        'keyring = %s\n' % os.path.join(os.path.dirname(seen['conf']),
+                                        'keyring'))
+    assert seen['modes'] == [0o700, 0o600, 0o600]
+    assert key_b64 not in seen['args'] and 'secret' not in seen['args']
+    # Everything private is gone afterwards.
+    assert not os.path.exists(seen['conf'])
+    assert os.listdir(tmp_path) == []
+
+
+def test_rbd_secret_read_failure_is_a_reason(tmp_path):
+    def broken(uri, s):
+        raise RuntimeError('Secret not found: no secret with matching '
+                           'uuid \'7a3c\'')
+    with pytest.raises(A.ApplianceError) as err:
+        run(FakeGuestfs(), [spec('volumes/volume-1', **RBD)],
+            opts=opts(libvirt_secret_uri='qemu:///system',
+                      tmp_dir=str(tmp_path)), read_secret=broken)
+    assert err.value.reason.startswith('vda: cannot read the rbd secret: '
+                                       'Secret not found')
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('name', ['pool/img:conf=/evil', 'pool/img,x',
+                                  'pool/im g', ''])
+def test_rbd_names_that_would_inject_options_are_refused(name):
+    with pytest.raises(A.ApplianceError) as err:
+        A.rbd_image_name(spec(name, **RBD), '')
+    assert err.value.reason == 'unsupported rbd image name'
+
+
+def test_read_libvirt_secret_uses_a_read_write_connection(monkeypatch):
+    opened = []
+
+    class Conn:
+        def secretLookupByUUIDString(self, uuid):
+            opened.append(('uuid', uuid))
+            return types.SimpleNamespace(value=lambda: KEY)
+
+        def secretLookupByUsage(self, kind, usage):
+            opened.append(('usage', kind, usage))
+            return types.SimpleNamespace(value=lambda: KEY)
+
+        def close(self):
+            opened.append('closed')
+
+    fake = types.SimpleNamespace(
+        VIR_SECRET_USAGE_TYPE_CEPH=5,
+        open=lambda uri: opened.append(('open', uri)) or Conn(),
+        openReadOnly=lambda uri: pytest.fail('read-only connection'))
+    monkeypatch.setitem(__import__('sys').modules, 'libvirt', fake)
+    by_uuid = spec('p/i', **RBD)
+    by_usage = spec('p/i', **dict(RBD, secret_uuid='',
+                                  secret_usage='client.cinder secret'))
+    assert A.read_libvirt_secret('qemu:///system', by_uuid) == KEY
+    assert A.read_libvirt_secret('qemu:///system', by_usage) == KEY
+    assert opened == [('open', 'qemu:///system'),
+                      ('uuid', RBD['secret_uuid']), 'closed',
+                      ('open', 'qemu:///system'),
+                      ('usage', 5, 'client.cinder secret'), 'closed']
+
+
+def test_unreadable_boot_disk_gives_a_clear_reason(tmp_path):
+    missing = str(tmp_path / 'gone.qcow2')
+    module = FakeGuestfs()
+    with pytest.raises(A.ApplianceError) as err:
+        run(module, [spec(missing)])
+    assert err.value.reason == ('cannot open disk: %s: No such file or '
+                                'directory' % missing)
+    assert calls(module.handle, 'launch') == []
+    assert module.handle.closed
+
+
+def test_unreadable_data_disk_is_skipped_with_a_warning(image, tmp_path):
+    module = FakeGuestfs()
+    facts = run(module, [spec(image),
+                         spec(str(tmp_path / 'gone'), target='vdb',
+                              label='vdb')])
+    assert [d[0] for d in module.handle.drives] == [image]
+    assert facts.drives == 1
+    assert facts.warnings == ['vdb skipped: cannot open disk: %s: No such '
+                              'file or directory' % (tmp_path / 'gone')]
+
+
+def test_disk_index_follows_specs_when_drives_are_left_out(image, tmp_path):
+    # vdb is encrypted by qemu (not added), vdc unreadable (skipped): the
+    # appliance's /dev/sdb is vdd, the fourth spec.
+    module = FakeGuestfs(Disk(
+        devices=['/dev/sda', '/dev/sdb'],
+        filesystems={'/dev/sda1': 'ext4', '/dev/sdb1': 'ext4'},
+        roots={'/dev/sda1': {'type': 'linux'},
+               '/dev/sdb1': {'type': 'windows'}}))
+    facts = run(module, [
+        spec(image),
+        spec(image, target='vdb', label='vdb', encryption='luks'),
+        spec(str(tmp_path / 'gone'), target='vdc', label='vdc'),
+        spec(image, target='vdd', label='vdd')])
+    assert [(r.device, r.disk_index) for r in facts.roots] == [
+        ('/dev/sda1', 0), ('/dev/sdb1', 3)]
+    assert [d[1]['label'] for d in module.handle.drives] == ['vda', 'vdd']
+    assert facts.drives == 3
+
+
+def test_unusable_tmp_dir_is_a_reason(image, tmp_path):
+    with pytest.raises(A.ApplianceError) as err:
+        run(FakeGuestfs(), [spec(image)],
+            opts=opts(tmp_dir=str(tmp_path / 'missing')))
+    assert err.value.reason == ('cannot create a temporary directory in '
+                                '%s: No such file or directory'
+                                % (tmp_path / 'missing'))
+
+
+def test_qemu_encrypted_disks_are_reported_not_opened(image):
+    module = FakeGuestfs()
+    facts = run(module, [spec(image, encryption='luks')])
+    assert module.handles == []          # no appliance at all
+    assert facts.encrypted_devices == ['vda']
+    assert facts.encrypted_types == {'vda': 'crypto_LUKS'}
+
+
+def test_appliance_log_lines_are_kept_clean_and_bounded(image):
+    module = FakeGuestfs(Disk(fail={'list_devices': RuntimeError('boom')}))
+    app = A.Appliance(opts(), [spec(image)], guestfs_module=module,
+                      timer=FakeTimer, find_processes=no_processes)
+    with pytest.raises(A.ApplianceError):
+        app.inspect()
+    assert list(app.log_lines) == ['appliance says hello']
+    for n in range(A.MAX_LOG_LINES + 5):
+        app._on_event(0x10, 1, ('line %d\n' % n).encode(), [])
+    assert len(app.log_lines) == A.MAX_LOG_LINES
+
+
+# --------------------------------------------------------------------------
+# Close always, errors
+
+
+@pytest.mark.parametrize('failing', ['add_drive_opts', 'launch',
+                                     'list_devices'])
+def test_handle_closed_and_reason_safe_on_failure(image, failing):
+    error = RuntimeError('%s: /tmp/x key=AQBzZWNyZXQ= failed\nTo see full '
+                         'error messages you may need to enable debugging'
+                         % failing)
+    module = FakeGuestfs(Disk(fail={failing: error}))
+    with pytest.raises(A.ApplianceError) as err:
+        run(module, [spec(image)])
+    assert module.handle.closed
+    prefix = 'cannot open disk vda: ' if failing == 'add_drive_opts' else ''
+    assert err.value.reason == prefix + '%s: /tmp/x key=*** failed' % failing
+
+
+def test_handle_closed_on_unexpected_exception(image):
+    module = FakeGuestfs(Disk(fail={'list_devices': KeyError('bug')}))
+    with pytest.raises(KeyError):
+        run(module, [spec(image)])
+    assert module.handle.closed
+
+
+def test_missing_guestfs_module_is_a_reason(image, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == 'guestfs':
+            raise ImportError('No module named guestfs')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', fake_import)
+    assert A.guestfs_available() == (False, 'No module named guestfs')
+    with pytest.raises(A.ApplianceError) as err:
+        A.Appliance(opts(), [spec(image)], timer=FakeTimer).inspect()
+    assert err.value.reason == ('libguestfs Python module missing: No '
+                                'module named guestfs')
+
+
+def test_short_error_hides_private_dir_and_keeps_first_line():
+    exc = RuntimeError('qemu-img: /tmp/os-inspection-abc/libguestfsX/'
+                       'overlay1.qcow2: exited with error status 1.\n'
+                       'To see full error messages...')
+    assert A.short_error(exc, '/tmp/os-inspection-abc') == (
+        'qemu-img: .../libguestfsX/overlay1.qcow2: exited with error '
+        'status 1.')
+    assert A.short_error(RuntimeError('')) == 'RuntimeError'
+    assert len(A.short_error(RuntimeError('x' * 5000))) == A.MAX_REASON
+
+
+# --------------------------------------------------------------------------
+# Deadline
+
+
+def test_deadline_during_launch_kills_and_raises(image):
+    module = FakeGuestfs()
+    deadline = Deadline(module, 'launch')
+    marked = []
+
+    def find(predicate):
+        marked.append(predicate)
+        private = module.handle.settings['tmpdir'].encode()
+        hung_qemu = [b'/usr/bin/qemu-system-x86_64', b'-drive',
+                     b'file=' + private + b'/libguestfsX/overlay1.qcow2']
+        return [31337] if predicate(hung_qemu) else []
+
+    with pytest.raises(A.DeadlineExceeded) as err:
+        run(module, [spec(image)], deadline=deadline, find_processes=find)
+    assert err.value.reason == 'deadline: appliance killed after 300 s'
+    assert deadline.timers[0].interval == 300
+    assert deadline.timers[0].started and deadline.timers[0].cancelled
+    assert 31337 in deadline.killed
+    assert module.handle.closed
+
+
+def test_deadline_during_inspection_wins_over_partial_facts(image):
+    module = FakeGuestfs(Disk(
+        filesystems={'/dev/sda1': 'ext4'},
+        roots={'/dev/sda1': {'type': 'linux', 'distro': 'rhel'}},
+        files={'/dev/sda1': {'/etc/os-release': b'ID=rhel\n'}}))
+    deadline = Deadline(module, 'inspect')
+    with pytest.raises(A.DeadlineExceeded):
+        run(module, [spec(image)], deadline=deadline,
+            find_processes=lambda predicate: [5150])
+    assert deadline.killed[0] == 5150
+    assert module.handle.closed
+
+
+def test_deadline_passed_while_adding_drives_stops_before_launch(image):
+    module = FakeGuestfs()
+    deadline = Deadline(module, 'add_drive')
+    with pytest.raises(A.DeadlineExceeded):
+        run(module, [spec(image)], deadline=deadline)
+    assert calls(module.handle, 'launch') == []
+    assert module.handle.closed
+
+
+def test_stuck_feature_probe_is_killed_when_no_qemu_is_marked(image):
+    module = FakeGuestfs()
+    deadline = Deadline(module, 'launch')
+    probe = [b'/opt/hv', b'-display', b'none', b'-help']
+    appliance = [b'/opt/hv', b'-kernel', b'vmlinuz']
+    run_args = dict(deadline=deadline, hv='/opt/hv',
+                    find_processes=lambda predicate: [
+                        pid for pid, argv in ((7, probe), (8, appliance))
+                        if predicate(argv)])
+    with pytest.raises(A.DeadlineExceeded):
+        run(module, [spec(image)], **run_args)
+    assert deadline.killed[0] == 7
+    assert 8 not in deadline.killed
+
+
+def test_watchdog_disarmed_before_deadline_kills_nothing():
+    killed = []
+    dog = A.Watchdog(30, lambda: [1], killer=killed.append, timer=FakeTimer)
+    dog.start()
+    assert dog.stop() is False
+    dog.fire()          # a timer that fires late changes nothing
+    assert killed == [] and dog.fired is False
+
+
+def test_watchdog_fire_kills_every_target():
+    killed = []
+    dog = A.Watchdog(30, lambda: [3, 4], killer=killed.append,
+                     timer=FakeTimer)
+    dog.start()
+    dog.fire()
+    assert killed == [3, 4]
+    assert dog.stop() is True
+
+
+def write_proc(root, pid, ppid, argv):
+    directory = root / str(pid)
+    directory.mkdir()
+    (directory / 'stat').write_bytes(
+        b'%d (odd) name)) S %d 1 1 0' % (pid, ppid))
+    (directory / 'cmdline').write_bytes(b'\0'.join(argv) + b'\0')
+
+
+def test_child_processes_matches_children_by_argument(tmp_path):
+    proc = tmp_path / 'proc'
+    proc.mkdir()
+    (proc / 'self').mkdir()
+    qemu = [b'/usr/bin/qemu', b'-kernel', b'k']
+    write_proc(proc, 10, 1, qemu + [b'file=/tmp/P/o.qcow2'])
+    write_proc(proc, 11, 99, qemu + [b'file=/tmp/P/o.qcow2'])
+    write_proc(proc, 12, 99, qemu + [b'file=/tmp/Q/o.qcow2'])
+    write_proc(proc, 13, 99, [b'python', b'agent'])
+    write_proc(proc, 14, 99, [b'/usr/bin/qemu', b'-help'])
+    found = A.child_processes(A.references('/tmp/P'), parent=99,
+                              proc_root=str(proc))
+    assert found == [11]
+    assert A.child_processes(A.qemu_probe('/usr/bin/qemu'), parent=99,
+                             proc_root=str(proc)) == [14]
+    assert A.child_processes(A.references(''), parent=99,
+                             proc_root=str(proc)) == []
+    assert A.is_child(13, 99, str(proc))
+    assert not A.is_child(10, 99, str(proc))
+    assert not A.is_child(404, 99, str(proc))
+
+
+def test_kill_process_tolerates_vanished_pids():
+    # pid 0x7ffffff0 is above pid_max: nothing to kill, no exception.
+    A.kill_process(0x7ffffff0)
+
+
+# --------------------------------------------------------------------------
+# Facts
+
+
+WINDOWS_HIVE = merge(
+    hive_path('Microsoft', 'Windows NT', 'CurrentVersion', values={
+        'ProductName': (1, utf16('Windows Server 2022 Datacenter')),
+        'EditionID': (1, utf16('ServerDatacenter')),
+        'InstallationType': (1, utf16('Server')),
+        'CurrentBuildNumber': (1, utf16('20348')),
+        'CurrentBuild': (2, utf16('20348')),
+        'DisplayVersion': (1, utf16('21H2')),
+        'CurrentMajorVersionNumber': (4, dword(10)),
+        'CurrentMinorVersionNumber': (4, dword(0)),
+        'DigitalProductId': (3, b'\x01' * 164),
+    }),
+    hive_path('Microsoft', 'Microsoft SQL Server', 'Instance Names',
+              'SQL', values={'MSSQLSERVER': (1, utf16('MSSQL16.MSSQLSERVER')),
+                             'SQLEXPRESS': (1, utf16('MSSQL16.SQLEXPRESS'))}),
+    hive_path('Microsoft', 'Microsoft SQL Server',
+              'MSSQL16.MSSQLSERVER', 'Setup', values={
+                  'Edition': (1, utf16('Enterprise Edition: Core-based '
+                                       'Licensing (64-bit)'))}),
+    hive_path('Microsoft', 'Microsoft SQL Server',
+              'MSSQL16.SQLEXPRESS', 'Setup', values={
+                  'Edition': (1, utf16('Express Edition (64-bit)'))}),
+    hive_path('WOW6432Node', 'Microsoft', 'Microsoft SQL Server',
+              'Instance Names', 'SQL',
+              values={'OLD': (1, utf16('MSSQL10.OLD'))}),
+    hive_path('WOW6432Node', 'Microsoft', 'Microsoft SQL Server',
+              'MSSQL10.OLD', 'Setup',
+              values={'Edition': (1, utf16('Standard Edition'))}),
+)
+HIVE_PATH = '/Windows/System32/config/SOFTWARE'
+
+
+def windows_disk(**kwargs):
+    kwargs.setdefault('hives', {('/dev/sda2', HIVE_PATH): WINDOWS_HIVE})
+    return Disk(
+        filesystems={'/dev/sda1': 'ntfs', '/dev/sda2': 'ntfs'},
+        roots={'/dev/sda2': {'type': 'windows', 'distro': 'windows',
+                             'osinfo': 'win2k22', 'arch': 'x86_64',
+                             'product_name': 'Windows Server 2022 '
+                                             'Datacenter',
+                             'product_variant': 'Server',
+                             'major_version': 10, 'minor_version': 0,
+                             'windows_software_hive': HIVE_PATH}},
+        files={'/dev/sda2': {HIVE_PATH: b'regf'}}, **kwargs)
+
+
+def test_windows_root_registry_values_and_sql_editions(image):
+    module = FakeGuestfs(windows_disk())
+    facts = run(module, [spec(image)])
+    root, = facts.roots
+    assert (root.device, root.disk_index, root.type, root.distro,
+            root.osinfo, root.arch, root.major, root.minor) == (
+        '/dev/sda2', 0, 'windows', 'windows', 'win2k22', 'x86_64', 10, 0)
+    assert root.windows == {
+        'ProductName': 'Windows Server 2022 Datacenter',
+        'EditionID': 'ServerDatacenter', 'InstallationType': 'Server',
+        'CurrentBuildNumber': '20348', 'CurrentBuild': '20348',
+        'DisplayVersion': '21H2', 'CurrentMajorVersionNumber': 10,
+        'CurrentMinorVersionNumber': 0}
+    assert root.sql_editions == [
+        'Enterprise Edition: Core-based Licensing (64-bit)',
+        'Express Edition (64-bit)', 'Standard Edition']
+    handle = module.handle
+    assert calls(handle, 'mount_ro') == [('mount_ro', '/dev/sda2', '/')]
+    assert calls(handle, 'hivex_open') == [('hivex_open', HIVE_PATH, False)]
+    assert len(calls(handle, 'hivex_close')) == 1
+    assert calls(handle, 'umount_all')
+    assert facts.filesystems == 2 and facts.warnings == []
+    rec = F.normalise(facts, 'i')
+    assert (rec.os_info, rec.os_edition, rec.sql_server_edition) == (
+        'win2k22', 'Datacenter', 'Enterprise')
+
+
+def test_sql_instances_visited_are_bounded(image):
+    many = {'I%d' % n: (1, utf16('MSSQL.I%d' % n)) for n in range(100)}
+    setups = [hive_path('Microsoft', 'Microsoft SQL Server',
+                        'MSSQL.I%d' % n, 'Setup',
+                        values={'Edition': (1, utf16('Edition %d' % n))})
+              for n in range(100)]
+    hive = merge(hive_path('Microsoft', 'Microsoft SQL Server',
+                           'Instance Names', 'SQL', values=many), *setups)
+    module = FakeGuestfs(windows_disk(hives={('/dev/sda2', HIVE_PATH):
+                                             hive}))
+    facts = run(module, [spec(image)])
+    assert len(facts.roots[0].sql_editions) == A.MAX_SQL_INSTANCES
+    assert facts.roots[0].windows == {}
+
+
+def test_unreadable_hive_keeps_the_root_with_a_warning(image):
+    module = FakeGuestfs(windows_disk(hives={}))
+    facts = run(module, [spec(image)])
+    root, = facts.roots
+    assert root.type == 'windows' and root.windows == {}
+    assert facts.warnings == ['/dev/sda2 windows details unreadable: '
+                              'hivex_open: %s: no such file' % HIVE_PATH]
+    assert calls(module.handle, 'umount_all')
+
+
+@pytest.mark.parametrize('value_type,data,expected', [
+    (1, utf16('Windows 10 Pro'), 'Windows 10 Pro'),
+    (2, utf16('%SystemRoot%'), '%SystemRoot%'),
+    (1, 'Windows 11 专业版'.encode('utf-16-le'), 'Windows 11 专业版'),
+    (1, utf16('A') + utf16('hidden'), 'A'),            # ends at NUL
+    (1, b'W\x00i\x00n', 'Wi'),          # odd length: half unit dropped
+    (1, b'\x00\xd8A\x00', '\ufffdA'),                   # lone surrogate
+    (1, b'', ''),
+    (4, dword(22631), 22631),
+    (4, dword(10) + b'junk', 10),
+    (4, b'\x01', None),                                # short DWORD
+    (5, b'\x00\x00\x00\x0a', 10),                      # big endian
+    (11, (2 ** 40).to_bytes(8, 'little'), 2 ** 40),    # QWORD
+    (3, b'\x01\x02', None),                            # REG_BINARY
+    (7, utf16('a') + utf16('b'), None),                # REG_MULTI_SZ
+])
+def test_registry_value_decoding(value_type, data, expected):
+    assert A.registry_value(value_type, data) == expected
+
+
+def test_registry_strings_are_bounded():
+    value = A.registry_value(1, utf16('x' * 100000))
+    assert len(value) == A.MAX_VALUE_BYTES // 2
+
+
+OS_RELEASE = (b'NAME="Red Hat Enterprise Linux"\nVERSION_ID="9.4"\n'
+              b'ID=rhel\n')
+
+
+def linux_disk(os_release=OS_RELEASE, path='/etc/os-release', **kwargs):
+    return Disk(
+        devices=['/dev/sda'],
+        filesystems={'/dev/sda1': 'xfs', '/dev/sda2': 'xfs',
+                     '/dev/sda3': 'swap'},
+        roots={'/dev/sda2': {'type': 'linux', 'distro': 'rhel',
+                             'osinfo': 'rhel9.4', 'major_version': 9,
+                             'minor_version': 4, 'arch': 'x86_64',
+                             'mountpoints': {'/': '/dev/sda2',
+                                             '/boot': '/dev/sda1'}}},
+        files={'/dev/sda2': {path: os_release}, '/dev/sda1': {}},
+        **kwargs)
+
+
+def test_linux_root_mounts_read_only_and_reads_os_release(image):
+    module = FakeGuestfs(linux_disk())
+    facts = run(module, [spec(image)])
+    root, = facts.roots
+    assert root.os_release == {'NAME': 'Red Hat Enterprise Linux',
+                               'VERSION_ID': '9.4', 'ID': 'rhel'}
+    assert (root.distro, root.major, root.minor) == ('rhel', 9, 4)
+    # '/' before '/boot', read-only only.
+    assert calls(module.handle, 'mount_ro') == [
+        ('mount_ro', '/dev/sda2', '/'), ('mount_ro', '/dev/sda1', '/boot')]
+    assert not [c for c in module.handle.calls if c[0] == 'mount']
+    assert facts.filesystems == 3
+    assert F.normalise(facts, 'i').os_info == 'rhel9.4'
+
+
+def test_os_release_falls_back_to_usr_lib(image):
+    module = FakeGuestfs(linux_disk(path='/usr/lib/os-release'))
+    facts = run(module, [spec(image)])
+    assert facts.roots[0].os_release['ID'] == 'rhel'
+
+
+def test_large_os_release_is_read_with_a_bounded_pread(image):
+    big = OS_RELEASE + b'PRETTY_NAME="' + b'A' * (200 * 1024) + b'"\n'
+    module = FakeGuestfs(linux_disk(os_release=big))
+    facts = run(module, [spec(image)])
+    handle = module.handle
+    assert calls(handle, 'read_file') == []
+    assert calls(handle, 'pread') == [('pread', '/etc/os-release',
+                                       A.MAX_FILE_BYTES, 0)]
+    assert facts.roots[0].os_release['ID'] == 'rhel'
+
+
+def test_small_os_release_is_read_whole(image):
+    module = FakeGuestfs(linux_disk())
+    run(module, [spec(image)])
+    assert calls(module.handle, 'read_file') == [('read_file',
+                                                  '/etc/os-release')]
+    assert calls(module.handle, 'pread') == []
+
+
+@pytest.mark.parametrize('text,expected', [
+    (b'ID=rhel\nVERSION_ID="9.4"\n', {'ID': 'rhel', 'VERSION_ID': '9.4'}),
+    (b"NAME='Alma Linux'\n", {'NAME': 'Alma Linux'}),
+    (b'# comment\n\nBAD LINE\n=x\nID=x=y\n', {'ID': 'x=y'}),
+    (b'PRETTY_NAME="say \\"hi\\""\n', {'PRETTY_NAME': 'say "hi"'}),
+    (b'ID="unterminated\n', {'ID': '"unterminated'}),
+    (b'NAME=\xff\xfeX\n', {'NAME': '\ufffd\ufffdX'}),
+    ('ID=str\n', {'ID': 'str'}),
+    (b'  ID = spaced\n', {}),
+])
+def test_parse_os_release(text, expected):
+    assert A.parse_os_release(text) == expected
+
+
+def test_parse_os_release_is_bounded():
+    many = b''.join(b'K%d=v\n' % n for n in range(1000))
+    assert len(A.parse_os_release(many)) == A.MAX_OS_RELEASE_KEYS
+    long_value = A.parse_os_release(b'X=' + b'y' * 5000)
+    assert len(long_value['X']) == 1024
+
+
+def test_encrypted_devices_and_filesystem_count(image):
+    # libguestfs 1.48's list_filesystems leaves encrypted devices out:
+    # they are found with vfs_type on the devices it did not list.
+    module = FakeGuestfs(Disk(
+        devices=['/dev/sda', '/dev/sdb', '/dev/sdc'],
+        filesystems={'/dev/sda1': 'ext4', '/dev/sdc': 'unknown'},
+        hidden={'/dev/sda2': 'crypto_LUKS', '/dev/sdb1': 'BitLocker',
+                '/dev/sdb2': ''},
+        lvs=['/dev/vg/secret', '/dev/vg/plain']))
+    module.disk.hidden.update({'/dev/vg/secret': 'crypto_LUKS',
+                               '/dev/vg/plain': 'xfs'})
+    facts = run(module, [spec(image)])
+    assert facts.encrypted_devices == ['/dev/sda2', '/dev/sdb1',
+                                       '/dev/vg/secret']
+    assert facts.encrypted_types == {'/dev/sda2': 'crypto_LUKS',
+                                     '/dev/sdb1': 'BitLocker',
+                                     '/dev/vg/secret': 'crypto_LUKS'}
+    assert facts.filesystems == 1
+    probed = [c[1] for c in calls(module.handle, 'vfs_type')]
+    assert '/dev/sda1' not in probed and '/dev/sdc' not in probed
+    rec = F.normalise(facts, 'i')
+    assert (rec.status, rec.reason) == (
+        'encrypted', '2 LUKS volumes, 1 BitLocker volume')
+
+
+def test_encrypted_devices_listed_as_filesystems_count_too(image):
+    module = FakeGuestfs(Disk(filesystems={'/dev/sda1': 'crypto_LUKS'}))
+    facts = run(module, [spec(image)])
+    assert facts.encrypted_devices == ['/dev/sda1']
+
+
+def test_encrypted_device_probing_is_bounded(image):
+    hidden = {'/dev/sda%d' % n: 'crypto_LUKS' for n in range(1, 200)}
+    module = FakeGuestfs(Disk(hidden=hidden))
+    facts = run(module, [spec(image)])
+    assert len(calls(module.handle, 'vfs_type')) == A.MAX_PROBED_DEVICES
+    assert len(facts.encrypted_devices) == A.MAX_PROBED_DEVICES - 1
+
+
+def test_inspect_os_failure_falls_back_to_a_filesystem_scan(image):
+    hive_real = '/WINDOWS/system32/CONFIG/software'
+    module = FakeGuestfs(Disk(
+        devices=['/dev/sda', '/dev/sdb'],
+        filesystems={'/dev/sda1': 'ntfs', '/dev/sda2': 'ntfs',
+                     '/dev/sdb1': 'ext4', '/dev/sdb2': 'swap',
+                     '/dev/sdb3': 'crypto_LUKS', '/dev/sdb4': 'ext4'},
+        files={'/dev/sda1': {'/bootmgr': b'x'},
+               '/dev/sda2': {hive_real: b'regf'},
+               '/dev/sdb1': {'/etc/os-release': OS_RELEASE}},
+        hives={('/dev/sda2', hive_real): WINDOWS_HIVE},
+        inspect_error='inspect_os: unknown architecture: '
+                      '/Windows/System32/cmd.exe',
+        unmountable={'/dev/sdb4'}))
+    facts = run(module, [spec(image),
+                         spec(image, target='vdb', label='vdb')])
+    windows, linux = facts.roots
+    assert (windows.device, windows.type, windows.distro,
+            windows.disk_index) == ('/dev/sda2', 'windows', 'windows', 0)
+    assert windows.windows['EditionID'] == 'ServerDatacenter'
+    assert windows.sql_editions[0].startswith('Enterprise')
+    assert (linux.device, linux.type, linux.disk_index) == (
+        '/dev/sdb1', 'linux', 1)
+    assert linux.os_release['ID'] == 'rhel'
+    assert facts.encrypted_devices == ['/dev/sdb3']
+    assert facts.warnings == [
+        'inspection failed (inspect_os: unknown architecture: '
+        '/Windows/System32/cmd.exe); filesystems scanned one by one']
+    handle = module.handle
+    mounted = [c[1] for c in calls(handle, 'mount_ro')]
+    assert mounted == ['/dev/sda1', '/dev/sda2', '/dev/sdb1', '/dev/sdb4']
+    # Every mount is undone before the next one.
+    assert len(calls(handle, 'umount_all')) >= len(mounted)
+    rec = F.normalise(facts, 'i')
+    assert (rec.status, rec.os_family, rec.os_info) == (
+        'ok', 'windows', 'win2k22')
+    assert 'scanned one by one' in rec.reason
+
+
+def test_roots_are_bounded(image):
+    roots = {'/dev/sda%d' % n: {'type': 'linux'} for n in range(1, 30)}
+    module = FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
+                              roots=roots))
+    facts = run(module, [spec(image)])
+    assert len(facts.roots) == A.MAX_ROOTS
+
+
+@pytest.mark.parametrize('device,expected', [
+    ('/dev/sda2', 0), ('/dev/sdb1', 1), ('/dev/sdc', 2),
+    ('/dev/vg1/root', 1), ('/dev/vgx/root', 0), ('/dev/md127', 0),
+])
+def test_disk_index(device, expected):
+    module = FakeGuestfs()
+    module.lvm = {'vg1': ['/dev/sdc1', '/dev/sdb2']}
+    g = module.GuestFS()
+    assert A.disk_index(g, device,
+                        ['/dev/sda', '/dev/sdb', '/dev/sdc']) == expected
+
+
+def test_ceph_conf_formats_ipv6_monitors():
+    assert A.ceph_conf((('fd00::1', '6789'), ('mon1', '3300')),
+                       '/k') == ('[global]\nmon_host = [fd00::1]:6789,'
+                                 'mon1:3300\nkeyring = /k\n')
+    assert A.ceph_conf((), '/k') == '[global]\nkeyring = /k\n'
+    assert A.ceph_keyring('', b'\x01') == '[client.admin]\n\tkey = AQ==\n'
