@@ -1,0 +1,455 @@
+"""The phony guests tests inspect, and what the pollster must say of each.
+
+One table (``GUESTS``): every guest's disk contents in a few declarative
+fields (registry values, os-release text, faults) and its ``Expected``
+normalised record, field by field.  Expected values are written by hand
+from the billing policy (facts.py): they are the contract, not a copy of
+whatever the code says.  builder.py turns an entry into a disk image;
+nothing here does I/O.
+
+Expected field values follow OSRecord's names; ``ANY`` (None) marks a
+field that is not scored exactly (hostile guests: the test checks only
+that the value is clean and bounded).
+"""
+
+import dataclasses
+
+from tests.guests import hive
+
+ANY = None
+
+STATUS_OK = 'ok'
+STATUS_UNKNOWN = 'unknown'
+STATUS_ENCRYPTED = 'encrypted'
+STATUS_FAILED = 'failed'
+
+# The passphrase of the LUKS guest: tests may prove the volume is real.
+LUKS_PASSPHRASE = 'pollster-test-passphrase'
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """The normalised record an inspection of the guest must produce."""
+
+    status: str
+    os_family: str = 'unknown'
+    os_distro: str = 'unknown'
+    os_info: str = 'unknown'
+    os_version_major: int = 0
+    os_version_minor: int = 0
+    os_build: str = ''
+    os_product_name: str = ''
+    os_product_variant: str = ''
+    os_edition: str = ''
+    os_arch: str = ''
+    sql_server_edition: str = ''
+
+    def scored(self):
+        """{field: value} of every field compared exactly."""
+        return {f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not ANY}
+
+
+def actual_fields(result):
+    """Expected's field names -> values of an OSRecord, its metadata()
+    dict or its to_dict()."""
+    if isinstance(result, dict):
+        data = dict(result)
+        if 'os_inspection_status' in data:
+            data['status'] = data['os_inspection_status']
+    else:
+        data = {f.name: getattr(result, f.name, None)
+                for f in dataclasses.fields(Expected)}
+    return {f.name: data.get(f.name) for f in dataclasses.fields(Expected)}
+
+
+def mismatches(expected, result):
+    """[(field, expected, actual)] for every scored field that differs."""
+    actual = actual_fields(result)
+    return [(name, want, actual[name])
+            for name, want in expected.scored().items()
+            if actual[name] != want]
+
+
+@dataclasses.dataclass(frozen=True)
+class SqlInstance:
+    name: str           # e.g. MSSQLSERVER, SQLEXPRESS
+    instance_id: str    # e.g. MSSQL16.MSSQLSERVER
+    edition: str        # Setup\Edition as the installer writes it
+    edition_type: str = ''
+    version: str = '16.0.1000.6'
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """What a Windows guest's disk holds (SOFTWARE/SYSTEM hive values)."""
+
+    product_name: str
+    edition_id: str
+    installation_type: str
+    build: str
+    display_version: str = ''
+    release_id: str = ''
+    ubr: int = 0
+    hostname: str = 'WIN'
+    firmware: str = 'bios'         # bios: MBR + System Reserved; uefi: GPT
+    sql: tuple = ()                # SqlInstance...
+    # Faults: cmd.exe that file(1) calls "MS-DOS executable" (libguestfs
+    # 1.48 then fails inspect_os for the whole handle); no SOFTWARE hive.
+    cmd_exe_is_pe: bool = True
+    software_hive: bool = True
+    # (value name, (type, bytes)) replacing CurrentVersion values, for
+    # hostile data the str fields cannot express (bad UTF-16, ...).
+    current_version_overrides: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Linux:
+    """What a Linux guest's root filesystem holds."""
+
+    os_release: bytes
+    # (path, content) of distro files; content b'->target' is a symlink.
+    release_files: tuple = ()
+    hostname: str = 'localhost'
+    merged_usr: bool = True        # /bin -> usr/bin, as in every recent distro
+    boot_partition: bool = False   # separate /boot (grub2) partition
+    swap: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Guest:
+    name: str
+    description: str
+    expected: Expected
+    # Exactly one of windows/linux, or a non-OS kind below.
+    windows: Windows = None
+    linux: Linux = None
+    kind: str = ''                 # blank, data, corrupt, luks ('' = OS)
+    # Strings are hostile: score only that they come out clean.
+    hostile: bool = False
+
+    @property
+    def family(self):
+        if self.windows:
+            return 'windows'
+        if self.linux:
+            return 'linux'
+        return self.kind
+
+
+# ---------------------------------------------------------------------------
+# Helpers that keep the table below to one line of facts per guest.
+
+def _os_release(**fields):
+    """os-release text in the distros' own key order and quoting."""
+    lines = []
+    for key, value in fields.items():
+        if isinstance(value, bytes):
+            lines.append(key.encode() + b'="' + value + b'"')
+        else:
+            lines.append(('%s="%s"' % (key, value)).encode())
+    return b'\n'.join(lines) + b'\n'
+
+
+def _server(product, edition_id, build, edition, os_info, *,
+            variant='Server', sql_edition='', **windows):
+    return dict(
+        windows=Windows(product_name=product, edition_id=edition_id,
+                        installation_type=variant, build=build, **windows),
+        expected=Expected(
+            status=STATUS_OK, os_family='windows', os_distro='windows',
+            os_info=os_info, os_version_major=10, os_version_minor=0,
+            os_build=build, os_product_name=product,
+            os_product_variant=variant, os_edition=edition,
+            os_arch='x86_64', sql_server_edition=sql_edition))
+
+
+def _client(product, edition_id, build, edition, os_info, shown, **windows):
+    spec = _server(product, edition_id, build, edition, os_info,
+                   variant='Client', **windows)
+    spec['expected'] = dataclasses.replace(spec['expected'],
+                                           os_product_name=shown)
+    return spec
+
+
+def _linux(distro, major, minor, os_info, product, os_release,
+           release_files=(), **linux):
+    return dict(
+        linux=Linux(os_release=os_release, release_files=release_files,
+                    **linux),
+        expected=Expected(
+            status=STATUS_OK, os_family='linux', os_distro=distro,
+            os_info=os_info, os_version_major=major,
+            os_version_minor=minor, os_product_name=product,
+            os_arch='x86_64'))
+
+
+def _nothing(status, kind, **extra):
+    return dict(kind=kind, expected=Expected(status=status), **extra)
+
+
+_RHEL_RELEASE = _os_release(
+    NAME='Red Hat Enterprise Linux', VERSION='9.4 (Plow)', ID='rhel',
+    ID_LIKE='fedora', VERSION_ID='9.4', PLATFORM_ID='platform:el9',
+    PRETTY_NAME='Red Hat Enterprise Linux 9.4 (Plow)', ANSI_COLOR='0;31',
+    LOGO='fedora-logo-icon',
+    CPE_NAME='cpe:/o:redhat:enterprise_linux:9::baseos',
+    HOME_URL='https://www.redhat.com/',
+    REDHAT_SUPPORT_PRODUCT='Red Hat Enterprise Linux',
+    REDHAT_SUPPORT_PRODUCT_VERSION='9.4')
+
+# Hostile os-release: claims RHEL 9.4 (which is billed) with a 64 KiB
+# PRETTY_NAME full of terminal escapes, bidi overrides and bytes that
+# are not UTF-8.  No '"', '\\', '$' or '`': libguestfs must still parse
+# the line (its shell unquoting fails on those), so only the value is
+# hostile.
+_HOSTILE_PRETTY = (b'Red Hat Enterprise Linux 9.4 (Plow)'
+                   b'\x1b[2J\x1b]0;owned\x07\xe2\x80\xae'
+                   b'\xff\xfe\xc3\x28\xed\xa0\x80\x7f'
+                   + b'A\x01\x0b' * 21845)
+
+_SQL_2019 = (
+    SqlInstance('MSSQLSERVER', 'MSSQL16.MSSQLSERVER',
+                'Enterprise Edition: Core-based Licensing (64-bit)',
+                'Enterprise Edition'),
+    SqlInstance('SQLEXPRESS', 'MSSQL16.SQLEXPRESS',
+                'Express Edition (64-bit)', 'Express Edition'),
+)
+
+# ProductName of 10 000 characters: a lying product name (says 2019,
+# the build says 2022) followed by C0/C1 controls, ANSI colour and
+# screen-clearing escapes, a right-to-left override, zero-width and
+# private-use characters.
+_HOSTILE_PRODUCT = ('Windows Server 2019 Datacenter\r\n\x1b[31mRED\x1b[0m'
+                    '\x1b[2J\u202egnilleb\u202c\u200b\ue000\x85\x9b'
+                    + '\x07X\t' * 3300)[:10000]
+
+
+_TABLE = [
+    # --- Windows Server ----------------------------------------------------
+    ('win2016-standard', 'Windows Server 2016 Standard (BIOS/MBR)',
+     _server('Windows Server 2016 Standard', 'ServerStandard', '14393',
+             'Standard', 'win2k16', release_id='1607', ubr=6897,
+             hostname='W2016STD')),
+    ('win2019-datacenter', 'Windows Server 2019 Datacenter (BIOS/MBR)',
+     _server('Windows Server 2019 Datacenter', 'ServerDatacenter', '17763',
+             'Datacenter', 'win2k19', release_id='1809', ubr=5936,
+             hostname='W2019DC')),
+    ('win2022-standard', 'Windows Server 2022 Standard (BIOS/MBR)',
+     _server('Windows Server 2022 Standard', 'ServerStandard', '20348',
+             'Standard', 'win2k22', display_version='21H2',
+             release_id='2009', ubr=2461, hostname='W2022STD')),
+    ('win2022-datacenter-core',
+     'Windows Server 2022 Datacenter, Server Core installation (UEFI/GPT)',
+     _server('Windows Server 2022 Datacenter', 'ServerDatacenter', '20348',
+             'Datacenter', 'win2k22', variant='Server Core',
+             display_version='21H2', release_id='2009', ubr=2461,
+             hostname='W2022CORE', firmware='uefi')),
+    ('win2025-datacenter',
+     'Windows Server 2025 Datacenter (UEFI/GPT; libguestfs 1.48 says '
+     'win2k16)',
+     _server('Windows Server 2025 Datacenter', 'ServerDatacenter', '26100',
+             'Datacenter', 'win2k25', display_version='24H2',
+             release_id='2009', ubr=2033, hostname='W2025DC',
+             firmware='uefi')),
+    ('win2022-standard-eval', 'Windows Server 2022 Standard Evaluation',
+     _server('Windows Server 2022 Standard Evaluation', 'ServerStandardEval',
+             '20348', 'Standard Evaluation', 'win2k22',
+             display_version='21H2', release_id='2009', ubr=587,
+             hostname='W2022EVAL')),
+    ('win2019-sql',
+     'Windows Server 2019 Standard with SQL Server 2022 Enterprise and '
+     'Express instances',
+     _server('Windows Server 2019 Standard', 'ServerStandard', '17763',
+             'Standard', 'win2k19', release_id='1809', ubr=5936,
+             hostname='W2019SQL', sql=_SQL_2019,
+             sql_edition='Enterprise')),
+    # --- Windows clients ---------------------------------------------------
+    ('win10-pro', 'Windows 10 Pro 22H2 (build 19045)',
+     _client('Windows 10 Pro', 'Professional', '19045', 'Professional',
+             'win10', 'Windows 10 Pro', display_version='22H2',
+             release_id='2009', ubr=4529, hostname='DESKTOP-W10')),
+    ('win11-pro',
+     'Windows 11 Pro 23H2 (build 22631; ProductName still says Windows 10)',
+     _client('Windows 10 Pro', 'Professional', '22631', 'Professional',
+             'win11', 'Windows 11 Pro', display_version='23H2',
+             release_id='2009', ubr=3880, hostname='DESKTOP-W11',
+             firmware='uefi')),
+    # --- Linux -------------------------------------------------------------
+    ('rhel-9.4', 'Red Hat Enterprise Linux 9.4 (separate /boot)',
+     _linux('rhel', 9, 4, 'rhel9.4', 'Red Hat Enterprise Linux 9.4 (Plow)',
+            _RHEL_RELEASE,
+            ((b'/etc/redhat-release',
+              b'Red Hat Enterprise Linux release 9.4 (Plow)\n'),
+             (b'/etc/system-release', b'->redhat-release')),
+            hostname='rhel94.example.com', boot_partition=True)),
+    ('rocky-9.3', 'Rocky Linux 9.3',
+     _linux('rocky', 9, 3, 'rocky9', 'Rocky Linux 9.3 (Blue Onyx)',
+            _os_release(NAME='Rocky Linux', VERSION='9.3 (Blue Onyx)',
+                        ID='rocky', ID_LIKE='rhel centos fedora',
+                        VERSION_ID='9.3', PLATFORM_ID='platform:el9',
+                        PRETTY_NAME='Rocky Linux 9.3 (Blue Onyx)',
+                        CPE_NAME='cpe:/o:rocky:rocky:9::baseos'),
+            ((b'/etc/rocky-release',
+              b'Rocky Linux release 9.3 (Blue Onyx)\n'),
+             (b'/etc/redhat-release', b'->rocky-release'),
+             (b'/etc/system-release', b'->rocky-release')),
+            hostname='rocky93')),
+    ('almalinux-9.4',
+     'AlmaLinux 9.4 (libguestfs 1.48 says redhat-based)',
+     _linux('almalinux', 9, 4, 'almalinux9',
+            'AlmaLinux release 9.4 (Seafoam Ocelot)',
+            _os_release(NAME='AlmaLinux', VERSION='9.4 (Seafoam Ocelot)',
+                        ID='almalinux', ID_LIKE='rhel centos fedora',
+                        VERSION_ID='9.4', PLATFORM_ID='platform:el9',
+                        PRETTY_NAME='AlmaLinux 9.4 (Seafoam Ocelot)',
+                        CPE_NAME='cpe:/o:almalinux:almalinux:9::baseos'),
+            ((b'/etc/almalinux-release',
+              b'AlmaLinux release 9.4 (Seafoam Ocelot)\n'),
+             (b'/etc/redhat-release', b'->almalinux-release'),
+             (b'/etc/system-release', b'->almalinux-release')),
+            hostname='alma94')),
+    ('oracle-8.9',
+     'Oracle Linux 8.9 (its redhat-release says RHEL: a trap)',
+     _linux('oraclelinux', 8, 9, 'ol8.9', 'Oracle Linux Server release 8.9',
+            _os_release(NAME='Oracle Linux Server', VERSION='8.9',
+                        ID='ol', ID_LIKE='fedora', VARIANT='Server',
+                        VARIANT_ID='server', VERSION_ID='8.9',
+                        PLATFORM_ID='platform:el8',
+                        PRETTY_NAME='Oracle Linux Server 8.9',
+                        CPE_NAME='cpe:/o:oracle:linux:8:9:server'),
+            ((b'/etc/oracle-release', b'Oracle Linux Server release 8.9\n'),
+             (b'/etc/redhat-release',
+              b'Red Hat Enterprise Linux release 8.9 (Ootpa)\n'),
+             (b'/etc/system-release', b'->oracle-release')),
+            hostname='ol89')),
+    ('sles-15-sp5', 'SUSE Linux Enterprise Server 15 SP5 (no merged /usr)',
+     _linux('sles', 15, 5, 'sle15sp5', 'SUSE Linux Enterprise Server 15 SP5',
+            _os_release(NAME='SLES', VERSION='15-SP5', VERSION_ID='15.5',
+                        PRETTY_NAME='SUSE Linux Enterprise Server 15 SP5',
+                        ID='sles', ID_LIKE='suse', ANSI_COLOR='0;32',
+                        CPE_NAME='cpe:/o:suse:sles:15:sp5',
+                        DOCUMENTATION_URL='https://documentation.suse.com/'),
+            hostname='sles15sp5', merged_usr=False)),
+    ('ubuntu-22.04', 'Ubuntu 22.04.4 LTS',
+     _linux('ubuntu', 22, 4, 'ubuntu22.04', 'Ubuntu 22.04.4 LTS',
+            _os_release(PRETTY_NAME='Ubuntu 22.04.4 LTS', NAME='Ubuntu',
+                        VERSION_ID='22.04',
+                        VERSION='22.04.4 LTS (Jammy Jellyfish)',
+                        VERSION_CODENAME='jammy', ID='ubuntu',
+                        ID_LIKE='debian',
+                        HOME_URL='https://www.ubuntu.com/',
+                        UBUNTU_CODENAME='jammy'),
+            ((b'/etc/lsb-release',
+              b'DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\n'
+              b'DISTRIB_CODENAME=jammy\n'
+              b'DISTRIB_DESCRIPTION="Ubuntu 22.04.4 LTS"\n'),
+             (b'/etc/debian_version', b'bookworm/sid\n')),
+            hostname='ubuntu2204')),
+    ('debian-12', 'Debian 12.5 with a swap partition',
+     _linux('debian', 12, 5, 'debian12', 'Debian GNU/Linux 12 (bookworm)',
+            _os_release(PRETTY_NAME='Debian GNU/Linux 12 (bookworm)',
+                        NAME='Debian GNU/Linux', VERSION_ID='12',
+                        VERSION='12 (bookworm)', VERSION_CODENAME='bookworm',
+                        ID='debian', HOME_URL='https://www.debian.org/'),
+            ((b'/etc/debian_version', b'12.5\n'),),
+            hostname='debian12', swap=True)),
+    # --- no operating system -----------------------------------------------
+    ('blank', 'A zeroed disk with no partition table',
+     _nothing(STATUS_UNKNOWN, 'blank')),
+    ('data-only', 'An ext4 data disk with files and no OS',
+     _nothing(STATUS_UNKNOWN, 'data')),
+    ('corrupt-fs', 'A partition whose ext4 superblock is garbage',
+     _nothing(STATUS_UNKNOWN, 'corrupt')),
+    ('luks', 'Unencrypted /boot plus a LUKS2 volume (passphrase in '
+     'catalog.LUKS_PASSPHRASE, no filesystem inside)',
+     _nothing(STATUS_ENCRYPTED, 'luks')),
+    # --- hostile and broken guests -----------------------------------------
+    ('hostile-registry',
+     'Windows Server 2022 whose ProductName is 10 000 characters of '
+     'escapes and controls, EditionID holds a newline, DisplayVersion is '
+     'ill-formed UTF-16',
+     dict(hostile=True,
+          windows=Windows(
+              product_name=_HOSTILE_PRODUCT,
+              edition_id='ServerDatacenter\nInjected: 1',
+              installation_type='Server', build='20348',
+              display_version='21H2', ubr=2461, hostname='HOSTILE',
+              current_version_overrides=(
+                  ('DisplayVersion',
+                   hive.raw(hive.REG_SZ, b'2\x001\x00\x00\xd8H\x002\x00'
+                            b'\x00\x00')),)),
+          expected=Expected(
+              status=STATUS_OK, os_family='windows', os_distro='windows',
+              os_info='win2k22', os_version_major=10, os_version_minor=0,
+              os_build='20348', os_product_name=ANY,
+              os_product_variant='Server', os_edition=ANY,
+              os_arch='x86_64'))),
+    ('hostile-os-release',
+     'Claims RHEL 9.4 with a 64 KiB PRETTY_NAME of escapes and invalid '
+     'UTF-8',
+     dict(hostile=True,
+          linux=Linux(
+              os_release=_os_release(
+                  NAME='Red Hat Enterprise Linux', ID='rhel',
+                  VERSION_ID='9.4', PRETTY_NAME=_HOSTILE_PRETTY,
+                  VARIANT=b'\x1b[5m\xc0\xafx'),
+              release_files=((b'/etc/redhat-release',
+                              b'Red Hat Enterprise Linux release 9.4\n'),),
+              hostname='hostile\x1b[31m'),
+          expected=Expected(
+              status=STATUS_OK, os_family='linux', os_distro='rhel',
+              os_info='rhel9.4', os_version_major=9, os_version_minor=4,
+              os_product_name=ANY, os_arch='x86_64'))),
+    # libguestfs 1.48 fails inspect_os for every disk of the handle; the
+    # engine's per-filesystem scan still finds Windows through its
+    # SOFTWARE hive (a broken cmd.exe must not hide a licence), but knows
+    # no architecture.
+    ('windows-bad-cmd',
+     'Windows Server 2022 whose cmd.exe is not PE: libguestfs 1.48 fails '
+     'inspect_os for every disk of the handle',
+     dict(_server('Windows Server 2022 Standard', 'ServerStandard',
+                  '20348', 'Standard', 'win2k22', hostname='BADCMD',
+                  cmd_exe_is_pe=False),
+          expected=Expected(
+              status=STATUS_OK, os_family='windows', os_distro='windows',
+              os_info='win2k22', os_version_major=10, os_version_minor=0,
+              os_build='20348',
+              os_product_name='Windows Server 2022 Standard',
+              os_product_variant='Server', os_edition='Standard',
+              os_arch=''))),
+    ('windows-no-software',
+     'Windows whose SOFTWARE hive is missing: a Windows root with no '
+     'version',
+     dict(windows=Windows(
+              product_name='Windows Server 2022 Standard',
+              edition_id='ServerStandard', installation_type='Server',
+              build='20348', hostname='NOSOFT', software_hive=False),
+          expected=Expected(
+              status=STATUS_OK, os_family='windows', os_distro='windows',
+              os_arch='x86_64'))),
+]
+
+
+def _make(name, description, fields):
+    return Guest(name=name, description=description, **fields)
+
+
+GUESTS = {name: _make(name, description, fields)
+          for name, description, fields in _TABLE}
+
+# Convenient groups for tests.
+WINDOWS = tuple(n for n, g in GUESTS.items() if g.windows)
+LINUX = tuple(n for n, g in GUESTS.items() if g.linux)
+NON_OS = tuple(n for n, g in GUESTS.items() if g.kind)
+# Guests that can share one appliance handle, in a safe drive order.
+# windows-bad-cmd makes libguestfs 1.48 fail inspect_os for the whole
+# handle.  A disk with no partition table must come after every Windows
+# BIOS disk: to map MountedDevices to drive letters, libguestfs runs
+# parted on each disk in turn until the MBR signature matches, and
+# parted's "unrecognised disk label" on a blank disk fails inspect_os.
+SHAREABLE = tuple(sorted(
+    (n for n, g in GUESTS.items()
+     if not (g.windows and not g.windows.cmd_exe_is_pe)),
+    key=lambda n: GUESTS[n].kind == 'blank'))

@@ -1,0 +1,461 @@
+"""What goes on each phony guest's disk: catalog entry -> disk plan.
+
+Pure: ``plan(guest)`` returns a ``Disk`` (partition table, partitions,
+filesystems and the files in them, registry keys of each hive) as plain
+frozen data; builder.py carries it out with mkfs/sfdisk/hivexregedit.
+Identifiers (disk ids, filesystem and partition UUIDs) derive from the
+guest's name, so a plan, and the image, is the same on every build.
+
+File contents in a plan are bytes, or one of the markers below: a
+``Symlink``, a ``Hive`` (built by hivexregedit), ``HOST_ELF`` (a copy of
+the host's /bin/ls, so libguestfs finds a real ELF for the arch), or
+``DIRECTORY``.
+"""
+
+import dataclasses
+import hashlib
+import struct
+import uuid
+
+from tests.guests import hive
+
+MIB = 1 << 20
+SECTOR = 512
+
+# Partition type codes, as sfdisk takes them.
+MBR_LINUX = '83'
+MBR_SWAP = '82'
+MBR_NTFS = '7'
+GPT_ESP = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B'
+GPT_MSR = 'E3C9E316-0B5C-4DB8-817D-F92DF00215AE'
+GPT_BASIC_DATA = 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7'
+
+_NAMESPACE = uuid.UUID('0b6b2a4e-0d3c-4c43-9f0e-6f5f1c1a7e11')
+
+
+@dataclasses.dataclass(frozen=True)
+class Symlink:
+    target: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Hive:
+    """A registry hive: an empty regf file merged with ``keys``
+    (((key path, ((value name, (type, bytes)), ...)), ...))."""
+
+    root_name: str
+    file_name: str
+    keys: tuple
+
+    def as_dict(self):
+        return {path: dict(values) for path, values in self.keys}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Marker:
+    name: str
+
+
+HOST_ELF = _Marker('host-elf')
+DIRECTORY = _Marker('directory')
+
+
+@dataclasses.dataclass(frozen=True)
+class Filesystem:
+    # ext4, ntfs, vfat, swap, luks, or corrupt-ext4 (superblock garbage)
+    kind: str
+    label: str = ''
+    uuid: str = ''
+    files: tuple = ()            # ((path, content), ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    start_mib: int
+    size_mib: int
+    type: str
+    fs: Filesystem = None        # None: left zeroed (e.g. Microsoft reserved)
+    bootable: bool = False
+    uuid: str = ''               # GPT partition GUID
+    name: str = ''               # GPT partition name
+
+    @property
+    def offset(self):
+        return self.start_mib * MIB
+
+    @property
+    def size(self):
+        return self.size_mib * MIB
+
+
+@dataclasses.dataclass(frozen=True)
+class Disk:
+    size_mib: int
+    table: str = ''              # 'dos', 'gpt' or '' (no partition table)
+    label_id: str = ''           # MBR disk signature (0x...) or GPT GUID
+    partitions: tuple = ()
+
+
+def stable_uuid(guest_name, what):
+    return str(uuid.uuid5(_NAMESPACE, '%s/%s' % (guest_name, what)))
+
+
+def disk_signature(guest_name):
+    """The 32-bit MBR disk signature (what Windows' MountedDevices
+    holds), never 0."""
+    digest = hashlib.sha256(guest_name.encode()).digest()
+    return struct.unpack('<I', digest[:4])[0] | 1
+
+
+def sfdisk_script(disk):
+    """The sfdisk input that writes ``disk``'s partition table."""
+    lines = ['label: %s' % disk.table, 'label-id: %s' % disk.label_id,
+             'unit: sectors', '']
+    for part in disk.partitions:
+        fields = ['start=%d' % (part.offset // SECTOR),
+                  'size=%d' % (part.size // SECTOR),
+                  'type=%s' % part.type]
+        if part.uuid:
+            fields.append('uuid=%s' % part.uuid)
+        if part.name:
+            fields.append('name="%s"' % part.name)
+        if part.bootable:
+            fields.append('bootable')
+        lines.append(', '.join(fields))
+    return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------
+# PE images
+
+def pe_image(machine=0x8664, subsystem=3):
+    """A minimal PE32+ file (one .text section holding a 'ret').
+
+    file(1) reports it as "PE32+ executable (console) x86-64, for MS
+    Windows" (subsystem 3; 10 is an EFI application), which is all
+    libguestfs looks at to decide the architecture.
+    """
+    dos = bytearray(0x40)
+    dos[0:2] = b'MZ'
+    struct.pack_into('<I', dos, 0x3c, len(dos))
+    coff = struct.pack('<4sHHIIIHH', b'PE\0\0', machine, 1,
+                       0, 0, 0,         # time stamp, symbol table, symbols
+                       0xf0, 0x22)      # optional header size, flags
+    optional = struct.pack(
+        '<HBBIIIIIQIIHHHHHHIIIIHHQQQQII',
+        0x20b, 14, 0,                   # PE32+, linker 14.0
+        0x200, 0, 0,                    # code, data, bss sizes
+        0x1000, 0x1000,                 # entry point, base of code
+        0x140000000,                    # image base
+        0x1000, 0x200,                  # section, file alignment
+        10, 0, 10, 0, 10, 0, 0,         # OS, image, subsystem versions
+        0x2000, 0x200, 0,               # image size, headers size, csum
+        subsystem, 0x8160,              # DLL characteristics: NX, ASLR
+        0x100000, 0x1000, 0x100000, 0x1000,   # stack and heap
+        0, 16) + bytes(16 * 8)          # loader flags, data directories
+    section = struct.pack('<8sIIIIIIHHI', b'.text', 1, 0x1000, 0x200,
+                          0x200, 0, 0, 0, 0, 0x60000020)
+    headers = (bytes(dos) + coff + optional + section).ljust(0x200, b'\0')
+    return headers + b'\xc3'.ljust(0x200, b'\xcc')
+
+
+def dos_stub():
+    """An 'MZ' file that is not PE: file(1) says "MS-DOS executable"."""
+    return b'MZ'.ljust(0x200, b'\0')
+
+
+# ---------------------------------------------------------------------------
+# Windows
+
+def _software_keys(spec):
+    current = {
+        'ProductName': hive.sz(spec.product_name),
+        'EditionID': hive.sz(spec.edition_id),
+        'CompositionEditionID': hive.sz(spec.edition_id),
+        'InstallationType': hive.sz(spec.installation_type),
+        'CurrentBuildNumber': hive.sz(spec.build),
+        'CurrentBuild': hive.sz(spec.build),
+        'CurrentMajorVersionNumber': hive.dword(10),
+        'CurrentMinorVersionNumber': hive.dword(0),
+        # Frozen at 6.3 since Windows 8.1 for old programs' sake.
+        'CurrentVersion': hive.sz('6.3'),
+        'CurrentType': hive.sz('Multiprocessor Free'),
+        'UBR': hive.dword(spec.ubr),
+        'SystemRoot': hive.sz('C:\\Windows'),
+        'PathName': hive.sz('C:\\Windows'),
+        'SoftwareType': hive.sz('System'),
+        'RegisteredOwner': hive.sz('Windows User'),
+        'InstallDate': hive.dword(1704067200),
+    }
+    if spec.display_version:
+        current['DisplayVersion'] = hive.sz(spec.display_version)
+    if spec.release_id:
+        current['ReleaseId'] = hive.sz(spec.release_id)
+    current.update(dict(spec.current_version_overrides))
+    keys = {
+        'Microsoft\\Windows NT\\CurrentVersion': current,
+        'Microsoft\\Windows\\CurrentVersion': {
+            'ProgramFilesDir': hive.sz('C:\\Program Files'),
+            'CommonFilesDir': hive.sz('C:\\Program Files\\Common Files'),
+        },
+    }
+    if spec.sql:
+        base = 'Microsoft\\Microsoft SQL Server'
+        keys[base] = {'InstalledInstances':
+                      hive.multi_sz(*(i.name for i in spec.sql))}
+        keys[base + '\\Instance Names\\SQL'] = {
+            i.name: hive.sz(i.instance_id) for i in spec.sql}
+        for inst in spec.sql:
+            root = '%s\\%s' % (base, inst.instance_id)
+            keys[root] = {'': hive.sz(inst.name)}
+            keys[root + '\\Setup'] = {
+                'Edition': hive.sz(inst.edition),
+                'EditionType': hive.sz(inst.edition_type or inst.edition),
+                'Version': hive.sz(inst.version),
+                'PatchLevel': hive.sz(inst.version),
+                'SQLPath': hive.sz(_sql_dir(inst)),
+            }
+            keys[root + '\\MSSQLServer\\CurrentVersion'] = {
+                'CurrentVersion': hive.sz(inst.version)}
+    return keys
+
+
+def _sql_dir(inst):
+    return ('C:\\Program Files\\Microsoft SQL Server\\%s\\MSSQL'
+            % inst.instance_id)
+
+
+def _mounted_device(guest_name, spec, c_drive):
+    """HKLM\\SYSTEM\\MountedDevices blob for C: (what libguestfs maps
+    to a drive letter): MBR disk signature + partition byte offset, or
+    'DMIO:ID:' + the GPT partition GUID."""
+    if spec.firmware == 'uefi':
+        return b'DMIO:ID:' + uuid.UUID(c_drive.uuid).bytes_le
+    return struct.pack('<IQ', disk_signature(guest_name), c_drive.offset)
+
+
+def _system_keys(guest_name, spec, c_drive):
+    server = spec.installation_type.lower().startswith('server')
+    return {
+        'Select': {'Current': hive.dword(1), 'Default': hive.dword(1),
+                   'Failed': hive.dword(0),
+                   'LastKnownGood': hive.dword(1)},
+        'ControlSet001\\Control\\ComputerName\\ComputerName': {
+            'ComputerName': hive.sz(spec.hostname)},
+        'ControlSet001\\Control\\ProductOptions': {
+            'ProductType': hive.sz('ServerNT' if server else 'WinNT')},
+        'ControlSet001\\Control\\Session Manager\\Environment': {
+            'PROCESSOR_ARCHITECTURE': hive.sz('AMD64'),
+            'OS': hive.sz('Windows_NT')},
+        'ControlSet001\\Services\\Tcpip\\Parameters': {
+            'Hostname': hive.sz(spec.hostname),
+            'NV Hostname': hive.sz(spec.hostname),
+            'Domain': hive.sz('')},
+        'MountedDevices': {
+            '\\DosDevices\\C:': hive.binary(
+                _mounted_device(guest_name, spec, c_drive))},
+    }
+
+
+def _hive(file_name, keys):
+    return Hive(root_name='ROOT', file_name=file_name,
+                keys=tuple((path, tuple(sorted(values.items())))
+                           for path, values in sorted(keys.items())))
+
+
+def _windows_files(guest_name, spec, c_drive):
+    files = {
+        '/Windows/System32/cmd.exe':
+            pe_image() if spec.cmd_exe_is_pe else dos_stub(),
+        '/Windows/System32/config/SYSTEM': _hive(
+            'SYSTEM', _system_keys(guest_name, spec, c_drive)),
+        '/Windows/explorer.exe': pe_image(subsystem=2),
+        '/Windows/System32/drivers/etc/hosts':
+            b'127.0.0.1       localhost\r\n',
+        '/Program Files/Common Files': DIRECTORY,
+        '/Program Files (x86)': DIRECTORY,
+        '/ProgramData': DIRECTORY,
+        '/Users/Public': DIRECTORY,
+        '/pagefile.sys': b'',
+    }
+    if spec.software_hive:
+        files['/Windows/System32/config/SOFTWARE'] = _hive(
+            'SOFTWARE', _software_keys(spec))
+    for inst in spec.sql:
+        path = _sql_dir(inst)[2:].replace('\\', '/') + '/Binn/sqlservr.exe'
+        files[path] = pe_image()
+    return tuple(sorted(files.items()))
+
+
+def _windows_disk(guest):
+    spec = guest.windows
+    name = guest.name
+    ntfs_uuid = stable_uuid(name, 'ntfs')
+    if spec.firmware == 'uefi':
+        c_drive = Partition(
+            40, 56, GPT_BASIC_DATA, uuid=stable_uuid(name, 'part-c'),
+            name='Basic data partition',
+            fs=Filesystem('ntfs', label='Windows', uuid=ntfs_uuid))
+        esp_files = (
+            ('/EFI/Boot/bootx64.efi', pe_image(subsystem=10)),
+            ('/EFI/Microsoft/Boot/bootmgfw.efi', pe_image(subsystem=10)),
+            ('/EFI/Microsoft/Boot/BCD', _hive('BCD', {})))
+        boot = (
+            Partition(1, 31, GPT_ESP, uuid=stable_uuid(name, 'part-esp'),
+                      name='EFI system partition',
+                      fs=Filesystem('vfat', label='SYSTEM',
+                                    uuid=stable_uuid(name, 'esp'),
+                                    files=esp_files)),
+            Partition(32, 8, GPT_MSR, uuid=stable_uuid(name, 'part-msr'),
+                      name='Microsoft reserved partition'),
+        )
+        table, label_id, size = 'gpt', stable_uuid(name, 'disk'), 97
+    else:
+        c_drive = Partition(
+            9, 55, MBR_NTFS,
+            fs=Filesystem('ntfs', label='Windows', uuid=ntfs_uuid))
+        boot = (
+            Partition(1, 8, MBR_NTFS, bootable=True,
+                      fs=Filesystem('ntfs', label='System Reserved',
+                                    uuid=stable_uuid(name, 'sysres'),
+                                    files=(('/bootmgr', b'BOOTMGR'),
+                                           ('/Boot/BCD', _hive('BCD', {})),
+                                           )),),
+        )
+        table, label_id, size = ('dos', '0x%08x' % disk_signature(name),
+                                 64)
+    files = _windows_files(name, spec, c_drive)
+    c_drive = dataclasses.replace(
+        c_drive, fs=dataclasses.replace(c_drive.fs, files=files))
+    return Disk(size_mib=size, table=table, label_id=label_id,
+                partitions=boot + (c_drive,))
+
+
+# ---------------------------------------------------------------------------
+# Linux
+
+_MERGED_USR_LINKS = (('/bin', 'usr/bin'), ('/sbin', 'usr/sbin'),
+                     ('/lib', 'usr/lib'), ('/lib64', 'usr/lib64'))
+
+
+def _linux_files(guest, root_uuid, boot_uuid, swap_uuid):
+    spec = guest.linux
+    fstab = ['# /etc/fstab: static file system information.',
+             'UUID=%s /     ext4 defaults 1 1' % root_uuid]
+    if boot_uuid:
+        fstab.append('UUID=%s /boot ext4 defaults 1 2' % boot_uuid)
+    if swap_uuid:
+        fstab.append('UUID=%s none  swap sw 0 0' % swap_uuid)
+    machine_id = uuid.UUID(stable_uuid(guest.name, 'machine-id')).hex
+    files = {
+        '/etc/fstab': ('\n'.join(fstab) + '\n').encode(),
+        '/etc/hostname': spec.hostname.encode() + b'\n',
+        '/etc/hosts': b'127.0.0.1   localhost\n::1         localhost\n',
+        '/etc/machine-id': machine_id.encode() + b'\n',
+        '/etc/passwd': b'root:x:0:0:root:/root:/bin/bash\n',
+        '/usr/bin/ls': HOST_ELF,
+        '/usr/sbin': DIRECTORY,
+        '/usr/lib64': DIRECTORY,
+        '/boot': DIRECTORY,
+        '/home': DIRECTORY,
+        '/root': DIRECTORY,
+        '/tmp': DIRECTORY,
+        '/var/log': DIRECTORY,
+    }
+    if guest.hostile:
+        files['/etc/os-release'] = spec.os_release
+    else:
+        # As shipped by systemd distros: the file lives in /usr.
+        files['/usr/lib/os-release'] = spec.os_release
+        files['/etc/os-release'] = Symlink('../usr/lib/os-release')
+    if spec.merged_usr:
+        for path, target in _MERGED_USR_LINKS:
+            files[path] = Symlink(target)
+    else:
+        files['/bin/ls'] = HOST_ELF
+        files['/sbin'] = DIRECTORY
+    for path, content in spec.release_files:
+        path = path.decode()
+        if content.startswith(b'->'):
+            files[path] = Symlink(content[2:].decode())
+        else:
+            files[path] = content
+    return tuple(sorted(files.items()))
+
+
+def _grub_boot_files():
+    """A /boot filesystem as libguestfs recognises it (grub2)."""
+    return (('/grub2/grub.cfg', b'set default=0\nset timeout=5\n'),
+            ('/loader/entries', DIRECTORY),
+            ('/vmlinuz-0-rescue', b'\0' * 64))
+
+
+def _linux_disk(guest):
+    spec = guest.linux
+    name = guest.name
+    root_uuid = stable_uuid(name, 'root')
+    boot_uuid = stable_uuid(name, 'boot') if spec.boot_partition else ''
+    swap_uuid = stable_uuid(name, 'swap') if spec.swap else ''
+    parts = []
+    start = 1
+    if boot_uuid:
+        parts.append(Partition(start, 16, MBR_LINUX, bootable=True,
+                               fs=Filesystem('ext4', 'boot', boot_uuid,
+                                             _grub_boot_files())))
+        start += 16
+    root_size = 63 - start - (8 if swap_uuid else 0)
+    parts.append(Partition(
+        start, root_size, MBR_LINUX, bootable=not boot_uuid,
+        fs=Filesystem('ext4', 'root', root_uuid,
+                      _linux_files(guest, root_uuid, boot_uuid,
+                                   swap_uuid))))
+    if swap_uuid:
+        parts.append(Partition(start + root_size, 8, MBR_SWAP,
+                               fs=Filesystem('swap', 'swap', swap_uuid)))
+    return Disk(size_mib=64, table='dos',
+                label_id='0x%08x' % disk_signature(name),
+                partitions=tuple(parts))
+
+
+# ---------------------------------------------------------------------------
+# No operating system
+
+def _data_files():
+    rows = b''.join(b'%d,host-%03d,%d\n' % (i, i, i * 37 % 1000)
+                    for i in range(2000))
+    return (('/README.txt', b'Quarterly exports. Nothing to boot here.\n'),
+            ('/exports/2024-q1.csv', b'id,host,value\n' + rows),
+            ('/exports/2024-q2.csv', b'id,host,value\n' + rows[::-1]),
+            ('/backups', DIRECTORY))
+
+
+def _other_disk(guest):
+    name = guest.name
+    label_id = '0x%08x' % disk_signature(name)
+    if guest.kind == 'blank':
+        return Disk(size_mib=64)
+    if guest.kind == 'data':
+        fs = Filesystem('ext4', 'data', stable_uuid(name, 'data'),
+                        _data_files())
+        return Disk(64, 'dos', label_id, (Partition(1, 63, MBR_LINUX, fs),))
+    if guest.kind == 'corrupt':
+        fs = Filesystem('corrupt-ext4', 'root', stable_uuid(name, 'root'),
+                        _data_files())
+        return Disk(64, 'dos', label_id, (Partition(1, 63, MBR_LINUX, fs),))
+    if guest.kind == 'luks':
+        boot = Filesystem('ext4', 'boot', stable_uuid(name, 'boot'),
+                          _grub_boot_files())
+        luks = Filesystem('luks', '', stable_uuid(name, 'luks'))
+        return Disk(64, 'dos', label_id, (
+            Partition(1, 16, MBR_LINUX, boot, bootable=True),
+            Partition(17, 47, MBR_LINUX, luks)))
+    raise ValueError('guest %s: unknown kind %r' % (name, guest.kind))
+
+
+def plan(guest):
+    """The Disk to build for a catalog entry."""
+    if guest.windows:
+        return _windows_disk(guest)
+    if guest.linux:
+        return _linux_disk(guest)
+    return _other_disk(guest)
