@@ -1,0 +1,44 @@
+"""pytest fixtures for tests that need running libvirt domains.
+
+Use them from a conftest.py (``from tests.rig.fixtures import *``), or
+in one test module by assignment (``libvirt_daemons =
+fixtures.libvirt_daemons``), which flake8 accepts where an import of a
+name used as a test argument would be flagged F811.
+"""
+
+import pytest
+
+from tests.rig import libvirtd
+from tests.rig import rig as rig_mod
+
+__all__ = ['libvirt_daemons', 'rig']
+
+
+def _no_domains_left():
+    import libvirt
+    conn = libvirt.open(libvirtd.URI)
+    try:
+        return not conn.listAllDomains()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope='session')
+def libvirt_daemons():
+    """virtlogd + libvirtd running; True if this session started them.
+
+    Stopped again at the end only if this session started them and no
+    domain is left (another process may still be using them).
+    """
+    started = libvirtd.ensure_daemons()
+    yield started
+    if started and _no_domains_left():
+        assert libvirtd.stop_started_daemons() == []
+
+
+@pytest.fixture
+def rig(libvirt_daemons, tmp_path):
+    """An empty Rig in ``tmp_path/rig``; everything it made is removed."""
+    with rig_mod.Rig(tmp_path / 'rig') as the_rig:
+        yield the_rig
+        assert the_rig.teardown() == []
