@@ -1,0 +1,114 @@
+#!/bin/sh
+# Example CloudKitty hashmap rules for the guest OS meter, for the two
+# rating types of etc/cloudkitty/metrics.yml.  The prices are
+# placeholders: set your own below.  Run once with CloudKitty admin
+# credentials loaded (OS_CLOUD or OS_* variables); it refuses to run if
+# the hashmap services exist already.
+#
+# How hashmap computes a price (CloudKitty's hashmap module), per rated
+# item and collect period ([collect] period, default one hour):
+#   - mappings match a field's value exactly (case matters);
+#   - within one group, the most expensive matching "flat" mapping is
+#     kept and multiplied by the product of the matching "rate" mappings
+#     (a group with rate mappings only is worth 0) and by qty;
+#   - the prices of all groups are added.
+# qty is the sample volume, i.e. vCPUs, for os_license_vcpu, and 1 for
+# os_license_vm (mutate: NUMBOOL).  So a flat mapping on os_license_vcpu
+# is a price per vCPU, and a per-VM price needs the os_license_vm rating
+# type: hashmap cannot charge a flat amount regardless of qty.  Per-VM
+# minimums ("at least 4 cores", as some licences count) need the
+# pyscripts rating module.
+#
+# Which records are not billed here (see doc/operators.rst): pending,
+# unknown and failed records have no OS, so no mapping matches.
+# Encrypted guests hide their OS; the last group below is one possible
+# policy (a per-VM charge), set ENCRYPTED_PER_VM=0 to drop it.
+#
+# Environment: OPENSTACK (client command, default openstack; the
+# "rating" commands come from python-cloudkittyclient).
+set -eu
+
+OPENSTACK=${OPENSTACK:-openstack}
+
+# Per vCPU and period.
+WINDOWS_STANDARD_PER_VCPU=${WINDOWS_STANDARD_PER_VCPU:-0.0120}
+WINDOWS_DATACENTER_PER_VCPU=${WINDOWS_DATACENTER_PER_VCPU:-0.0650}
+SQL_ENTERPRISE_PER_VCPU=${SQL_ENTERPRISE_PER_VCPU:-0.2700}
+SQL_STANDARD_PER_VCPU=${SQL_STANDARD_PER_VCPU:-0.0700}
+SQL_WEB_PER_VCPU=${SQL_WEB_PER_VCPU:-0.0050}
+# Per instance and period.
+RHEL_PER_VM=${RHEL_PER_VM:-0.0600}
+SLES_PER_VM=${SLES_PER_VM:-0.0500}
+SLES_FOR_SAP_PER_VM=${SLES_FOR_SAP_PER_VM:-0.0900}
+ENCRYPTED_PER_VM=${ENCRYPTED_PER_VM:-0.0600}
+
+hashmap() {
+    $OPENSTACK rating hashmap "$@"
+}
+
+# Create an object and print its ID: new_id COLUMN ARGS...
+new_id() {
+    column=$1
+    shift
+    hashmap "$@" -f value -c "$column"
+}
+
+# flat FIELD_ID GROUP_ID VALUE COST
+flat() {
+    hashmap mapping create --field-id "$1" --group-id "$2" \
+        --value "$3" --type flat "$4" >/dev/null
+}
+
+if hashmap service list -f value -c Name \
+        | grep -qx -e os_license_vcpu -e os_license_vm; then
+    echo "hashmap services os_license_vcpu/os_license_vm exist already;" \
+         "delete them to run this again" >&2
+    exit 1
+fi
+
+$OPENSTACK rating module enable hashmap >/dev/null
+
+# -- per vCPU: Windows Server and SQL Server --------------------------
+vcpu=$(new_id "Service ID" service create os_license_vcpu)
+
+# Windows Server by edition.  Evaluation media are free; client editions
+# (Professional, Enterprise, ...) are not priced here.
+windows=$(new_id "Group ID" group create windows_server_per_vcpu)
+os_edition=$(new_id "Field ID" field create "$vcpu" os_edition)
+flat "$os_edition" "$windows" "Standard" "$WINDOWS_STANDARD_PER_VCPU"
+flat "$os_edition" "$windows" "Datacenter" "$WINDOWS_DATACENTER_PER_VCPU"
+flat "$os_edition" "$windows" "Datacenter: Azure Edition" \
+    "$WINDOWS_DATACENTER_PER_VCPU"
+flat "$os_edition" "$windows" "Standard Evaluation" 0
+flat "$os_edition" "$windows" "Datacenter Evaluation" 0
+
+# SQL Server by its most expensive edition installed in the guest; a
+# group of its own, so it adds to the Windows price.
+sql=$(new_id "Group ID" group create sql_server_per_vcpu)
+sql_edition=$(new_id "Field ID" field create "$vcpu" sql_server_edition)
+flat "$sql_edition" "$sql" "Enterprise" "$SQL_ENTERPRISE_PER_VCPU"
+flat "$sql_edition" "$sql" "Datacenter" "$SQL_ENTERPRISE_PER_VCPU"
+flat "$sql_edition" "$sql" "Standard" "$SQL_STANDARD_PER_VCPU"
+flat "$sql_edition" "$sql" "Web" "$SQL_WEB_PER_VCPU"
+flat "$sql_edition" "$sql" "Developer" 0
+flat "$sql_edition" "$sql" "Express" 0
+flat "$sql_edition" "$sql" "Evaluation" 0
+
+# -- per VM: RHEL and SLES subscriptions ------------------------------
+vm=$(new_id "Service ID" service create os_license_vm)
+
+# One group: a SLES for SAP guest matches both os_distro=sles and
+# os_edition=SAP, and only the more expensive flat of a group applies.
+linux=$(new_id "Group ID" group create linux_subscription_per_vm)
+os_distro=$(new_id "Field ID" field create "$vm" os_distro)
+flat "$os_distro" "$linux" "rhel" "$RHEL_PER_VM"
+flat "$os_distro" "$linux" "sles" "$SLES_PER_VM"
+vm_edition=$(new_id "Field ID" field create "$vm" os_edition)
+flat "$vm_edition" "$linux" "SAP" "$SLES_FOR_SAP_PER_VM"
+
+# Policy for guests whose disks are encrypted (status "encrypted").
+encrypted=$(new_id "Group ID" group create encrypted_guest_per_vm)
+status=$(new_id "Field ID" field create "$vm" os_inspection_status)
+flat "$status" "$encrypted" "encrypted" "$ENCRYPTED_PER_VM"
+
+echo "hashmap rules created: services os_license_vcpu, os_license_vm" >&2
