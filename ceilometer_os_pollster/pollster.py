@@ -16,6 +16,7 @@ from ceilometer.polling import plugin_base
 from ceilometer import sample
 
 from ceilometer_os_pollster import options
+from ceilometer_os_pollster import prometheus
 from ceilometer_os_pollster import service as service_mod
 
 LOG = log.getLogger(__name__)
@@ -37,6 +38,21 @@ def vcpus_of(instance, domain):
     if isinstance(vcpus, int) and not isinstance(vcpus, bool) and vcpus > 0:
         return vcpus
     return domain.info()[3]
+
+
+class _WithFlavorVcpus:
+    """The instance seen with flavor['vcpus'] filled in.
+
+    Ceilometer's sample helper indexes flavor['vcpus']; a flavor without
+    it must not cost the instance its sample.
+    """
+
+    def __init__(self, instance, vcpus):
+        self._instance = instance
+        self.flavor = dict(instance.flavor or {}, vcpus=vcpus)
+
+    def __getattr__(self, name):
+        return getattr(self._instance, name)
 
 
 def _vanished(err):
@@ -79,6 +95,7 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         return 'local_instances'
 
     def _sample(self, service, instance):
+        """(sample, Prometheus labels) for one instance, or None."""
         domain = self.inspector.connection.lookupByUUIDString(instance.id)
         state = domain.state()[0]
         if (state == _SHUTOFF and
@@ -87,23 +104,30 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         job = service.job_for_domain(instance.id, domain,
                                      image_id_of(instance))
         record = service.lookup(job)
-        return util.make_sample_from_instance(
+        vcpus = vcpus_of(instance, domain)
+        flavor = getattr(instance, 'flavor', None)
+        if not isinstance(flavor, dict) or 'vcpus' not in flavor:
+            instance = _WithFlavorVcpus(instance, vcpus)
+        sample_ = util.make_sample_from_instance(
             self.conf,
             instance,
             name=self.sample_name,
             type=self.sample_type,
             unit=self.sample_unit,
-            volume=vcpus_of(instance, domain),
+            volume=vcpus,
             additional_metadata=record.metadata(),
         )
+        return sample_, prometheus.label_values(
+            instance.id, instance.tenant_id, instance.user_id, record)
 
     def get_samples(self, manager, cache, resources):
         service = service_mod.get_service(self.conf)
         alive = []
+        exported = []
         for instance in resources:
             alive.append(instance.id)
             try:
-                s = self._sample(service, instance)
+                built = self._sample(service, instance)
             except Exception as err:
                 if _vanished(err):
                     LOG.debug('Instance %s vanished while polling',
@@ -115,9 +139,13 @@ class OSMetadataPollster(plugin_base.PollsterBase):
                           {'name': self.sample_name, 'id': instance.id,
                            'err': err})
                 continue
-            if s is not None:
-                yield s
+            if built is not None:
+                sample_, labels = built
+                exported.append((labels, sample_.volume))
+                yield sample_
         try:
             service.end_cycle(alive)
+            if self.conf.polling.enable_prometheus_exporter:
+                prometheus.publish(exported)
         except Exception:
             LOG.exception('OS inspection bookkeeping failed')

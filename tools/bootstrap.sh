@@ -21,7 +21,8 @@ DEBS=(
   qemu-system-x86 qemu-utils
   libvirt-daemon-system libvirt-clients
   ntfs-3g libwin-hivex-perl cryptsetup-bin cryptsetup
-  e2fsprogs xfsprogs dosfstools lvm2 util-linux
+  e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
+  qemu-block-extra sudo
 )
 
 log() { echo "bootstrap: $*" >&2; }

@@ -8,6 +8,7 @@ one is exercised by the appliance suites).
 
 import threading
 
+from oslo_messaging import opts as messaging_opts
 import pytest
 from oslo_messaging.notify import _impl_test
 from stevedore import extension
@@ -58,7 +59,7 @@ def agent(tmp_path, monkeypatch):
         tdrv.domain(u, 'instance-%08d' % i, vcpus=i + 1)
         for i, u in enumerate(UUIDS)])
 
-    def build(meters):
+    def build(meters, polling_overrides=None):
         polling = tmp_path / 'polling.yaml'
         polling.write_text(
             'sources:\n  - name: s\n    interval: 3600\n    meters:\n' +
@@ -69,7 +70,12 @@ def agent(tmp_path, monkeypatch):
         conf.set_override('cfg_file', str(polling), group='polling')
         conf.set_override('telemetry_driver', 'test',
                           group='publisher_notifier')
+        for group, opts in messaging_opts.list_opts():
+            if group is None:
+                conf.register_opts(opts)
         conf.set_override('transport_url', 'fake://')
+        for name, value in (polling_overrides or {}).items():
+            conf.set_override(name, value, group='polling')
         # one shared inspector per process, as in the agent: start fresh
         monkeypatch.delattr(compute_pollsters.GenericComputePollster,
                             '_inspector', raising=False)
@@ -84,8 +90,8 @@ def agent(tmp_path, monkeypatch):
 
     built = []
 
-    def factory(meters):
-        b = build(meters)
+    def factory(meters, **kw):
+        b = build(meters, **kw)
         built.append(b)
         return b
     yield factory
@@ -160,3 +166,56 @@ def test_real_cycle_publishes_pending_then_inspected_samples(agent):
         assert md['os_distro'] == 'rhel' and md['os_info'] == 'rhel9.4'
         assert md['os_type'] == 'hvm'      # Ceilometer's own key untouched
     assert sorted(engine.calls) == UUIDS   # one inspection per instance
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_prometheus_exporter_label_sets_stay_consistent(agent):
+    import urllib.request
+
+    from prometheus_client import parser
+
+    port = _free_port()
+    conf_overrides = {'enable_prometheus_exporter': True,
+                      'enable_notifications': False,
+                      'prometheus_listen_addresses': ['127.0.0.1:%d' % port]}
+    mgr, svc, engine = agent([METER], polling_overrides=conf_overrides)
+    tasks = mgr.setup_polling_tasks()
+
+    def scrape():
+        for task in tasks.values():
+            mgr.interval_task(task)
+        body = urllib.request.urlopen(
+            'http://127.0.0.1:%d/metrics' % port, timeout=10).read()
+        return {f.name: f for f in
+                parser.text_string_to_metric_families(body.decode())}
+
+    first = scrape()                      # every record pending
+    assert engine.done.wait(20)
+    for _ in range(100):
+        if all(svc.cache.get(u) for u in UUIDS):
+            break
+        threading.Event().wait(0.1)
+    second = scrape()                     # every record inspected
+
+    for families in (first, second):
+        meter = families['ceilometer_compute_instance_os_metadata']
+        label_sets = {frozenset(s.labels) for s in meter.samples}
+        assert len(label_sets) == 1
+        assert len(meter.samples) == len(UUIDS)
+        info = families['ceilometer_compute_instance_os_info']
+        assert {frozenset(s.labels) for s in info.samples} == {
+            frozenset(('resource', 'project', 'user') +
+                      record.METADATA_KEYS)}
+        assert sorted(s.labels['resource'] for s in info.samples) == UUIDS
+    statuses = {s.labels['os_inspection_status'] for s in
+                second['ceilometer_compute_instance_os_info'].samples}
+    assert statuses == {'ok'}
+    assert {s.value for s in
+            second['ceilometer_compute_instance_os_info'].samples} == {
+                1.0, 2.0, 3.0}
