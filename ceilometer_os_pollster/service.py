@@ -73,6 +73,12 @@ class InspectionService:
                 return self._scheduler
             if self._engine is None:
                 self._engine = engine_mod.Engine(self.conf)
+                # Once per process: say now why inspections will fail or
+                # hang (KVM, guestfs, dirs).  The CLI runs its own.
+                try:
+                    self._engine.preflight()
+                except Exception:
+                    LOG.exception('OS inspection preflight failed')
             if self._cache is None:
                 self._cache = cache_mod.RecordCache(self.settings.cache_dir)
             self._scheduler = scheduler_mod.Scheduler(

@@ -19,7 +19,7 @@
 # minimums ("at least 4 cores", as some licences count) need the
 # pyscripts rating module.
 #
-# Which records are not billed here (see doc/operators.rst): pending,
+# Which records are not billed here (see README.rst): pending,
 # unknown and failed records have no OS, so no mapping matches.
 # Encrypted guests hide their OS; the last group below is one possible
 # policy (a per-VM charge), set ENCRYPTED_PER_VM=0 to drop it.

@@ -1,0 +1,159 @@
+"""Small helpers of the functional fault suite (test_faults.py).
+
+Owns: building engines and jobs from XML, the record invariants every
+fault must keep, and a /proc sampler that runs in its own process (our
+process holds the GIL while libguestfs runs qemu-img inside add_drive,
+so a thread of ours would not sample during that window).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from oslo_config import cfg
+
+from ceilometer_os_pollster import engine as E
+from ceilometer_os_pollster import options
+from ceilometer_os_pollster import record
+
+DISK = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+        "<source file='{path}'/><target dev='vda' bus='virtio'/></disk>")
+CDROM = ("<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+         "<source file='{path}'/><target dev='sda' bus='sata'/>"
+         "<readonly/></disk>")
+RBD_DISK = (
+    "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+    "<auth username='cinder'><secret type='ceph' uuid='{uuid}'/></auth>"
+    "<source protocol='rbd' name='volumes/volume-{uuid}'>{hosts}</source>"
+    "<target dev='vda' bus='virtio'/></disk>")
+DOMAIN = ("<domain type='qemu'><name>{name}</name><devices>{disks}"
+          "</devices></domain>")
+
+
+def make_engine(tmp_root, factory=None, **overrides):
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf([])
+    settings = dict(libguestfs_backend_settings=['force_tcg'],
+                    inspection_deadline=900, tmp_dir=str(tmp_root))
+    settings.update(overrides)
+    for name, value in settings.items():
+        conf.set_override(name, value, options.GROUP)
+    return E.Engine(conf, appliance_factory=factory)
+
+
+def job(name, disks):
+    return E.InspectionJob(instance_id='inst-' + name, domain_name=name,
+                           domain_xml=DOMAIN.format(name=name, disks=disks))
+
+
+def string_problems(rec):
+    """[(field, why)] for every string of the record that is not clean:
+    valid UTF-8, printable (no control/format characters), <= 255."""
+    problems = []
+    values = dict(rec.to_dict(), **rec.metadata())
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        try:
+            value.encode('utf-8')
+        except UnicodeEncodeError:
+            problems.append((name, 'not UTF-8'))
+        if not value.isprintable():
+            problems.append((name, 'control character'))
+        if len(value) > 255:
+            problems.append((name, 'longer than 255'))
+    return problems
+
+
+def assert_clean(rec):
+    assert isinstance(rec, record.OSRecord)
+    assert rec.status in record.STATUSES
+    assert string_problems(rec) == [], rec
+
+
+# Scans every process' command line and environment for the needles
+# until the stop file appears; writes {samples, hits} as JSON.
+SAMPLER = r'''
+import json, os, sys, time
+needles = [n.encode() for n in json.loads(sys.argv[1])]
+stop, out = sys.argv[2], sys.argv[3]
+samples, hits, procs = 0, [], set()
+deadline = time.time() + 300
+while not os.path.exists(stop) and time.time() < deadline:
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        if int(pid) == os.getpid():
+            continue
+        for name in ('cmdline', 'environ'):
+            try:
+                with open('/proc/%s/%s' % (pid, name), 'rb') as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if name == 'cmdline' and (b'qemu' in data or b'rbd' in data):
+                procs.add(data.split(b'\0')[0].decode('latin-1'))
+            for needle in needles:
+                if needle in data:
+                    hits.append([pid, name, needle.decode()])
+    samples += 1
+    time.sleep(0.02)
+with open(out, 'w') as f:
+    json.dump(dict(samples=samples, hits=hits, procs=sorted(procs)), f)
+'''
+
+
+class ProcSampler:
+    """Samples /proc/*/cmdline and environ in a separate process."""
+
+    def __init__(self, tmp_path, needles):
+        self._stop = tmp_path / 'sampler.stop'
+        self._out = tmp_path / 'sampler.json'
+        self._proc = subprocess.Popen(
+            [sys.executable, '-c', SAMPLER, json.dumps(list(needles)),
+             str(self._stop), str(self._out)])
+
+    def finish(self):
+        self._stop.touch()
+        try:
+            self._proc.wait(timeout=30)
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+        return json.loads(self._out.read_text())
+
+
+def proc_children(parent, marker):
+    """Pids whose parent is ``parent`` or a descendant of it, with
+    ``marker`` (bytes) in the command line."""
+    found = []
+    tree = {parent}
+    changed = True
+    stats = {}
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/stat' % pid, 'rb') as f:
+                ppid = int(f.read().rsplit(b')', 1)[1].split()[1])
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                stats[int(pid)] = (ppid, f.read())
+        except (OSError, ValueError, IndexError):
+            continue
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                changed = True
+    for pid in tree - {parent}:
+        if marker in stats[pid][1]:
+            found.append(pid)
+    return sorted(found)
+
+
+def alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            state = f.read().rsplit(b')', 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b'Z'

@@ -1,0 +1,285 @@
+"""End to end: real domains, a real Ceilometer agent, real appliances.
+
+One module-scoped rig runs a guest in every nova disk layout (plus a
+Linux boot disk with a Windows data disk, and a LUKS guest) under the
+rig's libvirtd.  A real Ceilometer AgentManager polls them through our
+entry point with the real InspectionService and Engine; the only extra
+is a counter around the engine's ``inspect``.  The tests run in order
+and share the agent: pending first, then every guest's catalog record,
+no byte written, no needless launch, and one re-queue after a restart.
+"""
+
+import os
+import threading
+import time
+
+from oslo_messaging import opts as messaging_opts
+from oslo_messaging.notify import _impl_test
+import pytest
+
+from ceilometer.compute import discovery
+from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.polling import manager
+from ceilometer import service as ceilo_service
+
+from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster import record
+from ceilometer_os_pollster import service as service_mod
+from tests.guests import builder
+from tests.guests import catalog
+from tests.rig import libvirtd
+from tests.rig import rig as rig_mod
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
+
+METER = 'compute.instance.os.metadata'
+HOST = 'e2e-compute-1'
+WAIT_SECONDS = 15 * 60
+
+# (display name, catalog guest, layout, vCPUs, data disk guest)
+INSTANCES = [
+    ('sql-overlay', 'win2019-sql', rig_mod.OVERLAY, 4, None),
+    ('rhel-blank-base', 'rhel-9.4', rig_mod.OVERLAY_BLANK_BASE, 2, None),
+    ('alma-qcow2', 'almalinux-9.4', rig_mod.QCOW2, 1, None),
+    ('ubuntu-raw', 'ubuntu-22.04', rig_mod.RAW, 2, None),
+    ('sles-block', 'sles-15-sp5', rig_mod.BLOCK, 3, None),
+    ('win11-nbd', 'win11-pro', rig_mod.NBD, 2, None),
+    ('debian-with-win-data', 'debian-12', rig_mod.OVERLAY, 2,
+     'win2022-standard'),
+    ('luks-qcow2', 'luks', rig_mod.QCOW2, 1, None),
+]
+
+
+class CountingEngine:
+    """The real Engine, its inspect() calls counted per instance."""
+
+    def __init__(self, real):
+        self.real = real
+        self.calls = []
+        self._lock = threading.Lock()
+
+    def inspect(self, job):
+        with self._lock:
+            self.calls.append(job.instance_id)
+        return self.real.inspect(job)
+
+    def count(self):
+        with self._lock:
+            return len(self.calls)
+
+
+def _guestfs_pids():
+    """Pids of processes whose command line mentions guestfs."""
+    found = set()
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                if b'guestfs' in f.read():
+                    found.add(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+class World:
+    """The rig, the agent and what the tests learn along the way."""
+
+    def __init__(self, the_rig, mgr, svc, engine, guests):
+        self.rig = the_rig
+        self.mgr = mgr
+        self.svc = svc
+        self.engine = engine
+        self.guests = guests          # uuid -> catalog guest name
+        self.tasks = mgr.setup_polling_tasks()
+        self.before = rig_mod.disk_checksums(the_rig)
+        self.domains = {d.uuid: d for d in the_rig.domains}
+
+    def cycle(self):
+        """One synchronous polling cycle; {uuid: sample dict}."""
+        _impl_test.reset()
+        for task in self.tasks.values():
+            self.mgr.interval_task(task)
+        samples = {}
+        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
+            for s in message['payload']['samples']:
+                if s['counter_name'] == METER:
+                    assert s['resource_id'] not in samples
+                    samples[s['resource_id']] = s
+        _impl_test.reset()
+        return samples
+
+    def wait_idle(self, ids, timeout=WAIT_SECONDS):
+        """Until nothing is queued or running and ``ids`` are cached."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.svc.scheduler.stats()
+            if (not stats['queued'] and not stats['running']
+                    and all(self.svc.cache.get(i) for i in ids)):
+                return stats
+            time.sleep(2)
+        raise AssertionError('inspections not done in %d s: %s'
+                             % (timeout, self.svc.scheduler.stats()))
+
+
+def _conf(tmp, polling):
+    conf = ceilo_service.prepare_service([], [])
+    conf.set_override('libvirt_uri', libvirtd.URI)
+    conf.set_override('host', HOST)
+    conf.set_override('instance_discovery_method', 'libvirt_metadata',
+                      group='compute')
+    conf.set_override('cfg_file', str(polling), group='polling')
+    conf.set_override('telemetry_driver', 'test',
+                      group='publisher_notifier')
+    for group, opts in messaging_opts.list_opts():
+        if group is None:
+            conf.register_opts(opts)
+    conf.set_override('transport_url', 'fake://')
+    return conf
+
+
+@pytest.fixture(scope='module')
+def world(libvirt_daemons, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('e2e')
+    polling = tmp / 'polling.yaml'
+    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
+                       '    meters:\n      - %s\n' % METER)
+    conf = _conf(tmp, polling)
+    mp = pytest.MonkeyPatch()
+    svc = None
+    with rig_mod.Rig(tmp / 'rig') as the_rig:
+        try:
+            guests = {}
+            for name, guest, layout, vcpus, data in INSTANCES:
+                dom = the_rig.add(
+                    name, builder.build(guest), layout=layout, vcpus=vcpus,
+                    data_image=builder.build(data) if data else None)
+                guests[dom.uuid] = guest
+            the_rig.start_all()
+            svc = service_mod.InspectionService(conf)
+            for name, value in (
+                    ('cache_dir', str(tmp / 'cache')),
+                    ('libguestfs_backend_settings', ['force_tcg']),
+                    ('concurrency', 2), ('appliance_memory_mb', 768)):
+                conf.set_override(name, value, group='os_inspection')
+            engine = CountingEngine(engine_mod.Engine(conf))
+            svc._engine = engine
+            mp.setattr(service_mod, 'get_service', lambda c: svc)
+            # one shared inspector per process, as in the agent
+            mp.delattr(compute_pollsters.GenericComputePollster,
+                       '_inspector', raising=False)
+            # other rigs may share the libvirtd: discover only ours
+            discover = discovery.InstanceDiscovery.discover
+            mp.setattr(discovery.InstanceDiscovery, 'discover',
+                       lambda self, *a, **kw: [
+                           i for i in discover(self, *a, **kw)
+                           if i.id in guests])
+            mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+            mgr.polling_manager = manager.PollingManager(conf)
+            yield World(the_rig, mgr, svc, engine, guests)
+        finally:
+            if svc is not None:
+                svc.stop()
+            mp.undo()
+            _impl_test.reset()
+            problems = the_rig.teardown()
+    assert problems == []
+    # every appliance this process started is gone
+    deadline = time.monotonic() + 60
+    while _our_appliances() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _our_appliances() == set()
+
+
+def _our_appliances():
+    """guestfs processes descending from this one."""
+    mine = str(os.getpid())
+    return {pid for pid in _guestfs_pids() if _descends(pid, mine)}
+
+
+def _descends(pid, ancestor):
+    for _ in range(20):
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                ppid = f.read().rsplit(')', 1)[1].split()[1]
+        except (OSError, IndexError):
+            return False
+        if ppid == ancestor:
+            return True
+        if ppid in ('0', '1'):
+            return False
+        pid = int(ppid)
+    return False
+
+
+def _check_sample(world, uuid, s):
+    dom = world.domains[uuid]
+    assert s['counter_volume'] == dom.vcpus
+    assert s['counter_unit'] == 'vcpu'
+    assert s['project_id'] == dom.project_id
+    assert s['user_id'] == dom.user_id
+    assert set(record.METADATA_KEYS) <= set(s['resource_metadata'])
+
+
+def test_first_cycle_is_immediate_and_all_pending(world):
+    began = time.monotonic()
+    samples = world.cycle()
+    assert time.monotonic() - began < 30      # no appliance waited for
+    assert set(samples) == set(world.guests)
+    for uuid, s in samples.items():
+        _check_sample(world, uuid, s)
+        assert s['resource_metadata']['os_inspection_status'] == 'pending'
+
+
+def test_next_cycle_carries_every_catalog_record(world):
+    world.wait_idle(list(world.guests))
+    assert sorted(world.engine.calls) == sorted(world.guests)
+    samples = world.cycle()
+    assert set(samples) == set(world.guests)
+    wrong = {}
+    for uuid, s in samples.items():
+        _check_sample(world, uuid, s)
+        guest = world.guests[uuid]
+        bad = catalog.mismatches(catalog.GUESTS[guest].expected,
+                                 s['resource_metadata'])
+        if bad:
+            wrong[world.domains[uuid].display_name] = bad
+    assert wrong == {}
+
+
+def test_no_byte_of_any_guest_disk_changed(world):
+    assert rig_mod.disk_checksums(world.rig) == world.before
+
+
+def test_further_cycle_launches_no_appliance(world):
+    calls = world.engine.count()
+    samples = world.cycle()
+    assert set(samples) == set(world.guests)
+    assert world.svc.scheduler.stats()['queued'] == 0
+    time.sleep(1)
+    assert world.engine.count() == calls
+
+
+def test_restart_requeues_only_that_domain_and_serves_old_record(world):
+    uuid = next(u for u, g in world.guests.items() if g == 'rhel-9.4')
+    old = world.svc.cache.get(uuid).record
+    dom = world.rig.conn.lookupByUUIDString(uuid)
+    dom.destroy()
+    dom.create()
+    calls = world.engine.count()
+    samples = world.cycle()
+    # stale-while-revalidate: the old record, not pending
+    md = samples[uuid]['resource_metadata']
+    assert md['os_inspection_status'] == 'ok'
+    assert md['os_inspected_at'] == old.metadata()['os_inspected_at']
+    world.wait_idle([uuid])
+    assert world.engine.calls[calls:] == [uuid]
+    fresh = world.svc.cache.get(uuid).record
+    assert fresh.fingerprint != old.fingerprint
+    assert catalog.mismatches(catalog.GUESTS['rhel-9.4'].expected,
+                              fresh) == []
+    world.cycle()
+    time.sleep(1)
+    assert world.engine.calls[calls:] == [uuid]
+    assert rig_mod.disk_checksums(world.rig) == world.before

@@ -1,0 +1,252 @@
+"""The README demo: a few phony guests metered by a real Ceilometer agent.
+
+Builds catalog guests, runs them as nova-like libvirt domains (tests.rig),
+polls them twice with a real Ceilometer AgentManager that loads our
+pollster by its entry point (first cycle: everything pending; then the
+appliances' records), and prints the samples as a table.  Exit status 0
+only if every sample matches the catalog's expectation.  Run it through
+``tools/demo`` (installs what it needs first).
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+
+METER = 'compute.instance.os.metadata'
+HOST = 'demo-compute-1'
+COLUMNS = ('instance', 'vCPUs', 'family', 'distro', 'os_info', 'version',
+           'edition', 'SQL', 'status')
+
+
+def pick_guests(catalog):
+    """[(display name, catalog guest, layout)] for the demo."""
+    sql = [n for n, g in catalog.GUESTS.items()
+           if g.windows and g.expected.sql_server_edition
+           and g.expected.os_info == 'win2k22'
+           and 'Datacenter' in g.expected.os_edition]
+    return [
+        ('sql-server', sql[0] if sql else 'win2019-sql', 'overlay'),
+        ('rhel', 'rhel-9.4', 'overlay-blank-base'),
+        ('ubuntu', 'ubuntu-22.04', 'qcow2'),
+        ('encrypted', 'luks', 'raw'),
+    ]
+
+
+def row(name, sample):
+    """One table row (strings) from a published sample dict."""
+    md = sample['resource_metadata']
+    status = md['os_inspection_status']
+    if status != 'ok' and md.get('os_inspection_reason'):
+        status += ' (%s)' % md['os_inspection_reason']
+    version = ''
+    if md.get('os_version_major'):
+        version = '%s.%s' % (md['os_version_major'], md['os_version_minor'])
+    return (name, '%g' % sample['counter_volume'], md['os_family'],
+            md['os_distro'], md['os_info'], version, md['os_edition'],
+            md['sql_server_edition'], status)
+
+
+def table(rows):
+    """Aligned text table with COLUMNS as header."""
+    rows = [COLUMNS] + [tuple(r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+             for r in rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def make_conf(workdir, libvirt_uri, concurrency):
+    from ceilometer import service as ceilo_service
+    from oslo_messaging import opts as messaging_opts
+
+    from ceilometer_os_pollster import options
+
+    polling = workdir / 'polling.yaml'
+    polling.write_text('sources:\n  - name: demo\n    interval: 3600\n'
+                       '    meters:\n      - %s\n' % METER)
+    conf = ceilo_service.prepare_service([], [])
+    conf.set_override('libvirt_uri', libvirt_uri)
+    conf.set_override('host', HOST)
+    conf.set_override('instance_discovery_method', 'libvirt_metadata',
+                      group='compute')
+    conf.set_override('cfg_file', str(polling), group='polling')
+    conf.set_override('telemetry_driver', 'test',
+                      group='publisher_notifier')
+    for group, opts in messaging_opts.list_opts():
+        if group is None:
+            conf.register_opts(opts)
+    conf.set_override('transport_url', 'fake://')
+    options.register_opts(conf)
+    for name, value in (
+            ('cache_dir', str(workdir / 'cache')),
+            ('libguestfs_backend_settings', ['force_tcg']),
+            ('concurrency', concurrency), ('appliance_memory_mb', 768)):
+        conf.set_override(name, value, group='os_inspection')
+    return conf
+
+
+def only_ours(discovery, ids):
+    """Make Ceilometer's instance discovery see only ``ids``.
+
+    Other rigs (tests, other demos) may share the libvirtd.
+    """
+    discover = discovery.InstanceDiscovery.discover
+
+    def filtered(self, *args, **kwargs):
+        return [i for i in discover(self, *args, **kwargs) if i.id in ids]
+    discovery.InstanceDiscovery.discover = filtered
+
+
+def run_cycle(mgr, tasks):
+    """One synchronous polling cycle; {resource id: sample dict}."""
+    from oslo_messaging.notify import _impl_test
+
+    _impl_test.reset()
+    for task in tasks.values():
+        mgr.interval_task(task)
+    samples = {s['resource_id']: s
+               for _c, message, _p, _r in _impl_test.NOTIFICATIONS
+               for s in message['payload']['samples']
+               if s['counter_name'] == METER}
+    _impl_test.reset()
+    return samples
+
+
+def wait_for_inspections(svc, ids, timeout, out=sys.stderr):
+    """Report progress every 5 s until done; False on timeout."""
+    began = time.monotonic()
+    last = 0.0
+    while True:
+        stats = svc.scheduler.stats()
+        done = sum(1 for i in ids if svc.cache.get(i))
+        finished = (done == len(ids) and not stats['queued']
+                    and not stats['running'])
+        now = time.monotonic() - began
+        if finished or now - last >= 5:
+            last = now
+            print('inspecting: %d done, %d running, %d queued, %.0f s'
+                  % (done, stats['running'], stats['queued'], now),
+                  file=out, flush=True)
+        if finished:
+            return True
+        if now > timeout:
+            return False
+        time.sleep(0.5)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--keep', action='store_true',
+                        help='leave the domains, disks and cache in place')
+    parser.add_argument('--workdir', help='default: a new temp directory')
+    parser.add_argument('--concurrency', type=int, default=2)
+    parser.add_argument('--timeout', type=int, default=900,
+                        help='seconds to wait for the inspections')
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LIBGUESTFS_BACKEND_SETTINGS', 'force_tcg')
+
+    from ceilometer.compute import discovery
+    from ceilometer.compute import pollsters as compute_pollsters
+    from ceilometer.polling import manager
+
+    from ceilometer_os_pollster import service as service_mod
+    from tests.guests import builder
+    from tests.guests import catalog
+    from tests.rig import libvirtd
+    from tests.rig import rig as rig_mod
+
+    workdir = pathlib.Path(args.workdir or tempfile.mkdtemp(
+        prefix='os-pollster-demo-'))
+    workdir.mkdir(parents=True, exist_ok=True)
+    chosen = pick_guests(catalog)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    log('building guests: %s' % ', '.join(g for _, g, _ in chosen))
+    images = builder.build_all([g for _, g, _ in chosen])
+    started = libvirtd.ensure_daemons()
+    the_rig = rig_mod.Rig(workdir / 'rig')
+    svc = None
+    failed = True
+    try:
+        names, guests = {}, {}
+        for name, guest, layout in chosen:
+            dom = the_rig.add(name, images[guest], layout=layout,
+                              vcpus=4 if catalog.GUESTS[guest].windows
+                              else 2)
+            names[dom.uuid], guests[dom.uuid] = name, guest
+            log('domain %s (%s) on a %s disk: %s'
+                % (dom.name, name, layout, guest))
+        the_rig.start_all()
+        before = rig_mod.disk_checksums(the_rig)
+
+        conf = make_conf(workdir, the_rig.uri, args.concurrency)
+        svc = service_mod.InspectionService(conf)
+        service_mod.get_service = lambda c: svc
+        if hasattr(compute_pollsters.GenericComputePollster, '_inspector'):
+            del compute_pollsters.GenericComputePollster._inspector
+        only_ours(discovery, set(names))
+        mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+        mgr.polling_manager = manager.PollingManager(conf)
+        tasks = mgr.setup_polling_tasks()
+
+        began = time.monotonic()
+        first = run_cycle(mgr, tasks)
+        print('First polling cycle (%.1f s): records pending while the '
+              'appliances work\n' % (time.monotonic() - began))
+        print(table(row(names.get(u, u), s) for u, s in
+                    sorted(first.items(), key=lambda i: names.get(i[0]))))
+        print(flush=True)
+        if not wait_for_inspections(svc, list(names), args.timeout):
+            log('inspections did not finish in %d s' % args.timeout)
+            return 1
+        second = run_cycle(mgr, tasks)
+        print('Next polling cycle: what Ceilometer publishes\n')
+        print(table(row(names.get(u, u), s) for u, s in
+                    sorted(second.items(), key=lambda i: names.get(i[0]))))
+        print()
+
+        problems = []
+        for uuid, name in sorted(names.items(), key=lambda i: i[1]):
+            sample = second.get(uuid)
+            if sample is None:
+                problems.append('%s: no sample' % name)
+                continue
+            expected = catalog.GUESTS[guests[uuid]].expected
+            for field, want, got in catalog.mismatches(
+                    expected, sample['resource_metadata']):
+                problems.append('%s: %s is %r, expected %r'
+                                % (name, field, got, want))
+        if rig_mod.disk_checksums(the_rig) != before:
+            problems.append('a guest disk changed during inspection')
+        for p in problems:
+            print('MISMATCH ' + p)
+        if not problems:
+            print('All %d samples match the catalog; no guest disk was '
+                  'written.' % len(names))
+        failed = bool(problems)
+        return 1 if problems else 0
+    finally:
+        if svc is not None:
+            svc.stop()
+        if args.keep:
+            log('kept: %s (undo: python -m tests.rig down --workdir %s)'
+                % (workdir, workdir / 'rig'))
+        else:
+            for p in the_rig.teardown():
+                log('teardown: %s' % p)
+            if started and not the_rig.conn.listAllDomains():
+                libvirtd.stop_started_daemons()
+            if not failed or not args.workdir:
+                import shutil
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
