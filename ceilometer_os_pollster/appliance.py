@@ -38,7 +38,9 @@ Facts that shaped this module (libguestfs 1.48):
 
 import base64
 import collections
+import fcntl
 import os
+import time
 import re
 import shutil
 import signal
@@ -353,6 +355,74 @@ def _write_private(path, text):
 # --------------------------------------------------------------------------
 
 
+PRIVATE_PREFIX = 'os-inspection-'
+# Held (flock) by the inspecting process for the private dir's lifetime;
+# a dir whose lock is free belongs to a process that died (SIGKILL,
+# OOM) and holds nothing but its overlays.
+OWNER_LOCK = '.owner'
+# A private dir without a lock file is only spared this long (it may be
+# between mkdtemp and the lock).
+UNLOCKED_GRACE = 600
+
+
+def _hold_owner_lock(directory):
+    fd = os.open(os.path.join(directory, OWNER_LOCK),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _orphaned(path, now):
+    try:
+        fd = os.open(os.path.join(path, OWNER_LOCK),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return now - os.lstat(path).st_mtime > UNLOCKED_GRACE
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False            # its inspection is still running
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_orphan_dirs(tmp_root=None, clock=time.time):
+    """Remove private dirs left by killed inspections; their names.
+
+    Only our own directories (prefix, owner uid, real directory) whose
+    owner lock nobody holds.  Never raises.
+    """
+    tmp_root = tmp_root or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(tmp_root)
+    except OSError:
+        return removed
+    now = clock()
+    for name in names:
+        if not name.startswith(PRIVATE_PREFIX):
+            continue
+        path = os.path.join(tmp_root, name)
+        try:
+            info = os.lstat(path)
+            if (not stat.S_ISDIR(info.st_mode) or
+                    info.st_uid != os.geteuid() or not _orphaned(path, now)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(name)
+    if removed:
+        LOG.warning('removed %d temporary director(y/ies) of killed '
+                    'inspections in %s', len(removed), tmp_root)
+    return removed
+
+
 class Appliance:
     """One read-only inspection of one instance's drives.
 
@@ -374,6 +444,7 @@ class Appliance:
         self._find_processes = find_processes
         self._read_secret = read_secret
         self._private_dir = ''
+        self._owner_fd = None
         self._pid = None
         self._hv_path = ''
         # Index in ``specs`` of each drive actually added, in order.
@@ -398,8 +469,9 @@ class Appliance:
             return result
         tmp_root = getattr(self._opts, 'tmp_dir', '') or None
         try:
-            self._private_dir = tempfile.mkdtemp(prefix='os-inspection-',
+            self._private_dir = tempfile.mkdtemp(prefix=PRIVATE_PREFIX,
                                                  dir=tmp_root)
+            self._owner_fd = _hold_owner_lock(self._private_dir)
         except OSError as exc:
             raise ApplianceError('cannot create a temporary directory in '
                                  '%s: %s' % (tmp_root or tempfile.gettempdir(),
@@ -454,6 +526,9 @@ class Appliance:
                 LOG.warning('killed %d appliance process(es) left behind',
                             len(leftovers))
             shutil.rmtree(self._private_dir, ignore_errors=True)
+            if self._owner_fd is not None:
+                os.close(self._owner_fd)
+                self._owner_fd = None
 
     def _targets(self):
         pids = set(self._find_processes(references(self._private_dir)))
@@ -726,7 +801,9 @@ class Appliance:
 def _safe(call, root, default):
     try:
         value = call(root)
-    except RuntimeError:
+    except (RuntimeError, UnicodeError):
+        # UnicodeError: the binding decodes guest bytes (os-release,
+        # fstab) as strict UTF-8.
         return default
     return default if value is None else value
 

@@ -494,6 +494,9 @@ def test_agent_survives_libvirtd_restart(rig, tmp_path, monkeypatch):
             assert set(during) <= set(first)
         finally:
             libvirtd.ensure_daemons()
+            # The rig's own connection died with the daemon: reopen it
+            # for the teardown.
+            rig._conn = None
         after = cycle()
         assert uuids <= set(after)
         assert {u: after[u]['os_inspection_status'] for u in uuids} == {
@@ -503,3 +506,29 @@ def test_agent_survives_libvirtd_restart(rig, tmp_path, monkeypatch):
             sorted(uuids)
     finally:
         svc.stop()
+
+
+def test_orphan_dir_cleanup_spares_live_foreign_and_young_dirs(tmp_path):
+    live = tmp_path / 'os-inspection-live'
+    dead = tmp_path / 'os-inspection-dead'
+    young = tmp_path / 'os-inspection-young'      # no lock file yet
+    old = tmp_path / 'os-inspection-old'          # no lock file, stale
+    other = tmp_path / 'someone-else'
+    for d in (live, dead, young, old, other):
+        d.mkdir()
+        (d / 'overlay.qcow2').write_bytes(b'x')
+    (tmp_path / 'os-inspection-file').write_bytes(b'not a dir')
+    os.symlink(other, tmp_path / 'os-inspection-link')
+    fd = A._hold_owner_lock(str(live))
+    os.close(A._hold_owner_lock(str(dead)))      # its owner died
+    os.utime(old, (0, 0))
+    try:
+        removed = A.remove_orphan_dirs(str(tmp_path))
+    finally:
+        os.close(fd)
+    assert sorted(removed) == ['os-inspection-dead', 'os-inspection-old']
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'os-inspection-file', 'os-inspection-link', 'os-inspection-live',
+        'os-inspection-young', 'someone-else']
+    assert (other / 'overlay.qcow2').exists()
+    assert A.remove_orphan_dirs(str(tmp_path / 'missing')) == []
