@@ -46,7 +46,10 @@ def row(name, sample):
         status += ' (%s)' % md['os_inspection_reason']
     version = ''
     if md.get('os_version_major'):
-        version = '%s.%s' % (md['os_version_major'], md['os_version_minor'])
+        # Ubuntu numbers its releases by month: 22.04, not 22.4
+        minor = '%02d' if md['os_distro'] == 'ubuntu' else '%d'
+        version = ('%d.' + minor) % (md['os_version_major'],
+                                     md['os_version_minor'])
     return (name, '%g' % sample['counter_volume'], md['os_family'],
             md['os_distro'], md['os_info'], version, md['os_edition'],
             md['sql_server_edition'], status)
@@ -62,7 +65,18 @@ def table(rows):
     return '\n'.join(lines)
 
 
-def make_conf(workdir, libvirt_uri, concurrency):
+def quiet_logs(verbose):
+    """Logs to stderr (stdout is for the tables), warnings only unless
+    ``verbose``."""
+    import logging
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, 'stream', None) is sys.stdout:
+            handler.setStream(sys.stderr)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def make_conf(workdir, libvirt_uri, concurrency, verbose=False):
     from ceilometer import service as ceilo_service
     from oslo_messaging import opts as messaging_opts
 
@@ -72,6 +86,7 @@ def make_conf(workdir, libvirt_uri, concurrency):
     polling.write_text('sources:\n  - name: demo\n    interval: 3600\n'
                        '    meters:\n      - %s\n' % METER)
     conf = ceilo_service.prepare_service([], [])
+    quiet_logs(verbose)
     conf.set_override('libvirt_uri', libvirt_uri)
     conf.set_override('host', HOST)
     conf.set_override('instance_discovery_method', 'libvirt_metadata',
@@ -87,7 +102,9 @@ def make_conf(workdir, libvirt_uri, concurrency):
     for name, value in (
             ('cache_dir', str(workdir / 'cache')),
             ('libguestfs_backend_settings', ['force_tcg']),
-            ('concurrency', concurrency), ('appliance_memory_mb', 768)):
+            ('concurrency', concurrency), ('appliance_memory_mb', 768),
+            # TCG on a busy machine: be patient rather than fail
+            ('inspection_deadline', 900)):
         conf.set_override(name, value, group='os_inspection')
     return conf
 
@@ -147,6 +164,8 @@ def main(argv=None):
                         help='leave the domains, disks and cache in place')
     parser.add_argument('--workdir', help='default: a new temp directory')
     parser.add_argument('--concurrency', type=int, default=2)
+    parser.add_argument('--verbose', action='store_true',
+                        help='show the agent\'s INFO logs on stderr')
     parser.add_argument('--timeout', type=int, default=900,
                         help='seconds to wait for the inspections')
     args = parser.parse_args(argv)
@@ -186,7 +205,8 @@ def main(argv=None):
         the_rig.start_all()
         before = rig_mod.disk_checksums(the_rig)
 
-        conf = make_conf(workdir, the_rig.uri, args.concurrency)
+        conf = make_conf(workdir, the_rig.uri, args.concurrency,
+                         args.verbose)
         svc = service_mod.InspectionService(conf)
         service_mod.get_service = lambda c: svc
         if hasattr(compute_pollsters.GenericComputePollster, '_inspector'):

@@ -161,7 +161,9 @@ def world(libvirt_daemons, tmp_path_factory):
             for name, value in (
                     ('cache_dir', str(tmp / 'cache')),
                     ('libguestfs_backend_settings', ['force_tcg']),
-                    ('concurrency', 2), ('appliance_memory_mb', 768)):
+                    ('concurrency', 2), ('appliance_memory_mb', 768),
+                    # a loaded CI machine under TCG is slow
+                    ('inspection_deadline', 900)):
                 conf.set_override(name, value, group='os_inspection')
             engine = CountingEngine(engine_mod.Engine(conf))
             svc._engine = engine
