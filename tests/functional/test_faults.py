@@ -134,6 +134,9 @@ def test_engine_survives_a_sequence_of_bad_inputs(tmp_path, caplog):
     for name, path in images.items():
         assert builder.sha256(path) == digests[name], name
     assert len(records) == len(cases) == 12
+    for name, rec in records.items():
+        print('%-20s %-8s %4.0f s  %s' % (name, rec.status, elapsed[name],
+                                          rec.reason[:60]))
 
 
 # --------------------------------------------------------------------------
