@@ -12,6 +12,7 @@ from oslo_log import log
 
 from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.compute.pollsters import util
+from ceilometer.compute.virt.libvirt import utils as libvirt_utils
 from ceilometer.polling import plugin_base
 from ceilometer import sample
 
@@ -120,6 +121,17 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         return sample_, prometheus.label_values(
             instance.id, instance.tenant_id, instance.user_id, record)
 
+    def _sample_reconnecting(self, service, instance):
+        try:
+            return self._sample(service, instance)
+        except Exception as err:
+            if not libvirt_utils.is_disconnection_exception(err):
+                raise
+        # libvirtd restarted since the last call: the shared connection
+        # reconnects on its next use, so one more try is enough.
+        LOG.info('libvirt connection lost; reconnecting')
+        return self._sample(service, instance)
+
     def get_samples(self, manager, cache, resources):
         service = service_mod.get_service(self.conf)
         alive = []
@@ -127,7 +139,7 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         for instance in resources:
             alive.append(instance.id)
             try:
-                built = self._sample(service, instance)
+                built = self._sample_reconnecting(service, instance)
             except Exception as err:
                 if _vanished(err):
                     LOG.debug('Instance %s vanished while polling',

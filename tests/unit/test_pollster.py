@@ -340,3 +340,39 @@ def test_get_samples_never_waits_for_an_inspection(make_pollster, conf):
             release.set()
             svc.stop()
             t.join(10)
+
+
+def test_lost_libvirt_connection_costs_no_sample(make_pollster, monkeypatch):
+    """libvirtd restarted: the first call on the old connection fails with
+    a disconnection error; the pollster retries once on a fresh one."""
+    from ceilometer.compute.virt.libvirt import utils as libvirt_utils
+    disconnect = FakeLibvirtError(1)      # stands in for "Broken pipe"
+    monkeypatch.setattr(libvirt_utils, 'is_disconnection_exception',
+                        lambda err: err is disconnect)
+    p, _, inspector = make_pollster([FakeDomain(u) for u in UUIDS[:2]])
+    real_lookup = inspector.connection.lookupByUUIDString
+    failures = [disconnect]
+
+    def lookup(uuid):
+        if failures:
+            raise failures.pop()
+        return real_lookup(uuid)
+
+    inspector.connection.lookupByUUIDString = lookup
+    samples = poll(p, [make_instance(u) for u in UUIDS[:2]])
+    assert [s.resource_id for s in samples] == UUIDS[:2]
+    assert failures == []
+
+
+def test_persistent_disconnection_is_logged_not_raised(make_pollster,
+                                                       monkeypatch):
+    from ceilometer.compute.virt.libvirt import utils as libvirt_utils
+    monkeypatch.setattr(libvirt_utils, 'is_disconnection_exception',
+                        lambda err: isinstance(err, FakeLibvirtError))
+    p, _, inspector = make_pollster([FakeDomain(UUIDS[0])])
+
+    def lookup(uuid):
+        raise FakeLibvirtError(1)
+
+    inspector.connection.lookupByUUIDString = lookup
+    assert poll(p, [make_instance(UUIDS[0])]) == []
