@@ -1,57 +1,43 @@
 """The libguestfs appliance: one guestfs handle's whole life.
 
-``Appliance(opts, specs).inspect()`` configures a handle from the
-``[os_inspection]`` options, adds the drives read-only with their explicit
-format, launches the appliance under a hard deadline, gathers the raw
-``facts.ApplianceFacts`` and always closes the handle.  Callers never see
-the handle; nothing else in the package imports ``guestfs`` (it is
-imported lazily, so the pollster stays importable without it).
+``Appliance(opts, specs, private_dir).inspect()`` runs in the inspection
+worker process.  It makes a pinned overlay of every drive (``overlay``),
+adds the overlays to a handle configured from the ``[os_inspection]``
+options, launches the appliance, checks the qemu command line libguestfs
+built, gathers the raw ``facts.ApplianceFacts`` and always closes the
+handle.  Callers never see the handle; nothing else in the package
+imports ``guestfs`` (imported lazily: the pollster stays importable
+without it).  The deadline is not this module's business: the agent
+kills the whole worker process group.
 
 Failures are raised as ``ApplianceError`` whose ``reason`` is short and
 safe to publish (no key, no guest control characters).
 
 Facts that shaped this module (libguestfs 1.48):
 
-* add_drive creates the read-only overlay with ``qemu-img create`` *while
-  holding the GIL* (it is not a "blocking" call in the Python binding), so
-  nothing in this process runs while qemu-img opens the image.  Hence the
-  short ``client_mount_timeout`` on rbd drives.
-* launch and the daemon calls release the GIL: a watchdog thread can run.
-  Calls on one handle are serialised, so it cannot call ``shutdown()``;
-  it SIGKILLs the appliance's qemu (found as a child process whose command
-  line references this handle's private temporary directory, which also
-  works while ``launch()`` is still waiting), the stuck call then fails.
+* A read-only drive gets an overlay from libguestfs that is handed to
+  qemu without a format, so qemu probes the guest's data (a qcow2 header
+  written by the guest would choose a host file to read).  So drives are
+  added read-WRITE, with format qcow2, and are always our own overlays
+  whose backing is pinned; writes land in the overlay only.
+* ``set_pgroup`` is left off: qemu and qemu-img stay in the worker's
+  process group, which the agent kills as a whole at the deadline.
 * ``inspect_os()`` fails as a whole for one hostile Windows root; a manual
   per-filesystem scan then finds every root (Windows ones by their
   SOFTWARE hive, so a broken cmd.exe does not hide a Windows install).
 * ``list_filesystems()`` leaves LUKS/BitLocker devices out; they are found
   with ``vfs_type`` on the devices it did not list.
-* libguestfs puts an rbd ``secret`` into qemu's ``-drive`` string (visible
-  in ps).  No secret is ever passed: the key goes into a private keyring
-  file named by a private ceph.conf, given to librbd through the rbd
-  image name's ``conf=`` option (qemu's legacy rbd filename syntax).  Not
-  CEPH_CONF in the environment: qemu-img already needs it inside
-  add_drive, and another thread's launch would copy it into its own qemu.
-  The rbd string is on qemu-img's command line only (qemu itself gets the
-  overlay), and holds paths, the user name and the monitors, never a key.
 """
 
-import base64
 import collections
-import fcntl
 import os
-import time
 import re
-import shutil
-import signal
-import stat
-import tempfile
-import threading
 
 from oslo_log import log
 
-from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import facts as facts_mod
+from ceilometer_os_pollster import overlay as overlay_mod
+from ceilometer_os_pollster import qemu_nodes
 from ceilometer_os_pollster import sanitize
 
 LOG = log.getLogger(__name__)
@@ -84,14 +70,6 @@ SOFTWARE_HIVE = '/System32/config/SOFTWARE'
 REG_SZ, REG_EXPAND_SZ, REG_DWORD, REG_DWORD_BIG_ENDIAN, REG_QWORD = (
     1, 2, 4, 5, 11)
 
-# librbd gives up connecting to the monitors after this many seconds
-# (default 300); qemu-img runs it during add_drive, GIL held.
-RBD_MOUNT_TIMEOUT = 20
-
-# Characters allowed in a path or name spliced into qemu's rbd filename,
-# whose separators are ':' and '@' (and ',' in -drive).
-_RBD_SAFE = re.compile(r'[A-Za-z0-9_./+=-]+')
-_RBD_NAME_SAFE = re.compile(r'[A-Za-z0-9_./+=@-]+')
 _OS_RELEASE_LINE = re.compile(r'([A-Za-z_][A-Za-z0-9_]{0,63})=(.*)')
 _KEY_LIKE = re.compile(r'(key|secret|password)=\S*', re.IGNORECASE)
 
@@ -102,10 +80,6 @@ class ApplianceError(Exception):
     def __init__(self, reason):
         super().__init__(reason)
         self.reason = sanitize.clean_text(reason, MAX_REASON)
-
-
-class DeadlineExceeded(ApplianceError):
-    """The appliance was killed at the inspection deadline."""
 
 
 def guestfs_available():
@@ -184,269 +158,28 @@ def short_error(exc, private_dir=''):
     return sanitize.clean_text(text, MAX_REASON)
 
 
-def ceph_keyring(username, key):
-    """A Ceph keyring for one client; ``key`` is the raw secret value."""
-    return '[client.%s]\n\tkey = %s\n' % (
-        username or 'admin', base64.b64encode(key).decode('ascii'))
-
-
-def ceph_conf(hosts, keyring_path):
-    """A minimal ceph.conf naming the monitors and the keyring file."""
-    lines = ['[global]']
-    if hosts:
-        lines.append('mon_host = %s' % ','.join(
-            '[%s]:%s' % (name, port) if ':' in name else
-            '%s:%s' % (name, port) for name, port in hosts))
-    lines.append('keyring = %s' % keyring_path)
-    return '\n'.join(lines) + '\n'
-
-
-def rbd_image_name(spec, conf_path):
-    """The rbd export name given to libguestfs: the image plus librbd
-    options, which qemu parses out of the legacy ``rbd:`` filename."""
-    if not _RBD_NAME_SAFE.fullmatch(spec.path or ''):
-        raise ApplianceError('unsupported rbd image name')
-    name = spec.path
-    if conf_path:
-        if not _RBD_SAFE.fullmatch(conf_path):
-            raise ApplianceError('ceph configuration path has characters '
-                                 'qemu cannot take: %s' % conf_path)
-        name += ':conf=%s' % conf_path
-    return name + ':client_mount_timeout=%d' % RBD_MOUNT_TIMEOUT
-
-
-# --------------------------------------------------------------------------
-# Processes
-
-
-def is_child(pid, parent=None, proc_root='/proc'):
-    """Whether pid is (still) a child of ``parent`` (default: us)."""
-    parent = os.getpid() if parent is None else parent
-    try:
-        with open(os.path.join(proc_root, str(pid), 'stat'), 'rb') as f:
-            return int(f.read(4096).rsplit(b')', 1)[1].split()[1]) == parent
-    except (OSError, ValueError, IndexError):
-        return False
-
-
-def child_processes(predicate, parent=None, proc_root='/proc'):
-    """Pids of ``parent``'s children whose argv (a list of bytes)
-    satisfies ``predicate``."""
-    parent = os.getpid() if parent is None else parent
-    found = []
-    try:
-        names = os.listdir(proc_root)
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit() or not is_child(name, parent, proc_root):
-            continue
-        try:
-            with open(os.path.join(proc_root, name, 'cmdline'), 'rb') as f:
-                argv = f.read(65536).split(b'\0')
-        except OSError:
-            continue
-        if argv and predicate(argv):
-            found.append(int(name))
-    return sorted(found)
-
-
-def references(marker):
-    """Predicate: some argument names a path under ``marker``.
-
-    The appliance qemu and qemu-img of one handle name the overlays in
-    its private temporary directory; the recovery process libguestfs
-    forks keeps Python's argv and never matches.
-    """
-    needle = os.fsencode(marker)
-    return lambda argv: bool(needle) and any(needle in a for a in argv)
-
-
-def qemu_probe(hv):
-    """Predicate: a libguestfs feature probe of ``hv`` (``qemu -help``,
-    ``-device ?``...), which boots no kernel and names no handle.  A
-    wrapper script run through its #! line has its path in argv[1]."""
-    binary = os.fsencode(hv)
-    return lambda argv: (bool(binary) and binary in argv[:2]
-                         and b'-kernel' not in argv)
-
-
-def kill_process(pid):
-    """SIGKILL a pid and its process group (qemu runs in its own group,
-    so a wrapper's children die too).  Gone already is fine."""
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-class Watchdog:
-    """Kills one handle's appliance processes at the deadline.
-
-    ``targets()`` says which pids to kill; the timer thread calls
-    ``fire``.  ``stop()`` disarms it and says whether it fired.
-    """
-
-    def __init__(self, seconds, targets, killer=kill_process,
-                 timer=threading.Timer):
-        self.seconds = seconds
-        self._targets = targets
-        self._killer = killer
-        self._lock = threading.Lock()
-        self._stopped = False
-        self.fired = False
-        self.killed = []
-        self._timer = timer(seconds, self.fire)
-        self._timer.daemon = True
-
-    def start(self):
-        self._timer.start()
-        return self
-
-    def fire(self):
-        with self._lock:
-            if self._stopped:
-                return
-            self.fired = True
-            self.kill()
-
-    def kill(self):
-        """Kill whatever targets() names now (also used for leftovers)."""
-        pids = list(self._targets())
-        for pid in pids:
-            self._killer(pid)
-        self.killed.extend(pids)
-        return pids
-
-    def stop(self):
-        with self._lock:
-            self._stopped = True
-            self._timer.cancel()
-            return self.fired
-
-
-# --------------------------------------------------------------------------
-# Secrets
-
-
-def read_libvirt_secret(uri, spec):
-    """The raw value of a disk's libvirt secret (READ-WRITE connection:
-    read-only ones cannot read secret values)."""
-    import libvirt
-    conn = libvirt.open(uri)
-    try:
-        if spec.secret_uuid:
-            secret = conn.secretLookupByUUIDString(spec.secret_uuid)
-        else:
-            secret = conn.secretLookupByUsage(
-                libvirt.VIR_SECRET_USAGE_TYPE_CEPH, spec.secret_usage)
-        return secret.value()
-    finally:
-        conn.close()
-
-
-def _write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-
-
-# --------------------------------------------------------------------------
-
-
-PRIVATE_PREFIX = 'os-inspection-'
-# Held (flock) by the inspecting process for the private dir's lifetime;
-# a dir whose lock is free belongs to a process that died (SIGKILL,
-# OOM) and holds nothing but its overlays.
-OWNER_LOCK = '.owner'
-# A private dir without a lock file is only spared this long (it may be
-# between mkdtemp and the lock).
-UNLOCKED_GRACE = 600
-
-
-def _hold_owner_lock(directory):
-    fd = os.open(os.path.join(directory, OWNER_LOCK),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _orphaned(path, now):
-    try:
-        fd = os.open(os.path.join(path, OWNER_LOCK),
-                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return now - os.lstat(path).st_mtime > UNLOCKED_GRACE
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False            # its inspection is still running
-    finally:
-        os.close(fd)
-    return True
-
-
-def remove_orphan_dirs(tmp_root=None, clock=time.time):
-    """Remove private dirs left by killed inspections; their names.
-
-    Only our own directories (prefix, owner uid, real directory) whose
-    owner lock nobody holds.  Never raises.
-    """
-    tmp_root = tmp_root or tempfile.gettempdir()
-    removed = []
-    try:
-        names = os.listdir(tmp_root)
-    except OSError:
-        return removed
-    now = clock()
-    for name in names:
-        if not name.startswith(PRIVATE_PREFIX):
-            continue
-        path = os.path.join(tmp_root, name)
-        try:
-            info = os.lstat(path)
-            if (not stat.S_ISDIR(info.st_mode) or
-                    info.st_uid != os.geteuid() or not _orphaned(path, now)):
-                continue
-        except OSError:
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(name)
-    if removed:
-        LOG.warning('removed %d temporary director(y/ies) of killed '
-                    'inspections in %s', len(removed), tmp_root)
-    return removed
-
-
 class Appliance:
     """One read-only inspection of one instance's drives.
 
     ``opts`` is the ``[os_inspection]`` option group (or anything with the
     same attributes), ``specs`` the ``drives.DriveSpec`` list, boot disk
-    first.  The keyword arguments exist for tests.
+    first, ``private_dir`` a directory only this inspection uses (the
+    overlays and any keyring go there; the caller removes it).
+    ``stage(name)`` is told where the inspection is, for the agent's
+    deadline reason.  The keyword arguments exist for tests.
     """
 
-    def __init__(self, opts, specs, *, guestfs_module=None, hv=None,
-                 timer=threading.Timer, killer=kill_process,
-                 find_processes=child_processes,
-                 read_secret=read_libvirt_secret):
+    def __init__(self, opts, specs, private_dir, *, stage=None,
+                 guestfs_module=None, hv=None, overlays=None,
+                 read_cmdline=None):
         self._opts = opts
         self._specs = list(specs)
+        self._private_dir = private_dir
+        self._stage = stage or (lambda name: None)
         self._guestfs = guestfs_module
         self._hv = hv
-        self._timer = timer
-        self._killer = killer
-        self._find_processes = find_processes
-        self._read_secret = read_secret
-        self._private_dir = ''
-        self._owner_fd = None
-        self._pid = None
-        self._hv_path = ''
+        self._overlays = overlays or overlay_mod.Overlays(opts, private_dir)
+        self._read_cmdline = read_cmdline or _read_cmdline
         # Index in ``specs`` of each drive actually added, in order.
         self._added = []
         self.log_lines = collections.deque(maxlen=MAX_LOG_LINES)
@@ -461,84 +194,72 @@ class Appliance:
         specs = []
         for index, spec in enumerate(self._specs):
             if spec.encryption:
-                result.encrypted_devices.append(spec.target)
-                result.encrypted_types[spec.target] = 'crypto_LUKS'
+                self._encrypted(result, spec)
             else:
                 specs.append((index, spec))
         if not specs:
             return result
-        tmp_root = getattr(self._opts, 'tmp_dir', '') or None
-        try:
-            self._private_dir = tempfile.mkdtemp(prefix=PRIVATE_PREFIX,
-                                                 dir=tmp_root)
-            self._owner_fd = _hold_owner_lock(self._private_dir)
-        except OSError as exc:
-            raise ApplianceError('cannot create a temporary directory in '
-                                 '%s: %s' % (tmp_root or tempfile.gettempdir(),
-                                             exc.strerror)) from None
-        watchdog = Watchdog(self._opts.inspection_deadline, self._targets,
-                            killer=self._killer, timer=self._timer)
+        if self._opts.libguestfs_backend != 'direct':
+            raise ApplianceError(
+                'libguestfs backend %s is not supported: only "direct" '
+                'lets the inspector check what qemu opens'
+                % self._opts.libguestfs_backend)
         g = None
         try:
             g = self._handle()
-            watchdog.start()
+            self._stage('opening disks')
             self._add_drives(g, specs, result)
-            # add_drive holds the GIL: the deadline may have passed in it,
-            # before any qemu existed to kill.
-            if watchdog.fired:
-                raise RuntimeError('deadline passed while adding drives')
+            if not self._added:
+                return result       # every disk was encrypted
+            self._stage('launching the appliance')
             g.launch()
-            try:
-                self._pid = g.get_pid()
-            except RuntimeError:
-                self._pid = None        # libvirt backend: no qemu pid
+            # qemu holds the disks open now: keys are no longer needed.
+            self._overlays.forget_secrets()
+            self._check_qemu(g)
+            self._stage('inspecting')
             self._gather(g, result)
             for root in result.roots:
                 # Back from appliance device order to the specs' order
                 # (drives skipped above shift the devices).
                 if 0 <= root.disk_index < len(self._added):
                     root.disk_index = self._added[root.disk_index]
-            if watchdog.fired:
-                raise RuntimeError('appliance killed')
             return result
         except RuntimeError as exc:
-            if watchdog.fired:
-                raise DeadlineExceeded(
-                    'deadline: appliance killed after %d s'
-                    % watchdog.seconds) from None
             self._log_failure(exc)
             raise ApplianceError(self._reason(exc)) from None
         finally:
-            self._close(g, watchdog)
+            self._overlays.forget_secrets()
+            self._close(g)
 
-    def _close(self, g, watchdog):
+    def _close(self, g):
+        if g is None:
+            return
         try:
-            if g is not None:
-                try:
-                    g.close()
-                except Exception as exc:  # closing must never hide a result
-                    LOG.warning('closing the libguestfs handle failed: %s',
-                                short_error(exc, self._private_dir))
-        finally:
-            watchdog.stop()
-            leftovers = watchdog.kill()
-            if leftovers:
-                LOG.warning('killed %d appliance process(es) left behind',
-                            len(leftovers))
-            shutil.rmtree(self._private_dir, ignore_errors=True)
-            if self._owner_fd is not None:
-                os.close(self._owner_fd)
-                self._owner_fd = None
+            g.close()
+        except Exception as exc:  # closing must never hide a result
+            LOG.warning('closing the libguestfs handle failed: %s',
+                        short_error(exc, self._private_dir))
 
-    def _targets(self):
-        pids = set(self._find_processes(references(self._private_dir)))
-        if self._pid and is_child(self._pid):
-            pids.add(self._pid)
-        if not pids and self._hv_path:
-            # Stuck before qemu started: in a feature probe (a probe that
-            # hangs for us hangs for every handle, killing it is fine).
-            pids.update(self._find_processes(qemu_probe(self._hv_path)))
-        return sorted(pids)
+    @staticmethod
+    def _encrypted(result, spec):
+        result.encrypted_devices.append(spec.target)
+        result.encrypted_types[spec.target] = 'crypto_LUKS'
+
+    def _check_qemu(self, g):
+        """Refuse to read anything if qemu was started with a drive whose
+        format we did not pin (a future libguestfs might do that)."""
+        try:
+            argv = self._read_cmdline(g.get_pid())
+        except (RuntimeError, OSError) as exc:
+            raise ApplianceError('refused: cannot read the appliance qemu '
+                                 'command line (%s)' % short_error(exc))
+        problems = qemu_nodes.drive_problems(argv, self._overlays.paths)
+        if problems:
+            LOG.warning('refusing to inspect: the qemu started by '
+                        'libguestfs would open disks whose format was not '
+                        'pinned by us: %s', '; '.join(problems))
+            raise ApplianceError('refused: appliance qemu would probe a '
+                                 'disk format (%s)' % problems[0])
 
     # ------------------------------------------------------------ handle
 
@@ -562,21 +283,17 @@ class Appliance:
         opts = self._opts
         g.set_verbose(False)
         g.set_trace(False)
-        g.set_autosync(False)       # read-only: nothing to sync at close
+        g.set_autosync(False)       # nothing of the guest's to sync
         g.set_network(False)
-        g.set_pgroup(True)          # one killpg reaches qemu's children
         g.set_memsize(opts.appliance_memory_mb)
         g.set_backend(opts.libguestfs_backend)
         if opts.libguestfs_backend_settings:
             g.set_backend_settings(list(opts.libguestfs_backend_settings))
-        # A private tmpdir names this handle's qemu for the watchdog and
-        # holds the overlays (and any keyring) until the end.
         g.set_tmpdir(self._private_dir)
         if opts.appliance_cache_dir:
             g.set_cachedir(opts.appliance_cache_dir)
         if self._hv:
             g.set_hv(self._hv)
-        self._hv_path = g.get_hv()
         g.set_event_callback(self._on_event,
                              module.EVENT_APPLIANCE | module.EVENT_WARNING)
 
@@ -593,9 +310,17 @@ class Appliance:
     def _add_drives(self, g, specs, result):
         for index, spec in specs:
             try:
-                self._add_drive(g, spec)
-            except (RuntimeError, ApplianceError) as exc:
-                reason = (exc.reason if isinstance(exc, ApplianceError)
+                path = self._overlays.add(spec)
+                kwargs = dict(readonly=False, format='qcow2')
+                if spec.label:
+                    kwargs['label'] = spec.label
+                g.add_drive_opts(path, **kwargs)
+            except overlay_mod.EncryptedImage:
+                self._encrypted(result, spec)
+                continue
+            except (RuntimeError, overlay_mod.OverlayError) as exc:
+                reason = (exc.reason
+                          if isinstance(exc, overlay_mod.OverlayError)
                           else 'cannot open disk %s: %s'
                           % (spec.target, self._reason(exc)))
                 if index == 0:
@@ -606,63 +331,6 @@ class Appliance:
                 result.drives -= 1
             else:
                 self._added.append(index)
-
-    def _add_drive(self, g, spec):
-        if not spec.format:
-            raise ApplianceError('%s: disk format unknown' % spec.target)
-        kwargs = dict(readonly=True, format=spec.format)
-        if spec.label:
-            kwargs['label'] = spec.label
-        if spec.kind == drives.KIND_NETWORK:
-            name = spec.path
-            if spec.protocol == 'rbd':
-                name = rbd_image_name(spec, self._ceph_conf(spec))
-            elif spec.secret_uuid or spec.secret_usage:
-                raise ApplianceError('%s: %s disks with a secret are not '
-                                     'supported' % (spec.target,
-                                                    spec.protocol))
-            kwargs.update(protocol=spec.protocol,
-                          server=drives.servers(spec))
-            if spec.username:
-                kwargs['username'] = spec.username
-            g.add_drive_opts(name, **kwargs)
-        else:
-            self._check_readable(spec)
-            g.add_drive_opts(spec.path, **kwargs)
-
-    @staticmethod
-    def _check_readable(spec):
-        """A clear reason for the common failures, before qemu-img gives
-        its vague one."""
-        try:
-            info = os.stat(spec.path)
-            if not (stat.S_ISREG(info.st_mode) or stat.S_ISBLK(info.st_mode)):
-                raise ApplianceError('cannot open disk: %s: not a file or '
-                                     'block device' % spec.path)
-            fd = os.open(spec.path, os.O_RDONLY | os.O_NONBLOCK)
-            os.close(fd)
-        except OSError as exc:
-            raise ApplianceError('cannot open disk: %s: %s'
-                                 % (spec.path, exc.strerror)) from None
-
-    def _ceph_conf(self, spec):
-        """Path of the ceph.conf librbd must read for this drive."""
-        uri = getattr(self._opts, 'libvirt_secret_uri', '')
-        if uri and (spec.secret_uuid or spec.secret_usage):
-            try:
-                key = self._read_secret(uri, spec)
-            except Exception as exc:
-                # libvirt errors name the secret's uuid, never its value.
-                raise ApplianceError('%s: cannot read the rbd secret: %s'
-                                     % (spec.target, short_error(exc)))
-            directory = tempfile.mkdtemp(prefix='ceph-',
-                                         dir=self._private_dir)
-            keyring = os.path.join(directory, 'keyring')
-            conf = os.path.join(directory, 'ceph.conf')
-            _write_private(keyring, ceph_keyring(spec.username, key))
-            _write_private(conf, ceph_conf(spec.hosts, keyring))
-            return conf
-        return getattr(self._opts, 'ceph_conf', '') or ''
 
     # ------------------------------------------------------------- facts
 
@@ -958,3 +626,10 @@ def _sql_editions(g, top):
             if edition and edition not in editions:
                 editions.append(edition)
     return editions
+
+
+def _read_cmdline(pid, proc_root='/proc'):
+    """A process's argv as a list of str."""
+    with open(os.path.join(proc_root, str(int(pid)), 'cmdline'), 'rb') as f:
+        data = f.read(1 << 20)
+    return [os.fsdecode(a) for a in data.split(b'\0')[:-1]]

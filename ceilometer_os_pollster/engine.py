@@ -1,30 +1,38 @@
-"""Inspection engine: one libvirt domain in, one OSRecord out.
+"""Inspection engine (agent side): one job in, one OSRecord out.
 
-Owns the glue of the one-way flow: domain XML -> ``drives`` (specs, boot
-disk) -> ``appliance`` (raw facts) -> ``facts.normalise`` (the record).
-``Engine.inspect`` never raises: every failure becomes a record with a
-short, publishable reason, and a log line with more detail.  One
-appliance per instance, always: disks of different tenants never share
-an appliance.
+Owns how the agent gets a record for an ``InspectionJob``: it makes the
+inspection's private directory, runs one worker process (``worker``,
+through ``supervisor``) under ``inspection_deadline``, relays the
+worker's log messages and maps whatever happened (a record, a deadline,
+a crash, garbage) to an ``OSRecord``.  ``Engine.inspect`` never raises
+and never touches a guest disk or libguestfs: one appliance per
+instance, each in its own process group, so disks of different tenants
+never share an appliance and no disk can stall the agent.
 """
 
 import dataclasses
+import json
+import logging
 import os
+import signal
+import sys
 import time
 
 from oslo_log import log
 
 from ceilometer_os_pollster import appliance as appliance_mod
 from ceilometer_os_pollster import drives
-from ceilometer_os_pollster import facts as facts_mod
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import sanitize
+from ceilometer_os_pollster import supervisor
+from ceilometer_os_pollster import workdir
 
 LOG = log.getLogger(__name__)
 
 FORCE_TCG_HINT = ('set [%s] libguestfs_backend_settings = force_tcg'
                   % options.GROUP)
+WORKER_ARGV = (sys.executable, '-m', 'ceilometer_os_pollster.worker')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,48 +77,81 @@ def kvm_problem(device='/dev/kvm', cpuinfo='/proc/cpuinfo'):
 
 class Engine:
     """Turns InspectionJobs into OSRecords; thread-safe (no shared state
-    besides the options): each inspect() owns its own appliance."""
+    besides the options): each inspect() runs its own worker process."""
 
-    def __init__(self, conf, appliance_factory=None, clock=time.monotonic):
+    def __init__(self, conf, worker_argv=WORKER_ARGV, clock=time.monotonic):
         options.register_opts(conf)
         self._opts = conf[options.GROUP]
-        self._appliance = appliance_factory or appliance_mod.Appliance
+        self._argv = list(worker_argv)
         self._clock = clock
+        self.deadline = self._opts.inspection_deadline
+
+    def request(self, job, private_dir):
+        """The worker's request (JSON bytes): job, options, directory."""
+        values = {opt.dest: self._opts[opt.dest] for opt in options.OPTS}
+        return json.dumps({
+            'job': dataclasses.asdict(job),
+            'options': values,
+            'private_dir': private_dir,
+            'parent_pid': os.getpid(),
+            'log_level': logging.getLogger(
+                'ceilometer_os_pollster').getEffectiveLevel(),
+        }).encode('utf-8')
 
     def inspect(self, job):
         """The OSRecord for one job.  Never raises."""
         start = self._clock()
         fingerprint = job.fingerprint
         try:
-            specs = drives.drive_specs(job.domain_xml)
             if not fingerprint:
-                fingerprint = drives.fingerprint(specs, job.image_id,
-                                                 job.boot_identity)
-            chosen = drives.boot_drives(
-                specs, all_disks=self._opts.inspect_all_disks)
-            if not chosen:
-                return self._unknown(job, 'no disk to inspect', fingerprint,
-                                     start)
-            LOG.debug('inspecting instance %s: %s', job.instance_id,
-                      '; '.join(drives.describe(s) for s in chosen))
-            facts = self._appliance(self._opts, chosen).inspect()
-            rec = facts_mod.normalise(facts, job.instance_id, fingerprint,
-                                      self._elapsed(start))
+                fingerprint = drives.fingerprint(
+                    drives.drive_specs(job.domain_xml), job.image_id,
+                    job.boot_identity)
+                job = dataclasses.replace(job, fingerprint=fingerprint)
+            with workdir.PrivateDir(self._opts.tmp_dir or None) as private:
+                outcome = supervisor.run(
+                    self._argv, self.request(job, private.path),
+                    self.deadline, cwd=private.path,
+                    on_message=lambda m: self._relay(job, m))
         except drives.DomainXMLError as exc:
             return self._failed(job, 'unusable domain XML: %s' % exc,
                                 fingerprint, start)
-        except appliance_mod.ApplianceError as exc:
-            return self._failed(job, exc.reason, fingerprint, start)
+        except OSError as exc:
+            return self._failed(job, 'cannot create a temporary directory '
+                                'in %s: %s' % (self._opts.tmp_dir or
+                                               '/tmp', exc.strerror),
+                                fingerprint, start)
         except Exception as exc:
             LOG.exception('inspection of instance %s (%s) failed '
                           'unexpectedly', job.instance_id, job.domain_name)
             return self._failed(job, 'internal error: %s'
                                 % type(exc).__name__, fingerprint, start)
+        if outcome.lingering:
+            LOG.error('inspection worker of instance %s did not die after '
+                      'SIGKILL (stuck in the kernel, e.g. on hung '
+                      'storage); it is left to exit on its own',
+                      job.instance_id)
+        rec, reason = outcome_record(job, outcome, self.deadline)
+        if reason:
+            return self._failed(job, reason, fingerprint, start)
+        rec = rec.replace(fingerprint=fingerprint,
+                          duration=self._elapsed(start))
         LOG.info('instance %s (%s): %s %s %s in %.1f s%s',
                  job.instance_id, job.domain_name, rec.status,
                  rec.os_distro, rec.os_info, rec.duration,
                  ' (%s)' % rec.reason if rec.reason else '')
         return rec
+
+    @staticmethod
+    def _relay(job, message):
+        entry = message.get('log')
+        if not entry or len(entry) != 2:
+            return
+        level = logging.getLevelName(str(entry[0]))
+        if not isinstance(level, int):
+            level = logging.WARNING
+        LOG.log(level, 'inspection worker for instance %s: %s',
+                job.instance_id, sanitize.clean_text(entry[1], 500))
 
     def preflight(self):
         """Problems that will make inspections fail or hang, as log-ready
@@ -128,9 +169,10 @@ class Engine:
                 problems.append('KVM is unusable for the libguestfs '
                                 'appliance: %s; %s' % (kvm, FORCE_TCG_HINT))
         elif backend != 'direct':
-            problems.append('libguestfs backend %r: the inspection deadline '
-                            'cannot kill an appliance started by libvirtd; '
-                            'the "direct" backend is recommended' % backend)
+            problems.append('libguestfs backend %r is not supported: only '
+                            '"direct" lets the inspector check what qemu '
+                            'opens and kill it at the deadline; every '
+                            'inspection will fail' % backend)
         for name in ('tmp_dir', 'appliance_cache_dir'):
             path = getattr(self._opts, name)
             if path and not os.access(path, os.W_OK | os.X_OK):
@@ -153,9 +195,59 @@ class Engine:
         return record.OSRecord.failed(job.instance_id, reason, fingerprint,
                                       duration)
 
-    def _unknown(self, job, reason, fingerprint, start):
-        LOG.info('instance %s (%s): %s', job.instance_id, job.domain_name,
-                 reason)
-        return record.OSRecord.failed(job.instance_id, reason, fingerprint,
-                                      self._elapsed(start),
-                                      status=record.STATUS_UNKNOWN)
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return 'signal %d' % number
+
+
+def outcome_record(job, outcome, deadline):
+    """(record, '') for a worker run that produced a valid record, else
+    (None, public reason).  Pure."""
+    if outcome.start_error:
+        return None, ('cannot start the inspection worker: %s'
+                      % outcome.start_error)
+    if outcome.timed_out:
+        where = ' while %s' % outcome.stage if outcome.stage else ''
+        return None, ('deadline: inspection killed after %d s%s'
+                      % (deadline, where))
+    if outcome.oversized:
+        return None, 'inspection worker output too large'
+    code = outcome.returncode
+    if code is not None and code < 0:
+        name = _signal_name(-code)
+        hint = ' (out of memory?)' if -code == signal.SIGKILL else ''
+        where = ' while %s' % outcome.stage if outcome.stage else ''
+        return None, ('inspection worker killed by %s%s%s'
+                      % (name, where, hint))
+    if outcome.record is None:
+        tail = [line for line in outcome.stderr_tail.splitlines()
+                if line.strip()]
+        detail = ': %s' % tail[-1].strip() if tail else ''
+        if outcome.garbage:
+            return None, ('inspection worker returned unreadable output'
+                          '%s' % detail)
+        return None, ('inspection worker failed (exit %s)%s'
+                      % (code, detail))
+    try:
+        rec = record.OSRecord.from_dict(outcome.record)
+    except (TypeError, ValueError) as exc:
+        return None, 'inspection worker returned an invalid record: %s' % exc
+    if (rec.instance_id != job.instance_id
+            or rec.status == record.STATUS_PENDING):
+        return None, 'inspection worker returned a record for another job'
+    return clean_record(rec), ''
+
+
+def clean_record(rec):
+    """The record with every string field cleaned again (bounded, no
+    control characters): it crossed a process boundary."""
+    changes = {}
+    for field in dataclasses.fields(rec):
+        value = getattr(rec, field.name)
+        if isinstance(value, str):
+            limit = 200 if field.name == 'reason' else 255
+            changes[field.name] = sanitize.clean_text(value, limit)
+    return rec.replace(**changes)

@@ -40,17 +40,24 @@ OPTS = [
         'inspection_deadline',
         default=300, min=30,
         help='Hard limit, in seconds, for one inspection including the '
-             'appliance launch. An appliance still running at the '
-             'deadline is killed and the instance is reported with '
-             'status "failed" (reason "deadline"), then retried later '
-             'with backoff. On hosts without KVM (TCG emulation) one '
-             'launch alone can take 30-60 s.'),
+             'appliance launch. Every inspection runs in a worker '
+             'process of its own; at the deadline that process and '
+             'everything it started (qemu-img, the appliance\'s qemu) '
+             'are killed, whatever the disk or its storage is doing, and '
+             'the instance is reported with status "failed" (reason '
+             '"deadline: ... while <stage>"), then retried later with '
+             'backoff. On hosts without KVM (TCG emulation) one launch '
+             'alone can take 30-60 s.'),
     cfg.StrOpt(
         'libguestfs_backend',
         default='direct',
-        help='libguestfs backend (LIBGUESTFS_BACKEND). "direct" starts '
-             'qemu itself and needs no libvirt write access; "libvirt" '
-             'runs the appliance through libvirtd.'),
+        help='libguestfs backend. Only "direct" is supported: the '
+             'inspector must see the qemu command line libguestfs builds '
+             '(to refuse a drive whose format qemu would probe) and kill '
+             'the appliance with its worker at the deadline, which an '
+             'appliance started by libvirtd ("libvirt") would escape. '
+             'Any other value makes every inspection fail with a reason '
+             'saying so.'),
     cfg.ListOpt(
         'libguestfs_backend_settings',
         default=[],
@@ -58,6 +65,25 @@ OPTS = [
              'Set "force_tcg" on hosts where KVM is unavailable or '
              'unusable, e.g. nested virtualisation where the appliance '
              'hangs at boot.'),
+    cfg.IntOpt(
+        'worker_nice',
+        default=10, min=0, max=19,
+        help='Nice level of each inspection worker process and of the '
+             'appliance (qemu) it starts, so that inspections yield the '
+             'CPU to tenants\' VMs on a busy compute node. 0 keeps the '
+             'agent\'s own priority.'),
+    cfg.StrOpt(
+        'worker_io_class',
+        default='idle', choices=['idle', 'best-effort', 'none'],
+        help='Linux I/O scheduling class of each inspection worker and '
+             'its appliance (see ionice(1)). "idle" reads guest disks '
+             'only when no other process wants the disk, so inspections '
+             'never slow tenants\' I/O; on a host whose disks are never '
+             'idle an inspection may then reach inspection_deadline: '
+             'use "best-effort" (lowest level) there. "none" leaves the '
+             'agent\'s class. Only honoured by I/O schedulers with '
+             'priorities (bfq); local or network storage served by '
+             'another daemon (Ceph, NFS) ignores it.'),
     cfg.StrOpt(
         'appliance_cache_dir',
         default='',
@@ -123,7 +149,18 @@ OPTS = [
         help='Ceph client configuration used for rbd disks when no '
              'libvirt secret is used; librbd finds the client keyring '
              '(/etc/ceph/ceph.client.<user>.keyring) through it. The '
-             'agent user must be able to read the keyring.'),
+             'agent user must be able to read the keyring. It is always '
+             'named explicitly: librbd never searches $CEPH_CONF or the '
+             'working directory.'),
+    cfg.IntOpt(
+        'ceph_client_mount_timeout',
+        default=20, min=1, max=300,
+        help='Seconds librbd tries to reach the Ceph monitors of an rbd '
+             'disk before the inspection fails with "error connecting: '
+             'Connection timed out" (Ceph\'s own default is 300). Keep '
+             'it well below inspection_deadline so that a cluster whose '
+             'monitors are down gives that clear reason rather than a '
+             'deadline.'),
 ]
 
 

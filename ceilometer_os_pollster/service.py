@@ -85,8 +85,8 @@ class InspectionService:
                 # hang (KVM, guestfs, dirs).  The CLI runs its own.
                 try:
                     self._engine.preflight()
-                    from ceilometer_os_pollster import appliance
-                    appliance.remove_orphan_dirs(self.settings.tmp_dir)
+                    from ceilometer_os_pollster import workdir
+                    workdir.remove_orphan_dirs(self.settings.tmp_dir)
                 except Exception:
                     LOG.exception('OS inspection preflight failed')
             if self._cache is None:
@@ -117,7 +117,15 @@ class InspectionService:
         self.scheduler.end_cycle(alive_ids)
 
     def stop(self):
+        """Stop the background work: running inspections are killed
+        (their whole process groups), queued ones dropped."""
         if self._scheduler is not None:
+            from ceilometer_os_pollster import supervisor
+            with self._lock:
+                killed = supervisor.kill_all() if self._scheduler else 0
+            if killed:
+                LOG.info('OS inspection: %d running inspection(s) killed '
+                         'at shutdown', killed)
             self._scheduler.stop()
 
 

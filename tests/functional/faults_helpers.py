@@ -8,8 +8,10 @@ so a thread of ours would not sample during that window).
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 from oslo_config import cfg
 
@@ -31,7 +33,7 @@ DOMAIN = ("<domain type='qemu'><name>{name}</name><devices>{disks}"
           "</devices></domain>")
 
 
-def make_engine(tmp_root, factory=None, **overrides):
+def make_engine(tmp_root, **overrides):
     conf = cfg.ConfigOpts()
     options.register_opts(conf)
     conf([])
@@ -40,7 +42,7 @@ def make_engine(tmp_root, factory=None, **overrides):
     settings.update(overrides)
     for name, value in settings.items():
         conf.set_override(name, value, options.GROUP)
-    return E.Engine(conf, appliance_factory=factory)
+    return E.Engine(conf)
 
 
 def job(name, disks):
@@ -157,3 +159,31 @@ def alive(pid):
     except OSError:
         return False
     return state != b'Z'
+
+
+class BlackHole:
+    """A TCP listener that counts the connections it accepts and never
+    answers them (a dead Ceph monitor, a tenant's nbd server)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()

@@ -228,3 +228,35 @@ def status(uri=URI):
               for name, _, sock in DAEMONS}
     result['started_by_rig'] = [rec['name'] for rec in started_daemons()]
     return result
+
+
+class CephSecret:
+    """A libvirt ``ceph`` secret holding ``key`` (raw bytes), defined in
+    the running libvirtd the way nova's hosts have one; a context manager
+    that undefines it again.  The value is set through the API, never on
+    a command line."""
+
+    # private='no', as nova defines them (a private one cannot be read).
+    XML = ("<secret ephemeral='no' private='no'><uuid>%s</uuid>"
+           "<usage type='ceph'><name>%s</name></usage></secret>")
+
+    def __init__(self, uuid, key, usage='client.cinder secret', uri=URI):
+        self.uuid = uuid
+        self._key = key
+        self._usage = usage
+        self._uri = uri
+        self._conn = None
+
+    def __enter__(self):
+        import libvirt
+        self._conn = libvirt.open(self._uri)
+        secret = self._conn.secretDefineXML(self.XML % (self.uuid,
+                                                        self._usage))
+        secret.setValue(self._key)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._conn.secretLookupByUUIDString(self.uuid).undefine()
+        finally:
+            self._conn.close()

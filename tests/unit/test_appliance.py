@@ -6,8 +6,6 @@ every call, so the tests can check what the appliance asked for (drive
 options, bounded reads) as well as what it made of the answers.
 """
 
-import os
-import stat
 import types
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from ceilometer_os_pollster import appliance as A
 from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import facts as F
+from ceilometer_os_pollster import overlay as OV
 
 
 # --------------------------------------------------------------------------
@@ -365,51 +364,11 @@ class FakeGuestfs:
         return self.handles[-1]
 
 
-class FakeTimer:
-    """threading.Timer that only fires when a test says so."""
-
-    made = []
-
-    def __init__(self, interval, function):
-        self.interval = interval
-        self.function = function
-        self.started = self.cancelled = False
-        FakeTimer.made.append(self)
-
-    def start(self):
-        self.started = True
-
-    def cancel(self):
-        self.cancelled = True
-
-
-class Deadline:
-    """Wires a fake handle, timer and killer: the deadline passes when
-    the handle reaches ``when`` ('add_drive', 'launch' or 'inspect')."""
-
-    def __init__(self, module, when):
-        self.module = module
-        self.killed = []
-        self.timers = []
-        setattr(module, 'on_' + when, self.expire)
-
-    def timer(self, interval, function):
-        timer = FakeTimer(interval, function)
-        self.timers.append(timer)
-        return timer
-
-    def killer(self, pid):
-        self.killed.append(pid)
-        self.module.killed = True
-
-    def expire(self, *args):
-        self.timers[-1].function()
-
-
 OPTS = dict(appliance_memory_mb=768, inspection_deadline=300,
             libguestfs_backend='direct', libguestfs_backend_settings=[],
             appliance_cache_dir='', tmp_dir='', inspect_all_disks=False,
-            libvirt_secret_uri='', ceph_conf='/etc/ceph/ceph.conf')
+            libvirt_secret_uri='', ceph_conf='/etc/ceph/ceph.conf',
+            ceph_client_mount_timeout=20)
 
 
 def opts(**changes):
@@ -430,20 +389,44 @@ def spec(path, target='vda', label='vda', **kwargs):
     return drives.DriveSpec(target=target, path=path, label=label, **kwargs)
 
 
-def no_processes(predicate):
-    return []
+class FakeOverlays:
+    """overlay.Overlays without qemu-img: one path per drive, or the
+    error ``fail`` says for a target."""
+
+    def __init__(self, fail=None):
+        self.fail = dict(fail or {})
+        self.paths = []
+        self.forgotten = 0
+
+    def add(self, spec):
+        if spec.target in self.fail:
+            raise self.fail[spec.target]
+        path = '/private/%s.qcow2' % spec.label
+        self.paths.append(path)
+        return path
+
+    def forget_secrets(self):
+        self.forgotten += 1
 
 
-def run(module, specs, deadline=None, **kwargs):
+def good_cmdline(overlays):
+    def read(pid):
+        argv = ['/usr/bin/qemu-system-x86_64', '-kernel', 'k']
+        for n, path in enumerate(overlays.paths):
+            argv += ['-drive', 'file=%s,cache=writeback,format=qcow2,'
+                     'id=hd%d,if=none' % (path, n)]
+        return argv + ['-drive', 'file=/var/tmp/appliance.d/root,'
+                       'snapshot=on,id=appliance,cache=unsafe,if=none,'
+                       'format=raw']
+    return read
+
+
+def run(module, specs, **kwargs):
     """Appliance.inspect() with fakes everywhere; returns the facts."""
-    kwargs.setdefault('find_processes', no_processes)
-    if deadline is not None:
-        kwargs.setdefault('timer', deadline.timer)
-        kwargs.setdefault('killer', deadline.killer)
-    else:
-        kwargs.setdefault('timer', FakeTimer)
-        kwargs.setdefault('killer', pytest.fail)
+    overlays = kwargs.setdefault('overlays', FakeOverlays())
+    kwargs.setdefault('read_cmdline', good_cmdline(overlays))
     app = A.Appliance(kwargs.pop('opts', None) or opts(), specs,
+                      kwargs.pop('private_dir', '/private'),
                       guestfs_module=module, **kwargs)
     return app.inspect()
 
@@ -456,12 +439,14 @@ def calls(handle, name):
 # Configuration and drives
 
 
-def test_handle_configured_from_options(image, tmp_path):
+def test_handle_configured_from_options(image):
     module = FakeGuestfs()
-    run(module, [spec(image)],
+    stages = []
+    run(module, [spec(image)], stage=stages.append,
         opts=opts(appliance_memory_mb=1024, libguestfs_backend='direct',
                   libguestfs_backend_settings=['force_tcg'],
-                  appliance_cache_dir='/var/cache/x', tmp_dir=str(tmp_path)))
+                  appliance_cache_dir='/var/cache/x'),
+        private_dir='/run/p1')
     handle = module.handle
     assert handle.kwargs == {'python_return_dict': True,
                              'close_on_exit': False}
@@ -471,12 +456,12 @@ def test_handle_configured_from_options(image, tmp_path):
     assert handle.settings['cachedir'] == '/var/cache/x'
     assert handle.settings['network'] is False
     assert handle.settings['autosync'] is False
-    assert handle.settings['verbose'] is False
-    assert handle.settings['trace'] is False
-    # A private directory under tmp_dir, gone afterwards.
-    private = handle.settings['tmpdir']
-    assert os.path.dirname(private) == str(tmp_path)
-    assert not os.path.exists(private)
+    assert handle.settings['tmpdir'] == '/run/p1'
+    # qemu must stay in the worker's process group (killed as a whole).
+    assert 'pgroup' not in handle.settings
+    assert stages == ['opening disks', 'launching the appliance',
+                      'inspecting']
+    assert handle.closed
 
 
 def test_backend_settings_left_alone_when_option_empty(image):
@@ -486,190 +471,101 @@ def test_backend_settings_left_alone_when_option_empty(image):
     assert 'cachedir' not in module.handle.settings
 
 
-def test_every_drive_read_only_with_explicit_format(image, tmp_path):
-    second = tmp_path / 'data.qcow2'
-    second.write_bytes(b'QFI\xfb')
+def test_only_the_direct_backend_is_accepted(image):
+    module = FakeGuestfs()
+    with pytest.raises(A.ApplianceError) as err:
+        run(module, [spec(image)], opts=opts(libguestfs_backend='libvirt'))
+    assert 'only "direct"' in err.value.reason
+    assert module.handles == []
+
+
+def test_every_drive_is_our_overlay_with_an_explicit_format(image):
     module = FakeGuestfs(Disk(devices=['/dev/sda', '/dev/sdb']))
     facts = run(module, [spec(image, format='raw'),
-                         spec(str(second), target='vdb', label='vdb',
+                         spec(image, target='vdb', label='vdb',
                               format='qcow2')])
+    # Read-write on our own overlay: a read-only drive would get a
+    # libguestfs overlay that qemu opens without a format.
     assert module.handle.drives == [
-        (image, {'readonly': True, 'format': 'raw', 'label': 'vda'}),
-        (str(second), {'readonly': True, 'format': 'qcow2',
-                       'label': 'vdb'}),
+        ('/private/vda.qcow2', {'readonly': False, 'format': 'qcow2',
+                                'label': 'vda'}),
+        ('/private/vdb.qcow2', {'readonly': False, 'format': 'qcow2',
+                                'label': 'vdb'}),
     ]
     assert facts.drives == 2
 
 
-def test_drive_without_format_is_refused(image):
+def test_keys_are_forgotten_once_the_appliance_has_opened_the_disks(image):
     module = FakeGuestfs()
-    with pytest.raises(A.ApplianceError) as err:
-        run(module, [spec(image, format='')])
-    assert err.value.reason == 'vda: disk format unknown'
-    assert module.handle.drives == []
-    assert module.handle.closed
+    overlays = FakeOverlays()
+    seen = []
+    module.on_launch = lambda: seen.append(overlays.forgotten)
+    run(module, [spec(image)], overlays=overlays)
+    assert seen == [0]                  # still there for qemu's open
+    assert overlays.forgotten >= 1      # and gone right after launch
 
 
-@pytest.mark.parametrize('protocol,hosts,socket,path,server', [
-    ('nbd', (), '/run/nbd.sock', 'export', ['unix:/run/nbd.sock']),
-    ('nbd', (('10.0.0.5', '10809'),), '', '', ['tcp:10.0.0.5:10809']),
-    ('iscsi', (('10.0.0.6', '3260'),), '', 'iqn.2024-01.x:tgt/1',
-     ['tcp:10.0.0.6:3260']),
-    ('iscsi', (('fd00::6', '3260'),), '', 'iqn.2024-01.x:tgt/1',
-     ['tcp:[fd00::6]:3260']),
+@pytest.mark.parametrize('argv_change,problem', [
+    (lambda a: [x.replace(',format=qcow2', '') for x in a],
+     'a -drive without format= (qemu would probe it)'),
+    (lambda a: [x.replace('/private/vda.qcow2', '/var/lib/x') for x in a],
+     'a -drive that is not one of our overlays'),
+    (lambda a: a + ['-blockdev', 'driver=file'],
+     'unexpected -blockdev option'),
 ])
-def test_network_drive_options(protocol, hosts, socket, path, server):
+def test_a_qemu_that_would_open_unpinned_nodes_is_refused(
+        image, argv_change, problem, caplog):
     module = FakeGuestfs()
-    run(module, [spec(path, kind=drives.KIND_NETWORK, protocol=protocol,
-                      hosts=hosts, socket=socket, username='')])
-    filename, kwargs = module.handle.drives[0]
-    assert filename == path
-    assert kwargs == {'readonly': True, 'format': 'raw', 'label': 'vda',
-                      'protocol': protocol, 'server': server}
-
-
-def test_network_drive_with_secret_other_than_rbd_is_refused():
-    module = FakeGuestfs()
+    overlays = FakeOverlays()
+    good = good_cmdline(overlays)
     with pytest.raises(A.ApplianceError) as err:
-        run(module, [spec('iqn.x:t/1', kind=drives.KIND_NETWORK,
-                          protocol='iscsi', hosts=(('h', '3260'),),
-                          username='u', secret_type='iscsi',
-                          secret_uuid='1234')])
-    assert err.value.reason == ('vda: iscsi disks with a secret are not '
-                                'supported')
-    assert module.handle.drives == []
+        run(module, [spec(image)], overlays=overlays,
+            read_cmdline=lambda pid: argv_change(good(pid)))
+    assert err.value.reason.startswith('refused: appliance qemu would '
+                                       'probe a disk format')
+    assert problem in err.value.reason
+    assert calls(module.handle, 'inspect_os') == []
+    assert module.handle.closed
+    warnings = [r for r in caplog.records if r.levelname == 'WARNING'
+                and 'refusing to inspect' in r.getMessage()]
+    assert len(warnings) == 1
 
 
-RBD = dict(kind=drives.KIND_NETWORK, protocol='rbd', format='raw',
-           hosts=(('10.0.0.1', '6789'), ('fd00::2', '6789')),
-           username='cinder', secret_type='ceph',
-           secret_uuid='7a3c3f37-2b1b-4bd4-9fd8-2a5d8f3c1e11')
-KEY = bytes(range(1, 29))
-
-
-def test_rbd_without_libvirt_secret_uses_ceph_conf_option():
+def test_unreadable_boot_disk_gives_a_clear_reason(image):
     module = FakeGuestfs()
-    run(module, [spec('volumes/volume-1', **RBD)],
-        opts=opts(ceph_conf='/etc/ceph/ceph.conf'),
-        read_secret=lambda uri, s: pytest.fail('secret read'))
-    filename, kwargs = module.handle.drives[0]
-    assert filename == ('volumes/volume-1:conf=/etc/ceph/ceph.conf'
-                        ':client_mount_timeout=%d' % A.RBD_MOUNT_TIMEOUT)
-    assert kwargs == {'readonly': True, 'format': 'raw', 'label': 'vda',
-                      'protocol': 'rbd', 'username': 'cinder',
-                      'server': ['tcp:10.0.0.1:6789', 'tcp:[fd00::2]:6789']}
-    assert 'secret' not in kwargs
-
-
-def test_rbd_key_goes_to_a_private_keyring_never_to_libguestfs(tmp_path):
-    module = FakeGuestfs()
-    seen = {}
-
-    def on_add_drive(filename, kwargs):
-        conf = filename.split(':conf=')[1].split(':')[0]
-        seen['conf'] = conf
-        seen['conf_text'] = open(conf).read()
-        keyring = os.path.join(os.path.dirname(conf), 'keyring')
-        seen['keyring_text'] = open(keyring).read()
-        seen['modes'] = [stat.S_IMODE(os.stat(p).st_mode)
-                         for p in (os.path.dirname(conf), conf, keyring)]
-        seen['args'] = repr((filename, kwargs))
-
-    module.on_add_drive = on_add_drive
-    asked = []
-    run(module, [spec('volumes/volume-1', **RBD)],
-        opts=opts(libvirt_secret_uri='qemu:///system',
-                  tmp_dir=str(tmp_path)),
-        read_secret=lambda uri, s: asked.append((uri, s.secret_uuid)) or KEY)
-    key_b64 = 'AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHA=='
-    assert asked == [('qemu:///system', RBD['secret_uuid'])]
-    assert seen['keyring_text'] == '[client.cinder]\n\tkey = %s\n' % key_b64
-    assert seen['conf_text'] == (
-        '[global]\nmon_host = 10.0.0.1:6789,[fd00::2]:6789\n'
-        'keyring = %s\n' % os.path.join(os.path.dirname(seen['conf']),
-                                        'keyring'))
-    assert seen['modes'] == [0o700, 0o600, 0o600]
-    assert key_b64 not in seen['args'] and 'secret' not in seen['args']
-    # Everything private is gone afterwards.
-    assert not os.path.exists(seen['conf'])
-    assert os.listdir(tmp_path) == []
-
-
-def test_rbd_secret_read_failure_is_a_reason(tmp_path):
-    def broken(uri, s):
-        raise RuntimeError('Secret not found: no secret with matching '
-                           'uuid \'7a3c\'')
+    overlays = FakeOverlays(fail={'vda': OV.OverlayError(
+        'cannot open disk: /d/gone: No such file or directory')})
     with pytest.raises(A.ApplianceError) as err:
-        run(FakeGuestfs(), [spec('volumes/volume-1', **RBD)],
-            opts=opts(libvirt_secret_uri='qemu:///system',
-                      tmp_dir=str(tmp_path)), read_secret=broken)
-    assert err.value.reason.startswith('vda: cannot read the rbd secret: '
-                                       'Secret not found')
-    assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.parametrize('name', ['pool/img:conf=/evil', 'pool/img,x',
-                                  'pool/im g', ''])
-def test_rbd_names_that_would_inject_options_are_refused(name):
-    with pytest.raises(A.ApplianceError) as err:
-        A.rbd_image_name(spec(name, **RBD), '')
-    assert err.value.reason == 'unsupported rbd image name'
-
-
-def test_read_libvirt_secret_uses_a_read_write_connection(monkeypatch):
-    opened = []
-
-    class Conn:
-        def secretLookupByUUIDString(self, uuid):
-            opened.append(('uuid', uuid))
-            return types.SimpleNamespace(value=lambda: KEY)
-
-        def secretLookupByUsage(self, kind, usage):
-            opened.append(('usage', kind, usage))
-            return types.SimpleNamespace(value=lambda: KEY)
-
-        def close(self):
-            opened.append('closed')
-
-    fake = types.SimpleNamespace(
-        VIR_SECRET_USAGE_TYPE_CEPH=5,
-        open=lambda uri: opened.append(('open', uri)) or Conn(),
-        openReadOnly=lambda uri: pytest.fail('read-only connection'))
-    monkeypatch.setitem(__import__('sys').modules, 'libvirt', fake)
-    by_uuid = spec('p/i', **RBD)
-    by_usage = spec('p/i', **dict(RBD, secret_uuid='',
-                                  secret_usage='client.cinder secret'))
-    assert A.read_libvirt_secret('qemu:///system', by_uuid) == KEY
-    assert A.read_libvirt_secret('qemu:///system', by_usage) == KEY
-    assert opened == [('open', 'qemu:///system'),
-                      ('uuid', RBD['secret_uuid']), 'closed',
-                      ('open', 'qemu:///system'),
-                      ('usage', 5, 'client.cinder secret'), 'closed']
-
-
-def test_unreadable_boot_disk_gives_a_clear_reason(tmp_path):
-    missing = str(tmp_path / 'gone.qcow2')
-    module = FakeGuestfs()
-    with pytest.raises(A.ApplianceError) as err:
-        run(module, [spec(missing)])
-    assert err.value.reason == ('cannot open disk: %s: No such file or '
-                                'directory' % missing)
+        run(module, [spec(image)], overlays=overlays)
+    assert err.value.reason == ('cannot open disk: /d/gone: No such file '
+                                'or directory')
     assert calls(module.handle, 'launch') == []
     assert module.handle.closed
 
 
-def test_unreadable_data_disk_is_skipped_with_a_warning(image, tmp_path):
+def test_unreadable_data_disk_is_skipped_with_a_warning(image):
     module = FakeGuestfs()
-    facts = run(module, [spec(image),
-                         spec(str(tmp_path / 'gone'), target='vdb',
-                              label='vdb')])
-    assert [d[0] for d in module.handle.drives] == [image]
+    overlays = FakeOverlays(fail={'vdb': OV.OverlayError(
+        'cannot open disk: /d/gone: No such file or directory')})
+    facts = run(module, [spec(image), spec(image, target='vdb',
+                                           label='vdb')],
+                overlays=overlays)
+    assert [d[0] for d in module.handle.drives] == ['/private/vda.qcow2']
     assert facts.drives == 1
-    assert facts.warnings == ['vdb skipped: cannot open disk: %s: No such '
-                              'file or directory' % (tmp_path / 'gone')]
+    assert facts.warnings == ['vdb skipped: cannot open disk: /d/gone: No '
+                              'such file or directory']
 
 
-def test_disk_index_follows_specs_when_drives_are_left_out(image, tmp_path):
+def test_qcow2_encrypted_image_is_reported_not_opened(image):
+    module = FakeGuestfs()
+    overlays = FakeOverlays(fail={'vda': OV.EncryptedImage(
+        'qcow2 image is encrypted')})
+    facts = run(module, [spec(image, format='qcow2')], overlays=overlays)
+    assert calls(module.handle, 'launch') == []
+    assert facts.encrypted_devices == ['vda']
+
+
+def test_disk_index_follows_specs_when_drives_are_left_out(image):
     # vdb is encrypted by qemu (not added), vdc unreadable (skipped): the
     # appliance's /dev/sdb is vdd, the fourth spec.
     module = FakeGuestfs(Disk(
@@ -677,24 +573,16 @@ def test_disk_index_follows_specs_when_drives_are_left_out(image, tmp_path):
         filesystems={'/dev/sda1': 'ext4', '/dev/sdb1': 'ext4'},
         roots={'/dev/sda1': {'type': 'linux'},
                '/dev/sdb1': {'type': 'windows'}}))
+    overlays = FakeOverlays(fail={'vdc': OV.OverlayError('gone')})
     facts = run(module, [
         spec(image),
         spec(image, target='vdb', label='vdb', encryption='luks'),
-        spec(str(tmp_path / 'gone'), target='vdc', label='vdc'),
-        spec(image, target='vdd', label='vdd')])
+        spec(image, target='vdc', label='vdc'),
+        spec(image, target='vdd', label='vdd')], overlays=overlays)
     assert [(r.device, r.disk_index) for r in facts.roots] == [
         ('/dev/sda1', 0), ('/dev/sdb1', 3)]
     assert [d[1]['label'] for d in module.handle.drives] == ['vda', 'vdd']
     assert facts.drives == 3
-
-
-def test_unusable_tmp_dir_is_a_reason(image, tmp_path):
-    with pytest.raises(A.ApplianceError) as err:
-        run(FakeGuestfs(), [spec(image)],
-            opts=opts(tmp_dir=str(tmp_path / 'missing')))
-    assert err.value.reason == ('cannot create a temporary directory in '
-                                '%s: No such file or directory'
-                                % (tmp_path / 'missing'))
 
 
 def test_qemu_encrypted_disks_are_reported_not_opened(image):
@@ -707,8 +595,10 @@ def test_qemu_encrypted_disks_are_reported_not_opened(image):
 
 def test_appliance_log_lines_are_kept_clean_and_bounded(image):
     module = FakeGuestfs(Disk(fail={'list_devices': RuntimeError('boom')}))
-    app = A.Appliance(opts(), [spec(image)], guestfs_module=module,
-                      timer=FakeTimer, find_processes=no_processes)
+    overlays = FakeOverlays()
+    app = A.Appliance(opts(), [spec(image)], '/private',
+                      guestfs_module=module, overlays=overlays,
+                      read_cmdline=good_cmdline(overlays))
     with pytest.raises(A.ApplianceError):
         app.inspect()
     assert list(app.log_lines) == ['appliance says hello']
@@ -724,15 +614,15 @@ def test_appliance_log_lines_are_kept_clean_and_bounded(image):
 @pytest.mark.parametrize('failing', ['add_drive_opts', 'launch',
                                      'list_devices'])
 def test_handle_closed_and_reason_safe_on_failure(image, failing):
-    error = RuntimeError('%s: /tmp/x key=AQBzZWNyZXQ= failed\nTo see full '
-                         'error messages you may need to enable debugging'
-                         % failing)
+    error = RuntimeError('%s: /private/x key=AQBzZWNyZXQ= failed\nTo see '
+                         'full error messages you may need to enable '
+                         'debugging' % failing)
     module = FakeGuestfs(Disk(fail={failing: error}))
     with pytest.raises(A.ApplianceError) as err:
         run(module, [spec(image)])
     assert module.handle.closed
     prefix = 'cannot open disk vda: ' if failing == 'add_drive_opts' else ''
-    assert err.value.reason == prefix + '%s: /tmp/x key=*** failed' % failing
+    assert err.value.reason == prefix + '%s: .../x key=*** failed' % failing
 
 
 def test_handle_closed_on_unexpected_exception(image):
@@ -754,7 +644,8 @@ def test_missing_guestfs_module_is_a_reason(image, monkeypatch):
     monkeypatch.setattr(builtins, '__import__', fake_import)
     assert A.guestfs_available() == (False, 'No module named guestfs')
     with pytest.raises(A.ApplianceError) as err:
-        A.Appliance(opts(), [spec(image)], timer=FakeTimer).inspect()
+        A.Appliance(opts(), [spec(image)], '/private',
+                    overlays=FakeOverlays()).inspect()
     assert err.value.reason == ('libguestfs Python module missing: No '
                                 'module named guestfs')
 
@@ -770,120 +661,11 @@ def test_short_error_hides_private_dir_and_keeps_first_line():
     assert len(A.short_error(RuntimeError('x' * 5000))) == A.MAX_REASON
 
 
-# --------------------------------------------------------------------------
-# Deadline
-
-
-def test_deadline_during_launch_kills_and_raises(image):
-    module = FakeGuestfs()
-    deadline = Deadline(module, 'launch')
-    marked = []
-
-    def find(predicate):
-        marked.append(predicate)
-        private = module.handle.settings['tmpdir'].encode()
-        hung_qemu = [b'/usr/bin/qemu-system-x86_64', b'-drive',
-                     b'file=' + private + b'/libguestfsX/overlay1.qcow2']
-        return [31337] if predicate(hung_qemu) else []
-
-    with pytest.raises(A.DeadlineExceeded) as err:
-        run(module, [spec(image)], deadline=deadline, find_processes=find)
-    assert err.value.reason == 'deadline: appliance killed after 300 s'
-    assert deadline.timers[0].interval == 300
-    assert deadline.timers[0].started and deadline.timers[0].cancelled
-    assert 31337 in deadline.killed
-    assert module.handle.closed
-
-
-def test_deadline_during_inspection_wins_over_partial_facts(image):
-    module = FakeGuestfs(Disk(
-        filesystems={'/dev/sda1': 'ext4'},
-        roots={'/dev/sda1': {'type': 'linux', 'distro': 'rhel'}},
-        files={'/dev/sda1': {'/etc/os-release': b'ID=rhel\n'}}))
-    deadline = Deadline(module, 'inspect')
-    with pytest.raises(A.DeadlineExceeded):
-        run(module, [spec(image)], deadline=deadline,
-            find_processes=lambda predicate: [5150])
-    assert deadline.killed[0] == 5150
-    assert module.handle.closed
-
-
-def test_deadline_passed_while_adding_drives_stops_before_launch(image):
-    module = FakeGuestfs()
-    deadline = Deadline(module, 'add_drive')
-    with pytest.raises(A.DeadlineExceeded):
-        run(module, [spec(image)], deadline=deadline)
-    assert calls(module.handle, 'launch') == []
-    assert module.handle.closed
-
-
-def test_stuck_feature_probe_is_killed_when_no_qemu_is_marked(image):
-    module = FakeGuestfs()
-    deadline = Deadline(module, 'launch')
-    probe = [b'/opt/hv', b'-display', b'none', b'-help']
-    appliance = [b'/opt/hv', b'-kernel', b'vmlinuz']
-    run_args = dict(deadline=deadline, hv='/opt/hv',
-                    find_processes=lambda predicate: [
-                        pid for pid, argv in ((7, probe), (8, appliance))
-                        if predicate(argv)])
-    with pytest.raises(A.DeadlineExceeded):
-        run(module, [spec(image)], **run_args)
-    assert deadline.killed[0] == 7
-    assert 8 not in deadline.killed
-
-
-def test_watchdog_disarmed_before_deadline_kills_nothing():
-    killed = []
-    dog = A.Watchdog(30, lambda: [1], killer=killed.append, timer=FakeTimer)
-    dog.start()
-    assert dog.stop() is False
-    dog.fire()          # a timer that fires late changes nothing
-    assert killed == [] and dog.fired is False
-
-
-def test_watchdog_fire_kills_every_target():
-    killed = []
-    dog = A.Watchdog(30, lambda: [3, 4], killer=killed.append,
-                     timer=FakeTimer)
-    dog.start()
-    dog.fire()
-    assert killed == [3, 4]
-    assert dog.stop() is True
-
-
-def write_proc(root, pid, ppid, argv):
-    directory = root / str(pid)
-    directory.mkdir()
-    (directory / 'stat').write_bytes(
-        b'%d (odd) name)) S %d 1 1 0' % (pid, ppid))
-    (directory / 'cmdline').write_bytes(b'\0'.join(argv) + b'\0')
-
-
-def test_child_processes_matches_children_by_argument(tmp_path):
-    proc = tmp_path / 'proc'
-    proc.mkdir()
-    (proc / 'self').mkdir()
-    qemu = [b'/usr/bin/qemu', b'-kernel', b'k']
-    write_proc(proc, 10, 1, qemu + [b'file=/tmp/P/o.qcow2'])
-    write_proc(proc, 11, 99, qemu + [b'file=/tmp/P/o.qcow2'])
-    write_proc(proc, 12, 99, qemu + [b'file=/tmp/Q/o.qcow2'])
-    write_proc(proc, 13, 99, [b'python', b'agent'])
-    write_proc(proc, 14, 99, [b'/usr/bin/qemu', b'-help'])
-    found = A.child_processes(A.references('/tmp/P'), parent=99,
-                              proc_root=str(proc))
-    assert found == [11]
-    assert A.child_processes(A.qemu_probe('/usr/bin/qemu'), parent=99,
-                             proc_root=str(proc)) == [14]
-    assert A.child_processes(A.references(''), parent=99,
-                             proc_root=str(proc)) == []
-    assert A.is_child(13, 99, str(proc))
-    assert not A.is_child(10, 99, str(proc))
-    assert not A.is_child(404, 99, str(proc))
-
-
-def test_kill_process_tolerates_vanished_pids():
-    # pid 0x7ffffff0 is above pid_max: nothing to kill, no exception.
-    A.kill_process(0x7ffffff0)
+def test_read_cmdline_splits_argv(tmp_path):
+    (tmp_path / '42').mkdir()
+    (tmp_path / '42' / 'cmdline').write_bytes(b'qemu\0-drive\0file=x\0')
+    argv = A._read_cmdline(42, str(tmp_path))
+    assert argv == ['qemu', '-drive', 'file=x']
 
 
 # --------------------------------------------------------------------------
@@ -1188,11 +970,3 @@ def test_disk_index(device, expected):
     g = module.GuestFS()
     assert A.disk_index(g, device,
                         ['/dev/sda', '/dev/sdb', '/dev/sdc']) == expected
-
-
-def test_ceph_conf_formats_ipv6_monitors():
-    assert A.ceph_conf((('fd00::1', '6789'), ('mon1', '3300')),
-                       '/k') == ('[global]\nmon_host = [fd00::1]:6789,'
-                                 'mon1:3300\nkeyring = /k\n')
-    assert A.ceph_conf((), '/k') == '[global]\nkeyring = /k\n'
-    assert A.ceph_keyring('', b'\x01') == '[client.admin]\n\tkey = AQ==\n'

@@ -1,25 +1,22 @@
-"""Engine.inspect: domain XML -> drives -> appliance -> record, never
-raising (fake guestfs handle, fake clock; no appliance)."""
+"""Engine (agent side): a worker process per job, under a deadline,
+every outcome a record.  The workers here are small real processes
+speaking the worker protocol (or failing to); no appliance."""
 
-import functools
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
 
 import pytest
 from oslo_config import cfg
 
 from ceilometer_os_pollster import appliance as A
 from ceilometer_os_pollster import engine as E
-from ceilometer_os_pollster import facts as F
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
-from tests.unit import test_appliance as fakes
-
-
-class Clock:
-    def __init__(self, *times):
-        self.times = list(times)
-
-    def __call__(self):
-        return self.times.pop(0) if len(self.times) > 1 else self.times[0]
+from ceilometer_os_pollster import supervisor
 
 
 def make_conf(**overrides):
@@ -31,206 +28,223 @@ def make_conf(**overrides):
     return conf
 
 
-DISK = ("<disk type='file' device='disk'><driver name='qemu' type='%s'/>"
-        "<source file='%s'/><target dev='%s' bus='virtio'/></disk>")
+XML = ("<domain type='kvm'><name>instance-1</name><devices>"
+       "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+       "<source file='/d/disk'/><target dev='vda' bus='virtio'/></disk>"
+       "</devices></domain>")
 
 
-def domain(*disks):
-    return ("<domain type='kvm'><name>instance-1</name><devices>%s"
-            "<disk type='file' device='cdrom'><source file='/x.iso'/>"
-            "<target dev='hda' bus='ide'/></disk></devices></domain>"
-            % ''.join(disks))
-
-
-def job(xml, fingerprint='fp-1'):
+def job(xml=XML, fingerprint='fp-1'):
     return E.InspectionJob(instance_id='inst-1', domain_name='instance-1',
                            domain_xml=xml, image_id='img',
                            boot_identity='boot', fingerprint=fingerprint)
 
 
-class Recorder:
-    """An appliance factory that records what it was given."""
-
-    def __init__(self, result=None, error=None):
-        self.result = result
-        self.error = error
-        self.specs = None
-        self.opts = None
-
-    def __call__(self, opts, specs):
-        self.opts, self.specs = opts, specs
-        return self
-
-    def inspect(self):
-        if self.error:
-            raise self.error
-        return self.result
+GOOD = record.OSRecord(instance_id='inst-1', status='ok', os_family='linux',
+                       os_distro='rhel', os_info='rhel9.4',
+                       inspected_at='2026-01-01T00:00:00Z')
 
 
-def rhel_facts():
-    return F.ApplianceFacts(drives=1, filesystems=2, roots=[F.RootFacts(
-        device='/dev/sda2', type='linux', distro='rhel', osinfo='rhel9.4',
-        product_name='Red Hat Enterprise Linux 9.4 (Plow)', arch='x86_64',
-        major=9, minor=4, os_release={'ID': 'rhel', 'VERSION_ID': '9.4'})])
+def fake_worker(body):
+    """argv of a worker whose main is ``body`` (python), with ``req``
+    (the request) and ``send(**message)`` defined."""
+    code = textwrap.dedent("""
+        import json, os, signal, sys, time
+        req = json.loads(sys.stdin.read())
+        def send(**message):
+            sys.stdout.write(json.dumps(message) + '\\n')
+            sys.stdout.flush()
+        """) + textwrap.dedent(body)
+    return [sys.executable, '-c', code]
 
 
-def test_success_is_the_normalised_record(tmp_path):
-    factory = Recorder(result=rhel_facts())
-    eng = E.Engine(make_conf(), appliance_factory=factory,
-                   clock=Clock(100.0, 142.5))
-    rec = eng.inspect(job(domain(DISK % ('qcow2', '/d/disk', 'vda'))))
-    assert (rec.status, rec.os_family, rec.os_distro, rec.os_info) == (
-        'ok', 'linux', 'rhel', 'rhel9.4')
+def engine(body, tmp_path, **overrides):
+    overrides.setdefault('tmp_dir', str(tmp_path))
+    return E.Engine(make_conf(**overrides), worker_argv=fake_worker(body))
+
+
+def test_worker_record_is_published(tmp_path):
+    rec = engine("""
+        send(stage='inspecting')
+        send(record=%r)
+        """ % (GOOD.to_dict(),), tmp_path).inspect(job())
+    assert (rec.status, rec.os_distro, rec.os_info) == ('ok', 'rhel',
+                                                        'rhel9.4')
     assert rec.fingerprint == 'fp-1'
-    assert rec.duration == 42.5
-    assert rec.instance_id == 'inst-1'
-    assert [(s.target, s.path, s.format) for s in factory.specs] == [
-        ('vda', '/d/disk', 'qcow2')]
-    assert factory.opts.inspection_deadline == 300
+    assert os.listdir(tmp_path) == []       # private dir removed
 
 
-def test_boot_disk_only_unless_all_disks_asked(tmp_path):
-    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
-                 DISK % ('raw', '/d/root', 'vda'))
-    factory = Recorder(result=rhel_facts())
-    E.Engine(make_conf(), appliance_factory=factory).inspect(job(xml))
-    assert [s.path for s in factory.specs] == ['/d/root']
-    E.Engine(make_conf(inspect_all_disks=True),
-             appliance_factory=factory).inspect(job(xml))
-    assert [s.path for s in factory.specs] == ['/d/root', '/d/data']
+def test_request_carries_job_options_and_a_private_dir(tmp_path):
+    out = tmp_path / 'request.json'
+    (tmp_path / 'tmp').mkdir()
+    rec = engine("""
+        open(%r, 'w').write(json.dumps(dict(req, cwd=os.getcwd(),
+            private_exists=os.path.isdir(req['private_dir']))))
+        send(record=%r)
+        """ % (str(out), GOOD.to_dict()), tmp_path / 'tmp').inspect(job())
+    assert rec.status == 'ok'
+    request = json.loads(out.read_text())
+    assert request['job']['instance_id'] == 'inst-1'
+    assert request['job']['domain_xml'] == XML
+    assert request['options']['inspection_deadline'] == 300
+    assert request['options']['worker_io_class'] == 'idle'
+    assert request['private_exists'] is True
+    assert request['cwd'] == request['private_dir']
+    assert os.path.dirname(request['private_dir']) == str(tmp_path / 'tmp')
+    assert request['parent_pid'] == os.getpid()
+    assert not os.path.exists(request['private_dir'])
 
 
-def test_no_disk_is_unknown_without_an_appliance():
-    factory = Recorder(error=AssertionError('no appliance expected'))
-    rec = E.Engine(make_conf(), appliance_factory=factory,
-                   clock=Clock(5.0, 5.25)).inspect(job(domain()))
-    assert (rec.status, rec.reason) == ('unknown', 'no disk to inspect')
-    assert factory.specs is None
-    assert rec.fingerprint == 'fp-1' and rec.duration == 0.25
-    assert rec.inspected_at
+def test_deadline_kills_the_whole_process_group(tmp_path):
+    pids = tmp_path / 'pids'
+    eng = engine("""
+        import subprocess
+        child = subprocess.Popen(['sleep', '600'])
+        open(%r, 'w').write('%%d %%d' %% (os.getpid(), child.pid))
+        send(stage='launching the appliance')
+        time.sleep(600)
+        """ % str(pids), tmp_path)
+    eng.deadline = 2
+    rec = eng.inspect(job())
+    assert (rec.status, rec.reason) == (
+        'failed', 'deadline: inspection killed after 2 s while launching '
+        'the appliance')
+    worker, grandchild = map(int, pids.read_text().split())
+    assert _dies(worker) and _dies(grandchild)
+    assert os.listdir(tmp_path) == [pids.name]
 
 
-def test_fingerprint_computed_when_the_job_has_none():
-    rec = E.Engine(make_conf(), appliance_factory=Recorder()).inspect(
-        job(domain(), fingerprint=''))
+def _dies(pid, wait=10.0):
+    """Whether pid is gone (or a zombie) within ``wait`` seconds: a
+    SIGKILLed process needs a moment to exit."""
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == 'Z':
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize('body,reason', [
+    ("raise KeyError('bug in the worker')",
+     "inspection worker failed (exit 1): KeyError: 'bug in the worker'"),
+    ("send(stage='inspecting'); os.kill(os.getpid(), signal.SIGKILL)",
+     'inspection worker killed by SIGKILL while inspecting (out of '
+     'memory?)'),
+    ("os.kill(os.getpid(), signal.SIGSEGV)",
+     'inspection worker killed by SIGSEGV'),
+    ("print('hello'); print('{not json')",
+     'inspection worker returned unreadable output'),
+    ("sys.exit(0)", 'inspection worker failed (exit 0)'),
+    ("send(record={'instance_id': 'inst-1', 'status': 'bogus'})",
+     'inspection worker returned an invalid record: unknown inspection '
+     "status 'bogus'"),
+    ("send(record={'instance_id': 'other', 'status': 'ok'})",
+     'inspection worker returned a record for another job'),
+    ("sys.stdout.write('x' * (2 << 20)); sys.stdout.flush(); "
+     "time.sleep(60)", 'inspection worker output too large'),
+])
+def test_every_worker_failure_is_a_failed_record(tmp_path, body, reason,
+                                                 caplog):
+    rec = engine(body, tmp_path).inspect(job())
+    assert rec.status == 'failed'
+    assert rec.reason == reason
+    assert rec.fingerprint == 'fp-1'
+    assert os.listdir(tmp_path) == []
+    warnings = [r for r in caplog.records if r.levelname == 'WARNING'
+                and 'inst-1' in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_worker_that_cannot_start(tmp_path):
+    eng = E.Engine(make_conf(tmp_dir=str(tmp_path)),
+                   worker_argv=[str(tmp_path / 'no-such-python')])
+    rec = eng.inspect(job())
+    assert rec.status == 'failed'
+    assert rec.reason.startswith('cannot start the inspection worker: ')
+
+
+def test_worker_strings_are_cleaned_again(tmp_path):
+    dirty = dict(GOOD.to_dict(), os_product_name='Evil\x1b[2J\x00' + 'x' * 999)
+    rec = engine("send(record=%r)" % (dirty,), tmp_path).inspect(job())
+    assert rec.status == 'ok'
+    assert rec.os_product_name.startswith('Evil')
+    assert '\x1b' not in rec.os_product_name
+    assert len(rec.os_product_name) <= 255
+
+
+def test_worker_log_messages_are_relayed(tmp_path, caplog):
+    caplog.set_level('DEBUG')
+    engine("""
+        send(log=['WARNING', 'disk vdb skipped\x1b[2J'])
+        send(log=['NOTALEVEL', 'odd'])
+        send(record=%r)
+        """ % (GOOD.to_dict(),), tmp_path).inspect(job())
+    relayed = [(r.levelname, r.getMessage()) for r in caplog.records
+               if 'inspection worker for instance inst-1' in r.getMessage()]
+    assert relayed == [
+        ('WARNING', 'inspection worker for instance inst-1: disk vdb '
+                    'skipped'),
+        ('WARNING', 'inspection worker for instance inst-1: odd')]
+
+
+def test_unusable_tmp_dir_is_a_failed_record(tmp_path):
+    rec = E.Engine(make_conf(tmp_dir=str(tmp_path / 'missing')),
+                   worker_argv=['false']).inspect(job())
+    assert (rec.status, rec.reason) == (
+        'failed', 'cannot create a temporary directory in %s: No such file '
+        'or directory' % (tmp_path / 'missing'))
+
+
+def test_fingerprint_computed_when_the_job_has_none(tmp_path):
+    rec = engine("send(record=%r)" % (GOOD.to_dict(),), tmp_path).inspect(
+        job(fingerprint=''))
     assert len(rec.fingerprint) == 32
 
 
-@pytest.mark.parametrize('xml,reason', [
-    ('<not-xml', 'unusable domain XML: domain XML cannot be parsed'),
-    ('<network/>', 'unusable domain XML: domain XML has root <network>, '
-                   'not <domain>'),
-])
-def test_bad_domain_xml_is_a_failed_record(xml, reason):
-    rec = E.Engine(make_conf(), appliance_factory=Recorder()).inspect(
-        job(xml))
+def test_garbage_domain_xml_is_a_failed_record_without_a_worker(tmp_path):
+    rec = E.Engine(make_conf(tmp_dir=str(tmp_path)),
+                   worker_argv=['false']).inspect(job(xml=None,
+                                                      fingerprint=''))
     assert rec.status == 'failed'
-    assert rec.reason.startswith(reason)
+    assert rec.reason.startswith('unusable domain XML')
 
 
-@pytest.mark.parametrize('error,reason', [
-    (A.DeadlineExceeded('deadline: appliance killed after 300 s'),
-     'deadline: appliance killed after 300 s'),
-    (A.ApplianceError('cannot open disk: /d/disk: Permission denied'),
-     'cannot open disk: /d/disk: Permission denied'),
-    (A.ApplianceError('guest said \x1b[2J\x00' + 'x' * 1000),
-     'guest said ' + 'x' * 189),
-    (KeyError('bug'), 'internal error: KeyError'),
-    (MemoryError(), 'internal error: MemoryError'),
+@pytest.mark.parametrize('outcome,reason', [
+    (supervisor.Outcome(timed_out=True), 'deadline: inspection killed '
+     'after 300 s'),
+    (supervisor.Outcome(timed_out=True, stage='opening disks'),
+     'deadline: inspection killed after 300 s while opening disks'),
+    (supervisor.Outcome(returncode=-signal.SIGABRT),
+     'inspection worker killed by SIGABRT'),
+    (supervisor.Outcome(returncode=-77), 'inspection worker killed by '
+     'signal 77'),
+    (supervisor.Outcome(returncode=1, stderr_tail='Traceback\n  x\n'
+                        'MemoryError\n\n'),
+     'inspection worker failed (exit 1): MemoryError'),
+    (supervisor.Outcome(start_error='python: Permission denied'),
+     'cannot start the inspection worker: python: Permission denied'),
+    (supervisor.Outcome(returncode=0, record={'instance_id': 'inst-1',
+                                              'status': 'pending'}),
+     'inspection worker returned a record for another job'),
+    (supervisor.Outcome(returncode=0, record={'instance_id': 'inst-1',
+                                              'status': 'ok', 'x': 1}),
+     'inspection worker returned an invalid record: unknown record '
+     'fields: x'),
 ])
-def test_failures_become_failed_records(error, reason):
-    eng = E.Engine(make_conf(), appliance_factory=Recorder(error=error),
-                   clock=Clock(1.0, 4.0))
-    rec = eng.inspect(job(domain(DISK % ('raw', '/d/disk', 'vda'))))
-    assert (rec.status, rec.reason, rec.duration) == ('failed', reason, 3.0)
-    assert rec.fingerprint == 'fp-1'
-    assert len(rec.reason) <= 200
+def test_outcome_reasons(outcome, reason):
+    assert E.outcome_record(job(), outcome, 300) == (None, reason)
 
 
-def test_normalise_bug_is_contained(monkeypatch):
-    def broken(*args, **kwargs):
-        raise ValueError('bad facts')
-    monkeypatch.setattr(F, 'normalise', broken)
-    rec = E.Engine(make_conf(), appliance_factory=Recorder(
-        result=rhel_facts())).inspect(job(domain(DISK % ('raw', '/d', 'vda'))))
-    assert (rec.status, rec.reason) == ('failed', 'internal error: '
-                                        'ValueError')
-
-
-# --- through the real Appliance class with a fake guestfs handle
-
-
-def fake_factory(module, **kwargs):
-    kwargs.setdefault('timer', fakes.FakeTimer)
-    kwargs.setdefault('find_processes', fakes.no_processes)
-    return functools.partial(A.Appliance, guestfs_module=module, **kwargs)
-
-
-def test_end_to_end_with_fake_handle(tmp_path):
-    image = tmp_path / 'disk'
-    image.write_bytes(b'\0' * 512)
-    module = fakes.FakeGuestfs(fakes.windows_disk())
-    eng = E.Engine(make_conf(tmp_dir=str(tmp_path / 'tmp'),
-                             libguestfs_backend_settings=['force_tcg']),
-                   appliance_factory=fake_factory(module))
-    (tmp_path / 'tmp').mkdir()
-    rec = eng.inspect(job(domain(DISK % ('qcow2', image, 'vda'))))
-    assert (rec.status, rec.os_info, rec.os_edition, rec.os_build,
-            rec.sql_server_edition) == ('ok', 'win2k22', 'Datacenter',
-                                        '20348', 'Enterprise')
-    handle = module.handle
-    assert handle.drives == [(str(image), {'readonly': True,
-                                           'format': 'qcow2',
-                                           'label': 'vda'})]
-    assert handle.settings['backend_settings'] == ['force_tcg']
-    assert handle.closed
-    assert list((tmp_path / 'tmp').iterdir()) == []
-
-
-def test_deadline_end_to_end_is_a_failed_record(tmp_path):
-    image = tmp_path / 'disk'
-    image.write_bytes(b'\0' * 512)
-    module = fakes.FakeGuestfs()
-    deadline = fakes.Deadline(module, 'launch')
-    eng = E.Engine(make_conf(inspection_deadline=120),
-                   appliance_factory=fake_factory(
-                       module, timer=deadline.timer, killer=deadline.killer,
-                       find_processes=lambda predicate: [999]),
-                   clock=Clock(0.0, 120.5))
-    rec = eng.inspect(job(domain(DISK % ('raw', image, 'vda'))))
-    assert (rec.status, rec.reason) == (
-        'failed', 'deadline: appliance killed after 120 s')
-    assert rec.duration == 120.5
-    assert deadline.killed[0] == 999
-    assert module.handle.closed
-
-
-def test_missing_disk_end_to_end(tmp_path):
-    module = fakes.FakeGuestfs()
-    missing = tmp_path / 'gone'
-    rec = E.Engine(make_conf(), appliance_factory=fake_factory(
-        module)).inspect(job(domain(DISK % ('raw', missing, 'vda'))))
-    assert (rec.status, rec.reason) == (
-        'failed', 'cannot open disk: %s: No such file or directory'
-        % missing)
-
-
-def test_blank_disk_end_to_end_is_unknown(tmp_path):
-    image = tmp_path / 'disk'
-    image.write_bytes(b'\0' * 512)
-    module = fakes.FakeGuestfs(fakes.Disk(filesystems={'/dev/sda':
-                                                       'unknown'}))
-    rec = E.Engine(make_conf(), appliance_factory=fake_factory(
-        module)).inspect(job(domain(DISK % ('raw', image, 'vda'))))
-    assert (rec.status, rec.reason) == ('unknown',
-                                        'no filesystem found on 1 disk')
-
-
-def test_inspect_never_raises_on_garbage_job():
-    rec = E.Engine(make_conf(), appliance_factory=Recorder()).inspect(
-        E.InspectionJob('inst-1', 'x', None))
-    assert rec.status == 'failed'
-    assert isinstance(rec, record.OSRecord)
+def test_outcome_with_a_record():
+    rec, reason = E.outcome_record(
+        job(), supervisor.Outcome(returncode=0, record=GOOD.to_dict()), 300)
+    assert reason == '' and rec == GOOD
 
 
 # --- preflight
@@ -273,9 +287,9 @@ def test_preflight_other_problems(monkeypatch, tmp_path):
     assert problems == [
         'the libguestfs Python module cannot be imported (No module named '
         'guestfs): install python3-guestfs',
-        'libguestfs backend \'libvirt\': the inspection deadline cannot '
-        'kill an appliance started by libvirtd; the "direct" backend is '
-        'recommended',
+        'libguestfs backend \'libvirt\' is not supported: only "direct" '
+        'lets the inspector check what qemu opens and kill it at the '
+        'deadline; every inspection will fail',
         '[os_inspection] tmp_dir = %s is not a writable directory'
         % (tmp_path / 'missing'),
     ]

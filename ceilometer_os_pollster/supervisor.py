@@ -1,0 +1,221 @@
+"""Runs one inspection worker process under a hard deadline.
+
+Agent side.  The worker (``python -m ceilometer_os_pollster.worker``) is
+started with fork+exec done in C by ``subprocess`` (no Python code runs
+in a forked copy of the multi-threaded agent), in a new session and so
+its own process group, which qemu-img, qemu and libguestfs' helpers
+inherit.  This module only writes the request to the worker's stdin and
+reads its stdout/stderr through non-blocking pipes with a deadline; it
+never touches a guest disk or libguestfs, so nothing a disk does can
+stall the calling thread past the deadline, and the GIL is never held
+while waiting.
+
+At the deadline, on oversized output, or when the worker has ended, its
+whole process group is sent SIGKILL while the worker is still
+unreaped (a zombie keeps its pid, so the group id cannot have been
+reused).  A worker stuck in the kernel (hung NFS) that does not die
+within a short grace is left to Python's reaper: the caller gets its
+answer and its slot back at once.
+"""
+
+import dataclasses
+import json
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+
+MAX_STDOUT = 1 << 20        # a record is a few KiB
+MAX_STDERR_TAIL = 8192
+MAX_LOG_MESSAGES = 100
+KILL_GRACE = 5.0            # seconds a killed worker is waited for
+_READ = 65536
+
+# Process groups of the workers running now, for kill_all().
+_ACTIVE = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one worker run produced (plain data, for ``engine``)."""
+
+    record: dict | None = None
+    stage: str = ''
+    logs: list = dataclasses.field(default_factory=list)
+    returncode: int | None = None      # negative: killed by that signal
+    timed_out: bool = False
+    oversized: bool = False
+    garbage: int = 0                    # lines that were not our protocol
+    stderr_tail: str = ''
+    start_error: str = ''
+    lingering: bool = False             # did not die within KILL_GRACE
+    seconds: float = 0.0
+
+
+def run(argv, request, deadline, *, env=None, cwd=None, on_message=None,
+        clock=time.monotonic):
+    """Run one worker: write ``request`` (bytes), collect its messages
+    until it exits or ``deadline`` seconds pass.  Never raises for
+    anything the worker does.  ``on_message(dict)`` sees every protocol
+    message as it arrives (stages, logs)."""
+    outcome = Outcome()
+    start = clock()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, close_fds=True, start_new_session=True,
+            env=env, cwd=cwd)
+    except OSError as exc:
+        outcome.start_error = '%s: %s' % (argv[0], exc.strerror)
+        return outcome
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(proc.pid)
+    try:
+        _exchange(proc, request, start + deadline, outcome, on_message,
+                  clock)
+    finally:
+        _finish(proc, outcome)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        outcome.seconds = clock() - start
+    return outcome
+
+
+def _exchange(proc, request, end, outcome, on_message, clock):
+    sel = selectors.DefaultSelector()
+    pending = memoryview(request)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        os.set_blocking(pipe.fileno(), False)
+    sel.register(proc.stdin, selectors.EVENT_WRITE)
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    stdout = bytearray()
+    stdout_total = 0
+    stderr = bytearray()
+    open_readers = 2
+    try:
+        while open_readers:
+            left = end - clock()
+            if left <= 0:
+                outcome.timed_out = True
+                return
+            for key, _ in sel.select(min(left, 1.0)):
+                pipe = key.fileobj
+                if pipe is proc.stdin:
+                    try:
+                        written = os.write(pipe.fileno(), pending[:_READ])
+                    except BrokenPipeError:
+                        written = len(pending)
+                    except BlockingIOError:
+                        continue
+                    pending = pending[written:]
+                    if not pending:
+                        sel.unregister(pipe)
+                        pipe.close()
+                    continue
+                try:
+                    data = os.read(pipe.fileno(), _READ)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    sel.unregister(pipe)
+                    open_readers -= 1
+                    continue
+                if pipe is proc.stderr:
+                    stderr += data
+                    del stderr[:-MAX_STDERR_TAIL]
+                    continue
+                stdout_total += len(data)
+                if stdout_total > MAX_STDOUT:
+                    outcome.oversized = True
+                    return
+                stdout += data
+                while b'\n' in stdout:
+                    line, _, rest = bytes(stdout).partition(b'\n')
+                    stdout[:] = rest
+                    _message(line, outcome, on_message)
+        if stdout.strip():
+            _message(bytes(stdout), outcome, on_message)
+        # Both pipes closed: the worker is exiting; give it until the end.
+        while not _exited(proc.pid) and clock() < end:
+            time.sleep(0.05)
+        if not _exited(proc.pid):
+            outcome.timed_out = True
+    finally:
+        sel.close()
+        outcome.stderr_tail = bytes(stderr).decode('utf-8', 'replace')
+
+
+def _message(line, outcome, on_message):
+    try:
+        message = json.loads(line)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        outcome.garbage += 1
+        return
+    if 'stage' in message and isinstance(message['stage'], str):
+        outcome.stage = message['stage'][:64]
+    elif 'log' in message and isinstance(message['log'], list):
+        if len(outcome.logs) < MAX_LOG_MESSAGES:
+            outcome.logs.append(message['log'])
+    elif 'record' in message and isinstance(message['record'], dict):
+        outcome.record = message['record']
+    else:
+        outcome.garbage += 1
+        return
+    if on_message is not None:
+        on_message(message)
+
+
+def _finish(proc, outcome):
+    """Kill the worker's process group (qemu, qemu-img, helpers) before
+    the worker is reaped, then reap it if it dies within the grace."""
+    _killpg(proc.pid)
+    end = time.monotonic() + KILL_GRACE
+    while not _exited(proc.pid):
+        if time.monotonic() >= end:
+            outcome.lingering = True
+            break
+        time.sleep(0.05)
+    # Out of kill_all's sight before it can be reaped (its pid reused).
+    with _ACTIVE_LOCK:
+        _ACTIVE.discard(proc.pid)
+    if outcome.lingering:
+        return
+    # The group may have gained members between the kill and the exit.
+    _killpg(proc.pid)
+    proc.wait()
+    outcome.returncode = proc.returncode
+
+
+def kill_all():
+    """SIGKILL the process group of every worker running now (agent
+    shutdown); their callers then return at once.  The number killed."""
+    with _ACTIVE_LOCK:
+        for pgid in _ACTIVE:
+            _killpg(pgid)
+        return len(_ACTIVE)
+
+
+def _killpg(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _exited(pid):
+    """Whether pid has exited, without reaping it (WNOWAIT)."""
+    try:
+        info = os.waitid(os.P_PID, pid,
+                         os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None

@@ -1,0 +1,113 @@
+"""Private working directories of inspections, and their clean-up.
+
+The agent side makes one directory per inspection (``os-inspection-*``
+under ``[os_inspection] tmp_dir``), mode 0700, and holds an exclusive
+lock on a file in it for as long as the inspection runs.  The worker
+process puts its overlays and any Ceph keyring there; the agent removes
+the directory when the worker has ended, however it ended.  A directory
+whose lock nobody holds belongs to a process that died (agent killed,
+host crash) and is removed at the next start.
+"""
+
+import fcntl
+import os
+import shutil
+import stat
+import tempfile
+import time
+
+from oslo_log import log
+
+LOG = log.getLogger(__name__)
+
+PRIVATE_PREFIX = 'os-inspection-'
+OWNER_LOCK = '.owner'
+# A private dir without a lock file is only spared this long (it may be
+# between mkdtemp and the lock).
+UNLOCKED_GRACE = 600
+
+
+class PrivateDir:
+    """A private directory for one inspection; a context manager."""
+
+    def __init__(self, tmp_root=None):
+        self.root = tmp_root or tempfile.gettempdir()
+        self.path = ''
+        self._fd = None
+
+    def __enter__(self):
+        self.path = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=self.root)
+        try:
+            self._fd = _hold_owner_lock(self.path)
+        except OSError:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def remove(self):
+        if self.path:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _hold_owner_lock(directory):
+    fd = os.open(os.path.join(directory, OWNER_LOCK),
+                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _orphaned(path, now):
+    try:
+        fd = os.open(os.path.join(path, OWNER_LOCK),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return now - os.lstat(path).st_mtime > UNLOCKED_GRACE
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False            # its inspection is still running
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_orphan_dirs(tmp_root=None, clock=time.time):
+    """Remove private dirs left by killed processes; their names.
+
+    Only our own directories (prefix, owner uid, real directory) whose
+    owner lock nobody holds.  Never raises.
+    """
+    tmp_root = tmp_root or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(tmp_root)
+    except OSError:
+        return removed
+    now = clock()
+    for name in names:
+        if not name.startswith(PRIVATE_PREFIX):
+            continue
+        path = os.path.join(tmp_root, name)
+        try:
+            info = os.lstat(path)
+            if (not stat.S_ISDIR(info.st_mode) or
+                    info.st_uid != os.geteuid() or not _orphaned(path, now)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(name)
+    if removed:
+        LOG.warning('removed %d temporary director(y/ies) of killed '
+                    'inspections in %s', len(removed), tmp_root)
+    return removed

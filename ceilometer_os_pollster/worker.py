@@ -1,0 +1,172 @@
+"""The inspection worker process: one job in, one OSRecord out.
+
+``python -m ceilometer_os_pollster.worker`` is started by the agent
+(``engine`` through ``supervisor``) for every inspection.  It reads one
+JSON request on stdin (the job, the ``[os_inspection]`` option values,
+its private directory), lowers its own CPU and I/O priority, runs the
+one-way flow (domain XML -> drive specs -> appliance -> raw facts -> OS
+record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
+``{"log": [level, text]}`` for its log messages and finally
+``{"record": {...}}``.  Anything else a library prints goes to stderr.
+
+Everything that can block on guest storage happens here, never in the
+agent: the agent only waits on the pipe and kills this process group at
+the deadline.  The worker dies with the thread that started it
+(PR_SET_PDEATHSIG), so an agent that is killed leaves no inspection
+running.
+"""
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+import types
+
+MAX_REQUEST = 4 << 20
+
+# ioprio_set(2): not wrapped by Python; syscall numbers per machine.
+_IOPRIO_SET = {'x86_64': 251, 'aarch64': 30, 'ppc64le': 273,
+               's390x': 282, 'i686': 289}
+_IOPRIO_WHO_PROCESS = 1
+_IOPRIO_CLASS_SHIFT = 13
+IO_CLASSES = {'realtime': 1, 'best-effort': 2, 'idle': 3}
+_PR_SET_PDEATHSIG = 1
+
+
+class _Channel:
+    """The protocol stream: a private duplicate of the original stdout.
+    fd 1 itself is pointed at stderr so that stray prints from C
+    libraries cannot corrupt the protocol."""
+
+    def __init__(self):
+        fd = os.dup(1)
+        os.dup2(2, 1)
+        self._out = os.fdopen(fd, 'w', encoding='utf-8', buffering=1)
+
+    def send(self, **message):
+        self._out.write(json.dumps(message, separators=(',', ':'),
+                                   ensure_ascii=True) + '\n')
+        self._out.flush()
+
+
+class _ChannelHandler(logging.Handler):
+    def __init__(self, channel):
+        super().__init__()
+        self._channel = channel
+
+    def emit(self, record):
+        try:
+            self._channel.send(log=[record.levelname,
+                                    record.getMessage()[:2000]])
+        except Exception:
+            pass
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+
+
+def die_with_parent(parent_pid):
+    """Be killed when the thread that started us ends; exit now if the
+    agent is already gone."""
+    try:
+        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(3)
+
+
+def lower_priority(nice, io_class):
+    """Apply the operator's nice level and I/O class to this process
+    (inherited by qemu-img and the appliance's qemu).  Returns what
+    could not be applied, as log-ready text ('' when all was)."""
+    problems = []
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, int(nice))
+        except OSError as exc:
+            problems.append('nice %s: %s' % (nice, exc.strerror))
+    if io_class and io_class != 'none':
+        number = _IOPRIO_SET.get(platform.machine())
+        value = IO_CLASSES[io_class] << _IOPRIO_CLASS_SHIFT
+        if io_class == 'best-effort':
+            value |= 7          # lowest level of the class
+        if number is None:
+            problems.append('I/O class %s: unsupported machine %s'
+                            % (io_class, platform.machine()))
+        elif _libc().syscall(number, _IOPRIO_WHO_PROCESS, 0, value) != 0:
+            problems.append('I/O class %s: %s' % (
+                io_class, os.strerror(ctypes.get_errno())))
+    return '; '.join(problems)
+
+
+def options_namespace(values):
+    return types.SimpleNamespace(**values)
+
+
+def inspect(opts, job, private_dir, stage, appliance_factory=None):
+    """The OSRecord of one job: the whole one-way flow.  Never raises."""
+    from ceilometer_os_pollster import appliance as appliance_mod
+    from ceilometer_os_pollster import drives
+    from ceilometer_os_pollster import facts as facts_mod
+    from ceilometer_os_pollster import record
+
+    factory = appliance_factory or appliance_mod.Appliance
+    start = time.monotonic()
+
+    def elapsed():
+        return round(max(0.0, time.monotonic() - start), 3)
+
+    instance_id = job['instance_id']
+    fingerprint = job.get('fingerprint', '')
+    try:
+        stage('reading the domain XML')
+        specs = drives.drive_specs(job['domain_xml'])
+        chosen = drives.boot_drives(specs, all_disks=opts.inspect_all_disks)
+        if not chosen:
+            return record.OSRecord.failed(instance_id, 'no disk to inspect',
+                                          fingerprint, elapsed(),
+                                          status=record.STATUS_UNKNOWN)
+        logging.getLogger(__name__).debug(
+            'inspecting instance %s: %s', instance_id,
+            '; '.join(drives.describe(s) for s in chosen))
+        facts = factory(opts, chosen, private_dir, stage=stage).inspect()
+        return facts_mod.normalise(facts, instance_id, fingerprint,
+                                   elapsed())
+    except drives.DomainXMLError as exc:
+        return record.OSRecord.failed(instance_id,
+                                      'unusable domain XML: %s' % exc,
+                                      fingerprint, elapsed())
+    except appliance_mod.ApplianceError as exc:
+        return record.OSRecord.failed(instance_id, exc.reason, fingerprint,
+                                      elapsed())
+
+
+def main(stdin=None):
+    channel = _Channel()
+    handler = _ChannelHandler(channel)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    stdin = stdin or sys.stdin.buffer
+    request = json.loads(stdin.read(MAX_REQUEST))
+    root.setLevel(request.get('log_level', logging.INFO))
+    die_with_parent(request.get('parent_pid'))
+    opts = options_namespace(request['options'])
+    problem = lower_priority(opts.worker_nice, opts.worker_io_class)
+    if problem:
+        logging.getLogger(__name__).warning(
+            'inspection worker priority not lowered: %s', problem)
+    result = inspect(opts, request['job'], request['private_dir'],
+                     lambda name: channel.send(stage=name))
+    channel.send(record=result.to_dict())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""A real Ceilometer polling agent in this process, for functional tests.
+
+One place builds what the agent needs without RabbitMQ, Keystone or
+Nova: the configuration (libvirt metadata discovery, the in-memory
+``test`` notifier, a polling.yaml selecting our meter), the
+AgentManager with our entry point loaded by stevedore, and a ``cycle()``
+that runs one synchronous polling cycle and returns what was published.
+"""
+
+from oslo_messaging.notify import _impl_test
+from oslo_messaging import opts as messaging_opts
+
+from ceilometer.compute import discovery
+from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.polling import manager
+from ceilometer import service as ceilo_service
+
+from ceilometer_os_pollster import service as service_mod
+
+METER = 'compute.instance.os.metadata'
+
+
+def agent_conf(tmp_path, libvirt_uri, host='compute-1', **os_inspection):
+    """Ceilometer's configuration for one in-process agent polling our
+    meter hourly; ``os_inspection`` overrides [os_inspection] options."""
+    polling = tmp_path / 'polling.yaml'
+    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
+                       '    meters:\n      - %s\n' % METER)
+    conf = ceilo_service.prepare_service([], [])
+    conf.set_override('libvirt_uri', libvirt_uri)
+    conf.set_override('host', host)
+    conf.set_override('instance_discovery_method', 'libvirt_metadata',
+                      group='compute')
+    conf.set_override('cfg_file', str(polling), group='polling')
+    conf.set_override('telemetry_driver', 'test',
+                      group='publisher_notifier')
+    for group, opts in messaging_opts.list_opts():
+        if group is None:
+            conf.register_opts(opts)
+    conf.set_override('transport_url', 'fake://')
+    service_mod.InspectionService(conf)         # registers our options
+    os_inspection.setdefault('cache_dir', str(tmp_path / 'cache'))
+    os_inspection.setdefault('libguestfs_backend_settings', ['force_tcg'])
+    for name, value in os_inspection.items():
+        conf.set_override(name, value, group='os_inspection')
+    return conf
+
+
+class Agent:
+    """AgentManager + our service; ``only`` limits discovery to those
+    instance ids (other tests' domains may share the libvirtd)."""
+
+    def __init__(self, conf, monkeypatch, engine=None, only=None):
+        self.svc = service_mod.InspectionService(conf, engine=engine)
+        monkeypatch.setattr(service_mod, 'get_service', lambda c: self.svc)
+        # one shared inspector per process, as in the agent
+        monkeypatch.delattr(compute_pollsters.GenericComputePollster,
+                            '_inspector', raising=False)
+        if only is not None:
+            wanted = set(only)
+            discover = discovery.InstanceDiscovery.discover
+            monkeypatch.setattr(
+                discovery.InstanceDiscovery, 'discover',
+                lambda self, *a, **kw: [i for i in discover(self, *a, **kw)
+                                        if i.id in wanted])
+        self.mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+        self.mgr.polling_manager = manager.PollingManager(conf)
+        self.tasks = self.mgr.setup_polling_tasks()
+        assert self.tasks, 'the pollster was not selected'
+
+    def cycle(self):
+        """One synchronous polling cycle; {resource id: sample dict}."""
+        _impl_test.reset()
+        for task in self.tasks.values():
+            self.mgr.interval_task(task)
+        samples = {}
+        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
+            for s in message['payload']['samples']:
+                if s['counter_name'] == METER:
+                    assert s['resource_id'] not in samples
+                    samples[s['resource_id']] = s
+        _impl_test.reset()
+        return samples
+
+    def stop(self):
+        self.svc.stop()

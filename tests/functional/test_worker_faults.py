@@ -1,0 +1,182 @@
+"""Nothing a guest disk or its storage does can stall the agent.
+
+Every inspection runs in a worker process of its own; the agent only
+waits on its pipe.  Here, with real processes: an instance whose disk is
+an NBD export whose server was frozen with SIGSTOP (the kernel still
+accepts connections, nothing answers) among healthy instances, polled by
+a real Ceilometer AgentManager every few seconds; a worker SIGKILLed in
+the middle of an inspection; a worker that raises.
+Appliance launches: 2 healthy + 1 killed + 1 after it.
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster import options
+from tests.functional import agent as agent_mod
+from tests.functional import faults_helpers as H
+from tests.guests import builder
+from tests.guests import catalog
+from tests.rig import libvirtd
+from tests.rig import rig as rig_mod
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
+
+DEADLINE = 120          # a healthy TCG inspection takes 30-60 s
+POLL_EVERY = 3
+
+
+class CountingEngine:
+    """The real Engine, its inspect() calls counted per instance."""
+
+    def __init__(self, real):
+        self.real = real
+        self.calls = []
+
+    def inspect(self, job):
+        self.calls.append(job.instance_id)
+        return self.real.inspect(job)
+
+
+def leftovers():
+    """qemu, qemu-img and worker processes descending from this one."""
+    return sorted(pid for marker in (b'qemu', b'.worker')
+                  for pid in H.proc_children(os.getpid(), marker)
+                  if H.alive(pid))
+
+
+def _until(predicate, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return predicate()
+
+
+def test_frozen_nbd_storage_never_stalls_the_agent(rig, tmp_path,
+                                                   monkeypatch):
+    guests = {'healthy-linux': ('ubuntu-22.04', rig_mod.RAW),
+              'healthy-windows': ('win2022-standard', rig_mod.OVERLAY),
+              'frozen-nbd': ('rhel-9.4', rig_mod.NBD)}
+    doms = {name: rig.add(name, builder.build(guest), layout=layout,
+                          vcpus=1)
+            for name, (guest, layout) in guests.items()}
+    rig.start_all()
+    frozen = doms['frozen-nbd'].uuid
+    healthy = {doms[n].uuid: guests[n][0] for n in guests
+               if n != 'frozen-nbd'}
+    # The running domain keeps its connection; every new one is accepted
+    # by the kernel and never answered.
+    nbd_pid = rig._state['nbd'][0]['pid']
+    os.kill(nbd_pid, signal.SIGSTOP)
+    tmp_root = tmp_path / 'tmp'
+    tmp_root.mkdir()
+    conf = agent_mod.agent_conf(
+        tmp_path, libvirtd.URI, concurrency=2, inspection_deadline=DEADLINE,
+        retry_initial_delay=10, tmp_dir=str(tmp_root))
+    engine = CountingEngine(engine_mod.Engine(conf))
+    agent = agent_mod.Agent(conf, monkeypatch, engine=engine,
+                            only=[d.uuid for d in doms.values()])
+    cycles = []
+
+    def done(samples):
+        status = {u: s['resource_metadata']['os_inspection_status']
+                  for u, s in samples.items()}
+        return (all(status[u] == 'ok' for u in healthy)
+                and status[frozen] == 'failed'
+                and engine.calls.count(frozen) >= 2)     # retried
+
+    try:
+        end = time.monotonic() + 4 * DEADLINE + 300
+        while time.monotonic() < end:
+            started = time.monotonic()
+            samples = agent.cycle()
+            cycles.append(time.monotonic() - started)
+            # Every cycle publishes every instance, whatever is running.
+            assert set(samples) == set(d.uuid for d in doms.values())
+            if done(samples):
+                break
+            time.sleep(POLL_EVERY)
+        frozen_record = agent.svc.cache.get(frozen).record
+        healthy_records = {u: agent.svc.cache.get(u).record
+                           for u in healthy}
+    finally:
+        agent.stop()
+        os.kill(nbd_pid, signal.SIGCONT)
+    assert done(samples), (samples, engine.calls)
+    # No cycle waited for an inspection (one would last a deadline).
+    assert len(cycles) >= 10 and max(cycles) < DEADLINE / 4, cycles
+    assert frozen_record.reason == (
+        'deadline: inspection killed after %d s while opening disks'
+        % DEADLINE)
+    for uuid, guest in healthy.items():
+        rec = healthy_records[uuid]
+        assert catalog.mismatches(catalog.GUESTS[guest].expected,
+                                  rec) == [], rec
+    # The retry in flight was killed with the agent's service; nothing
+    # it or the first attempt started is left, nor any private file.
+    assert _until(lambda: leftovers() == [], 30), leftovers()
+    assert list(tmp_root.iterdir()) == []
+
+
+def test_killed_and_raising_workers_are_failed_records(tmp_path):
+    blank = builder.build('blank')
+    tmp_root = tmp_path / 'tmp'
+    tmp_root.mkdir()
+    engine = H.make_engine(tmp_root)
+    job = H.job('killed', H.DISK.format(path=blank))
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.update(rec=engine.inspect(job)))
+    thread.start()
+    try:
+        assert _until(lambda: H.proc_children(os.getpid(), b'-kernel'),
+                      300), 'no appliance started'
+        workers = H.proc_children(os.getpid(), b'.worker')
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        thread.join(DEADLINE)
+    rec = result['rec']
+    assert rec.status == 'failed'
+    assert rec.reason == ('inspection worker killed by SIGKILL while '
+                          'launching the appliance (out of memory?)')
+    assert _until(lambda: leftovers() == [], 30), leftovers()
+    assert list(tmp_root.iterdir()) == []
+    # A worker whose code raises: a failed record naming the error.
+    raising = engine_mod.Engine(_conf_of(tmp_root),
+                                worker_argv=[sys.executable, '-c',
+                                             RAISING_WORKER])
+    rec = raising.inspect(job)
+    assert (rec.status, rec.reason) == (
+        'failed', 'inspection worker failed (exit 1): RuntimeError: '
+        'inspection bug')
+    # The next inspection works.
+    rec = engine.inspect(job)
+    assert catalog.mismatches(catalog.GUESTS['blank'].expected, rec) == []
+    assert list(tmp_root.iterdir()) == []
+
+
+RAISING_WORKER = '''
+from ceilometer_os_pollster import worker
+def broken(*args, **kwargs):
+    raise RuntimeError('inspection bug')
+worker.inspect = broken
+raise SystemExit(worker.main())
+'''
+
+
+def _conf_of(tmp_root):
+    from oslo_config import cfg
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf([])
+    conf.set_override('tmp_dir', str(tmp_root), options.GROUP)
+    return conf

@@ -1,0 +1,175 @@
+"""worker (the inspection child): the one-way flow with a fake
+appliance, its protocol as a real process, its priority."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from ceilometer_os_pollster import appliance as A
+from ceilometer_os_pollster import facts as F
+from ceilometer_os_pollster import options
+from ceilometer_os_pollster import worker as W
+
+OPTS = {opt.dest: opt.default for opt in options.OPTS}
+
+DISK = ("<disk type='file' device='disk'><driver name='qemu' type='%s'/>"
+        "<source file='%s'/><target dev='%s' bus='virtio'/></disk>")
+
+
+def domain(*disks):
+    return ("<domain type='kvm'><name>instance-1</name><devices>%s"
+            "<disk type='file' device='cdrom'><source file='/x.iso'/>"
+            "<target dev='hda' bus='ide'/></disk></devices></domain>"
+            % ''.join(disks))
+
+
+def job(xml, fingerprint='fp-1'):
+    return {'instance_id': 'inst-1', 'domain_name': 'instance-1',
+            'domain_xml': xml, 'image_id': 'img', 'boot_identity': 'boot',
+            'fingerprint': fingerprint}
+
+
+def opts(**changes):
+    return W.options_namespace(dict(OPTS, **changes))
+
+
+class Recorder:
+    """An appliance factory that records what it was given."""
+
+    def __init__(self, result=None, error=None):
+        self.result = result
+        self.error = error
+        self.specs = None
+
+    def __call__(self, opts, specs, private_dir, stage):
+        self.opts, self.specs, self.private_dir = opts, specs, private_dir
+        stage('opening disks')
+        return self
+
+    def inspect(self):
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def rhel_facts():
+    return F.ApplianceFacts(drives=1, filesystems=2, roots=[F.RootFacts(
+        device='/dev/sda2', type='linux', distro='rhel', osinfo='rhel9.4',
+        product_name='Red Hat Enterprise Linux 9.4 (Plow)', arch='x86_64',
+        major=9, minor=4, os_release={'ID': 'rhel', 'VERSION_ID': '9.4'})])
+
+
+def test_success_is_the_normalised_record():
+    factory = Recorder(result=rhel_facts())
+    stages = []
+    rec = W.inspect(opts(), job(domain(DISK % ('qcow2', '/d/disk', 'vda'))),
+                    '/p', stages.append, appliance_factory=factory)
+    assert (rec.status, rec.os_family, rec.os_distro, rec.os_info) == (
+        'ok', 'linux', 'rhel', 'rhel9.4')
+    assert rec.fingerprint == 'fp-1' and rec.instance_id == 'inst-1'
+    assert [(s.target, s.path, s.format) for s in factory.specs] == [
+        ('vda', '/d/disk', 'qcow2')]
+    assert factory.private_dir == '/p'
+    assert stages == ['reading the domain XML', 'opening disks']
+
+
+def test_boot_disk_only_unless_all_disks_asked():
+    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
+                 DISK % ('raw', '/d/root', 'vda'))
+    factory = Recorder(result=rhel_facts())
+    W.inspect(opts(), job(xml), '/p', print, appliance_factory=factory)
+    assert [s.path for s in factory.specs] == ['/d/root']
+    W.inspect(opts(inspect_all_disks=True), job(xml), '/p', print,
+              appliance_factory=factory)
+    assert [s.path for s in factory.specs] == ['/d/root', '/d/data']
+
+
+def test_no_disk_is_unknown_without_an_appliance():
+    factory = Recorder(error=AssertionError('no appliance expected'))
+    rec = W.inspect(opts(), job(domain()), '/p', print,
+                    appliance_factory=factory)
+    assert (rec.status, rec.reason) == ('unknown', 'no disk to inspect')
+    assert factory.specs is None and rec.inspected_at
+
+
+@pytest.mark.parametrize('xml,reason', [
+    ('<not-xml', 'unusable domain XML: domain XML cannot be parsed'),
+    ('<network/>', 'unusable domain XML: domain XML has root <network>, '
+                   'not <domain>'),
+])
+def test_bad_domain_xml_is_a_failed_record(xml, reason):
+    rec = W.inspect(opts(), job(xml), '/p', print,
+                    appliance_factory=Recorder())
+    assert rec.status == 'failed' and rec.reason.startswith(reason)
+
+
+@pytest.mark.parametrize('error,reason', [
+    (A.ApplianceError('cannot open disk: /d/disk: Permission denied'),
+     'cannot open disk: /d/disk: Permission denied'),
+    (A.ApplianceError('guest said \x1b[2J\x00' + 'x' * 1000),
+     'guest said ' + 'x' * 189),
+])
+def test_appliance_errors_become_failed_records(error, reason):
+    rec = W.inspect(opts(), job(domain(DISK % ('raw', '/d', 'vda'))), '/p',
+                    print, appliance_factory=Recorder(error=error))
+    assert (rec.status, rec.reason) == ('failed', reason)
+
+
+def test_a_bug_is_not_hidden_as_a_record():
+    # The agent turns the worker's crash into a failed record (and logs
+    # the traceback's last line); the worker must not swallow it.
+    with pytest.raises(KeyError):
+        W.inspect(opts(), job(domain(DISK % ('raw', '/d', 'vda'))), '/p',
+                  print, appliance_factory=Recorder(error=KeyError('x')))
+
+
+def run_worker(request):
+    return subprocess.run(
+        [sys.executable, '-m', 'ceilometer_os_pollster.worker'],
+        input=json.dumps(request).encode(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, timeout=60, check=False)
+
+
+def test_worker_process_speaks_the_protocol(tmp_path):
+    result = run_worker({'job': job(domain()), 'options': OPTS,
+                         'private_dir': str(tmp_path),
+                         'parent_pid': os.getpid()})
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert messages[0] == {'stage': 'reading the domain XML'}
+    assert messages[-1]['record']['status'] == 'unknown'
+    assert messages[-1]['record']['reason'] == 'no disk to inspect'
+
+
+def test_worker_exits_when_its_agent_is_gone(tmp_path):
+    result = run_worker({'job': job(domain()), 'options': OPTS,
+                         'private_dir': str(tmp_path), 'parent_pid': 1})
+    assert result.returncode == 3
+    assert result.stdout == b''
+
+
+def test_priority_is_lowered_for_the_worker_and_what_it_starts():
+    code = ('import os, subprocess; from ceilometer_os_pollster import '
+            'worker; print(repr(worker.lower_priority(12, "idle"))); '
+            'p = subprocess.run(["ionice", "-p", str(os.getpid())], '
+            'capture_output=True, text=True); print(p.stdout.strip()); '
+            'print(os.getpriority(os.PRIO_PROCESS, 0)); '
+            'c = subprocess.run(["sh", "-c", "ionice -p $$; nice"], '
+            'capture_output=True, text=True); print(c.stdout.strip())')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out == ["''", 'idle', '12', 'idle', '12']
+
+
+def test_priority_unchanged_when_asked():
+    assert W.lower_priority(0, 'none') == ''
+
+
+def test_options_namespace_has_every_option():
+    ns = W.options_namespace(OPTS)
+    assert isinstance(ns, types.SimpleNamespace)
+    assert ns.worker_io_class == 'idle' and ns.worker_nice == 10
