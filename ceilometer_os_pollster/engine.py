@@ -84,8 +84,9 @@ class Engine:
         try:
             specs = drives.drive_specs(job.domain_xml)
             if not fingerprint:
-                fingerprint = drives.fingerprint(specs, job.image_id,
-                                                 job.boot_identity)
+                fingerprint = drives.fingerprint(
+                    specs, job.image_id, job.boot_identity,
+                    self._opts.inspect_all_disks)
             chosen = drives.boot_drives(
                 specs, all_disks=self._opts.inspect_all_disks)
             if not chosen:

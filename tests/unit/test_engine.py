@@ -113,7 +113,7 @@ def test_no_disk_is_unknown_without_an_appliance():
 def test_fingerprint_computed_when_the_job_has_none():
     rec = E.Engine(make_conf(), appliance_factory=Recorder()).inspect(
         job(domain(), fingerprint=''))
-    assert len(rec.fingerprint) == 32
+    assert len(rec.fingerprint) == 33 and rec.fingerprint[16] == '-'
 
 
 @pytest.mark.parametrize('xml,reason', [
