@@ -16,6 +16,12 @@ once the directory has been loaded (lazily, once per process).
 ``refresh`` re-reads files whose stat signature changed, so records
 written by other processes become visible once per poll cycle.
 
+Writes another process may race (an inspection result, last_seen,
+forgetting) happen under the instance's inspection lock and only if the
+file is still the one this process last read (``put`` returns False
+otherwise).  What is read back is cleaned again like guest data and its
+times are clamped to the scheduler's horizon (``set_horizon``).
+
 Every file problem is a miss, never an exception: a corrupt, truncated,
 foreign or unreadable file is logged once and ignored.  A directory that
 cannot be written turns the cache memory-only (one ERROR) until a later
