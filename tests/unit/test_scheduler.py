@@ -822,3 +822,27 @@ def test_scheduler_clamps_cache_times_to_its_horizon(cache, clock, make):
     entry = cache.get(iid(1))
     assert entry.expires_at == clock.now + SETTINGS.horizon
     assert entry.last_seen == clock.now
+
+
+def test_result_written_after_a_write_underneath_decides_again(make, cache,
+                                                               clock):
+    # A writer that ignores the lock (an older version) stores a good
+    # record while our inspection runs; ours then fails transiently.
+    other = cache_mod.RecordCache(cache.directory, clock=clock)
+
+    def answer(j):
+        other.load()
+        other.put(entry_of(ok(j.instance_id, j.fingerprint,
+                              os_edition='Standard')))
+        return unknown(j.instance_id, j.fingerprint)
+
+    scheduler, fake = make(FakeEngine(answer))
+    scheduler.lookup(job(1))
+    wait_idle(scheduler)
+    # Decided again from the file as it was: the good record the other
+    # process wrote is carried over, not erased by a blind overwrite.
+    served = scheduler.lookup(job(1))
+    assert served.status == 'ok' and served.os_edition == 'Standard'
+    assert served.reason.startswith('carried over')
+    reread = cache_mod.RecordCache(cache.directory, clock=clock).get(iid(1))
+    assert reread.record == served and reread.failures == 1
