@@ -53,6 +53,9 @@ _GOOD = (record_mod.STATUS_OK, record_mod.STATUS_ENCRYPTED)
 # How long run_now waits for another process's inspection beyond the
 # deadline that process enforces.
 _LOCK_WAIT_MARGIN = 60.0
+# How far in the future a good inspection's date may be (clock skew
+# between the agent and the CLI) and still count as recent.
+_CLOCK_SLACK = 3600.0
 _LOCK_POLL = 0.5
 
 
@@ -150,7 +153,10 @@ def carries_over(previous, record, now, max_age):
                              record.fingerprint):
         return False
     good_at = record_mod.parse_timestamp(previous.record.inspected_at)
-    return good_at is not None and now - good_at < max_age
+    # A good inspection dated in the future (the clock was wrong then)
+    # has no age to bound: not carried.
+    return (good_at is not None
+            and -_CLOCK_SLACK <= now - good_at < max_age)
 
 
 def carried_reason(good, record):
