@@ -46,7 +46,9 @@ LOG = log.getLogger(__name__)
 MAX_FILE_BYTES = 64 * 1024          # os-release
 MAX_OS_RELEASE_KEYS = 64
 MAX_VALUE_BYTES = 2048              # one registry value
-MAX_SQL_INSTANCES = 16
+# SQL Server instance names read per guest: five times the 50 instances
+# Microsoft supports on one computer.  More is a hostile registry.
+MAX_SQL_INSTANCES = 256
 MAX_ROOTS = 8
 MAX_MOUNTS = 32
 MAX_SCANNED_FILESYSTEMS = 32
@@ -64,6 +66,8 @@ CURRENT_VERSION = ('Microsoft', 'Windows NT', 'CurrentVersion')
 SQL_SERVER_KEYS = (('Microsoft', 'Microsoft SQL Server'),
                    ('WOW6432Node', 'Microsoft', 'Microsoft SQL Server'))
 OS_RELEASE_PATHS = ('/etc/os-release', '/usr/lib/os-release')
+# SUSE: a symlink to the installed base product's .prod (XML) file.
+SUSE_BASEPRODUCT = '/etc/products.d/baseproduct'
 SYSTEM_ROOTS = ('/Windows', '/WINNT')
 SOFTWARE_HIVE = '/System32/config/SOFTWARE'
 
@@ -381,6 +385,7 @@ class Appliance:
             if facts.type == 'linux':
                 self._mount_root(g, root)
                 facts.os_release = read_os_release(g)
+                facts.suse_baseproduct = read_suse_baseproduct(g)
             elif facts.type == 'windows':
                 g.mount_ro(root, '/')
                 hive = g.inspect_get_windows_software_hive(root)
@@ -446,6 +451,8 @@ class Appliance:
         if release:
             return facts_mod.RootFacts(device=device, type='linux',
                                        os_release=release,
+                                       suse_baseproduct=(
+                                           read_suse_baseproduct(g)),
                                        disk_index=disk_index(g, device,
                                                              devices))
         return None
@@ -559,6 +566,15 @@ def read_os_release(g):
     return {}
 
 
+def read_suse_baseproduct(g):
+    """The SUSE base product file of the mounted root (bounded), or b''."""
+    try:
+        data = read_bounded(g, SUSE_BASEPRODUCT)
+    except RuntimeError:
+        return b''
+    return data or b''
+
+
 def find_software_hive(g):
     """Path of the SOFTWARE hive on the mounted filesystem, or ''."""
     for systemroot in SYSTEM_ROOTS:
@@ -608,23 +624,40 @@ def read_software_hive(g, hive):
 
 
 def _sql_editions(g, top):
+    """Setup\\Edition of every SQL Server instance, deduplicated.
+
+    Every instance is read, in registry order, and ranked afterwards by
+    facts.sql_server_edition; the work stops early only when an edition
+    nothing can outrank is found, or (logged) after MAX_SQL_INSTANCES
+    instance names.
+    """
     editions = []
+    seen = set()
+    budget = MAX_SQL_INSTANCES
     for path in SQL_SERVER_KEYS:
         server = _child(g, top, path)
         names = _child(g, server, ('Instance Names', 'SQL'))
         if not names:
             continue
-        values = list(g.hivex_node_values(names))[:MAX_SQL_INSTANCES]
-        for item in values:
+        for item in g.hivex_node_values(names):
+            if budget <= 0:
+                LOG.warning('more than %d SQL Server instance names in the '
+                            'registry: the rest were not read',
+                            MAX_SQL_INSTANCES)
+                return editions
+            budget -= 1
             valueh = item['hivex_value_h']
             instance = facts_mod.registry_text(registry_value(
                 g.hivex_value_type(valueh), g.hivex_value_value(valueh)))
-            if not instance:
+            if not instance or instance in seen:
                 continue
+            seen.add(instance)
             setup = _child(g, server, (instance, 'Setup'))
             edition = _value(g, setup, 'Edition') if setup else None
             if edition and edition not in editions:
                 editions.append(edition)
+                if facts_mod.sql_edition(edition)[0] >= facts_mod.SQL_TOP_RANK:
+                    return editions
     return editions
 
 

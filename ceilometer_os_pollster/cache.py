@@ -16,6 +16,12 @@ once the directory has been loaded (lazily, once per process).
 ``refresh`` re-reads files whose stat signature changed, so records
 written by other processes become visible once per poll cycle.
 
+Writes another process may race (an inspection result, last_seen,
+forgetting) happen under the instance's inspection lock and only if the
+file is still the one this process last read (``put`` returns False
+otherwise).  What is read back is cleaned again like guest data and its
+times are clamped to the scheduler's horizon (``set_horizon``).
+
 Every file problem is a miss, never an exception: a corrupt, truncated,
 foreign or unreadable file is logged once and ignored.  A directory that
 cannot be written turns the cache memory-only (one ERROR) until a later
@@ -171,6 +177,33 @@ class RecordCache:
         self._warned = set()
         self._held = set()         # in-process inspection locks
         self._held_lock = threading.Lock()
+        self._horizon = None       # see set_horizon
+
+    def set_horizon(self, seconds):
+        """Clamp times read back from disk to ``now + seconds`` from now on.
+
+        The scheduler calls this with the furthest future time its policy
+        writes; a file written while the clock was wrong (a host booted
+        with its clock in the future) then cannot hold a record for a
+        year.  Entries already in memory are clamped too.
+        """
+        self._horizon = float(seconds)
+        with self._mem:
+            for instance_id, entry in list(self._entries.items()):
+                self._entries[instance_id] = self._clamp(entry)
+
+    def _clamp(self, entry):
+        """Times of an entry read from disk, within [0, now + horizon]
+        (last_seen within [0, now])."""
+        now = self._clock()
+        latest = now + self._horizon if self._horizon is not None else None
+
+        def bound(value, upper):
+            value = max(0.0, value)
+            return value if upper is None else min(value, upper)
+        return entry.replace(expires_at=bound(entry.expires_at, latest),
+                             retry_at=bound(entry.retry_at, latest),
+                             last_seen=bound(entry.last_seen, now))
 
     # -- reading -----------------------------------------------------
 
@@ -352,21 +385,55 @@ class RecordCache:
         except ValueError as exc:
             return None, sig, str(exc)
         # A file written by an older agent that did not persist last_seen
-        # recently still proves the instance existed at its mtime.
-        return entry.replace(
-            last_seen=max(entry.last_seen, st.st_mtime)), sig, None
+        # recently still proves the instance existed at its mtime.  What
+        # is published is cleaned again: the file is not ours alone.
+        entry = entry.replace(record=entry.record.cleaned(),
+                              last_seen=max(entry.last_seen, st.st_mtime))
+        return self._clamp(entry), sig, None
 
     # -- writing -----------------------------------------------------
 
     def put(self, entry):
-        """Store an entry in memory and, if possible, on disk."""
+        """Store an entry in memory and, if possible, on disk.
+
+        The caller holds the instance's inspection_lock.  Returns False,
+        writing nothing, when the file changed since this process last
+        read it (another process wrote or removed it): the new state is
+        read instead, and the caller decides again from it.
+        """
         if not isinstance(entry, Entry):
             raise TypeError('RecordCache.put takes an Entry')
         if entry.record.status == record_mod.STATUS_PENDING:
             raise ValueError('pending records are never cached')
         self.load()
         with self._disk:
+            if self._changed_underneath(entry.instance_id):
+                return False
             self._store(entry)
+            return True
+
+    def _changed_underneath(self, instance_id):
+        """True (and the file re-read) if it is not the one we know."""
+        # Caller holds _disk.
+        if not valid_instance_id(instance_id):
+            return False
+        try:
+            sig = _signature(os.lstat(self._path(instance_id)))
+        except FileNotFoundError:
+            sig = None
+        except OSError:
+            return False        # unreadable: the write will say why
+        if sig == self._sigs.get(instance_id):
+            return False
+        LOG.debug('OS inspection record of %s changed on disk meanwhile; '
+                  'not overwriting it', instance_id)
+        with self._mem:
+            self._dirty.discard(instance_id)
+        if sig is None:
+            self._vanished(instance_id)
+        else:
+            self._read_into_memory(instance_id, sig)
+        return True
 
     def _store(self, entry):
         # Caller holds _disk.
@@ -411,16 +478,23 @@ class RecordCache:
     def _flush_dirty(self):
         # After a recovery: write what was kept in memory meanwhile.
         with self._mem:
-            pending = [self._entries[i] for i in sorted(self._dirty)
-                       if i in self._entries and valid_instance_id(i)]
-        for entry in pending:
-            sig = self._persist(entry)
-            if sig is None:
-                return
-            with self._mem:
-                self._dirty.discard(entry.instance_id)
-                self._sigs[entry.instance_id] = sig
-                self._persisted_seen[entry.instance_id] = entry.last_seen
+            pending = sorted(i for i in self._dirty
+                             if i in self._entries and valid_instance_id(i))
+        for instance_id in pending:
+            with self.inspection_lock(instance_id) as locked:
+                if not locked or self._changed_underneath(instance_id):
+                    continue    # the other writer's state wins
+                with self._mem:
+                    entry = self._entries.get(instance_id)
+                if entry is None:
+                    continue
+                sig = self._persist(entry)
+                if sig is None:
+                    return
+                with self._mem:
+                    self._dirty.discard(instance_id)
+                    self._sigs[instance_id] = sig
+                    self._persisted_seen[instance_id] = entry.last_seen
 
     def _write_file(self, instance_id, data):
         # Temp file in the same directory + fsync + rename: a reader (or
@@ -501,12 +575,19 @@ class RecordCache:
     # -- forgetting --------------------------------------------------
 
     def forget(self, instance_id):
-        """Drop an instance's record; True if there was one."""
-        self.load()
-        with self._disk:
-            return self._forget(instance_id)
+        """Drop an instance's record; True if there was one.
 
-    def _forget(self, instance_id):
+        Under the instance's inspection lock when it is free.  When an
+        inspection is running elsewhere the record is dropped anyway: that
+        inspection notices the file vanished and writes a fresh record,
+        which is what forgetting asks for.
+        """
+        self.load()
+        with self.inspection_lock(instance_id) as locked:
+            with self._disk:
+                return self._forget(instance_id, lock_held=locked)
+
+    def _forget(self, instance_id, lock_held=False):
         with self._mem:
             existed = self._entries.pop(instance_id, None) is not None
             self._sigs.pop(instance_id, None)
@@ -523,7 +604,7 @@ class RecordCache:
             self._warn_once(('unlink', instance_id),
                             'Cannot delete OS inspection record %s: %s',
                             self._path(instance_id), exc.strerror)
-        self._remove_lock_file(instance_id)
+        self._remove_lock_file(instance_id, lock_held)
         return existed
 
     def forget_all(self):
@@ -537,7 +618,7 @@ class RecordCache:
                     if (item.name.endswith(SUFFIX)
                             and valid_instance_id(instance_id)):
                         ids.add(instance_id)
-            return sum(1 for i in sorted(ids) if self._forget(i))
+        return sum(1 for i in sorted(ids) if self.forget(i))
 
     def prune(self, alive_ids, now=None, forget_after=None):
         """Mark alive instances seen; drop those gone for forget_after.
@@ -570,20 +651,28 @@ class RecordCache:
                     gone.append(instance_id)
         deleted = 0
         for instance_id in gone:
-            # Another process may have written it since our last look.
-            entry = self.reload(instance_id)
-            if entry is None or now - entry.last_seen < forget_after:
-                continue
-            deleted += 1
-            LOG.info('Forgetting the OS inspection record of instance %s: '
-                     'not seen on this host for %d s', instance_id,
-                     now - entry.last_seen)
-            self.forget(instance_id)
+            # Under the lock, from the file as it is now: another process
+            # may have seen or inspected it since our last look.
+            with self.inspection_lock(instance_id) as locked:
+                if not locked:
+                    continue
+                entry = self.reload(instance_id)
+                if entry is None or now - entry.last_seen < forget_after:
+                    continue
+                LOG.info('Forgetting the OS inspection record of instance '
+                         '%s: not seen on this host for %d s', instance_id,
+                         now - entry.last_seen)
+                with self._disk:
+                    if self._forget(instance_id, lock_held=True):
+                        deleted += 1
         for instance_id in sorted(stale_seen)[:MAX_SEEN_WRITES]:
-            with self._disk:
-                entry = self._entries.get(instance_id)
+            with self.inspection_lock(instance_id) as locked:
+                if not locked:
+                    continue    # being inspected: that writes last_seen
+                entry = self.reload(instance_id)
                 if entry is not None:
-                    self._store(entry)
+                    self.put(entry.replace(
+                        last_seen=max(entry.last_seen, now)))
         return deleted
 
     # -- inspection locks --------------------------------------------
@@ -666,9 +755,14 @@ class RecordCache:
                             'serialised within this process',
                             self.directory, exc)
 
-    def _remove_lock_file(self, instance_id):
+    def _remove_lock_file(self, instance_id, lock_held=False):
         # Only while holding it, so nobody is inside an inspection.
+        # (Another open + flock would conflict with our own hold.)
         path = self._lock_path(instance_id)
+        if lock_held:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:

@@ -405,11 +405,14 @@ def scan(connection):
 
 # -- commands ---------------------------------------------------------
 
-def _jobs(targets):
+def _jobs(targets, all_disks=False):
     from ceilometer_os_pollster import service as service_mod
     boot_id = service_mod.host_boot_id()
+    # Fingerprints as the agent makes them, or each would re-inspect
+    # what the other inspected.
     return [service_mod.make_job(s.info.uuid, s.info.name, s.xml,
-                                 s.domain_id, s.info.image_id, boot_id)
+                                 s.domain_id, s.info.image_id, boot_id,
+                                 all_disks)
             for s in targets]
 
 
@@ -478,7 +481,7 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
     if unknown:
         raise CLIError(EXIT_USAGE, 'no such libvirt domain: %s'
                        % ', '.join(unknown))
-    jobs = _jobs(targets)
+    jobs = _jobs(targets, conf[options.GROUP].inspect_all_disks)
     if args.cached_only:
         records = _cached_records(conf, jobs)
     else:

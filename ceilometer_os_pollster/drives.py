@@ -50,7 +50,7 @@ _UNKNOWN_POSITION = 1 << 30
 
 _LABEL = re.compile(r'[A-Za-z]{1,20}')
 
-_FINGERPRINT_VERSION = 1
+_FINGERPRINT_VERSION = 2
 
 
 class DomainXMLError(ValueError):
@@ -323,28 +323,49 @@ def boot_drives(specs, all_disks=False):
     return ordered[:1]
 
 
-def fingerprint(specs, image_id, boot_identity):
+def fingerprint(specs, image_id, boot_identity, all_disks=False):
     """A short stable digest of what an inspection record was made from.
 
-    Covers, for each spec in the given order: kind, protocol, path,
-    hosts, socket, format and target; plus the nova image id and the boot
-    identity.  It changes when disks are swapped or re-pointed (rebuild,
-    rescue, volume swap, migration to another Ceph pool), when the nova
-    image changes, or when qemu restarts (boot identity), i.e. whenever
-    the guest may run another OS.  Auth, labels and read-only flags are
-    left out: they do not change what is on the disk.  32 hex characters
-    (128 bits of sha256).
+    Two halves, ``<disks>-<run>`` (16 hex characters each, 64 bits of
+    sha256): the disks half covers the drives the boot-disk policy
+    inspects (``boot_drives(specs, all_disks)``: kind, protocol, path,
+    hosts, socket, format and target) and the nova image id; the run half
+    covers the boot identity (one qemu run).  The disks half changes on a
+    rebuild, a rescue, a swap of the boot volume or a new boot disk; the
+    run half on every qemu restart.  Attaching or detaching a data volume
+    changes neither (unless ``all_disks``), so it costs no inspection.
+    Auth, labels and read-only flags are left out: they do not change
+    what is on the disk.
     """
     disks = [[spec.kind, spec.protocol, spec.path,
               [list(host) for host in spec.hosts], spec.socket,
               spec.format, spec.target]
-             for spec in specs]
-    payload = json.dumps(
-        [_FINGERPRINT_VERSION, disks,
-         '' if image_id is None else str(image_id),
-         '' if boot_identity is None else str(boot_identity)],
-        ensure_ascii=True, separators=(',', ':'))
-    return hashlib.sha256(payload.encode('ascii')).hexdigest()[:32]
+             for spec in boot_drives(specs, all_disks)]
+    return '%s-%s' % (
+        _digest([_FINGERPRINT_VERSION, disks,
+                 '' if image_id is None else str(image_id)]),
+        _digest([_FINGERPRINT_VERSION,
+                 '' if boot_identity is None else str(boot_identity)]))
+
+
+def _digest(value):
+    payload = json.dumps(value, ensure_ascii=True, separators=(',', ':'))
+    return hashlib.sha256(payload.encode('ascii')).hexdigest()[:16]
+
+
+def same_disks(old, new):
+    """Whether two fingerprints were taken of the same boot disks and
+    image (only the qemu run may differ).
+
+    A fingerprint written before the halves existed (32 hex digits, no
+    dash) cannot say: it counts as the same disks, so upgrading never
+    turns a transient failure into a lost record.
+    """
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return False
+    if '-' not in old:
+        return bool(old)
+    return old.split('-', 1)[0] == new.split('-', 1)[0]
 
 
 def servers(spec):

@@ -106,7 +106,7 @@ class Engine:
             if not fingerprint:
                 fingerprint = drives.fingerprint(
                     drives.drive_specs(job.domain_xml), job.image_id,
-                    job.boot_identity)
+                    job.boot_identity, self._opts.inspect_all_disks)
                 job = dataclasses.replace(job, fingerprint=fingerprint)
             with workdir.PrivateDir(self._opts.tmp_dir or None) as private:
                 outcome = supervisor.run(

@@ -13,6 +13,8 @@ SQL Server edition ranking and the Linux os-release policy.
 import dataclasses
 import re
 
+from lxml import etree
+
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import sanitize
 
@@ -41,6 +43,10 @@ class RootFacts:
     # SQL Server: edition strings of each instance found under
     # SOFTWARE\Microsoft\Microsoft SQL Server\<InstanceID>\Setup\Edition.
     sql_editions: list = dataclasses.field(default_factory=list)
+    # SUSE: /etc/products.d/baseproduct as read (bytes, bounded): the
+    # installed base product's .prod XML, which zypper and SUSEConnect
+    # go by.  b'' when absent.
+    suse_baseproduct: bytes = b''
 
 
 @dataclasses.dataclass
@@ -301,8 +307,9 @@ def windows_edition(edition_id, server=False, product_name=''):
     """os_edition from EditionID, e.g. 'ServerDatacenter' -> 'Datacenter'.
 
     Evaluation media keep the edition they evaluate ('Standard
-    Evaluation', 'Datacenter Evaluation'): a hashmap can price both, and
-    'Evaluation' alone would hide which one it is.  All Storage Server
+    Evaluation', 'Datacenter Evaluation', and for clients 'Enterprise
+    Evaluation', 'Enterprise LTSC Evaluation'): a hashmap can price both,
+    and 'Evaluation' alone would hide which one it is.  All Storage Server
     IDs are 'Storage'.  An EditionID not in the tables is reported as the
     cleaned raw ID so nothing is silently lost.  With no EditionID at all
     the edition word of the product name is used ('' if none).
@@ -311,10 +318,14 @@ def windows_edition(edition_id, server=False, product_name=''):
     key = edition_id.lower()
     if not key:
         return _edition_from_name(server, product_name)
-    if key in _CLIENT_EDITIONS:
-        return _CLIENT_EDITIONS[key]
-    if key.endswith('n') and key[:-1] in _CLIENT_EDITIONS:
-        return _CLIENT_EDITIONS[key[:-1]] + ' N'
+    name = _client_edition(key)
+    if name:
+        return name
+    if key.endswith('eval'):
+        # Client evaluation media: EnterpriseEval, EnterpriseSEval...
+        name = _client_edition(key[:-len('eval')])
+        if name:
+            return name + ' Evaluation'
     match = _SERVER_EDITION_RE.fullmatch(key)
     if match:
         base, evaluation = match.group(1), match.group(2)
@@ -327,6 +338,15 @@ def windows_edition(edition_id, server=False, product_name=''):
     return edition_id
 
 
+def _client_edition(key):
+    """A client EditionID (lowercase, 'N' suffix allowed) or ''."""
+    if key in _CLIENT_EDITIONS:
+        return _CLIENT_EDITIONS[key]
+    if key.endswith('n') and key[:-1] in _CLIENT_EDITIONS:
+        return _CLIENT_EDITIONS[key[:-1]] + ' N'
+    return ''
+
+
 def _edition_from_name(server, product_name):
     if server:
         for word in _SERVER_NAME_EDITIONS:
@@ -337,6 +357,8 @@ def _edition_from_name(server, product_name):
         return ''
     for word, edition in _CLIENT_NAME_EDITIONS:
         if re.search(r'\b%s\b' % word, product_name):
+            if re.search(r'\bEvaluation\b', product_name):
+                return edition + ' Evaluation'
             return edition
     return ''
 
@@ -362,6 +384,8 @@ _SQL_EDITIONS = (
     (r'\bweb\b', 'Web', 5),
 )
 _SQL_UNKNOWN_RANK = 4
+# Nothing outranks it: reading more instances cannot change the result.
+SQL_TOP_RANK = max(rank for _, _, rank in _SQL_EDITIONS)
 
 
 def sql_edition(raw):
@@ -402,7 +426,10 @@ def sql_server_edition(editions):
 _OS_RELEASE_DISTROS = {
     'ol': 'oraclelinux',
     'sles_sap': 'sles',
+    'sle_hpc': 'sles',
     'sled': 'sles',
+    'sle-micro': 'slem',
+    'sl-micro': 'slem',
     'opensuse-leap': 'opensuse',
     'opensuse-tumbleweed': 'opensuse',
     'arch': 'archlinux',
@@ -414,8 +441,31 @@ _OS_RELEASE_DISTROS = {
 # os-release ID -> os_edition: different products behind one distro.
 _OS_RELEASE_EDITIONS = {
     'sles_sap': 'SAP',
+    'sle_hpc': 'HPC',
     'sled': 'Desktop',
 }
+# SUSE base product <name> (/etc/products.d/baseproduct) -> (os_distro,
+# os_edition).  SUSE prices these as distinct products: SLES for SAP
+# Applications and SLE HPC are SLES with another subscription, so they
+# stay 'sles' (libosinfo's id too) and the edition tells them apart.
+_SUSE_PRODUCTS = {
+    'sles': ('sles', ''),
+    'sles_sap': ('sles', 'SAP'),
+    'sle_hpc': ('sles', 'HPC'),
+    'sle-hpc': ('sles', 'HPC'),
+    'sled': ('sles', 'Desktop'),
+    'suse_sles': ('sles', ''),          # SLE 11
+    'suse_sles_sap': ('sles', 'SAP'),
+    'suse_sled': ('sles', 'Desktop'),
+    'sle-micro': ('slem', ''),          # SLE Micro 5.3+
+    'suse-microos': ('slem', ''),       # SLE Micro 5.0-5.2
+    'sl-micro': ('slem', ''),           # SUSE Linux Micro 6
+    'opensuse': ('opensuse', ''),
+    'leap': ('opensuse', ''),
+}
+# Distros a SUSE base product file may refine: a file planted in another
+# distro's /etc must not turn it into a SLES.
+_SUSE_DISTROS = ('sles', 'slem', 'opensuse', 'suse-based')
 # RHEL 6/7 say which variant they are in os-release (VARIANT_ID).
 _RHEL_VARIANTS = {
     'server': 'Server',
@@ -424,9 +474,9 @@ _RHEL_VARIANTS = {
     'computenode': 'Compute Node',
 }
 # Distros libguestfs does not know well enough to name on its own.
-_VAGUE_DISTROS = ('', 'unknown', 'redhat-based')
+_VAGUE_DISTROS = ('', 'unknown', 'redhat-based', 'suse-based')
 # Distros whose subscription costs money per VM.
-LICENSED_DISTROS = ('rhel', 'sles')
+LICENSED_DISTROS = ('rhel', 'sles', 'slem')
 
 
 def parse_version(value):
@@ -512,11 +562,67 @@ _LINUX_OSINFO = {
     'rocky': lambda major, minor, name: 'rocky%d' % major,
     'oraclelinux': lambda major, minor, name: 'ol%d.%d' % (major, minor),
     'sles': _sles,
+    'slem': lambda major, minor, name: 'slem%d.%d' % (major, minor),
     'opensuse': lambda major, minor, name: 'opensuse%d.%d' % (major, minor),
     'ubuntu': lambda major, minor, name: 'ubuntu%d.%02d' % (major, minor),
     'debian': lambda major, minor, name: 'debian%d' % major,
     'fedora': lambda major, minor, name: 'fedora%d' % major,
 }
+
+
+_SUSE_PRODUCT_FIELDS = ('name', 'version', 'summary')
+
+
+def parse_suse_product(data):
+    """{name, version, summary} of a SUSE .prod file; {} if unusable.
+
+    The file is guest data: no DTD, no entities, no network, lxml's size
+    limits on, only the few text fields kept (still untrusted).
+    """
+    if not isinstance(data, (bytes, bytearray)) or not data:
+        return {}
+    parser = etree.XMLParser(resolve_entities=False, no_network=True,
+                             huge_tree=False, load_dtd=False,
+                             remove_comments=True, remove_pis=True)
+    try:
+        root = etree.fromstring(bytes(data), parser)
+    except (etree.LxmlError, ValueError):
+        return {}
+    if root.getroottree().docinfo.doctype or root.tag != 'product':
+        return {}
+    found = {}
+    for field in _SUSE_PRODUCT_FIELDS:
+        child = root.find(field)
+        if child is not None and child.text:
+            found[field] = child.text
+    return found
+
+
+def suse_product(distro, baseproduct):
+    """(os_distro, os_edition) from a SUSE base product, or None.
+
+    Only for a SUSE or vague distro (see _SUSE_DISTROS) and a product
+    name SUSE sells (_SUSE_PRODUCTS); anything else leaves the decision
+    to libguestfs and os-release.
+    """
+    if distro not in _SUSE_DISTROS + _VAGUE_DISTROS:
+        return None
+    name = _token(parse_suse_product(baseproduct).get('name'))
+    return _SUSE_PRODUCTS.get(name)
+
+
+def linux_identity(root):
+    """(os_distro, from_os_release, os_edition or None) of a Linux root.
+
+    SUSE's base product file, which SUSE's own tools go by, outranks
+    os-release (which any admin edits); os_edition None means "decide
+    from os-release" (linux_edition).
+    """
+    distro, from_release = linux_distro(root.distro, root.os_release)
+    product = suse_product(distro, root.suse_baseproduct)
+    if product is not None:
+        return product[0], True, product[1]
+    return distro, from_release, None
 
 
 def linux_edition(distro, os_release):
@@ -560,7 +666,7 @@ def licence_weight(root):
     if family == 'windows':
         return 4
     if family == 'linux':
-        distro, _ = linux_distro(root.distro, root.os_release)
+        distro = linux_identity(root)[0]
         return 3 if distro in LICENSED_DISTROS else 2
     return 0 if family == UNKNOWN else 1
 
@@ -672,14 +778,22 @@ def _windows_fields(root):
 
 
 def _linux_fields(root):
-    distro, from_release = linux_distro(root.distro, root.os_release)
+    distro, from_release, edition = linux_identity(root)
     release = _mapping(root.os_release)
     major, minor = _int(root.major), _int(root.minor)
     if from_release or not (major or minor):
         parsed = parse_version(release.get('version_id'))
         if parsed != (0, 0):
             major, minor = parsed
+    if not (major or minor) and edition is not None:
+        major, minor = parse_version(parse_suse_product(
+            root.suse_baseproduct).get('version'))
     product = linux_product_name(root.product_name, root.os_release)
+    if not product and edition is not None:
+        product = _text(parse_suse_product(
+            root.suse_baseproduct).get('summary'))
+    if edition is None:
+        edition = linux_edition(distro, root.os_release)
     # libguestfs' id is wrong whenever its distro was ('redhat-based9.4').
     fallback = UNKNOWN if from_release else _token(root.osinfo) or UNKNOWN
     return dict(
@@ -689,7 +803,7 @@ def _linux_fields(root):
         os_version_minor=minor,
         os_product_name=product,
         os_product_variant=_text(root.product_variant, 64),
-        os_edition=linux_edition(distro, root.os_release),
+        os_edition=edition,
     )
 
 

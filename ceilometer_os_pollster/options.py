@@ -109,9 +109,10 @@ OPTS = [
         help='Seconds an inspection record stays valid when nothing about '
              'the instance changed (disks, image, qemu restart). After '
              'that it is refreshed in the background; the old record is '
-             'served until then. Default: once a day. Records of disks '
-             'with no recognisable OS ("unknown") are re-checked with '
-             'backoff from retry_initial_delay up to this same period.'),
+             'served until then. Default: once a day. A change of the boot '
+             'disk, the image or the qemu process is re-inspected at once, '
+             'whatever this value. Records of disks with no recognisable OS '
+             '("unknown") follow unknown_retry_max_delay instead.'),
     cfg.FloatOpt(
         'record_ttl_jitter',
         default=0.1, min=0.0, max=0.5,
@@ -128,7 +129,31 @@ OPTS = [
         'retry_max_delay',
         default=21600, min=1,
         help='Upper bound, in seconds, of the retry delay for instances '
-             'whose inspection keeps failing.'),
+             'whose inspection keeps failing (status "failed": the '
+             'appliance could not read the disks).'),
+    cfg.IntOpt(
+        'unknown_retry_max_delay',
+        default=14400, min=60,
+        help='Upper bound, in seconds, of the retry delay for instances '
+             'whose boot disk was read but held no recognisable operating '
+             'system (status "unknown": a blank disk, an OS being '
+             'installed from an ISO, an unsupported OS). Checks start '
+             'after retry_initial_delay and double up to this value, so '
+             'an OS installed today is billed today. Each check is one '
+             'appliance launch: with the default of 4 hours a blank VM '
+             'costs about 6 launches a day.'),
+    cfg.IntOpt(
+        'carry_over_max_age',
+        default=259200, min=0,
+        help='How long, in seconds after the last good inspection, the '
+             'facts of an "ok" or "encrypted" record keep being published '
+             'when later inspections of the same boot disk fail or find no '
+             'OS (e.g. a torn read of a busy disk). Meanwhile the status '
+             'stays and the reason says the facts are carried over; a good '
+             'result ends it at once. Past this age the failure itself is '
+             'published. 0 publishes every failure at once (the licence '
+             'may then go unbilled until the next good inspection). '
+             'Default: 3 days.'),
     cfg.IntOpt(
         'forget_after',
         default=86400, min=0,

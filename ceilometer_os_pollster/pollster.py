@@ -8,7 +8,11 @@ publish (never waiting for an appliance) and yields one sample: volume =
 vCPUs, metadata = the OS record.  No guestfs in here.
 """
 
+import glob
+import os
+
 from oslo_log import log
+import yaml
 
 from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.compute.pollsters import util
@@ -41,16 +45,39 @@ def vcpus_of(instance, domain):
     return domain.info()[3]
 
 
-class _WithFlavorVcpus:
-    """The instance seen with flavor['vcpus'] filled in.
+# Flavor fields Ceilometer's sample helper indexes (and int()s), with
+# what they read as when nova's metadata lacks them.
+_FLAVOR_NUMBERS = ('ram', 'disk', 'ephemeral')
 
-    Ceilometer's sample helper indexes flavor['vcpus']; a flavor without
-    it must not cost the instance its sample.
+
+def complete_flavor(flavor, vcpus):
+    """The flavor with every field Ceilometer's helper reads (pure).
+
+    A flavor that is None, not a dict, or lacks fields (or holds
+    non-numbers) must not cost the instance its sample: missing numbers
+    read 0, a missing name '', vcpus the count actually billed.
     """
+    flavor = dict(flavor) if isinstance(flavor, dict) else {}
+    if not isinstance(flavor.get('name'), str):
+        flavor['name'] = ''
+    for key in _FLAVOR_NUMBERS:
+        value = flavor.get(key)
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            int(value)
+        except (TypeError, ValueError):
+            flavor[key] = 0
+    flavor['vcpus'] = vcpus
+    return flavor
 
-    def __init__(self, instance, vcpus):
+
+class _WithFlavor:
+    """The instance seen with a completed flavor (see complete_flavor)."""
+
+    def __init__(self, instance, flavor):
         self._instance = instance
-        self.flavor = dict(instance.flavor or {}, vcpus=vcpus)
+        self.flavor = flavor
 
     def __getattr__(self, name):
         return getattr(self._instance, name)
@@ -60,6 +87,45 @@ def _vanished(err):
     """True for libvirt's "no such domain" (deleted during the cycle)."""
     code = getattr(err, 'get_error_code', None)
     return callable(code) and code() == _NO_DOMAIN
+
+
+# A pollster definition file is a few KiB; read no more of a stray one.
+_MAX_DEFINITION_BYTES = 1024 * 1024
+
+
+def _definitions(path):
+    """The pollster definitions of one YAML file ([] when unreadable)."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(_MAX_DEFINITION_BYTES + 1)
+        if len(data) > _MAX_DEFINITION_BYTES:
+            return []
+        loaded = yaml.safe_load(data)
+    except (OSError, yaml.YAMLError, RecursionError):
+        return []       # Ceilometer reports its own files' problems
+    return [d for d in loaded or () if isinstance(d, dict)] \
+        if isinstance(loaded, list) else []
+
+
+def dynamic_duplicates(meter, directories, namespace='compute'):
+    """Files that define a dynamic pollster of ``meter`` for ``namespace``.
+
+    Read as Ceilometer's AgentManager reads [DEFAULT]
+    pollsters_definitions_dirs: every *.yaml file of each directory, a
+    list of definitions, ``namespaces`` defaulting to central.
+    """
+    found = []
+    for directory in directories or ():
+        for path in sorted(glob.glob(os.path.join(directory, '*.yaml'))):
+            for definition in _definitions(path):
+                namespaces = definition.get('namespaces', ['central'])
+                if not isinstance(namespaces, list):
+                    namespaces = [namespaces]
+                if (definition.get('name') == meter
+                        and namespace in namespaces):
+                    found.append(path)
+                    break
+    return found
 
 
 def image_id_of(instance):
@@ -79,6 +145,22 @@ class OSMetadataPollster(plugin_base.PollsterBase):
     def setup_environment(self):
         super().setup_environment()
         options.register_opts(self.conf)
+        duplicates = dynamic_duplicates(
+            self.sample_name,
+            getattr(self.conf, 'pollsters_definitions_dirs', None))
+        if duplicates:
+            # Both would load and every instance be metered twice.
+            LOG.error('%(name)s: the native pollster is not loaded because '
+                      'a dynamic pollster of the same meter is configured '
+                      'in %(files)s ([DEFAULT] pollsters_definitions_dirs): '
+                      'every instance would be metered twice. Use one mode: '
+                      'remove %(files)s to keep the native pollster, or '
+                      'uninstall ceilometer-os-pollster from the agent\'s '
+                      'Python environment to keep the privilege-separated '
+                      'mode.', {'name': self.sample_name,
+                                'files': ', '.join(duplicates)})
+            raise plugin_base.ExtensionLoadError(
+                'dynamic pollster of the same meter configured')
         # Ceilometer logs a failed load only at DEBUG: say it ourselves.
         from ceilometer_os_pollster import appliance
         ok, why = appliance.guestfs_available()
@@ -107,8 +189,9 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         record = service.lookup(job)
         vcpus = vcpus_of(instance, domain)
         flavor = getattr(instance, 'flavor', None)
-        if not isinstance(flavor, dict) or 'vcpus' not in flavor:
-            instance = _WithFlavorVcpus(instance, vcpus)
+        completed = complete_flavor(flavor, vcpus)
+        if completed != flavor:
+            instance = _WithFlavor(instance, completed)
         sample_ = util.make_sample_from_instance(
             self.conf,
             instance,

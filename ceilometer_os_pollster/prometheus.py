@@ -8,11 +8,15 @@ an instance runs, the pollster also keeps one gauge in Ceilometer's
 exporter registry:
 
     ceilometer_compute_instance_os_info{resource, project, user,
-                                        os_family, ..., os_inspected_at}
+                                        os_family, ..., os_inspection_status}
         = vCPUs
 
-Its label set is fixed (record.METADATA_KEYS), so values may change but
-the set never does; instances gone from the host are dropped each cycle.
+Its label set is fixed (INFO_KEYS), so values may change but the set
+never does; instances gone from the host are dropped each cycle.  Labels
+are what identifies the OS, nothing that changes by itself: a label value
+that changes starts a new series, so the inspection time (new every day)
+and the free-text reason (which may carry a date) stay out.  They remain
+in the sample metadata.
 """
 
 import threading
@@ -20,7 +24,11 @@ import threading
 from ceilometer_os_pollster import record
 
 METRIC = 'ceilometer_compute_instance_os_info'
-LABELS = ('resource', 'project', 'user') + record.METADATA_KEYS
+# Sample metadata keys that would give an instance a new series on
+# every re-inspection.
+_VOLATILE = ('os_inspected_at', 'os_inspection_reason')
+INFO_KEYS = tuple(k for k in record.METADATA_KEYS if k not in _VOLATILE)
+LABELS = ('resource', 'project', 'user') + INFO_KEYS
 
 _LOCK = threading.Lock()
 _GAUGE = None
@@ -44,7 +52,7 @@ def label_values(resource_id, project_id, user_id, os_record):
     md = os_record.metadata()
     return tuple(str(v if v is not None else '') for v in
                  (resource_id, project_id, user_id)) + tuple(
-                     str(md[k]) for k in record.METADATA_KEYS)
+                     str(md[k]) for k in INFO_KEYS)
 
 
 def publish(rows):

@@ -7,6 +7,10 @@ nowhere else; every rendering is derived from ``METADATA_KEYS``.
 
 import dataclasses
 import datetime
+import math
+import re
+
+from ceilometer_os_pollster import sanitize
 
 STATUS_OK = 'ok'
 STATUS_PENDING = 'pending'
@@ -41,11 +45,35 @@ METADATA_KEYS = (
 )
 
 
+_TIMESTAMP_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+_TIMESTAMP_RE = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}'
+                           r':[0-9]{2}Z')
+_FINGERPRINT_RE = re.compile(r'[A-Za-z0-9._-]{0,64}')
+
+
 def utc_timestamp(moment=None):
-    """ISO 8601 UTC with a Z suffix, to the second."""
+    """ISO 8601 UTC with a Z suffix, to the second.
+
+    A naive datetime is UTC (OpenStack's convention, e.g. oslo.utils'
+    utcnow()), never the host's local time: a record must not move by
+    the host's UTC offset.
+    """
     moment = moment or datetime.datetime.now(datetime.timezone.utc)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.astimezone(datetime.timezone.utc).strftime(
-        '%Y-%m-%dT%H:%M:%SZ')
+        _TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text):
+    """Seconds since the epoch of a utc_timestamp() string, or None."""
+    if not isinstance(text, str) or not _TIMESTAMP_RE.fullmatch(text):
+        return None
+    try:
+        moment = datetime.datetime.strptime(text, _TIMESTAMP_FORMAT)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,3 +174,40 @@ class OSRecord:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    def cleaned(self):
+        """The record with every field bounded and cleaned as guest data.
+
+        For records that come back from disk: another process, an older
+        version or an edit may have put anything there, and what is
+        published must be as clean as what normalise() produces.  A
+        record normalise() made comes out unchanged.
+        """
+        def token(value, default=''):
+            return sanitize.clean_token(value) or default
+
+        def text(value, limit=255):
+            return sanitize.clean_text(value, limit)
+
+        fingerprint = self.fingerprint if _FINGERPRINT_RE.fullmatch(
+            self.fingerprint) else ''
+        duration = self.duration if (
+            math.isfinite(self.duration) and 0 <= self.duration < 1e6) else 0.0
+        return self.replace(
+            instance_id=text(self.instance_id, 64),
+            reason=text(self.reason),
+            os_family=token(self.os_family, 'unknown'),
+            os_distro=token(self.os_distro, 'unknown'),
+            os_info=token(self.os_info, 'unknown'),
+            os_version_major=sanitize.clean_int(self.os_version_major),
+            os_version_minor=sanitize.clean_int(self.os_version_minor),
+            os_build=token(self.os_build),
+            os_product_name=text(self.os_product_name),
+            os_product_variant=text(self.os_product_variant, 64),
+            os_edition=text(self.os_edition, 64),
+            os_arch=token(self.os_arch),
+            sql_server_edition=text(self.sql_server_edition, 64),
+            inspected_at=(self.inspected_at if parse_timestamp(
+                self.inspected_at) is not None else ''),
+            fingerprint=fingerprint,
+            duration=float(duration))

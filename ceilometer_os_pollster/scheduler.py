@@ -7,18 +7,21 @@ record in the cache.  The policy is plain functions (``decide``,
 ``next_entry``, ``retry_delay``, ``expiry``); ``Scheduler`` is the
 threads and locks around them.
 
-Policy in short:
+Policy in short (README "What is billed after each event" is the
+operator's version):
 
-* never inspected -> queue NEW, serve a pending record;
-* fingerprint changed (disks, image or qemu restart) -> queue
-  INVALIDATED, keep serving the old record (stale-while-revalidate);
+* never inspected -> queue ARRIVED when first seen after this process's
+  first poll cycle (migration, evacuation, unshelve, a new VM), NEW when
+  already there at start-up (a cold cache); both serve a pending record;
+* fingerprint changed (boot disk, image or qemu restart; data volumes do
+  not count) -> queue INVALIDATED at once, even during a retry backoff,
+  and keep serving the old record (stale-while-revalidate);
 * ok/encrypted past expires_at -> queue REFRESH, serve the old record;
-* failed/unknown -> retried with exponential backoff (retry_at), which
-  also holds back invalidations so a guest that breaks the appliance
-  and restarts in a loop cannot monopolise the workers;
-* a failed attempt does not replace an ok/encrypted record until that
-  record is one record_ttl past its expiry: a busy host must not turn a
-  billed Windows VM into "failed" for a day.
+* failed/unknown -> retried with exponential backoff (retry_at) capped
+  at retry_max_delay (failed) or unknown_retry_max_delay (unknown);
+* a failed/unknown result for the same boot disk as a good record keeps
+  the good facts, with a reason saying so, for carry_over_max_age after
+  the good inspection: a torn read must not unbill a Windows VM.
 """
 
 import concurrent.futures
@@ -32,21 +35,27 @@ import time
 from oslo_log import log
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster import sanitize
 
 LOG = log.getLogger(__name__)
 
 # Queue priorities, most urgent first.
-NEW = 0          # never inspected: its samples say "pending"
-INVALIDATED = 1  # something changed; the old record is still served
-REFRESH = 2      # TTL expiry or a retry after failures
-PRIORITY_NAMES = {NEW: 'new', INVALIDATED: 'invalidated',
-                  REFRESH: 'refresh'}
+ARRIVED = 0      # first seen after start-up: its samples say "pending"
+NEW = 1          # no record at start-up (cold cache): "pending" too
+INVALIDATED = 2  # something changed; the old record is still served
+REFRESH = 3      # TTL expiry or a retry after failures
+PRIORITY_NAMES = {ARRIVED: 'arrived', NEW: 'new',
+                  INVALIDATED: 'invalidated', REFRESH: 'refresh'}
 
 _GOOD = (record_mod.STATUS_OK, record_mod.STATUS_ENCRYPTED)
 # How long run_now waits for another process's inspection beyond the
 # deadline that process enforces.
 _LOCK_WAIT_MARGIN = 60.0
+# How far in the future a good inspection's date may be (clock skew
+# between the agent and the CLI) and still count as recent.
+_CLOCK_SLACK = 3600.0
 _LOCK_POLL = 0.5
 
 
@@ -59,8 +68,16 @@ class Settings:
     record_ttl_jitter: float = 0.1
     retry_initial_delay: float = 300
     retry_max_delay: float = 21600
+    unknown_retry_max_delay: float = 14400
+    carry_over_max_age: float = 259200
     forget_after: float = 86400
     inspection_deadline: float = 300
+
+    @property
+    def horizon(self):
+        """The furthest in the future a time this policy writes can be."""
+        return max(self.record_ttl * (1.0 + self.record_ttl_jitter),
+                   self.retry_max_delay, self.unknown_retry_max_delay)
 
     @classmethod
     def from_conf(cls, group):
@@ -77,16 +94,21 @@ def as_settings(conf_group_or_settings):
 
 # -- policy (pure) ---------------------------------------------------
 
-def decide(entry, job, now):
-    """The priority to queue the job at, or None if the cache will do."""
+def decide(entry, job, now, settled=True):
+    """The priority to queue the job at, or None if the cache will do.
+
+    ``settled`` is False during this process's first poll cycle: an
+    instance without a record then is backlog (NEW), afterwards it has
+    just arrived on the host (ARRIVED).
+    """
     if entry is None:
-        return NEW
-    if entry.failures and now < entry.retry_at:
-        return None
+        return ARRIVED if settled else NEW
     if entry.record.fingerprint != job.fingerprint:
+        # Never held back by a backoff: a rebuilt "unknown" VM may be a
+        # Windows VM now.
         return INVALIDATED
     if entry.failures:
-        return REFRESH
+        return REFRESH if now >= entry.retry_at else None
     if now >= entry.expires_at:
         return REFRESH
     return None
@@ -97,9 +119,8 @@ def served(entry, job):
     if entry is None:
         return record_mod.OSRecord.pending(job.instance_id, job.fingerprint)
     # Stale-while-revalidate: the fingerprint changes on every qemu
-    # restart (live migration, hard reboot, stop/start) while the OS
-    # almost never does; a pending record meanwhile would be a gap in
-    # the billed meter.
+    # restart (hard reboot, stop/start) while the OS almost never does;
+    # a pending record meanwhile would be a gap in the billed meter.
     return entry.record
 
 
@@ -118,6 +139,34 @@ def expiry(now, ttl, jitter, fraction):
     return now + ttl * (1.0 + jitter * fraction)
 
 
+def carries_over(previous, record, now, max_age):
+    """Whether a failed/unknown ``record`` keeps ``previous``'s facts.
+
+    Only a good record of the same boot disk and image (a qemu restart
+    may differ), inspected less than max_age ago: a torn read of a live
+    disk says nothing about its OS, but a rebuilt disk may really be
+    blank now.
+    """
+    if previous is None or previous.record.status not in _GOOD:
+        return False
+    if not drives.same_disks(previous.record.fingerprint,
+                             record.fingerprint):
+        return False
+    good_at = record_mod.parse_timestamp(previous.record.inspected_at)
+    # A good inspection dated in the future (the clock was wrong then)
+    # has no age to bound: not carried.
+    return (good_at is not None
+            and -_CLOCK_SLACK <= now - good_at < max_age)
+
+
+def carried_reason(good, record):
+    """The reason published while ``good``'s facts are carried over."""
+    latest = record.status + (': ' + record.reason if record.reason else '')
+    return sanitize.clean_text(
+        'carried over from the inspection of %s; latest inspection %s'
+        % (good.inspected_at, latest))
+
+
 def next_entry(previous, record, now, settings, fraction):
     """The cache entry after an inspection produced ``record``."""
     if record.status in _GOOD:
@@ -128,20 +177,21 @@ def next_entry(previous, record, now, settings, fraction):
             failures=0, retry_at=0.0, last_seen=now)
     failures = (previous.failures if previous else 0) + 1
     # 'unknown' is an answer (the disks were read): look again soon in
-    # case an OS is being installed, then no more than once per TTL.
-    # 'failed' is not: retry up to every retry_max_delay.
-    cap = (max(settings.record_ttl, settings.retry_max_delay)
+    # case an OS is being installed.  'failed' is not: the appliance
+    # could not read them.
+    cap = (settings.unknown_retry_max_delay
            if record.status == record_mod.STATUS_UNKNOWN
            else settings.retry_max_delay)
     retry_at = now + retry_delay(failures, settings.retry_initial_delay,
                                  cap)
-    keep = (previous is not None
-            and previous.record.status in _GOOD
-            and record.status == record_mod.STATUS_FAILED
-            and now < previous.expires_at + settings.record_ttl)
-    if keep:
-        return previous.replace(failures=failures, retry_at=retry_at,
-                                last_seen=now)
+    if carries_over(previous, record, now, settings.carry_over_max_age):
+        # The job's fingerprint, so the backoff (not an invalidation)
+        # decides the next look; same_disks() keeps holding.
+        kept = previous.record.replace(
+            fingerprint=record.fingerprint,
+            reason=carried_reason(previous.record, record))
+        return previous.replace(record=kept, failures=failures,
+                                retry_at=retry_at, last_seen=now)
     return cache_mod.Entry(record=record, expires_at=retry_at,
                            failures=failures, retry_at=retry_at,
                            last_seen=now)
@@ -181,13 +231,17 @@ class Scheduler:
         self._running = {}      # id -> number of threads inspecting it
         self._workers = []
         self._stopping = False
+        self._settled = False   # True once the first poll cycle ended
+        # Times read back from disk are clamped to what this policy can
+        # write (a clock that was in the future must not stick).
+        self.cache.set_horizon(self.settings.horizon)
 
     # -- poll path -----------------------------------------------------
 
     def lookup(self, job):
         """The record to publish now; queues work, never waits for it."""
         entry = self.cache.get(job.instance_id)
-        priority = decide(entry, job, self._clock())
+        priority = decide(entry, job, self._clock(), self._settled)
         if priority is not None:
             self._enqueue(job, priority)
         return served(entry, job)
@@ -195,6 +249,7 @@ class Scheduler:
     def end_cycle(self, alive_ids):
         """After each poll: pick up other processes' writes, prune."""
         alive = set(alive_ids)
+        self._settled = True
         try:
             self.cache.refresh()
             self.cache.prune(alive, self._clock(),
@@ -304,9 +359,15 @@ class Scheduler:
             started = time.monotonic()
             record = self._safe_inspect(job)
             seconds = time.monotonic() - started
-            entry = next_entry(previous, record, self._clock(),
-                               self.settings, self._rng.random())
-            self.cache.put(entry)
+            fraction = self._rng.random()
+            for _attempt in range(3):
+                entry = next_entry(previous, record, self._clock(),
+                                   self.settings, fraction)
+                if self.cache.put(entry):
+                    break
+                # Written underneath us (a writer that ignores the lock):
+                # decide again from what is on disk now.
+                previous = self.cache.reload(instance_id)
             self._log_result(job, record, entry, seconds)
             return record
 

@@ -44,7 +44,7 @@ def _drive_specs(domain_xml):
 
 
 def make_job(instance_id, domain_name, domain_xml, domain_id, image_id,
-             boot_id):
+             boot_id, all_disks=False):
     """Build the InspectionJob for one instance (pure)."""
     specs = list(_drive_specs(domain_xml))
     boot_identity = '%s/%s' % (boot_id, domain_id)
@@ -55,7 +55,7 @@ def make_job(instance_id, domain_name, domain_xml, domain_id, image_id,
         image_id=image_id or '',
         boot_identity=boot_identity,
         fingerprint=drives.fingerprint(specs, image_id or '',
-                                       boot_identity),
+                                       boot_identity, all_disks),
     )
 
 
@@ -107,7 +107,8 @@ class InspectionService:
     def job_for_domain(self, instance_id, domain, image_id=''):
         """Snapshot what inspecting this domain needs (cheap libvirt calls)."""
         return make_job(instance_id, domain.name(), domain.XMLDesc(0),
-                        domain.ID(), image_id, self.boot_id)
+                        domain.ID(), image_id, self.boot_id,
+                        self.settings.inspect_all_disks)
 
     def lookup(self, job):
         """The record to publish now; queues background work if needed."""

@@ -40,6 +40,8 @@ SQL_WEB_PER_VCPU=${SQL_WEB_PER_VCPU:-0.0050}
 RHEL_PER_VM=${RHEL_PER_VM:-0.0600}
 SLES_PER_VM=${SLES_PER_VM:-0.0500}
 SLES_FOR_SAP_PER_VM=${SLES_FOR_SAP_PER_VM:-0.0900}
+SLE_HPC_PER_VM=${SLE_HPC_PER_VM:-0.0700}
+SLE_MICRO_PER_VM=${SLE_MICRO_PER_VM:-0.0300}
 ENCRYPTED_PER_VM=${ENCRYPTED_PER_VM:-0.0600}
 
 hashmap() {
@@ -97,14 +99,17 @@ flat "$sql_edition" "$sql" "Evaluation" 0
 # -- per VM: RHEL and SLES subscriptions ------------------------------
 vm=$(new_id "Service ID" service create os_license_vm)
 
-# One group: a SLES for SAP guest matches both os_distro=sles and
-# os_edition=SAP, and only the more expensive flat of a group applies.
+# One group: a SLES for SAP (or HPC) guest matches both os_distro=sles
+# and os_edition=SAP (HPC), and only the more expensive flat of a group
+# applies.
 linux=$(new_id "Group ID" group create linux_subscription_per_vm)
 os_distro=$(new_id "Field ID" field create "$vm" os_distro)
 flat "$os_distro" "$linux" "rhel" "$RHEL_PER_VM"
 flat "$os_distro" "$linux" "sles" "$SLES_PER_VM"
+flat "$os_distro" "$linux" "slem" "$SLE_MICRO_PER_VM"
 vm_edition=$(new_id "Field ID" field create "$vm" os_edition)
 flat "$vm_edition" "$linux" "SAP" "$SLES_FOR_SAP_PER_VM"
+flat "$vm_edition" "$linux" "HPC" "$SLE_HPC_PER_VM"
 
 # Policy for guests whose disks are encrypted (status "encrypted").
 encrypted=$(new_id "Group ID" group create encrypted_guest_per_vm)

@@ -17,6 +17,7 @@ from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.polling import manager
 from ceilometer import service as ceilo_service
 
+from ceilometer_os_pollster import prometheus
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
@@ -211,7 +212,9 @@ def test_prometheus_exporter_label_sets_stay_consistent(agent):
         info = families['ceilometer_compute_instance_os_info']
         assert {frozenset(s.labels) for s in info.samples} == {
             frozenset(('resource', 'project', 'user') +
-                      record.METADATA_KEYS)}
+                      prometheus.INFO_KEYS)}
+        assert not {'os_inspected_at', 'os_inspection_reason'} & set(
+            info.samples[0].labels)
         assert sorted(s.labels['resource'] for s in info.samples) == UUIDS
     statuses = {s.labels['os_inspection_status'] for s in
                 second['ceilometer_compute_instance_os_info'].samples}

@@ -29,6 +29,7 @@ from ceilometer import service as ceilo_service
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cli
 from ceilometer_os_pollster import options
+from ceilometer_os_pollster import pollster as pollster_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
@@ -182,12 +183,24 @@ def dynamic_samples(h):
     return run_cycle(mgr)
 
 
-def test_installed_next_to_the_agent_it_would_meter_twice(host):
-    # Why the operator guide says to install the CLI outside the agent's
-    # environment in this mode: both pollsters load under one name.
-    conf = agent_conf(host.tmp, host.uri, install_definitions(host))
+def test_installed_next_to_the_agent_the_native_one_refuses_to_load(
+        host, monkeypatch):
+    # Both would load under one name and meter every instance twice: the
+    # native pollster steps aside with one ERROR naming the file.
+    directory = install_definitions(host)
+    conf = agent_conf(host.tmp, host.uri, directory)
+    errors = []
+    # The agent's logging setup stops propagation to pytest's handler.
+    monkeypatch.setattr(pollster_mod.LOG, 'error',
+                        lambda msg, args: errors.append(msg % args))
     mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-    assert [e.name for e in mgr.extensions].count(METER) == 2
+    mgr.polling_manager = manager.PollingManager(conf)
+    assert [e.name for e in mgr.extensions].count(METER) == 1
+    assert len(errors) == 1
+    assert str(directory / 'ceilometer_os_pollster.yaml') in errors[0]
+    assert 'metered twice' in errors[0]
+    samples = run_cycle(mgr)
+    assert sorted(samples) == UUIDS       # once each, by the dynamic one
 
 
 def test_dynamic_pollster_publishes_the_cached_records(host, without_native):

@@ -25,7 +25,7 @@ from tests.rig import libvirtd
 pytestmark = pytest.mark.appliance
 
 GUESTS = ('win2019-sql', 'win11-pro', 'rhel-9.4', 'almalinux-9.4', 'luks',
-          'blank', 'windows-bad-cmd')
+          'blank', 'windows-bad-cmd', 'sles-sap-15-sp5')
 
 DISK = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
         "<source file='{path}'/><target dev='vda' bus='virtio'/></disk>")

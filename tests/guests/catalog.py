@@ -185,6 +185,12 @@ def _linux(distro, major, minor, os_info, product, os_release,
             os_arch='x86_64'))
 
 
+def _edition(edition, spec):
+    spec['expected'] = dataclasses.replace(spec['expected'],
+                                           os_edition=edition)
+    return spec
+
+
 def _nothing(status, kind, **extra):
     return dict(kind=kind, expected=Expected(status=status), **extra)
 
@@ -332,6 +338,26 @@ _TABLE = [
                         CPE_NAME='cpe:/o:suse:sles:15:sp5',
                         DOCUMENTATION_URL='https://documentation.suse.com/'),
             hostname='sles15sp5', merged_usr=False)),
+    # SLES for SAP 15's os-release says plain SLES; SUSE's tools (and
+    # so the billing) go by the base product the symlink names.
+    ('sles-sap-15-sp5', 'SUSE Linux Enterprise Server for SAP '
+     'Applications 15 SP5 (base product symlink)',
+     _edition('SAP', _linux(
+         'sles', 15, 5, 'sle15sp5', 'SUSE Linux Enterprise Server 15 SP5',
+         _os_release(NAME='SLES', VERSION='15-SP5', VERSION_ID='15.5',
+                     PRETTY_NAME='SUSE Linux Enterprise Server 15 SP5',
+                     ID='sles', ID_LIKE='suse', ANSI_COLOR='0;32',
+                     CPE_NAME='cpe:/o:suse:sles_sap:15:sp5'),
+         ((b'/etc/products.d/SLES_SAP.prod',
+           b'<?xml version="1.0" encoding="UTF-8"?>\n'
+           b'<product schemeversion="0">\n  <vendor>SUSE</vendor>\n'
+           b'  <name>SLES_SAP</name>\n  <version>15.5</version>\n'
+           b'  <baseversion>15</baseversion>\n'
+           b'  <patchlevel>5</patchlevel>\n  <release>0</release>\n'
+           b'  <arch>x86_64</arch>\n  <summary>SUSE Linux Enterprise '
+           b'Server for SAP Applications 15 SP5</summary>\n</product>\n'),
+          (b'/etc/products.d/baseproduct', b'->SLES_SAP.prod')),
+         hostname='slessap155'))),
     ('ubuntu-22.04', 'Ubuntu 22.04.4 LTS',
      _linux('ubuntu', 22, 4, 'ubuntu22.04', 'Ubuntu 22.04.4 LTS',
             _os_release(PRETTY_NAME='Ubuntu 22.04.4 LTS', NAME='Ubuntu',

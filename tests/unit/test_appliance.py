@@ -745,19 +745,93 @@ def test_windows_root_registry_values_and_sql_editions(image):
         'win2k22', 'Datacenter', 'Enterprise')
 
 
-def test_sql_instances_visited_are_bounded(image):
-    many = {'I%d' % n: (1, utf16('MSSQL.I%d' % n)) for n in range(100)}
+def sql_hive(editions):
+    names = {'I%d' % n: (1, utf16('MSSQL.I%d' % n))
+             for n in range(len(editions))}
     setups = [hive_path('Microsoft', 'Microsoft SQL Server',
                         'MSSQL.I%d' % n, 'Setup',
-                        values={'Edition': (1, utf16('Edition %d' % n))})
-              for n in range(100)]
-    hive = merge(hive_path('Microsoft', 'Microsoft SQL Server',
-                           'Instance Names', 'SQL', values=many), *setups)
+                        values={'Edition': (1, utf16(edition))})
+              for n, edition in enumerate(editions)]
+    return merge(hive_path('Microsoft', 'Microsoft SQL Server',
+                           'Instance Names', 'SQL', values=names), *setups)
+
+
+def sql_facts(image, editions):
     module = FakeGuestfs(windows_disk(hives={('/dev/sda2', HIVE_PATH):
-                                             hive}))
-    facts = run(module, [spec(image)])
+                                             sql_hive(editions)}))
+    return run(module, [spec(image)]), module
+
+
+EXPRESS = 'Express Edition (64-bit)'
+ENTERPRISE = 'Enterprise Edition: Core-based Licensing (64-bit)'
+
+
+@pytest.mark.parametrize('name, editions, billed', [
+    # The licensed instance comes after many free ones: still billed.
+    ('enterprise last of 40', [EXPRESS] * 39 + [ENTERPRISE], 'Enterprise'),
+    ('enterprise first of 40', [ENTERPRISE] + [EXPRESS] * 39, 'Enterprise'),
+    ('standard among developers',
+     ['Developer Edition'] * 20 + ['Standard Edition'] + ['Web Edition'],
+     'Standard'),
+    ('only free', ['Developer Edition', EXPRESS], 'Developer'),
+])
+def test_sql_billed_edition_ranks_every_instance(image, name, editions,
+                                                 billed):
+    facts, _ = sql_facts(image, editions)
+    assert F.normalise(facts, 'i').sql_server_edition == billed
+
+
+def test_sql_reading_stops_at_an_edition_nothing_outranks(image):
+    editions = ['Data Center Edition'] + ['Edition %d' % n
+                                          for n in range(50)]
+    facts, module = sql_facts(image, editions)
+    assert facts.roots[0].sql_editions == ['Data Center Edition']
+    assert len(calls(module.handle, 'hivex_value_value')) < 20
+
+
+def test_sql_instances_read_are_bounded(image, caplog):
+    facts, _ = sql_facts(image, ['Edition %d' % n for n in
+                                 range(A.MAX_SQL_INSTANCES + 10)])
     assert len(facts.roots[0].sql_editions) == A.MAX_SQL_INSTANCES
-    assert facts.roots[0].windows == {}
+    assert any('SQL Server instance names' in r.getMessage()
+               for r in caplog.records)
+
+
+SLES_SAP_PROD = (b'<?xml version="1.0" encoding="UTF-8"?>\n<product '
+                 b'schemeversion="0"><vendor>SUSE</vendor><name>SLES_SAP'
+                 b'</name><version>15.5</version><summary>SUSE Linux '
+                 b'Enterprise Server for SAP Applications 15 SP5</summary>'
+                 b'</product>\n')
+
+
+def suse_disk(baseproduct):
+    disk = linux_disk(os_release=b'ID=sles\nVERSION_ID="15.5"\n')
+    disk.roots['/dev/sda2'].update(distro='sles', osinfo='sles15sp5',
+                                   major_version=15, minor_version=5)
+    disk.files['/dev/sda2'][A.SUSE_BASEPRODUCT] = baseproduct
+    return disk
+
+
+def test_suse_base_product_is_read_and_decides_the_edition(image):
+    module = FakeGuestfs(suse_disk(SLES_SAP_PROD))
+    facts = run(module, [spec(image)])
+    assert facts.roots[0].suse_baseproduct == SLES_SAP_PROD
+    rec = F.normalise(facts, 'i')
+    assert (rec.os_distro, rec.os_info, rec.os_edition) == (
+        'sles', 'sle15sp5', 'SAP')
+
+
+def test_large_suse_base_product_is_read_bounded(image):
+    module = FakeGuestfs(suse_disk(SLES_SAP_PROD + b' ' * (200 * 1024)))
+    facts = run(module, [spec(image)])
+    assert calls(module.handle, 'pread') == [
+        ('pread', A.SUSE_BASEPRODUCT, A.MAX_FILE_BYTES, 0)]
+    assert len(facts.roots[0].suse_baseproduct) == A.MAX_FILE_BYTES
+
+
+def test_no_suse_base_product_is_empty(image):
+    facts = run(FakeGuestfs(linux_disk()), [spec(image)])
+    assert facts.roots[0].suse_baseproduct == b''
 
 
 def test_unreadable_hive_keeps_the_root_with_a_warning(image):

@@ -48,6 +48,10 @@ def valid_doc(instance_id=ID_A):
     return json.loads(cache_mod.encode_entry(entry(instance_id, 5.0)))
 
 
+def records_in(directory):
+    return sorted(n for n in os.listdir(directory) if n.endswith('.json'))
+
+
 def errors(caplog):
     return [r for r in caplog.records if r.levelno == logging.ERROR]
 
@@ -318,8 +322,7 @@ def test_directory_blocked_by_file_degrades_then_recovers(tmp_path, clock,
     clock.advance(600)
     cache.put(entry(ID_A, last_seen=clock.now, os_edition='Standard'))
     assert cache.persistent is True
-    assert sorted(os.listdir(path)) == sorted([ID_A + '.json',
-                                               ID_B + '.json'])
+    assert records_in(path) == sorted([ID_A + '.json', ID_B + '.json'])
     assert any('writable again' in r.getMessage() for r in caplog.records)
     assert len(errors(caplog)) == 1
     reread = cache_mod.RecordCache(str(path), clock=clock)
@@ -350,8 +353,8 @@ def test_write_errors_degrade_with_one_error(cache_dir, clock, caplog,
     clock.advance(601)
     monkeypatch.setattr(cache_mod.os, 'write', real_write)
     cache.put(entry(ID_A, last_seen=clock.now))
-    assert sorted(os.listdir(cache_dir)) == sorted([ID_A + '.json',
-                                                    ID_B + '.json'])
+    assert records_in(cache_dir) == sorted([ID_A + '.json',
+                                            ID_B + '.json'])
 
 
 # -- locks ------------------------------------------------------------------
@@ -515,3 +518,146 @@ def test_root_writes_into_agent_directory_keep_agent_owner(cache_dir, clock):
                  os.path.join(cache_dir, '.locks', ID_A + '.lock')):
         st = os.stat(path)
         assert (st.st_uid, st.st_gid) == (4242, 4343), path
+
+
+# -- writes racing other processes ----------------------------------------
+
+def test_put_refuses_to_overwrite_a_file_changed_underneath(cache_dir,
+                                                            clock):
+    ours = cache_mod.RecordCache(cache_dir, clock=clock)
+    other = cache_mod.RecordCache(cache_dir, clock=clock)
+    ours.put(entry(ID_A, last_seen=clock.now))
+    other.load()
+    other.put(entry(ID_A, last_seen=clock.now, os_edition='Standard'))
+    # Ours still knows the first file: the write is refused, and the
+    # other process's record is what ours sees from now on.
+    assert ours.put(entry(ID_A, last_seen=clock.now,
+                          os_edition='Web')) is False
+    assert ours.get(ID_A).record.os_edition == 'Standard'
+    assert cache_mod.RecordCache(cache_dir, clock=clock).get(
+        ID_A).record.os_edition == 'Standard'
+    assert ours.put(entry(ID_A, last_seen=clock.now,
+                          os_edition='Web')) is True
+
+
+def test_put_refuses_to_resurrect_a_file_removed_underneath(cache_dir,
+                                                            clock):
+    ours = cache_mod.RecordCache(cache_dir, clock=clock)
+    ours.put(entry(ID_A, last_seen=clock.now))
+    cache_mod.RecordCache(cache_dir, clock=clock).forget(ID_A)
+    assert ours.put(entry(ID_A, last_seen=clock.now)) is False
+    assert ours.get(ID_A) is None
+
+
+def test_last_seen_write_keeps_a_record_written_by_another_process(
+        cache_dir, clock):
+    ours = cache_mod.RecordCache(cache_dir, clock=clock,
+                                 forget_after=FORGET)
+    ours.put(entry(ID_A, last_seen=clock.now))
+    clock.advance(FORGET / 2)
+    cli = cache_mod.RecordCache(cache_dir, clock=clock)
+    cli.put(entry(ID_A, last_seen=clock.now - 50, os_edition='Standard'))
+    ours.prune([ID_A])                  # rewrites last_seen
+    reread = cache_mod.RecordCache(cache_dir, clock=clock).get(ID_A)
+    assert reread.record.os_edition == 'Standard'
+    assert reread.last_seen == clock.now
+
+
+def test_prune_writes_nothing_for_an_instance_being_inspected(cache_dir,
+                                                              clock):
+    ours = cache_mod.RecordCache(cache_dir, clock=clock,
+                                 forget_after=FORGET)
+    ours.put(entry(ID_A, last_seen=clock.now))
+    ours.put(entry(ID_B, last_seen=clock.now))
+    path = os.path.join(cache_dir, ID_A + '.json')
+    before = os.stat(path).st_ino
+    other = cache_mod.RecordCache(cache_dir, clock=clock)
+    clock.advance(FORGET + 1)
+    with other.inspection_lock(ID_A) as locked, \
+            other.inspection_lock(ID_B) as locked_b:
+        assert locked and locked_b
+        assert ours.prune([ID_A]) == 0          # B is not deleted either
+        assert os.stat(path).st_ino == before   # no last_seen rewrite
+        assert os.path.exists(os.path.join(cache_dir, ID_B + '.json'))
+    assert ours.prune([ID_A]) == 1
+
+
+def test_forget_removes_its_lock_file(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    with cache.inspection_lock(ID_A) as locked:
+        assert locked
+    lock = os.path.join(cache_dir, cache_mod.LOCK_DIR, ID_A + '.lock')
+    assert os.path.exists(lock)
+    assert cache.forget(ID_A) is True
+    assert not os.path.exists(lock)
+
+
+# -- what comes back from disk ---------------------------------------------
+
+def _write_doc(cache_dir, doc, instance_id=ID_A):
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, instance_id + '.json'), 'w') as f:
+        json.dump(doc, f)
+
+
+@pytest.mark.parametrize('field, value', [
+    ('expires_at', 365 * 86400.0),
+    ('retry_at', 365 * 86400.0),
+    ('expires_at', -5.0),
+])
+def test_times_read_back_are_clamped_to_the_horizon(cache_dir, clock,
+                                                    field, value):
+    doc = valid_doc()
+    doc[field] = clock.now + value
+    _write_doc(cache_dir, doc)
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.set_horizon(1000)
+    got = getattr(cache.get(ID_A), field)
+    assert 0 <= got <= clock.now + 1000
+    if value > 0:
+        assert got == clock.now + 1000
+
+
+def test_last_seen_in_the_future_is_clamped_to_now(cache_dir, clock):
+    doc = valid_doc()
+    doc['last_seen'] = clock.now + 365 * 86400
+    _write_doc(cache_dir, doc)
+    cache = cache_mod.RecordCache(cache_dir, clock=clock,
+                                  forget_after=FORGET)
+    assert cache.get(ID_A).last_seen == clock.now
+    clock.advance(FORGET)
+    assert cache.prune([]) == 1     # a gone instance is still forgotten
+
+
+@pytest.mark.parametrize('field, value, expected', [
+    ('os_product_name', 'Windows\u202e Server\x1b[31m 2022\n',
+     'Windows Server 2022'),
+    ('os_edition', 'Data\u200bcenter', 'Datacenter'),
+    ('os_distro', 'rhel; rm -rf', 'rhelrm-rf'),
+    ('os_family', '', 'unknown'),
+    ('reason', 'x' * 1000, 'x' * 255),
+    ('os_version_major', 10 ** 9, 0),
+    ('inspected_at', 'yesterday', ''),
+    ('fingerprint', '../../etc', ''),
+])
+def test_records_read_back_are_cleaned_like_guest_data(cache_dir, clock,
+                                                       field, value,
+                                                       expected):
+    doc = valid_doc()
+    doc['record'][field] = value
+    _write_doc(cache_dir, doc)
+    got = cache_mod.RecordCache(cache_dir, clock=clock).get(ID_A).record
+    assert getattr(got, field) == expected
+    assert got.replace(**{field: expected}) == ok_record().replace(
+        **{field: expected})
+
+
+def test_a_clean_record_reads_back_unchanged(cache_dir, clock):
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    stored = entry(last_seen=clock.now,
+                   os_product_name='Windows Server 2022 Datacenter',
+                   reason='2 operating systems found, reporting /dev/sda2')
+    cache.put(stored)
+    again = cache_mod.RecordCache(cache_dir, clock=clock).get(ID_A)
+    assert again.record == stored.record

@@ -510,3 +510,28 @@ def test_json_mode_keeps_c_library_noise_off_the_output(tmp_path):
     assert quiet.stderr.splitlines() == [
         noisy.stderr.splitlines()[-1]]
     assert quiet.stderr.startswith('ceilometer-os-pollster: error: ')
+
+
+@pytest.mark.parametrize('all_disks', [False, True])
+def test_cli_jobs_fingerprint_like_the_agent(all_disks):
+    from lxml import etree as ET
+    from ceilometer_os_pollster import service as service_mod
+    from tests.fixtures import libvirt_test_driver as tdrv
+    uuid = 'cccccccc-0000-4000-8000-000000000001'
+    node = ET.fromstring(tdrv.node_xml([tdrv.domain(uuid, 'instance-1')]))
+    domain = node.find('domain')
+    disks = domain.find('devices')
+    extra = ET.fromstring(
+        "<disk type='block' device='disk'><driver type='raw'/>"
+        "<source dev='/dev/vol'/><target dev='vdb' bus='virtio'/></disk>")
+    disks.append(extra)
+    xml = ET.tostring(domain, encoding='unicode')
+    info = cli.parse_domain(xml)
+    job, = cli._jobs([cli.Scanned(info, xml, 7, 1)], all_disks)
+    agent = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
+                                 service_mod.host_boot_id(), all_disks)
+    assert job.fingerprint == agent.fingerprint
+    without = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
+                                   service_mod.host_boot_id(),
+                                   not all_disks)
+    assert job.fingerprint != without.fingerprint

@@ -480,8 +480,9 @@ def test_fingerprint_is_stable_short_hex():
     again = drives.fingerprint(drives.drive_specs(domain(ROOT_OVERLAY, VDB)),
                                'image-1', 'boot-1')
     assert again == BASE_PRINT
-    assert len(BASE_PRINT) == 32
-    int(BASE_PRINT, 16)
+    disks, run = BASE_PRINT.split('-')
+    assert len(disks) == len(run) == 16
+    int(disks, 16), int(run, 16)
 
 
 def test_fingerprint_ignores_document_order_and_auth():
@@ -499,31 +500,68 @@ def _changed(field, value):
     return [first] + BASE_SPECS[1:]
 
 
-@pytest.mark.parametrize('specs, image_id, boot_identity', [
-    (_changed('path', INSTANCES + '/disk.rescue'), 'image-1', 'boot-1'),
-    (_changed('kind', 'block'), 'image-1', 'boot-1'),
-    (_changed('format', 'raw'), 'image-1', 'boot-1'),
-    (_changed('target', 'vdc'), 'image-1', 'boot-1'),
-    (_changed('protocol', 'rbd'), 'image-1', 'boot-1'),
-    (_changed('hosts', (('192.0.2.1', '6789'),)), 'image-1', 'boot-1'),
-    (_changed('socket', '/run/nbd'), 'image-1', 'boot-1'),
-    # Disks swapped (rebuild/volume swap), removed, added.
-    (list(reversed(BASE_SPECS)), 'image-1', 'boot-1'),
-    (BASE_SPECS[:1], 'image-1', 'boot-1'),
-    (BASE_SPECS + BASE_SPECS[:1], 'image-1', 'boot-1'),
-    ([], 'image-1', 'boot-1'),
-    # The nova image changed (rebuild), or qemu restarted.
-    (BASE_SPECS, 'image-2', 'boot-1'),
-    (BASE_SPECS, '', 'boot-1'),
-    (BASE_SPECS, 'image-1', 'boot-2'),
-    (BASE_SPECS, 'image-1', ''),
-    # No field can leak into its neighbour.
-    (BASE_SPECS, 'image-1boot-1', ''),
+# What changes the OS the boot-disk policy sees changes the disks half.
+@pytest.mark.parametrize('specs, image_id', [
+    (_changed('path', INSTANCES + '/disk.rescue'), 'image-1'),
+    (_changed('kind', 'block'), 'image-1'),
+    (_changed('format', 'raw'), 'image-1'),
+    (_changed('protocol', 'rbd'), 'image-1'),
+    (_changed('hosts', (('192.0.2.1', '6789'),)), 'image-1'),
+    (_changed('socket', '/run/nbd'), 'image-1'),
+    # Rescue: another disk takes over the boot (nova's stable rescue).
+    (BASE_SPECS + [dataclasses.replace(BASE_SPECS[1], boot_order=1,
+                                       path='/rescue')], 'image-1'),
+    # The boot disk is renamed after the data disk (volume swap).
+    ([dataclasses.replace(BASE_SPECS[0], target='vdc'), BASE_SPECS[1]],
+     'image-1'),
+    ([], 'image-1'),
+    # The nova image changed (rebuild).
+    (BASE_SPECS, 'image-2'),
+    (BASE_SPECS, ''),
 ])
-def test_fingerprint_changes_with_each_component(specs, image_id,
-                                                 boot_identity):
-    assert (drives.fingerprint(specs, image_id, boot_identity)
+def test_fingerprint_disks_half_changes_with_the_boot_disk(specs, image_id):
+    new = drives.fingerprint(specs, image_id, 'boot-1')
+    assert new != BASE_PRINT
+    assert not drives.same_disks(BASE_PRINT, new)
+
+
+@pytest.mark.parametrize('specs', [
+    BASE_SPECS[:1],                                   # data volume detached
+    BASE_SPECS + [dataclasses.replace(BASE_SPECS[1], target='vdc',
+                                      path='/vol2')],  # another attached
+    list(reversed(BASE_SPECS)),                       # listed in another order
+])
+def test_fingerprint_ignores_data_volumes(specs):
+    assert drives.fingerprint(specs, 'image-1', 'boot-1') == BASE_PRINT
+
+
+def test_fingerprint_covers_every_disk_when_all_disks_are_inspected():
+    every = drives.fingerprint(BASE_SPECS, 'image-1', 'boot-1', True)
+    assert drives.fingerprint(BASE_SPECS[:1], 'image-1', 'boot-1',
+                              True) != every
+
+
+@pytest.mark.parametrize('boot_identity', ['boot-2', '', 'image-1boot-1'])
+def test_fingerprint_run_half_changes_with_qemu_restart(boot_identity):
+    new = drives.fingerprint(BASE_SPECS, 'image-1', boot_identity)
+    assert new != BASE_PRINT
+    assert drives.same_disks(BASE_PRINT, new)
+
+
+def test_fingerprint_fields_never_leak_into_each_other():
+    assert (drives.fingerprint(BASE_SPECS, 'image-1boot-1', '')
             != BASE_PRINT)
+
+
+@pytest.mark.parametrize('old, new, expected', [
+    ('a' * 16 + '-' + 'b' * 16, 'a' * 16 + '-' + 'c' * 16, True),
+    ('a' * 16 + '-' + 'b' * 16, 'd' * 16 + '-' + 'b' * 16, False),
+    ('0123456789abcdef' * 2, 'a' * 16 + '-' + 'b' * 16, True),  # legacy
+    ('', 'a' * 16 + '-' + 'b' * 16, False),
+    (None, 'a', False),
+])
+def test_same_disks(old, new, expected):
+    assert drives.same_disks(old, new) is expected
 
 
 def test_fingerprint_none_is_empty():
@@ -533,7 +571,7 @@ def test_fingerprint_none_is_empty():
 
 def test_fingerprint_survives_odd_text():
     spec = dataclasses.replace(BASE_SPECS[0], path='/x/\udcff\u202e\n')
-    assert len(drives.fingerprint([spec], '\u00e9', '\x00')) == 32
+    assert len(drives.fingerprint([spec], '\u00e9', '\x00')) == 33
 
 
 # describe / servers ------------------------------------------------------

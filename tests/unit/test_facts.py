@@ -273,6 +273,13 @@ def test_windows_is_server(installation, edition_id, variant, product,
     ('IoTEnterprise', 'IoT Enterprise'),
     ('IoTEnterpriseS', 'IoT Enterprise LTSC'),
     ('Ultimate', 'Ultimate'),
+    # client evaluation media, named like the server ones
+    ('EnterpriseEval', 'Enterprise Evaluation'),
+    ('EnterpriseNEval', 'Enterprise N Evaluation'),
+    ('EnterpriseSEval', 'Enterprise LTSC Evaluation'),
+    ('IoTEnterpriseSEval', 'IoT Enterprise LTSC Evaluation'),
+    ('ServerStandardEval', 'Standard Evaluation'),
+    ('SomethingEval', 'SomethingEval'),
     # unknown IDs survive as cleaned raw values
     ('ServerQuantum', 'ServerQuantum'),
     ('SomethingNew', 'SomethingNew'),
@@ -294,6 +301,7 @@ def test_windows_edition_unknown_is_bounded():
     (True, 'Windows Server 2022', ''),
     (False, 'Windows 10 Pro', 'Professional'),
     (False, 'Windows 11 Enterprise', 'Enterprise'),
+    (False, 'Windows 10 Enterprise Evaluation', 'Enterprise Evaluation'),
     (False, 'Windows 10 Home', 'Home'),
     (False, 'Windows 10 Product', ''),
 ])
@@ -862,3 +870,128 @@ def test_all_table_records_are_clean():
     for rec in recs:
         assert_clean(rec)
         assert set(rec.metadata()) == set(record.METADATA_KEYS)
+
+
+# --------------------------------------------------------------------------
+# SUSE: the installed base product (/etc/products.d/baseproduct)
+
+def prod(name, version='15.5', summary=None, extra=''):
+    summary = summary or 'SUSE product %s' % name
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<product schemeversion="0"><vendor>SUSE</vendor>'
+            '<name>%s</name><version>%s</version><release>0</release>'
+            '<summary>%s</summary>%s</product>\n'
+            % (name, version, summary, extra)).encode()
+
+
+def suse_root(distro, baseproduct, major=15, minor=5, **os_release):
+    root = linux_root(distro, major, minor, **os_release)
+    root.suse_baseproduct = baseproduct
+    return root
+
+
+SUSE_CASES = [
+    # name, root, (os_distro, os_info, os_edition, major, minor)
+    ('SLES', suse_root('sles', prod('SLES'), ID='sles'),
+     ('sles', 'sle15sp5', '', 15, 5)),
+    ('SLES for SAP by its base product, os-release says sles',
+     suse_root('sles', prod('SLES_SAP'), ID='sles', VERSION_ID='15.5'),
+     ('sles', 'sle15sp5', 'SAP', 15, 5)),
+    ('os-release says SAP, the base product says SLES',
+     suse_root('sles', prod('SLES'), ID='sles_sap', VERSION_ID='15.5'),
+     ('sles', 'sle15sp5', '', 15, 5)),
+    ('SLE HPC', suse_root('unknown', prod('SLE_HPC', '15.4'), 0, 0,
+                          ID='sle_hpc', VERSION_ID='15.4'),
+     ('sles', 'sle15sp4', 'HPC', 15, 4)),
+    ('SLE HPC 12', suse_root('sles', prod('SLE-HPC', '12.5'), 12, 5,
+                             ID='sles', VERSION_ID='12.5'),
+     ('sles', 'sles12sp5', 'HPC', 12, 5)),
+    ('SLE Micro 5.4', suse_root('unknown', prod('SLE-Micro', '5.4'), 0, 0,
+                                ID='sle-micro', VERSION_ID='5.4'),
+     ('slem', 'slem5.4', '', 5, 4)),
+    ('SLE Micro 5.2', suse_root('suse-based', prod('SUSE-MicroOS', '5.2'),
+                                0, 0),
+     ('slem', 'slem5.2', '', 5, 2)),
+    ('SUSE Linux Micro 6', suse_root('unknown', prod('SL-Micro', '6.0'),
+                                     0, 0, ID='sl-micro'),
+     ('slem', 'slem6.0', '', 6, 0)),
+    ('suse-based without a base product: os-release decides',
+     suse_root('suse-based', b'', 0, 0, ID='sles', VERSION_ID='15.3'),
+     ('sles', 'sle15sp3', '', 15, 3)),
+    ('suse-based SLES 11 (SuSE-release, no os-release)',
+     suse_root('suse-based', prod('SUSE_SLES', '11'), 11, 4),
+     ('sles', 'sles11sp4', '', 11, 4)),
+    ('suse-based, nothing else known', suse_root('suse-based', b'', 0, 0),
+     ('suse-based', 'unknown', '', 0, 0)),
+    ('os-release only: HPC', suse_root('unknown', b'', 0, 0,
+                                       ID='sle_hpc', VERSION_ID='15.6'),
+     ('sles', 'sle15sp6', 'HPC', 15, 6)),
+    ('os-release only: SLE Micro', suse_root('unknown', b'', 0, 0,
+                                             ID='sle-micro',
+                                             VERSION_ID='5.5'),
+     ('slem', 'slem5.5', '', 5, 5)),
+    ('a base product planted on Ubuntu changes nothing',
+     suse_root('ubuntu', prod('SLES_SAP'), 22, 4, ID='ubuntu'),
+     ('ubuntu', 'ubuntu22.04', '', 22, 4)),
+    ('unknown base product name', suse_root('sles', prod('SUSE-Manager'),
+                                            ID='sles'),
+     ('sles', 'sle15sp5', '', 15, 5)),
+    ('openSUSE Leap', suse_root('opensuse', prod('Leap', '15.5'),
+                                ID='opensuse-leap'),
+     ('opensuse', 'opensuse15.5', '', 15, 5)),
+]
+
+
+@pytest.mark.parametrize('name, root, expected', SUSE_CASES,
+                         ids=[c[0] for c in SUSE_CASES])
+def test_suse_products(name, root, expected):
+    rec = normalise(root)
+    assert rec.status == 'ok'
+    assert (rec.os_distro, rec.os_info, rec.os_edition,
+            rec.os_version_major, rec.os_version_minor) == expected
+    assert_clean(rec)
+
+
+def test_suse_summary_names_a_product_without_os_release():
+    rec = normalise(suse_root('suse-based', prod(
+        'SLES_SAP', summary='SUSE Linux Enterprise Server for SAP '
+        'Applications 15 SP5'), 0, 0))
+    assert rec.os_product_name == ('SUSE Linux Enterprise Server for SAP '
+                                   'Applications 15 SP5')
+    assert (rec.os_distro, rec.os_edition) == ('sles', 'SAP')
+
+
+@pytest.mark.parametrize('data', [
+    b'',
+    b'not xml',
+    b'<product><name>SLES',                                  # truncated
+    b'<other><name>SLES</name></other>',
+    b'<!DOCTYPE p [<!ENTITY x "SLES_SAP">]><product><name>&x;</name>'
+    b'</product>',
+    b'<!DOCTYPE p SYSTEM "file:///etc/passwd"><product/>',
+    b'<product><name/></product>',
+    None,
+    'SLES',
+])
+def test_unusable_base_product_is_ignored(data):
+    product = F.parse_suse_product(data)
+    assert product.get('name') in (None, '')
+    rec = normalise(suse_root('sles', data, ID='sles'))
+    assert (rec.os_distro, rec.os_edition) == ('sles', '')
+
+
+def test_base_product_fields_are_cleaned():
+    rec = normalise(suse_root('suse-based', prod(
+        'SLES_SAP', summary='SLES\u202e for\u200b SAP\t' + 'x' * 1000), 0, 0))
+    assert rec.os_edition == 'SAP'
+    assert len(rec.os_product_name) == 255
+    assert_clean(rec)
+
+
+@pytest.mark.parametrize('roots, chosen', [
+    # A SLE Micro or HPC root is a licensed one.
+    ([linux_root('ubuntu', 22, 4, device='/dev/sda1'),
+      suse_root('unknown', prod('SLE-Micro', '5.4'), 0, 0)], 1),
+])
+def test_suse_root_weighs_as_licensed(roots, chosen):
+    assert F.choose_root(roots) is roots[chosen]

@@ -402,10 +402,13 @@ def vocabulary():
     return {
         'os_edition': ({facts.windows_edition(i, server=True)
                         for i in server_ids} |
-                       {facts.linux_edition('sles', {'ID': 'sles_sap'})}),
+                       {facts.linux_edition('sles', {'ID': 'sles_sap'}),
+                        facts.linux_edition('sles', {'ID': 'sle_hpc'})}),
         'sql_server_edition': {facts.sql_edition(r)[1] for r in sql_raw},
         'os_distro': {facts.linux_distro('rhel', {})[0],
-                      facts.linux_distro('unknown', {'ID': 'sles'})[0]},
+                      facts.linux_distro('unknown', {'ID': 'sles'})[0],
+                      facts.linux_distro('suse-based',
+                                         {'ID': 'sle-micro'})[0]},
         'os_inspection_status': set(record.STATUSES),
     }
 

@@ -228,6 +228,47 @@ def test_vcpu_volume_and_fallback(make_pollster, flavor_vcpus, domain_vcpus,
     assert s.volume == expected
 
 
+FLAVORS = [
+    ('none', None, 0),
+    ('empty', {}, 0),
+    ('vcpus only', {'vcpus': 2}, 0),
+    ('no disk sizes', {'name': 'm1', 'vcpus': 2, 'ram': 512}, 512),
+    ('garbage values', {'name': None, 'vcpus': 2, 'ram': 'lots',
+                        'disk': None, 'ephemeral': True}, 0),
+    ('complete', {'name': 'm1', 'id': '2', 'vcpus': 2, 'ram': 512,
+                  'disk': 1, 'ephemeral': 0, 'swap': 0}, 512),
+]
+
+
+@pytest.mark.parametrize('name, flavor, ram', FLAVORS,
+                         ids=[f[0] for f in FLAVORS])
+def test_a_missing_or_partial_flavor_never_costs_the_sample(
+        make_pollster, name, flavor, ram):
+    p, _, _ = make_pollster([FakeDomain(UUIDS[0], vcpus=3)])
+    inst = make_instance(UUIDS[0])
+    inst.flavor = flavor
+    samples = poll(p, [inst])
+    assert len(samples) == 1
+    expected_vcpus = (flavor or {}).get('vcpus') or 3
+    assert samples[0].volume == expected_vcpus
+    md = samples[0].resource_metadata
+    assert md['vcpus'] == expected_vcpus and md['memory_mb'] == ram
+    assert md['os_inspection_status'] == 'pending'
+
+
+@pytest.mark.parametrize('flavor, vcpus, expected', [
+    (None, 2, {'name': '', 'ram': 0, 'disk': 0, 'ephemeral': 0,
+               'vcpus': 2}),
+    ({'name': 'x', 'ram': '512', 'disk': 1, 'ephemeral': 0, 'id': '9'}, 4,
+     {'name': 'x', 'ram': '512', 'disk': 1, 'ephemeral': 0, 'id': '9',
+      'vcpus': 4}),
+    ('m1.small', 1, {'name': '', 'ram': 0, 'disk': 0, 'ephemeral': 0,
+                     'vcpus': 1}),
+])
+def test_complete_flavor(flavor, vcpus, expected):
+    assert pollster_mod.complete_flavor(flavor, vcpus) == expected
+
+
 def test_shut_off_instances_follow_ceilometer_convention(make_pollster):
     domains = [FakeDomain(UUIDS[0]), FakeDomain(UUIDS[1], state=SHUTOFF),
                FakeDomain(UUIDS[2], state=PAUSED)]
@@ -376,3 +417,60 @@ def test_persistent_disconnection_is_logged_not_raised(make_pollster,
 
     inspector.connection.lookupByUUIDString = lookup
     assert poll(p, [make_instance(UUIDS[0])]) == []
+
+
+# -- double metering --------------------------------------------------------
+
+METER = 'compute.instance.os.metadata'
+
+DEFINITION_FILES = [
+    # name, files {name: text}, expected duplicates
+    ('ours in compute', {'os.yaml': '- name: %s\n  namespaces: compute\n'
+                         % METER}, ['os.yaml']),
+    ('ours in a list of namespaces',
+     {'a.yaml': '- name: other\n  namespaces: [compute]\n'
+                '- name: %s\n  namespaces: [central, compute]\n' % METER},
+     ['a.yaml']),
+    ('ours in central only (another agent)',
+     {'os.yaml': '- name: %s\n  namespaces: central\n' % METER}, []),
+    ('ours without namespaces (central by default)',
+     {'os.yaml': '- name: %s\n' % METER}, []),
+    ('another meter', {'x.yaml': '- name: cpu\n  namespaces: compute\n'},
+     []),
+    ('not *.yaml', {'os.yml': '- name: %s\n  namespaces: compute\n'
+                    % METER}, []),
+    ('broken YAML', {'bad.yaml': '- name: [\n'}, []),
+    ('not a list', {'odd.yaml': 'name: %s\n' % METER}, []),
+    ('two files', {'b.yaml': '- {name: %s, namespaces: compute}\n' % METER,
+                   'a.yaml': '- {name: %s, namespaces: compute}\n' % METER},
+     ['a.yaml', 'b.yaml']),
+]
+
+
+@pytest.mark.parametrize('name, files, expected', DEFINITION_FILES,
+                         ids=[d[0] for d in DEFINITION_FILES])
+def test_dynamic_duplicates(tmp_path, name, files, expected):
+    for filename, text in files.items():
+        (tmp_path / filename).write_text(text)
+    found = pollster_mod.dynamic_duplicates(
+        METER, [str(tmp_path), str(tmp_path / 'missing')])
+    assert found == [str(tmp_path / f) for f in expected]
+
+
+def test_pollster_refuses_to_load_next_to_a_dynamic_twin(conf, tmp_path,
+                                                         monkeypatch,
+                                                         caplog):
+    twin = tmp_path / 'ceilometer_os_pollster.yaml'
+    twin.write_text('- name: %s\n  namespaces: compute\n' % METER)
+    conf.set_override('pollsters_definitions_dirs', [str(tmp_path)])
+    inspector_factory = mock.Mock()
+    monkeypatch.setattr(compute_pollsters.GenericComputePollster,
+                        '_get_inspector', staticmethod(inspector_factory))
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(plugin_base.ExtensionLoadError):
+            pollster_mod.OSMetadataPollster(conf)
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert str(twin) in errors[0] and 'metered twice' in errors[0]
+    inspector_factory.assert_not_called()

@@ -29,7 +29,8 @@ def ok(instance_id, fingerprint='fp1', **fields):
     values = dict(instance_id=instance_id, status=record_mod.STATUS_OK,
                   os_family='windows', os_distro='windows',
                   os_info='win2k22', os_edition='Datacenter',
-                  fingerprint=fingerprint)
+                  fingerprint=fingerprint,
+                  inspected_at=record_mod.utc_timestamp())
     values.update(fields)
     return record_mod.OSRecord(**values)
 
@@ -47,7 +48,8 @@ def unknown(instance_id, fingerprint='fp1'):
 
 SETTINGS = sched.Settings(concurrency=1, record_ttl=1000,
                           record_ttl_jitter=0.1, retry_initial_delay=100,
-                          retry_max_delay=1000, forget_after=86400,
+                          retry_max_delay=1000, unknown_retry_max_delay=700,
+                          carry_over_max_age=5000, forget_after=86400,
                           inspection_deadline=30)
 
 
@@ -156,38 +158,60 @@ def entry_of(rec, expires_at=NOW + 50, failures=0, retry_at=0.0):
                            last_seen=NOW)
 
 
+# Fingerprints as drives.fingerprint makes them: <disks>-<qemu run>.
+FP = 'a' * 16 + '-' + '1' * 16
+RESTARTED = 'a' * 16 + '-' + '2' * 16      # same disks, new qemu run
+REBUILT = 'b' * 16 + '-' + '2' * 16        # new boot disk or image
+
 DECISIONS = [
-    ('never inspected', None, 'fp1', sched.NEW),
-    ('fresh', entry_of(ok(iid(1))), 'fp1', None),
-    ('fingerprint changed', entry_of(ok(iid(1))), 'fp2', sched.INVALIDATED),
-    ('expired', entry_of(ok(iid(1)), expires_at=NOW), 'fp1', sched.REFRESH),
-    ('expired and changed', entry_of(ok(iid(1)), expires_at=NOW - 1),
-     'fp2', sched.INVALIDATED),
-    ('encrypted fresh', entry_of(ok(iid(1), status='encrypted')), 'fp1',
-     None),
-    ('failed in backoff', entry_of(failed(iid(1)), failures=1,
-                                   retry_at=NOW + 1), 'fp1', None),
-    ('failed in backoff, changed', entry_of(failed(iid(1)), failures=1,
-                                            retry_at=NOW + 1), 'fp2', None),
-    ('failed, retry due', entry_of(failed(iid(1)), failures=3,
-                                   retry_at=NOW), 'fp1', sched.REFRESH),
-    ('failed, retry due, changed', entry_of(failed(iid(1)), failures=1,
-                                            retry_at=NOW), 'fp2',
+    # name, entry, job fingerprint, settled, expected
+    ('no record at start-up: backlog', None, FP, False, sched.NEW),
+    ('no record after start-up: arrival', None, FP, True, sched.ARRIVED),
+    ('fresh', entry_of(ok(iid(1), FP)), FP, True, None),
+    ('fresh, first cycle', entry_of(ok(iid(1), FP)), FP, False, None),
+    ('qemu restarted', entry_of(ok(iid(1), FP)), RESTARTED, True,
      sched.INVALIDATED),
-    ('unknown in backoff', entry_of(unknown(iid(1)), failures=2,
-                                    retry_at=NOW + 5), 'fp1', None),
-    ('good record kept after failure, backoff',
-     entry_of(ok(iid(1)), expires_at=NOW - 5, failures=1,
-              retry_at=NOW + 5), 'fp1', None),
+    ('rebuilt', entry_of(ok(iid(1), FP)), REBUILT, True, sched.INVALIDATED),
+    ('expired', entry_of(ok(iid(1), FP), expires_at=NOW), FP, True,
+     sched.REFRESH),
+    ('expired and changed', entry_of(ok(iid(1), FP), expires_at=NOW - 1),
+     REBUILT, True, sched.INVALIDATED),
+    ('encrypted fresh', entry_of(ok(iid(1), FP, status='encrypted')), FP,
+     True, None),
+    ('failed in backoff', entry_of(failed(iid(1), fingerprint=FP),
+                                   failures=1, retry_at=NOW + 1), FP, True,
+     None),
+    ('failed, retry due', entry_of(failed(iid(1), fingerprint=FP),
+                                   failures=3, retry_at=NOW), FP, True,
+     sched.REFRESH),
+    ('unknown in backoff', entry_of(unknown(iid(1), FP), failures=2,
+                                    retry_at=NOW + 5), FP, True, None),
+    # A change is never held back by a backoff.
+    ('failed in backoff, changed', entry_of(
+        failed(iid(1), fingerprint=FP), failures=1, retry_at=NOW + 9999),
+     RESTARTED, True, sched.INVALIDATED),
+    ('unknown in backoff, rebuilt', entry_of(
+        unknown(iid(1), FP), failures=6, retry_at=NOW + 9999),
+     REBUILT, True, sched.INVALIDATED),
+    ('carried over in backoff', entry_of(
+        ok(iid(1), FP), expires_at=NOW - 5, failures=1, retry_at=NOW + 5),
+     FP, True, None),
+    ('carried over in backoff, rebuilt', entry_of(
+        ok(iid(1), FP), expires_at=NOW - 5, failures=1, retry_at=NOW + 5),
+     REBUILT, True, sched.INVALIDATED),
 ]
 
 
-@pytest.mark.parametrize('name, entry, fingerprint, expected', DECISIONS,
-                         ids=[d[0] for d in DECISIONS])
-def test_decide(name, entry, fingerprint, expected):
+@pytest.mark.parametrize('name, entry, fingerprint, settled, expected',
+                         DECISIONS, ids=[d[0] for d in DECISIONS])
+def test_decide(name, entry, fingerprint, settled, expected):
     j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
                              domain_xml='', fingerprint=fingerprint)
-    assert sched.decide(entry, j, NOW) == expected
+    assert sched.decide(entry, j, NOW, settled) == expected
+
+
+def test_priorities_most_urgent_first():
+    assert (sched.ARRIVED < sched.NEW < sched.INVALIDATED < sched.REFRESH)
 
 
 @pytest.mark.parametrize('failures, expected', [
@@ -232,33 +256,115 @@ def test_next_entry_failures_back_off():
     assert previous.record.reason == 'deadline'
 
 
-def test_next_entry_failure_keeps_good_record_for_one_ttl():
-    good = entry_of(ok(iid(1)), expires_at=NOW - 10)
-    kept = sched.next_entry(good, failed(iid(1)), NOW, SETTINGS, 0.5)
-    assert kept.record == good.record
-    assert kept.failures == 1 and kept.retry_at == NOW + 100
-    later = NOW - 10 + SETTINGS.record_ttl
-    replaced = sched.next_entry(kept, failed(iid(1)), later, SETTINGS, 0.5)
-    assert replaced.record.status == 'failed'
-    assert replaced.failures == 2
+def at(seconds):
+    """utc_timestamp of a fake-clock time."""
+    import datetime
+    return record_mod.utc_timestamp(datetime.datetime.fromtimestamp(
+        seconds, datetime.timezone.utc))
 
 
-def test_unknown_backs_off_up_to_the_record_ttl():
-    settings = dataclasses.replace(SETTINGS, record_ttl=5000,
-                                   retry_max_delay=1000)
-    previous = None
-    delays = []
-    for _ in range(8):
-        previous = sched.next_entry(previous, unknown(iid(1)), NOW,
+GOOD = ok(iid(1), FP, inspected_at=at(NOW - 100))
+GOOD_ENCRYPTED = GOOD.replace(status='encrypted', os_family='unknown',
+                              reason='1 LUKS volume')
+
+
+def failed_fp(fingerprint, reason='deadline'):
+    return failed(iid(1), reason, fingerprint=fingerprint)
+
+
+CARRY_OVER = [
+    # name, previous entry, new result, now, carried?
+    ('torn read of the same disk', entry_of(GOOD),
+     unknown(iid(1), FP), NOW, True),
+    ('appliance failure, same disk', entry_of(GOOD), failed_fp(FP), NOW,
+     True),
+    ('after a qemu restart', entry_of(GOOD), unknown(iid(1), RESTARTED),
+     NOW, True),
+    ('encrypted record', entry_of(GOOD_ENCRYPTED), unknown(iid(1), FP),
+     NOW, True),
+    ('again while carried over', entry_of(
+        GOOD.replace(reason='carried over from x; latest inspection y'),
+        failures=3, retry_at=NOW), failed_fp(FP, 'torn'), NOW, True),
+    ('rebuilt: unknown is believed', entry_of(GOOD),
+     unknown(iid(1), REBUILT), NOW, False),
+    ('rebuilt: failure is published', entry_of(GOOD), failed_fp(REBUILT),
+     NOW, False),
+    ('good facts too old', entry_of(GOOD), unknown(iid(1), FP),
+     NOW - 100 + 5000, False),
+    ('good facts of unknown age', entry_of(GOOD.replace(inspected_at='')),
+     unknown(iid(1), FP), NOW, False),
+    ('good facts dated a year ahead (clock was wrong)',
+     entry_of(GOOD.replace(inspected_at=at(NOW + 365 * 86400))),
+     unknown(iid(1), FP), NOW, False),
+    ('good facts dated a minute ahead (clock skew)',
+     entry_of(GOOD.replace(inspected_at=at(NOW + 60))),
+     unknown(iid(1), FP), NOW, True),
+    ('previous not good', entry_of(unknown(iid(1), FP), failures=1),
+     failed_fp(FP), NOW, False),
+    ('no previous record', None, failed_fp(FP), NOW, False),
+]
+
+
+@pytest.mark.parametrize('name, previous, result, now, carried', CARRY_OVER,
+                         ids=[c[0] for c in CARRY_OVER])
+def test_next_entry_carry_over(name, previous, result, now, carried):
+    new = sched.next_entry(previous, result, now, SETTINGS, 0.5)
+    assert new.failures == (previous.failures if previous else 0) + 1
+    # Whatever is kept, the backoff (not an invalidation) decides next.
+    assert new.record.fingerprint == result.fingerprint
+    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
+                             domain_xml='', fingerprint=result.fingerprint)
+    assert sched.decide(new, j, now) is None
+    if carried:
+        good = previous.record
+        assert new.record == good.replace(
+            fingerprint=result.fingerprint, reason=new.record.reason)
+        assert new.record.reason == (
+            'carried over from the inspection of %s; latest inspection '
+            '%s: %s' % (good.inspected_at, result.status, result.reason))
+    else:
+        assert new.record == result
+
+
+def test_carry_over_disabled_with_zero_age():
+    settings = dataclasses.replace(SETTINGS, carry_over_max_age=0)
+    new = sched.next_entry(entry_of(GOOD), unknown(iid(1), FP), NOW,
+                           settings, 0.5)
+    assert new.record.status == 'unknown'
+
+
+def test_carried_over_until_a_good_result():
+    entry = entry_of(GOOD)
+    for n in range(1, 4):
+        entry = sched.next_entry(entry, unknown(iid(1), FP), NOW + n,
+                                 SETTINGS, 0.5)
+        assert entry.record.status == 'ok' and entry.failures == n
+    back = sched.next_entry(entry, ok(iid(1), FP, os_edition='Standard'),
+                            NOW + 9, SETTINGS, 0.5)
+    assert back.failures == 0 and back.record.reason == ''
+    assert back.record.os_edition == 'Standard'
+
+
+@pytest.mark.parametrize('status, caps', [
+    # unknown: its own cap, below (not up to) the record TTL.
+    ('unknown', [100, 200, 400, 700, 700, 700]),
+    ('failed', [100, 200, 400, 800, 1000, 1000]),
+])
+def test_backoff_caps_per_status(status, caps):
+    settings = dataclasses.replace(SETTINGS, record_ttl=50000)
+    make_result = unknown if status == 'unknown' else (
+        lambda i, fp: failed(i, fingerprint=fp))
+    previous, delays = None, []
+    for _ in caps:
+        previous = sched.next_entry(previous, make_result(iid(1), FP), NOW,
                                     settings, 0.5)
         delays.append(previous.retry_at - NOW)
-    assert delays == [100, 200, 400, 800, 1600, 3200, 5000, 5000]
+    assert delays == caps
 
 
-def test_next_entry_unknown_replaces_good_record():
-    good = entry_of(ok(iid(1)), expires_at=NOW - 10)
-    new = sched.next_entry(good, unknown(iid(1)), NOW, SETTINGS, 0.5)
-    assert new.record.status == 'unknown' and new.failures == 1
+def test_horizon_covers_every_time_the_policy_writes():
+    assert SETTINGS.horizon == 1100
+    assert dataclasses.replace(SETTINGS, retry_max_delay=5000).horizon == 5000
 
 
 @pytest.mark.parametrize('rec, expected', [
@@ -488,7 +594,9 @@ def test_failure_keeps_serving_good_record(make, cache, clock, caplog):
     scheduler, fake = make(FakeEngine(lambda j: failed(j.instance_id)))
     scheduler.lookup(job(1))
     wait_idle(scheduler)
-    assert scheduler.lookup(job(1)).status == 'ok'
+    served = scheduler.lookup(job(1))
+    assert served.status == 'ok'
+    assert served.reason.startswith('carried over from the inspection of')
     assert scheduler.cache.get(iid(1)).failures == 1
     assert any('still serving the previous ok record' in r.getMessage()
                for r in caplog.records)
@@ -679,3 +787,68 @@ def test_lookup_never_waits_for_a_slow_disk(make, cache, monkeypatch):
     release.set()
     wait_idle(scheduler)
     assert scheduler.lookup(job(1)).status == 'ok'
+
+
+def test_arrival_is_inspected_before_backlog_and_due_records(make, cache,
+                                                             clock):
+    for n in (10, 11):
+        cache.put(entry_of(ok(iid(n)), expires_at=clock.now - 1))
+    scheduler, fake = make()
+    fake.hold()
+    scheduler.lookup(job(1))            # first cycle: taken at once
+    fake.wait_entered()
+    for n in (2, 3, 10, 11):            # backlog NEW, due REFRESH
+        scheduler.lookup(job(n))
+    scheduler.end_cycle([iid(n) for n in (1, 2, 3, 10, 11)])
+    assert scheduler.lookup(job(50)).status == 'pending'   # arrived
+    fake.release()
+    wait_idle(scheduler)
+    assert fake.ids() == [iid(1), iid(50), iid(2), iid(3), iid(10),
+                          iid(11)]
+
+
+def test_rebuilt_unknown_instance_is_inspected_despite_backoff(make, cache,
+                                                               clock):
+    cache.put(entry_of(unknown(iid(1), FP), failures=5,
+                       retry_at=clock.now + 9999))
+    scheduler, fake = make()
+    assert scheduler.lookup(job(1, FP)).status == 'unknown'
+    assert scheduler.stats()['queued'] == 0
+    assert scheduler.lookup(job(1, REBUILT)).status == 'unknown'
+    wait_idle(scheduler)
+    assert fake.ids() == [iid(1)]
+    served = scheduler.lookup(job(1, REBUILT))
+    assert served.status == 'ok' and served.fingerprint == REBUILT
+
+
+def test_scheduler_clamps_cache_times_to_its_horizon(cache, clock, make):
+    far = clock.now + 365 * 86400
+    cache.put(entry_of(ok(iid(1)), expires_at=far).replace(last_seen=far))
+    make()
+    entry = cache.get(iid(1))
+    assert entry.expires_at == clock.now + SETTINGS.horizon
+    assert entry.last_seen == clock.now
+
+
+def test_result_written_after_a_write_underneath_decides_again(make, cache,
+                                                               clock):
+    # A writer that ignores the lock (an older version) stores a good
+    # record while our inspection runs; ours then fails transiently.
+    other = cache_mod.RecordCache(cache.directory, clock=clock)
+
+    def answer(j):
+        other.load()
+        other.put(entry_of(ok(j.instance_id, j.fingerprint,
+                              os_edition='Standard')))
+        return unknown(j.instance_id, j.fingerprint)
+
+    scheduler, fake = make(FakeEngine(answer))
+    scheduler.lookup(job(1))
+    wait_idle(scheduler)
+    # Decided again from the file as it was: the good record the other
+    # process wrote is carried over, not erased by a blind overwrite.
+    served = scheduler.lookup(job(1))
+    assert served.status == 'ok' and served.os_edition == 'Standard'
+    assert served.reason.startswith('carried over')
+    reread = cache_mod.RecordCache(cache.directory, clock=clock).get(iid(1))
+    assert reread.record == served and reread.failures == 1
