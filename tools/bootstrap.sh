@@ -22,7 +22,7 @@ DEBS=(
   libvirt-daemon-system libvirt-clients
   ntfs-3g libwin-hivex-perl cryptsetup-bin cryptsetup
   e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
-  qemu-block-extra sudo
+  qemu-block-extra sudo libfuse2
 )
 
 log() { echo "bootstrap: $*" >&2; }

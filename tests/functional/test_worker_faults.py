@@ -10,7 +10,9 @@ Appliance launches: 2 healthy + 1 killed + 1 after it.
 """
 
 import os
+import pathlib
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +30,7 @@ from tests.rig import rig as rig_mod
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 DEADLINE = 120          # a healthy TCG inspection takes 30-60 s
 POLL_EVERY = 3
 
@@ -49,6 +52,11 @@ def leftovers():
     return sorted(pid for marker in (b'qemu', b'.worker')
                   for pid in H.proc_children(os.getpid(), marker)
                   if H.alive(pid))
+
+
+def _parent(pid):
+    with open('/proc/%d/stat' % pid, 'rb') as f:
+        return int(f.read().rsplit(b')', 1)[1].split()[1])
 
 
 def _until(predicate, timeout):
@@ -139,7 +147,10 @@ def test_killed_and_raising_workers_are_failed_records(tmp_path):
     try:
         assert _until(lambda: H.proc_children(os.getpid(), b'-kernel'),
                       300), 'no appliance started'
-        workers = H.proc_children(os.getpid(), b'.worker')
+        # Our direct child; libguestfs' recovery process, forked by the
+        # worker, has the same command line.
+        workers = [pid for pid in H.proc_children(os.getpid(), b'.worker')
+                   if _parent(pid) == os.getpid()]
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
     finally:
@@ -180,3 +191,61 @@ def _conf_of(tmp_root):
     conf([])
     conf.set_override('tmp_dir', str(tmp_root), options.GROUP)
     return conf
+
+
+@pytest.fixture
+def stuck_fs(tmp_path):
+    """A FUSE mount whose disk.raw never answers a look-up; the daemon is
+    killed (and the mount dropped) at the end, which frees whatever is
+    blocked on it."""
+    mountpoint = tmp_path / 'stuck'
+    mountpoint.mkdir()
+    daemon = subprocess.Popen([sys.executable, '-m', 'tests.rig.stuckfs',
+                               str(mountpoint)], cwd=REPO)
+    try:
+        assert _until(lambda: os.path.ismount(mountpoint), 30), \
+            'FUSE mount did not appear (is /dev/fuse usable?)'
+        yield mountpoint / 'disk.raw'
+    finally:
+        daemon.kill()
+        daemon.wait(30)
+        subprocess.run(['umount', '-l', str(mountpoint)], check=False,
+                       stderr=subprocess.DEVNULL)
+
+
+def test_disk_on_storage_that_never_answers_costs_only_a_deadline(
+        tmp_path, stuck_fs, caplog):
+    tmp_root = tmp_path / 'tmp'
+    tmp_root.mkdir()
+    engine = H.make_engine(tmp_root)
+    engine.deadline = 30
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=ticker, daemon=True)
+    thread.start()
+    try:
+        rec = engine.inspect(H.job('stuck', H.DISK.format(path=stuck_fs)))
+    finally:
+        stop.set()
+        thread.join()
+    assert (rec.status, rec.reason) == (
+        'failed', 'deadline: inspection killed after 30 s while opening '
+        'disks')
+    # The worker sits in the kernel waiting for the file system: even
+    # SIGKILL cannot end it, yet the call returned, said so once, and the
+    # agent's other threads ran all along (no gap in the ticks).
+    lingering = [r for r in caplog.records if r.levelname == 'ERROR'
+                 and 'did not die after SIGKILL' in r.getMessage()]
+    assert len(lingering) == 1
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 5
+    assert list(tmp_root.iterdir()) == []
+    # The slot is free: the next inspection runs while that worker is
+    # still stuck.
+    rec = engine.inspect(H.job('after-stuck', ''))
+    assert (rec.status, rec.reason) == ('unknown', 'no disk to inspect')
