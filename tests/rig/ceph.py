@@ -546,9 +546,9 @@ log file =
         caps = self.caps(name)
         secret = self._tool(['ceph-authtool', '--gen-print-key']).strip()
         keyring = self.dir / 'keys' / ('client.%s.rotated' % name)
-        _write_private(keyring, keyring_text(name, secret))
+        _write_private(keyring, keyring_text(name, secret) + ''.join(
+            '\tcaps %s = "%s"\n' % item for item in sorted(caps.items())))
         self.run(['ceph', 'auth', 'import', '-i', str(keyring)])
-        self.set_caps(name, caps)
         return User(name, secret, str(keyring))
 
     def caps(self, name):

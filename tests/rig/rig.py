@@ -639,14 +639,16 @@ def disk_checksums(rig):
     return {path: disks_mod.sha256(path) for path in paths}
 
 
-def rbd_usage(rig, cluster):
+def rbd_usage(rig, cluster, sources=None):
     """{pool/image: {'sha256', 'watchers', 'locks', 'snapshots'}} of every
-    rbd disk behind the domains: the "the inspector never writes, and
-    leaves nothing behind" invariant for Ceph."""
+    rbd disk behind the domains (or only of ``sources``): the "the
+    inspector never writes, and leaves nothing behind" invariant for
+    Ceph."""
     found = {}
     for domain in rig.domains:
         for disk in domain.disks:
-            if disk.protocol == 'rbd' and disk.source not in found:
+            if disk.protocol == 'rbd' and disk.source not in found and (
+                    sources is None or disk.source in sources):
                 facts = cluster.usage(disk.pool, disk.image)
                 facts['sha256'] = cluster.export_sha256(disk.pool,
                                                         disk.image)
