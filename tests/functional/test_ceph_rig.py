@@ -9,8 +9,11 @@ rbd disks, the read-only user reads every byte but cannot change any,
 exports are stable, and no key shows in any process.
 """
 
+import base64
+import json
 import subprocess
 
+from lxml import etree
 import pytest
 
 from ceilometer_os_pollster import drives
@@ -54,6 +57,29 @@ def test_reader_caps_are_read_only_on_data_and_name_each_pool():
         'profile rbd-read-only pool=vms, allow rw pool=vms object_prefix '
         'rbd_header., profile rbd-read-only pool=volumes, allow rw '
         'pool=volumes object_prefix rbd_header.')
+
+
+def test_ceph_secret_xml_is_a_readable_ceph_secret():
+    secret = etree.fromstring(domains.ceph_secret_xml(
+        'a-uuid', 'client.nova secret'))
+    assert (secret.get('ephemeral'), secret.get('private')) == ('no', 'no')
+    assert secret.findtext('uuid') == 'a-uuid'
+    assert secret.find('usage').get('type') == 'ceph'
+    assert secret.findtext('usage/name') == 'client.nova secret'
+
+
+def test_qemu_source_names_user_and_conf_never_a_key():
+    source = ceph_mod.qemu_source('vms', 'x_disk', 'reader', '/p/c.conf')
+    assert source.startswith('json:')
+    assert json.loads(source[5:]) == {
+        'driver': 'raw', 'file': {'driver': 'rbd', 'pool': 'vms',
+                                  'image': 'x_disk', 'user': 'reader',
+                                  'conf': '/p/c.conf'}}
+
+
+def test_key_forms_are_the_text_and_the_raw_secret():
+    key = base64.b64encode(bytes(range(28))).decode()
+    assert ceph_mod.key_forms(key) == (key.encode(), bytes(range(28)))
 
 
 # -- live -----------------------------------------------------------------
