@@ -3,9 +3,11 @@
 Owns the life of a set of test instances under one work directory: their
 disks in nova's places (``instances/<uuid>/disk``, ``_base/<sha1>``,
 ``volumes/<id>`` for block and nbd volumes), the libvirt domains, loop
-devices and nbd servers behind them, and a state file (``rig.json``) that
-lets another process (``python -m tests.rig down``) undo it all.  Only
-what the state file lists is ever removed.
+devices and nbd servers behind them, the rbd images and libvirt
+``ceph`` secrets of rbd instances (on a tests.rig.ceph cluster), and a
+state file (``rig.json``) that lets another process (``python -m
+tests.rig down``) undo it all.  Only what the state file lists is ever
+removed.
 
 The daemons are not this module's business: call
 ``libvirtd.ensure_daemons()`` first.
