@@ -264,8 +264,9 @@ log file =
 
     def _build(self):
         """First start: keys, monmap, mon and OSD filesystems."""
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise CephError('%s is not empty: a new cluster needs a '
+                            'directory of its own' % self.dir)
         for sub in ('run', 'log', 'mon', 'osd', 'mgr', 'keys'):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
