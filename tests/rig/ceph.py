@@ -489,8 +489,8 @@ log file =
         return {'mon.' + MON_ID, 'osd.%d' % OSD_ID} <= self._alive()
 
     def _save(self):
-        if not self.dir.exists():
-            return
+        if not self.conf.exists():
+            return      # not a cluster (yet): write nothing there
         state = {'fsid': self.fsid, 'v2_port': self.v2_port,
                  'v1_port': self.v1_port, 'with_mgr': self.with_mgr,
                  'daemons': self._daemons,
