@@ -1,10 +1,12 @@
 #!/bin/bash
 # Install everything ceilometer-os-pollster needs on a Debian 12 host,
 # idempotently: Debian packages (libguestfs and its appliance kernel,
-# qemu, libvirt, image-building tools), then a venv on /usr/bin/python3
-# with system site-packages (python3-guestfs/python3-libvirt are only
-# built for that interpreter), Ceilometer from PyPI and this package in
-# editable mode with its test tools.  Quick when everything is present.
+# qemu, libvirt, image-building tools, and Ceph's mon, OSD and client
+# tools for the test rig's one-node cluster), then a venv on
+# /usr/bin/python3 with system site-packages (python3-guestfs/
+# python3-libvirt are only built for that interpreter), Ceilometer from
+# PyPI and this package in editable mode with its test tools.  Quick
+# when everything is present.
 #
 # Usage: tools/bootstrap.sh            (venv at ./.venv)
 #        VENV=/path tools/bootstrap.sh
@@ -23,6 +25,7 @@ DEBS=(
   ntfs-3g libwin-hivex-perl cryptsetup-bin cryptsetup
   e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
   qemu-block-extra sudo libfuse2
+  ceph-mon ceph-osd ceph-common ceph-base
 )
 
 log() { echo "bootstrap: $*" >&2; }

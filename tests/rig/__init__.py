@@ -2,9 +2,10 @@
 
 ``ensure_daemons()`` starts virtlogd/libvirtd when needed, ``Rig`` makes
 instances with nova's disk layouts and nova metadata, ``disk_checksums``
-fingerprints every byte behind them.  Importing this package has no side
-effects and does not need libvirt.  ``python -m tests.rig`` drives it
-from a shell.
+fingerprints every byte behind them; ``ceph.Cluster`` is a private
+one-node Ceph cluster for rbd instances (``Rig.add_rbd``).  Importing
+this package has no side effects and does not need libvirt.  ``python
+-m tests.rig`` drives it from a shell.
 """
 
 from tests.rig.domains import Flavor  # noqa: F401

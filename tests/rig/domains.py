@@ -61,11 +61,14 @@ def flavor_for(vcpus):
 
 @dataclasses.dataclass(frozen=True)
 class Disk:
-    """One ``<disk>``: kind is file, block or network (nbd).
+    """One ``<disk>``: kind is file, block or network (nbd or rbd).
 
-    ``source`` is the file, the device, or the nbd export name; a cdrom
-    with ``source=''`` is an empty drive.  ``serial`` is the volume id
-    nova puts on attached volumes.
+    ``source`` is the file, the device, the nbd export name or rbd's
+    ``pool/image``; a cdrom with ``source=''`` is an empty drive.
+    ``serial`` is the volume id nova puts on attached volumes.  rbd disks
+    list their monitors in ``hosts`` ((name, port) pairs, in order) and
+    authenticate as ``auth_username`` with the libvirt ``ceph`` secret
+    ``secret_uuid``, as nova writes them.
     """
 
     target: str
@@ -78,6 +81,10 @@ class Disk:
     socket: str = ''        # nbd on a unix socket instead of host:port
     serial: str = ''
     cache: str = 'none'
+    protocol: str = 'nbd'
+    hosts: tuple = ()
+    auth_username: str = ''
+    secret_uuid: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,11 +181,16 @@ def _disk(devices, disk):
     elif disk.kind == 'block':
         _sub(node, 'source', dev=disk.source)
     elif disk.kind == 'network':
-        source = _sub(node, 'source', protocol='nbd', name=disk.source)
+        source = _sub(node, 'source', protocol=disk.protocol,
+                      name=disk.source)
         if disk.socket:
             _sub(source, 'host', transport='unix', socket=disk.socket)
-        else:
-            _sub(source, 'host', name=disk.host, port=disk.port)
+        for name, port in disk.hosts or ((disk.host, disk.port),):
+            if not disk.socket:
+                _sub(source, 'host', name=name, port=port)
+        if disk.auth_username:
+            auth = _sub(node, 'auth', username=disk.auth_username)
+            _sub(auth, 'secret', type='ceph', uuid=disk.secret_uuid)
     bus = 'ide' if disk.device == DEVICE_CDROM else 'virtio'
     _sub(node, 'target', dev=disk.target, bus=bus)
     if disk.device == DEVICE_CDROM:
@@ -196,6 +208,17 @@ def _sysinfo(domain, spec):
                         ('serial', spec.uuid), ('uuid', spec.uuid),
                         ('family', 'Virtual Machine')):
         _sub(system, 'entry', value, name=name)
+
+
+def ceph_secret_xml(secret_uuid, usage_name):
+    """A libvirt ``ceph`` secret as deployers define it for nova/Cinder
+    (not private: its value can be read back with a read-write
+    connection, which is what the libvirt_secret_uri route does)."""
+    secret = etree.Element('secret', ephemeral='no', private='no')
+    _sub(secret, 'uuid', secret_uuid)
+    usage = _sub(secret, 'usage', type='ceph')
+    _sub(usage, 'name', usage_name)
+    return etree.tostring(secret, encoding='unicode')
 
 
 def domain_xml(spec):

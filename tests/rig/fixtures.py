@@ -8,10 +8,11 @@ name used as a test argument would be flagged F811.
 
 import pytest
 
+from tests.rig import ceph as ceph_mod
 from tests.rig import libvirtd
 from tests.rig import rig as rig_mod
 
-__all__ = ['libvirt_daemons', 'rig']
+__all__ = ['ceph_cluster', 'libvirt_daemons', 'rig']
 
 
 def _no_domains_left():
@@ -42,3 +43,22 @@ def rig(libvirt_daemons, tmp_path):
     with rig_mod.Rig(tmp_path / 'rig') as the_rig:
         yield the_rig
         assert the_rig.teardown() == []
+
+
+@pytest.fixture(scope='session')
+def ceph_cluster(tmp_path_factory):
+    """One real Ceph cluster (mon + memstore OSD, cephx) per session.
+
+    A machine where Ceph cannot start fails the tests that need it,
+    loudly: tools/bootstrap.sh installs what it needs.
+    """
+    cluster = ceph_mod.Cluster(tmp_path_factory.mktemp('ceph'))
+    try:
+        cluster.start()
+    except (ceph_mod.CephError, OSError) as exc:
+        problems = cluster.stop()
+        pytest.fail('a Ceph cluster cannot start here (tools/bootstrap.sh '
+                    'installs ceph-mon, ceph-osd, ceph-common, ceph-base): '
+                    '%s %s' % (exc, '; '.join(problems)), pytrace=False)
+    yield cluster
+    assert cluster.destroy() == []

@@ -3,14 +3,17 @@
 Owns the life of a set of test instances under one work directory: their
 disks in nova's places (``instances/<uuid>/disk``, ``_base/<sha1>``,
 ``volumes/<id>`` for block and nbd volumes), the libvirt domains, loop
-devices and nbd servers behind them, and a state file (``rig.json``) that
-lets another process (``python -m tests.rig down``) undo it all.  Only
-what the state file lists is ever removed.
+devices and nbd servers behind them, the rbd images and libvirt
+``ceph`` secrets of rbd instances (on a tests.rig.ceph cluster), and a
+state file (``rig.json``) that lets another process (``python -m
+tests.rig down``) undo it all.  Only what the state file lists is ever
+removed.
 
 The daemons are not this module's business: call
 ``libvirtd.ensure_daemons()`` first.
 """
 
+import base64
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -23,6 +26,7 @@ import uuid as uuid_mod
 
 from lxml import etree
 
+from tests.rig import ceph as ceph_mod
 from tests.rig import disks as disks_mod
 from tests.rig import domains
 from tests.rig import libvirtd
@@ -36,6 +40,10 @@ BLOCK = 'block'                 # loop device, type='block'
 NBD = 'nbd'                     # qemu-nbd on 127.0.0.1, type='network'
 NBD_UNIX = 'nbd-unix'           # qemu-nbd on a unix socket
 LAYOUTS = (OVERLAY, OVERLAY_BLANK_BASE, QCOW2, RAW, BLOCK, NBD, NBD_UNIX)
+# rbd layouts need a Ceph cluster (tests.rig.ceph): Rig.add_rbd.
+RBD_EPHEMERAL = 'rbd-ephemeral'     # nova images_type=rbd: vms/<uuid>_disk
+RBD_VOLUME = 'rbd-volume'           # Cinder: volumes/volume-<id>
+RBD_LAYOUTS = (RBD_EPHEMERAL, RBD_VOLUME)
 
 STATE_NAME = 'rig.json'
 _OWNED_DIRS = ('instances', '_base', 'volumes')
@@ -64,6 +72,18 @@ class RigDisk:
     host: str = ''
     port: int = 0
     socket: str = ''
+    protocol: str = ''
+    hosts: tuple = ()           # rbd: every monitor, in XML order
+    auth_username: str = ''
+    secret_uuid: str = ''
+
+    @property
+    def pool(self):
+        return self.source.partition('/')[0]
+
+    @property
+    def image(self):
+        return self.source.partition('/')[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +123,8 @@ class RigDomain:
         data = dict(data)
         data['flavor'] = domains.Flavor(**data['flavor'])
         data['disks'] = tuple(
-            RigDisk(**dict(d, chain=tuple(d['chain'])))
+            RigDisk(**dict(d, chain=tuple(d['chain']),
+                           hosts=tuple(tuple(h) for h in d.get('hosts', ()))))
             for d in data['disks'])
         return cls(**data)
 
@@ -129,7 +150,7 @@ class Rig:
         self.halt = halt
         self._conn = None
         self._state = {'uri': uri, 'domains': [], 'loops': [], 'nbd': [],
-                       'bases': {}}
+                       'bases': {}, 'secrets': [], 'rbd': []}
         self._cache = None
 
     @classmethod
@@ -306,6 +327,16 @@ class Rig:
                                         device=domains.DEVICE_CDROM))
             xml_disks.insert(0, domains.Disk(
                 'hdc', 'file', '', 'raw', device=domains.DEVICE_CDROM))
+        return self._define(name, layout, image_id, rig_disks, xml_disks,
+                            inst_dir, instance_id, vcpus=vcpus,
+                            flavor=flavor, from_volume=from_volume,
+                            project_id=project_id, user_id=user_id,
+                            memory_mib=memory_mib)
+
+    def _define(self, name, layout, image_id, rig_disks, xml_disks,
+                inst_dir, instance_id, *, vcpus, flavor, from_volume,
+                project_id, user_id, memory_mib):
+        """Write the XML of one instance, define it, record it."""
         kernel = ''
         if self.halt:
             kernel = inst_dir / 'kernel'
@@ -341,6 +372,125 @@ class Rig:
         self._state['domains'].append(domain.to_dict())
         self._save()
         return domain
+
+    # ---------------------------------------------------------------- rbd
+
+    def ceph_secret(self, cluster, user):
+        """UUID of the libvirt ``ceph`` secret holding ``client.<user>``'s
+        key, defined (once per user) the way nova's deployers do.
+
+        The value goes through the libvirt API, never a command line.
+        """
+        for known in self._state['secrets']:
+            if known['user'] == user and known['cluster'] == str(cluster.dir):
+                return known['uuid']
+        secret_uuid = str(uuid_mod.uuid4())
+        xml = domains.ceph_secret_xml(
+            secret_uuid, 'client.%s secret %s' % (user, secret_uuid[:8]))
+        try:
+            self.conn.secretDefineXML(xml)
+        except _libvirt().libvirtError as exc:
+            raise RigError('secret for client.%s: %s' % (user, exc))
+        self._state['secrets'].append({'uuid': secret_uuid, 'user': user,
+                                       'cluster': str(cluster.dir)})
+        self._save()
+        self.set_secret_value(secret_uuid, cluster.users[user].key)
+        return secret_uuid
+
+    def set_secret_value(self, secret_uuid, key):
+        """Store a cephx key (base64 text) as the secret's raw value."""
+        secret = self.conn.secretLookupByUUIDString(secret_uuid)
+        secret.setValue(base64.b64decode(key))
+
+    def add_rbd(self, name, image, cluster, *, layout=RBD_EPHEMERAL,
+                user='nova', hosts=None, pool=None, vcpus=2, flavor=None,
+                image_id=None, project_id=PROJECT_ID, user_id=USER_ID,
+                memory_mib=64):
+        """Import ``image`` into ``cluster`` and define an instance whose
+        boot disk is that rbd image, attached as nova (RBD_EPHEMERAL) or
+        Cinder (RBD_VOLUME) does.
+
+        ``hosts`` lists the ``<host>`` monitors in order (default: the
+        cluster's v1 address); ``user`` is the cephx user in ``<auth>``,
+        its key in a libvirt secret.  ``pool`` overrides vms/volumes.
+        """
+        if layout not in RBD_LAYOUTS:
+            raise ValueError('unknown rbd layout %r' % layout)
+        image = pathlib.Path(image).resolve()
+        if not image.is_file():
+            raise RigError('no image at %s' % image)
+        image_id = image_id or domains.stable_uuid('image', str(image))
+        instance_id = str(uuid_mod.uuid4())
+        inst_dir = self._dir('instances', instance_id)
+        volume_id = ''
+        if layout == RBD_EPHEMERAL:
+            pool = pool or 'vms'
+            rbd_name = '%s_disk' % instance_id
+        else:
+            pool = pool or 'volumes'
+            volume_id = str(uuid_mod.uuid4())
+            rbd_name = 'volume-%s' % volume_id
+        hosts = tuple(tuple(h) for h in (hosts or cluster.mon_hosts))
+        secret_uuid = self.ceph_secret(cluster, user)
+        source = self._import(cluster, image, pool, rbd_name)
+        boot = RigDisk('vda', 'network', 'raw', source, (), host=hosts[0][0],
+                       port=hosts[0][1], protocol='rbd', hosts=hosts,
+                       auth_username=user, secret_uuid=secret_uuid)
+        xml_disk = domains.Disk(
+            'vda', 'network', source, 'raw', serial=volume_id,
+            cache='writeback', protocol='rbd', hosts=hosts,
+            auth_username=user, secret_uuid=secret_uuid)
+        return self._define(name, layout, image_id, [boot], [xml_disk],
+                            inst_dir, instance_id, vcpus=vcpus,
+                            flavor=flavor,
+                            from_volume=layout == RBD_VOLUME,
+                            project_id=project_id, user_id=user_id,
+                            memory_mib=memory_mib)
+
+    def _import(self, cluster, image, pool, rbd_name):
+        """``rbd import`` a raw copy of ``image`` as ``pool/rbd_name``."""
+        raw = image
+        if disks_mod.image_info(image)['format'] != 'raw':
+            raw = self._dir('volumes') / (rbd_name + '.raw')
+            disks_mod.to_raw(image, raw)
+        self._state['rbd'].append({'cluster': str(cluster.dir),
+                                   'pool': pool, 'image': rbd_name})
+        self._save()
+        try:
+            return cluster.import_image(raw, pool, rbd_name)
+        except ceph_mod.CephError as exc:
+            raise RigError('rbd import %s/%s: %s' % (pool, rbd_name, exc))
+        finally:
+            if raw != image:
+                os.unlink(raw)
+
+    def _teardown_rbd(self):
+        problems = []
+        clusters = {}
+        for entry in self._state['rbd']:
+            cluster = clusters.get(entry['cluster'])
+            if cluster is None:
+                cluster = clusters[entry['cluster']] = ceph_mod.Cluster.load(
+                    entry['cluster'])
+            if cluster is None or not cluster.running():
+                continue        # the images go with the cluster
+            try:
+                if entry['pool'] not in cluster.pools():
+                    continue
+                if entry['image'] in cluster.images(entry['pool']):
+                    cluster.remove_image(entry['pool'], entry['image'],
+                                         force=True)
+            except ceph_mod.CephError as exc:
+                problems.append(str(exc))
+        self._state['rbd'] = []
+        for known in self._state['secrets']:
+            try:
+                self.conn.secretLookupByUUIDString(known['uuid']).undefine()
+            except _libvirt().libvirtError as exc:
+                if exc.get_error_code() != _libvirt().VIR_ERR_NO_SECRET:
+                    problems.append('secret %s: %s' % (known['uuid'], exc))
+        self._state['secrets'] = []
+        return problems
 
     def _by_uuid(self):
         # Listing, not lookupByUUID: a miss would print a libvirt error.
@@ -393,6 +543,8 @@ class Rig:
             except _libvirt().libvirtError as exc:
                 problems.append('libvirt: %s' % exc)
         self._state['domains'] = []
+        if self._state['rbd'] or self._state['secrets']:
+            problems += self._teardown_rbd()
         for record in self._state['nbd']:
             if not disks_mod.stop_nbd(record):
                 problems.append('qemu-nbd %d does not stop' % record['pid'])
@@ -487,3 +639,20 @@ def disk_checksums(rig):
     for domain in rig.domains:
         paths.extend(p for p in domain.disk_paths if p not in paths)
     return {path: disks_mod.sha256(path) for path in paths}
+
+
+def rbd_usage(rig, cluster, sources=None):
+    """{pool/image: {'sha256', 'watchers', 'locks', 'snapshots'}} of every
+    rbd disk behind the domains (or only of ``sources``): the "the
+    inspector never writes, and leaves nothing behind" invariant for
+    Ceph."""
+    found = {}
+    for domain in rig.domains:
+        for disk in domain.disks:
+            if disk.protocol == 'rbd' and disk.source not in found and (
+                    sources is None or disk.source in sources):
+                facts = cluster.usage(disk.pool, disk.image)
+                facts['sha256'] = cluster.export_sha256(disk.pool,
+                                                        disk.image)
+                found[disk.source] = facts
+    return found

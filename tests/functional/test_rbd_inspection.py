@@ -1,0 +1,590 @@
+"""rbd disks inspected through a real Ceph cluster by a real agent.
+
+The session's one-node cluster (tests.rig.ceph) holds the disks of
+running libvirt domains attached the way nova (``vms/<uuid>_disk``) and
+Cinder (``volumes/volume-<id>``) attach them, with a libvirt ``ceph``
+secret.  A real Ceilometer AgentManager polls them through our entry
+point, once per authentication route:
+
+(a) ``[os_inspection] ceph_conf``: a client conf naming a keyring with
+    the users' keys, as on a compute node with /etc/ceph set up;
+(b) ``[os_inspection] libvirt_secret_uri``: the key of each disk's own
+    libvirt secret.
+
+The good guests (Windows on a nova ephemeral disk whose first monitor is
+down, Linux on a Cinder volume whose only live monitor is the v2 address)
+must come out ``ok``; in the same cycles, four broken instances (key
+rotated, caps revoked, image deleted, pool deleted after the domain
+started) must come out ``failed`` with a reason an operator can act on,
+costing the good ones nothing.  Then every monitor goes down for a fifth
+instance.  Throughout, a sampler reads every /proc/*/cmdline and environ
+for the keys, DEBUG logs are captured, and a decoy ceph.conf sits in the
+working directory and in CEPH_CONF.  At the end nothing may have been
+written to the cluster and no key may be left in a file.
+
+Only the public surface is used: options, the AgentManager and its
+samples, the record cache through the ``cache list`` CLI.
+"""
+
+import json
+import logging
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+from oslo_messaging import opts as messaging_opts
+from oslo_messaging.notify import _impl_test
+import pytest
+
+from ceilometer.compute import discovery
+from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.polling import manager
+from ceilometer import service as ceilo_service
+
+from ceilometer_os_pollster import service as service_mod
+from tests.guests import builder
+from tests.guests import catalog
+from tests.rig import ceph as ceph_mod
+from tests.rig import libvirtd
+from tests.rig import rig as rig_mod
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.appliance, pytest.mark.ceph]
+
+METER = 'compute.instance.os.metadata'
+HOST = 'rbd-compute-1'
+WAIT_SECONDS = 20 * 60
+SCRATCH = 'scratch'
+
+GOOD = {'win-eph': 'win2022-standard', 'linux-vol': 'ubuntu-22.04'}
+# broken instance -> what its failure reason must say
+BAD = {
+    'key-rotated': r'permission denied|not permitted|authenticat|'
+                   r'auth|key',
+    'caps-revoked': r'permission denied|not permitted|access',
+    'image-deleted': r'no such|not found|does not exist|missing',
+    'pool-missing': r'no such|not found|does not exist|missing|pool',
+}
+MONS_DOWN = 'mons-down'
+MONS_DOWN_REASON = r'timed out|timeout|monitor|connect'
+
+
+def _conf(polling, **inspection):
+    conf = ceilo_service.prepare_service([], [])
+    conf.set_override('libvirt_uri', libvirtd.URI)
+    conf.set_override('host', HOST)
+    conf.set_override('instance_discovery_method', 'libvirt_metadata',
+                      group='compute')
+    conf.set_override('cfg_file', str(polling), group='polling')
+    conf.set_override('telemetry_driver', 'test',
+                      group='publisher_notifier')
+    for group, opts in messaging_opts.list_opts():
+        if group is None:
+            conf.register_opts(opts)
+    conf.set_override('transport_url', 'fake://')
+    from ceilometer_os_pollster import options
+    options.register_opts(conf)
+    base = dict(libguestfs_backend_settings=['force_tcg'], concurrency=2,
+                appliance_memory_mb=768, inspection_deadline=900)
+    base.update(inspection)
+    for name, value in base.items():
+        conf.set_override(name, value, group='os_inspection')
+    return conf
+
+
+class Agent:
+    """A real AgentManager polling only the rig's visible domains."""
+
+    def __init__(self, conf, visible):
+        self.conf = conf
+        self.visible = visible
+        self.mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+        self.mgr.polling_manager = manager.PollingManager(conf)
+        self.tasks = self.mgr.setup_polling_tasks()
+
+    def cycle(self):
+        """One polling cycle; {uuid: resource_metadata}."""
+        _impl_test.reset()
+        for task in self.tasks.values():
+            self.mgr.interval_task(task)
+        found = {}
+        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
+            for s in message['payload']['samples']:
+                if s['counter_name'] == METER:
+                    found[s['resource_id']] = s['resource_metadata']
+        _impl_test.reset()
+        return found
+
+    def until_settled(self, ids, timeout=WAIT_SECONDS):
+        """Cycles until none of ``ids`` is pending; the last samples."""
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = self.cycle()
+            states = {i: samples.get(i, {}).get('os_inspection_status')
+                      for i in ids}
+            if all(s not in (None, 'pending') for s in states.values()):
+                return samples
+            if time.monotonic() > deadline:
+                raise AssertionError('not settled in %d s: %s'
+                                     % (timeout, states))
+            time.sleep(3)
+
+
+class KeySampler(threading.Thread):
+    """Reads every process's cmdline and environ for the keys, all along;
+    notes whether an appliance or qemu-img was seen while sampling."""
+
+    def __init__(self, needles):
+        super().__init__(daemon=True)
+        self.needles = needles
+        self.hits = set()
+        self.samples = 0
+        self.saw_inspection = 0
+        self._stop_event = threading.Event()
+
+    def run(self):
+        while not self._stop_event.is_set():
+            self.hits.update(ceph_mod.processes_showing(self.needles))
+            self.samples += 1
+            if _inspection_running():
+                self.saw_inspection += 1
+            # qemu-img lives for a fraction of a second on a bad disk
+            self._stop_event.wait(0.05)
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(10)
+
+
+def _inspection_running():
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    line = f.read()
+            except OSError:
+                continue
+            if b'guestfs' in line or line.startswith(b'qemu-img'):
+                return True
+    return False
+
+
+class LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        try:
+            self.lines.append(self.format(record))
+        except Exception:       # a broken record must not stop the test
+            self.lines.append(repr(record.__dict__))
+
+
+class World:
+    pass
+
+
+def _sabotage(cluster, the_rig, doms):
+    """Break the bad instances after their domains started, as it happens
+    in a cloud: a key rotated, caps revoked, an image force-deleted, a
+    pool deleted.  The domains keep running."""
+    cluster.rotate_key('rotated')
+    cluster.set_caps('revoked', ceph_mod.USERS['stranger'])
+    disk = doms['image-deleted'].boot_disk
+    cluster.remove_image(disk.pool, disk.image, force=True)
+    cluster.delete_pool(SCRATCH)
+
+
+@pytest.fixture(scope='module')
+def world(ceph_cluster, libvirt_daemons, tmp_path_factory):
+    cluster = ceph_cluster
+    tmp = tmp_path_factory.mktemp('rbd-inspection')
+    w = World()
+    w.cluster = cluster
+    w.began = time.time()
+    w.tmp = tmp
+    nova_caps = ceph_mod.USERS['nova']
+    users = [cluster.users['nova'],
+             cluster.add_user('rotated', nova_caps),
+             cluster.add_user('revoked', nova_caps),
+             cluster.add_user('scratchy', {'mon': 'profile rbd',
+                                           'osd': 'profile rbd pool=%s'
+                                                  % SCRATCH})]
+    if SCRATCH not in cluster.pools():
+        cluster.create_pool(SCRATCH)
+    # Route (a): one keyring with every user's key as it is now, so the
+    # rotated user's entry goes stale when its key is rotated.
+    keys = tmp / 'etc-ceph'
+    keys.mkdir(mode=0o700)
+    keyring = cluster.write_keyring(keys / 'ceph.client.keyring', users)
+    w.route_a_conf = cluster.client_conf(
+        keys / 'ceph.conf', user=ceph_mod.User('nova', '', keyring))
+    w.own_files = {str(keys), str(cluster.dir)}
+
+    closed = ceph_mod.closed_port()
+    v1 = (ceph_mod.HOST, cluster.v1_port)
+    v2 = (ceph_mod.HOST, cluster.v2_port)
+    down = (ceph_mod.HOST, closed)
+    linux = builder.build('ubuntu-22.04')
+    plan = [
+        # name, image, layout, user, hosts, pool
+        ('win-eph', builder.build('win2022-standard'),
+         rig_mod.RBD_EPHEMERAL, 'nova', [down, v2, v1], None),
+        # the v2 address is its only live monitor
+        ('linux-vol', linux, rig_mod.RBD_VOLUME, 'nova', [v2, down], None),
+        ('key-rotated', linux, rig_mod.RBD_EPHEMERAL, 'rotated', [v1], None),
+        ('caps-revoked', linux, rig_mod.RBD_EPHEMERAL, 'revoked', [v1],
+         None),
+        ('image-deleted', linux, rig_mod.RBD_VOLUME, 'nova', [v1], None),
+        ('pool-missing', linux, rig_mod.RBD_EPHEMERAL, 'scratchy', [v1],
+         SCRATCH),
+        (MONS_DOWN, linux, rig_mod.RBD_VOLUME, 'nova', [v2, v1], None),
+    ]
+    polling = tmp / 'polling.yaml'
+    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
+                       '    meters:\n      - %s\n' % METER)
+    mp = pytest.MonkeyPatch()
+    capture = LogCapture()
+    root = logging.getLogger()
+    old_level = root.level
+    sampler = None
+    with rig_mod.Rig(tmp / 'rig') as the_rig:
+        try:
+            doms = {}
+            for name, image, layout, user, hosts, pool in plan:
+                doms[name] = the_rig.add_rbd(name, image, cluster,
+                                             layout=layout, user=user,
+                                             hosts=hosts, pool=pool)
+            the_rig.start_all()
+            _sabotage(cluster, the_rig, doms)
+            w.rig = the_rig
+            w.doms = doms
+            w.ids = {name: d.uuid for name, d in doms.items()}
+            w.visible = {d.uuid for n, d in doms.items() if n != MONS_DOWN}
+            w.good_sources = {doms[n].boot_disk.source for n in GOOD}
+            w.before = rig_mod.rbd_usage(the_rig, cluster,
+                                         w.good_sources)
+            needles = []
+            for user in list(cluster.users.values()):
+                needles += ceph_mod.key_forms(user.key)
+            needles += ceph_mod.key_forms(
+                ceph_mod.read_key(cluster.admin_keyring))
+            needles += ceph_mod.key_forms(
+                ceph_mod.read_key(cluster.dir / 'keys' /
+                                  'client.rotated.rotated'))
+            w.needles = needles
+
+            # A decoy ceph.conf where librados looks by default: the
+            # working directory and CEPH_CONF.  Reading either leaves a
+            # log file behind.
+            decoy = tmp / 'cwd'
+            decoy.mkdir()
+            w.decoy = decoy
+            for name in ('ceph.conf', 'env-ceph.conf'):
+                (decoy / name).write_text(
+                    '[global]\nmon host = 127.0.0.1:%d\n'
+                    'client mount timeout = 3\n'
+                    'log file = %s/picked-up-%s.$pid.log\n'
+                    'admin socket = %s/picked-up-%s.$pid.asok\n'
+                    % (closed, decoy, name, decoy, name))
+            # the decoys work: a client left to its defaults reads them
+            env = {k: v for k, v in os.environ.items()
+                   if k != 'CEPH_CONF'}
+            for extra in ({}, {'CEPH_CONF': str(decoy / 'env-ceph.conf')}):
+                probe = subprocess.run(
+                    ['rbd', 'ls', 'vms'], cwd=decoy, capture_output=True,
+                    env=dict(env, **extra), timeout=60)
+                assert probe.returncode != 0
+            assert sorted({n.split('.conf.')[0] for n in _picked_up(
+                decoy)}) == ['picked-up-ceph', 'picked-up-env-ceph'], \
+                _picked_up(decoy)
+            for path in decoy.glob('picked-up-*'):
+                path.unlink()
+            mp.chdir(decoy)
+            mp.setenv('CEPH_CONF', str(decoy / 'env-ceph.conf'))
+
+            mp.delattr(compute_pollsters.GenericComputePollster,
+                       '_inspector', raising=False)
+            discover = discovery.InstanceDiscovery.discover
+            mp.setattr(discovery.InstanceDiscovery, 'discover',
+                       lambda self, *a, **kw: [
+                           i for i in discover(self, *a, **kw)
+                           if i.id in w.visible])
+            w.logs = capture
+            sampler = KeySampler(needles)
+            sampler.start()
+            w.sampler = sampler
+            w.polling = polling
+            w.agent_b = None
+            yield w
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            root.removeHandler(capture)
+            root.setLevel(old_level)
+            service_mod.reset_service()
+            mp.undo()
+            _impl_test.reset()
+            if not cluster.running():
+                cluster.start()
+            problems = the_rig.teardown()
+            for name in ('rotated', 'revoked', 'scratchy'):
+                cluster.run(['ceph', 'auth', 'rm', 'client.' + name],
+                            check=False)
+    assert problems == []
+
+
+def _picked_up(decoy):
+    return sorted(p.name for p in decoy.glob('picked-up-*'))
+
+
+def _by_name(world, samples):
+    return {name: samples.get(uuid) for name, uuid in world.ids.items()
+            if uuid in samples}
+
+
+def _run_route(world, **inspection):
+    service_mod.reset_service()
+    for name in ('cache_dir', 'tmp_dir'):
+        os.makedirs(inspection[name], exist_ok=True)
+    conf = _conf(world.polling, **inspection)
+    # after prepare_service: its logging setup replaces the root handlers
+    root = logging.getLogger()
+    root.addHandler(world.logs)
+    root.setLevel(logging.DEBUG)
+    agent = Agent(conf, world.visible)
+    first = agent.cycle()
+    samples = agent.until_settled(sorted(world.visible))
+    return agent, first, samples
+
+
+@pytest.fixture(scope='module')
+def route_a(world):
+    """Route (a): keys from the keyring named by [os_inspection]
+    ceph_conf; no libvirt secret is read."""
+    agent, first, samples = _run_route(
+        world, cache_dir=str(world.tmp / 'cache-a'),
+        tmp_dir=str(world.tmp / 'guestfs-a'), ceph_conf=world.route_a_conf,
+        libvirt_secret_uri='')
+    world.cache_a = str(world.tmp / 'cache-a')
+    service_mod.reset_service()
+    return first, _by_name(world, samples)
+
+
+@pytest.fixture(scope='module')
+def route_b(world, route_a):
+    """Route (b): each disk's key read from its libvirt secret; the
+    ceph_conf option left at its default (no such file here)."""
+    agent, first, samples = _run_route(
+        world, cache_dir=str(world.tmp / 'cache-b'),
+        tmp_dir=str(world.tmp / 'guestfs-b'),
+        libvirt_secret_uri=libvirtd.URI)
+    world.agent_b = agent
+    world.cache_b = str(world.tmp / 'cache-b')
+    return first, _by_name(world, samples)
+
+
+@pytest.fixture(scope='module')
+def mons_down(world, route_b):
+    """Every monitor stops; a never-inspected instance is discovered.
+
+    The cluster is started again afterwards (its data kept)."""
+    agent = world.agent_b
+    assert world.cluster.stop() == []
+    try:
+        world.visible.add(world.ids[MONS_DOWN])
+        samples = agent.until_settled(sorted(world.visible))
+    finally:
+        world.cluster.start()
+    return _by_name(world, samples)
+
+
+def _check_good(by_name):
+    wrong = {}
+    for name, guest in GOOD.items():
+        md = by_name.get(name)
+        if md is None:
+            wrong[name] = 'no sample'
+            continue
+        bad = catalog.mismatches(catalog.GUESTS[guest].expected, md)
+        if bad:
+            wrong[name] = (md['os_inspection_status'],
+                           md['os_inspection_reason'], bad)
+    return wrong
+
+
+def _check_bad(world, by_name, expected):
+    wrong = {}
+    for name, pattern in expected.items():
+        md = by_name.get(name)
+        if md is None:
+            wrong[name] = 'no sample'
+            continue
+        status = md['os_inspection_status']
+        reason = md['os_inspection_reason'] or ''
+        problems = []
+        if status != 'failed':
+            problems.append('status %s' % status)
+        if not re.search(pattern, reason, re.IGNORECASE):
+            problems.append('reason does not say why')
+        if 'deadline' in reason.lower():
+            problems.append('ran into the inspection deadline')
+        if any(n.decode('latin-1') in reason for n in world.needles):
+            problems.append('key in reason')
+        if problems:
+            wrong[name] = (status, reason, problems)
+    return wrong
+
+
+# -- route (a): client keyring through ceph_conf --------------------------
+
+def test_route_a_first_cycle_is_pending_for_every_instance(world, route_a):
+    first, _ = route_a
+    assert {world.ids[n] for n in list(GOOD) + list(BAD)} <= set(first)
+    assert {md['os_inspection_status'] for md in first.values()} == {
+        'pending'}
+
+
+def test_route_a_keyring_windows_and_linux_ok(route_a):
+    # win-eph: first of three monitors down; linux-vol: only v2 answers
+    assert _check_good(route_a[1]) == {}
+
+
+def test_route_a_bad_cases_fail_clearly(world, route_a):
+    assert _check_bad(world, route_a[1], BAD) == {}
+
+
+# -- route (b): the domain's libvirt secret --------------------------------
+
+def test_route_b_libvirt_secret_windows_and_linux_ok(route_b):
+    assert _check_good(route_b[1]) == {}
+
+
+def test_route_b_bad_cases_fail_clearly(world, route_b):
+    assert _check_bad(world, route_b[1], BAD) == {}
+
+
+# -- every monitor down ---------------------------------------------------
+
+def test_all_monitors_down_fails_by_the_mount_timeout(world, mons_down):
+    assert _check_bad(world, mons_down, {MONS_DOWN: MONS_DOWN_REASON}) == {}
+
+
+def test_all_monitors_down_costs_the_others_nothing(world, mons_down):
+    # the good records stay served from the cache while Ceph is down
+    assert _check_good(mons_down) == {}
+
+
+# -- nothing written, nothing left ----------------------------------------
+
+def _usage(world):
+    return rig_mod.rbd_usage(world.rig, world.cluster, world.good_sources)
+
+
+def test_no_byte_written_no_snapshot_lock_or_watcher_left(world, mons_down):
+    # The domains' qemu re-register their watch once the restarted
+    # cluster answers them again: give them a minute.
+    deadline = time.monotonic() + 90
+    after = _usage(world)
+    while after != world.before and time.monotonic() < deadline:
+        time.sleep(3)
+        after = _usage(world)
+    # watchers: the domains' own qemu only, the same clients as before
+    assert after == world.before
+    for facts in after.values():
+        assert len(facts['watchers']) == 1
+
+
+def test_no_key_in_any_process_cmdline_or_environ(world, mons_down):
+    world.sampler.stop()
+    assert world.sampler.saw_inspection > 0    # sampled while inspecting
+    assert sorted(world.sampler.hits) == []
+
+
+def test_no_key_in_debug_logs(world, mons_down):
+    lines = world.logs.lines
+    assert lines
+    leaked = [line[:200] for line in lines
+              if any(n.decode('latin-1') in line for n in world.needles)]
+    assert leaked == []
+
+
+def _other_mounts(roots):
+    """Mount points below ``roots``, from /proc/mounts (no syscall into
+    them: another test's filesystem may be hung on purpose)."""
+    with open('/proc/mounts') as mounts:
+        points = [line.split()[1].encode().decode('unicode_escape')
+                  for line in mounts]
+    return {p for p in points for r in roots if p.startswith(r + '/')}
+
+
+def test_no_key_in_any_file_left_behind(world, mons_down):
+    needles = world.needles
+    roots = ['/tmp', '/var/tmp', '/dev/shm', '/run', str(world.tmp),
+             os.getcwd()]
+    skip = _other_mounts(roots) | world.own_files
+    leaked = []
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames
+                           if os.path.join(dirpath, d) not in skip]
+            if dirpath in skip:
+                dirnames[:] = []
+                continue
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    info = os.lstat(path)
+                    # regular files only: a FIFO would block the open
+                    if (not stat.S_ISREG(info.st_mode)
+                            or info.st_mtime < world.began - 1):
+                        continue
+                    with open(path, 'rb') as f:
+                        head = f.read(4 << 20)
+                except OSError:
+                    continue
+                if any(n in head for n in needles):
+                    leaked.append(path)
+    assert leaked == []
+
+
+def test_no_stray_ceph_conf_picked_up(world, mons_down):
+    assert _picked_up(world.decoy) == []
+
+
+def _cli(world, *args):
+    config = world.tmp / 'cli.conf'
+    config.write_text('[os_inspection]\ncache_dir = %s\n' % world.cache_b)
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable),
+                      'ceilometer-os-pollster'),
+         '--config-file', str(config)] + list(args),
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_cache_list_shows_each_failure(world, mons_down):
+    listing = _cli(world, 'cache', 'list')
+    print(listing)
+    for names, status in ((list(BAD) + [MONS_DOWN], 'failed'),
+                          (list(GOOD), 'ok')):
+        for name in names:
+            line = next((ln for ln in listing.splitlines()
+                         if world.ids[name] in ln), '')
+            assert line.split()[1:2] == [status], (name, listing)
+
+
+def test_cache_show_gives_the_published_failure_reason(world, mons_down):
+    for name in list(BAD) + [MONS_DOWN]:
+        shown = json.loads(_cli(world, 'cache', 'show', world.ids[name]))
+        print(name, shown['record']['reason'])
+        assert shown['record']['status'] == 'failed'
+        assert shown['record']['reason']
+        assert shown['record']['reason'] == mons_down[name][
+            'os_inspection_reason']
+        assert shown['retry_at']
