@@ -177,6 +177,18 @@ OPTS = [
              'agent user must be able to read the keyring. It is always '
              'named explicitly: librbd never searches $CEPH_CONF or the '
              'working directory.'),
+    cfg.StrOpt(
+        'ceph_user',
+        default='',
+        help='cephx user the inspector reads rbd disks as, e.g. '
+             '"os-inspector" for client.os-inspector, whose keyring is '
+             'found through ceph_conf. Give it read-only caps (see README, '
+             '"A read-only cephx user") so that the inspector cannot write '
+             'to the cluster even if it wanted to. Empty: the user named in '
+             'the disk\'s <auth username> (nova\'s rbd_user, which may '
+             'write), with its key from ceph_conf or, if '
+             'libvirt_secret_uri is set, from the domain\'s libvirt '
+             'secret.'),
     cfg.IntOpt(
         'ceph_client_mount_timeout',
         default=20, min=1, max=300,

@@ -15,6 +15,7 @@ as soon as the appliance has opened the disks.  The key is never on a
 command line, in an environment or in a log.
 """
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -172,6 +173,11 @@ class Overlays:
         self.paths = []
 
     def tree(self, spec):
+        if spec.protocol == 'rbd' and self._opts.ceph_user:
+            # The operator's own (read-only) user, keyring via ceph_conf:
+            # the domain's secret belongs to nova's user.
+            spec = dataclasses.replace(spec, username=self._opts.ceph_user,
+                                       secret_uuid='', secret_usage='')
         if spec.kind == drives.KIND_NETWORK:
             return network_tree(spec, self._ceph_conf(spec),
                                 self._opts.ceph_client_mount_timeout)

@@ -368,7 +368,7 @@ OPTS = dict(appliance_memory_mb=768, inspection_deadline=300,
             libguestfs_backend='direct', libguestfs_backend_settings=[],
             appliance_cache_dir='', tmp_dir='', inspect_all_disks=False,
             libvirt_secret_uri='', ceph_conf='/etc/ceph/ceph.conf',
-            ceph_client_mount_timeout=20)
+            ceph_client_mount_timeout=20, ceph_user='')
 
 
 def opts(**changes):

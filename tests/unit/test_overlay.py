@@ -25,7 +25,7 @@ def qemu_img(*args):
 
 def opts(**changes):
     values = dict(libvirt_secret_uri='', ceph_conf='/etc/ceph/ceph.conf',
-                  ceph_client_mount_timeout=20)
+                  ceph_client_mount_timeout=20, ceph_user='')
     values.update(changes)
     return types.SimpleNamespace(**values)
 
@@ -245,6 +245,17 @@ def test_rbd_key_goes_to_a_private_keyring_removed_after_use(tmp_path):
         os.path.dirname(conf), conf, keyring)] == [0o700, 0o600, 0o600]
     assert key_b64 not in Q.backing_string(tree)
     overlays.forget_secrets()
+    assert os.listdir(tmp_path) == []
+
+
+def test_rbd_as_the_operators_own_user_never_reads_the_secret(tmp_path):
+    overlays = OV.Overlays(
+        opts(libvirt_secret_uri='qemu:///system', ceph_user='os-inspector',
+             ceph_conf='/etc/ceph/ceph.conf'), str(tmp_path),
+        read_secret=lambda *a: pytest.fail('secret read'))
+    name = overlays.tree(spec('volumes/volume-1', **RBD))['file']['filename']
+    assert ':id=os-inspector:' in name and ':id=cinder' not in name
+    assert ':conf=/etc/ceph/ceph.conf:' in name
     assert os.listdir(tmp_path) == []
 
 
