@@ -107,7 +107,13 @@ def lower_priority(nice, io_class):
 
 
 def options_namespace(values):
-    return types.SimpleNamespace(**values)
+    """The options an agent sent, over every option's default: an agent
+    still running the previous version (the package was upgraded under
+    it) sends fewer."""
+    from ceilometer_os_pollster import options
+    merged = {opt.dest: opt.default for opt in options.OPTS}
+    merged.update(values)
+    return types.SimpleNamespace(**merged)
 
 
 def inspect(opts, job, private_dir, stage, appliance_factory=None):

@@ -170,6 +170,11 @@ def test_priority_unchanged_when_asked():
 
 
 def test_options_namespace_has_every_option():
-    ns = W.options_namespace(OPTS)
+    ns = W.options_namespace(dict(OPTS, worker_nice=3))
     assert isinstance(ns, types.SimpleNamespace)
-    assert ns.worker_io_class == 'idle' and ns.worker_nice == 10
+    assert ns.worker_io_class == 'idle' and ns.worker_nice == 3
+
+
+def test_options_missing_from_an_older_agent_take_their_defaults():
+    older = {k: v for k, v in OPTS.items() if k != 'ceph_user'}
+    assert W.options_namespace(older).ceph_user == ''
