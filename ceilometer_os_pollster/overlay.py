@@ -201,8 +201,15 @@ class Overlays:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, cwd=self._dir, env=env, check=False)
         if result.returncode != 0:
-            raise OverlayError('cannot open disk %s: %s' % (
-                spec.target, qemu_img_reason(result.stderr or b'', path)))
+            reason = qemu_img_reason(result.stderr or b'', path)
+            if spec.protocol == 'rbd' and 'timed out' in reason:
+                # librados reports a refused cephx key the same way as
+                # monitors that never answer: it keeps trying until
+                # client_mount_timeout.
+                reason += (' (no monitor answered, or the cephx key was '
+                           'refused)')
+            raise OverlayError('cannot open disk %s: %s'
+                               % (spec.target, reason))
         # Belt and braces: the header we wrote says what we meant.
         header = qemu_nodes.parse_qcow2_header(read_header(path))
         if (header.backing_file != backing

@@ -259,6 +259,19 @@ def test_rbd_as_the_operators_own_user_never_reads_the_secret(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_rbd_connect_timeout_says_it_may_be_the_key(tmp_path):
+    def qemu_img(argv, **kwargs):
+        return subprocess.CompletedProcess(argv, 1, b'', (
+            b"qemu-img: %s: Could not open 'json:{}': error connecting: "
+            b"Connection timed out\n" % argv[-1].encode()))
+    overlays = OV.Overlays(opts(), str(tmp_path), run=qemu_img)
+    with pytest.raises(OV.OverlayError) as err:
+        overlays.add(spec('volumes/volume-1', **RBD))
+    assert err.value.reason == (
+        'cannot open disk vda: error connecting: Connection timed out (no '
+        'monitor answered, or the cephx key was refused)')
+
+
 def test_rbd_secret_read_failure_is_a_reason(tmp_path):
     def broken(uri, s):
         raise RuntimeError("Secret not found: no secret with matching "
