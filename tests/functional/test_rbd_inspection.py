@@ -223,6 +223,10 @@ def world(ceph_cluster, libvirt_daemons, tmp_path_factory):
     keyring = cluster.write_keyring(keys / 'ceph.client.keyring', users)
     w.route_a_conf = cluster.client_conf(
         keys / 'ceph.conf', user=ceph_mod.User('nova', '', keyring))
+    # Route (c): the operator's own read-only user (ceph_user), with the
+    # least caps README documents.
+    w.route_c_conf = cluster.client_conf(
+        keys / 'ceph-reader.conf', user=cluster.users['reader'])
     w.own_files = {str(keys), str(cluster.dir)}
 
     closed = ceph_mod.closed_port()
@@ -588,3 +592,36 @@ def test_cache_show_gives_the_published_failure_reason(world, mons_down):
         assert shown['record']['reason'] == mons_down[name][
             'os_inspection_reason']
         assert shown['retry_at']
+
+
+# -- route (c): the operator's own read-only user (ceph_user) --------------
+
+@pytest.fixture(scope='module')
+def route_c(world, mons_down):
+    """Route (c): every rbd disk read as client.reader (read-only caps),
+    its keyring through ceph_conf; neither nova's key nor a secret."""
+    agent, first, samples = _run_route(
+        world, cache_dir=str(world.tmp / 'cache-c'),
+        tmp_dir=str(world.tmp / 'guestfs-c'), ceph_conf=world.route_c_conf,
+        ceph_user='reader', libvirt_secret_uri=libvirtd.URI)
+    service_mod.reset_service()
+    return _by_name(world, samples)
+
+
+def test_route_c_read_only_user_windows_and_linux_ok(route_c):
+    assert _check_good(route_c) == {}
+
+
+def test_route_c_does_not_care_about_novas_key_or_caps(world, route_c):
+    # The instances whose nova user lost its key or caps are read with
+    # the inspector's own user: Linux, as the catalog says.
+    for name in ('key-rotated', 'caps-revoked'):
+        md = route_c[name]
+        assert catalog.mismatches(
+            catalog.GUESTS['ubuntu-22.04'].expected, md) == [], (name, md)
+    for name in ('image-deleted', 'pool-missing'):
+        assert route_c[name]['os_inspection_status'] == 'failed'
+
+
+def test_route_c_wrote_nothing(world, route_c):
+    test_no_byte_written_no_snapshot_lock_or_watcher_left(world, route_c)
