@@ -11,7 +11,8 @@ hold: the records are ``unknown`` (the header is only data), the canary
 files and device are never opened (inotify), the listener sees no
 connection, and no guest byte changed.  The normal layouts still
 inspect ``ok``, a 3-level backing chain included.
-Appliance launches: 5 hostile domains + 1 chain.
+Appliance launches: 5 hostile domains + 1 chain + 1 rbd image (on the
+session's Ceph cluster).
 """
 
 import ctypes
@@ -173,4 +174,36 @@ def test_three_level_chain_still_inspects_ok(tmp_path):
     expected = catalog.GUESTS['win2022-standard'].expected
     assert catalog.mismatches(expected, rec) == [], rec
     assert [builder.sha256(p) for p in (base, mid, top)] == digests
+    assert list(tmp_root.iterdir()) == []
+
+
+@pytest.mark.ceph
+def test_header_in_an_rbd_image_is_only_data(ceph_cluster, tmp_path):
+    canary = tmp_path / 'windows.raw'
+    disks_mod.to_raw(builder.build('win2022-standard'), canary)
+    hostile = tmp_path / 'hostile.raw'
+    disks_mod.to_raw(hostile_image(tmp_path, 'rbd', str(canary)), hostile)
+    ceph_cluster.import_image(hostile, 'vms', 'hostile_disk')
+    conf = ceph_cluster.client_conf(tmp_path / 'ceph.conf',
+                                    user=ceph_cluster.users['reader'])
+    tmp_root = tmp_path / 'tmp'
+    tmp_root.mkdir()
+    engine = H.make_engine(tmp_root, ceph_user='reader', ceph_conf=conf)
+    xml = ("<domain type='qemu'><name>hostile-rbd</name><devices><disk "
+           "type='network' device='disk'><driver name='qemu' type='raw'/>"
+           "<source protocol='rbd' name='vms/hostile_disk'><host "
+           "name='127.0.0.1' port='%d'/></source><target dev='vda' "
+           "bus='virtio'/></disk></devices></domain>"
+           % ceph_cluster.v1_port)
+    watch = Watch([canary])
+    try:
+        rec = engine.inspect(E.InspectionJob(
+            instance_id='inst-hostile-rbd', domain_name='hostile-rbd',
+            domain_xml=xml))
+        opened = watch.events()
+    finally:
+        watch.close()
+    assert (rec.status, rec.reason) == ('unknown',
+                                        'no filesystem found on 1 disk')
+    assert opened == []
     assert list(tmp_root.iterdir()) == []
