@@ -35,8 +35,9 @@ inspect_all_disks on the VM with a data disk.
 Memory: a sampler reads, from /proc twice a second, the RSS of every
 qemu process descended from this process (our appliances,
 virt-inspector's) and of the processes driving them (our workers,
-virt-inspector); foreign appliances (other processes' tests) running
-meanwhile are counted, as they compete for the same CPUs.
+virt-inspector), and the PSS of all of them; foreign appliances (other
+processes' tests) running meanwhile are counted, as they compete for
+the same CPUs.
 
 Every number is one run on a noisy shared machine: compare the rows of
 one run, not runs.  Guests must be inspected correctly for a row to
@@ -426,6 +427,7 @@ def child_overhead(reps=11, memory_samples=3):
         'end_s': common.summary([p.get('end', 0.0) for p in phases]),
         'child_cpu_s': common.summary(cpu[-reps:]),
         'worker_peak_rss_mib': sampler.result()['peak_driver_mib'],
+        'worker_peak_pss_mib': sampler.result()['peak_driver_pss_mib'],
         'rss_samples': sampler.samples, 'correct': True,
     }
 
@@ -505,9 +507,11 @@ def report(runs, ratios, overhead):
                      _f(r.get('child_overhead_median'), '%.2f'),
                      _f(ph.get('setup'), '%.2f'), _f(ph.get('launch')),
                      _f(ph.get('inspect')),
-                     _f(rss.get('peak_driver_mib'), '%.0f'),
+                     '%s/%s' % (_f(rss.get('peak_driver_mib'), '%.0f'),
+                                _f(rss.get('peak_driver_pss_mib'), '%.0f')),
                      _f(rss.get('peak_single_mib'), '%.0f'),
-                     _f(rss.get('peak_all_mib'), '%.0f'),
+                     '%s/%s' % (_f(rss.get('peak_all_mib'), '%.0f'),
+                                _f(rss.get('peak_all_pss_mib'), '%.0f')),
                      rss.get('max_foreign_appliances'),
                      'yes' if r['correct'] else 'NO'])
     print(common.table(
@@ -517,9 +521,10 @@ def report(runs, ratios, overhead):
     print('child s = worker start (spawn, imports, request) + end (exit, '
           'reap), median per VM; setup/launch/inspect: medians per VM '
           'from the worker\'s stage messages (inspect includes the '
-          'appliance shutdown).  child/qemu MiB: peak RSS of one worker '
-          '(virt-inspector for the baseline) / one appliance qemu; all '
-          'MiB: every process of the run at once.')
+          'appliance shutdown).  child MiB: peak RSS/PSS of one worker '
+          '(virt-inspector for the baseline); qemu MiB: peak RSS of one '
+          'appliance qemu; all MiB: RSS/PSS of every process of the run '
+          'at once.')
     vm_rows = []
     for r in runs:
         for v in r['per_vm']:
@@ -540,12 +545,14 @@ def report(runs, ratios, overhead):
     print('Worker overhead, no-disk job (no appliance), median of %d '
           'paired repetitions: worker %.0f ms, in-process %.2f ms, '
           'difference %.0f ms (start %.0f ms, end %.0f ms), paired ratio '
-          '%.0fx; child CPU %.0f ms; worker peak RSS %.0f MiB'
+          '%.0fx; child CPU %.0f ms; worker peak RSS %.0f MiB, PSS %.0f '
+          'MiB'
           % (o['reps'], o['worker_s']['median'] * 1e3,
              o['in_process_s']['median'] * 1e3,
              o['overhead_s']['median'] * 1e3, o['start_s']['median'] * 1e3,
              o['end_s']['median'] * 1e3, o['paired_ratio']['median'],
-             o['child_cpu_s']['median'] * 1e3, o['worker_peak_rss_mib']))
+             o['child_cpu_s']['median'] * 1e3, o['worker_peak_rss_mib'],
+             o['worker_peak_pss_mib']))
     for name, value in ratios.items():
         print('%s: %.2f' % (name, value))
 

@@ -248,6 +248,19 @@ def status_kib(pid='self', key='VmRSS'):
     return 0
 
 
+def pss_kib(pid):
+    """Proportional set size in KiB (shared pages divided among the
+    processes sharing them; 0 if unknown)."""
+    try:
+        with open('/proc/%s/smaps_rollup' % pid) as f:
+            for line in f:
+                if line.startswith('Pss:'):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
@@ -288,7 +301,10 @@ class RssSampler:
     and the processes driving them (our inspection workers,
     virt-inspector).  Per process the peak is its kernel high-water mark
     (VmHWM, exact up to the last sample before it exits); sums are of
-    RSS at one sample.  Also the most foreign appliances seen at once.
+    RSS at one sample, which counts shared pages (libraries, a forked
+    helper's inherited pages) once per process, so the sum of PSS (each
+    shared page divided among its sharers) is taken too.  Also the most
+    foreign appliances seen at once.
     """
 
     def __init__(self, interval=0.5):
@@ -297,6 +313,8 @@ class RssSampler:
         self.peak_single_kib = 0      # one qemu (VmHWM)
         self.peak_driver_kib = 0      # one worker / virt-inspector (VmHWM)
         self.peak_all_kib = 0         # every descendant at once
+        self.peak_all_pss_kib = 0     # the same, PSS
+        self.peak_driver_pss_kib = 0  # one worker / virt-inspector, PSS
         self.peak_count = 0
         self.drivers_seen = set()
         self.max_foreign = 0
@@ -321,6 +339,11 @@ class RssSampler:
             + [status_kib(p, 'VmHWM') for p in drivers])
         self.peak_all_kib = max(self.peak_all_kib,
                                 sum(status_kib(p) for p in mine))
+        pss = {p: pss_kib(p) for p in mine}
+        self.peak_all_pss_kib = max(self.peak_all_pss_kib,
+                                    sum(pss.values()))
+        self.peak_driver_pss_kib = max(
+            [self.peak_driver_pss_kib] + [pss[p] for p in drivers])
         self.drivers_seen.update(drivers)
         self.peak_count = max(self.peak_count, len(ours))
         self.max_foreign = max(self.max_foreign,
@@ -347,6 +370,8 @@ class RssSampler:
                 'peak_single_mib': mib(self.peak_single_kib),
                 'peak_driver_mib': mib(self.peak_driver_kib),
                 'peak_all_mib': mib(self.peak_all_kib),
+                'peak_all_pss_mib': mib(self.peak_all_pss_kib),
+                'peak_driver_pss_mib': mib(self.peak_driver_pss_kib),
                 'drivers_seen': len(self.drivers_seen),
                 'peak_appliances': self.peak_count,
                 'max_foreign_appliances': self.max_foreign,

@@ -144,17 +144,21 @@ def appliance_rows():
     overhead = cold.get('child_overhead') or {}
     if overhead.get('worker_peak_rss_mib'):
         rows.append(['worker, no disk (no appliance)', 1, '-',
-                     overhead['worker_peak_rss_mib'], '-', '-', '-', 0, '-'])
+                     '%s/%s' % (overhead['worker_peak_rss_mib'],
+                                overhead.get('worker_peak_pss_mib', '-')),
+                     '-', '-', '-', 0, '-'])
     for run in cold.get('runs', []):
         rss = run.get('rss') or {}
         if not rss:
             continue
         rows.append([run['name'], run.get('concurrency', ''),
                      run.get('memory_mb', ''),
-                     rss.get('peak_driver_mib', '-'),
+                     '%s/%s' % (rss.get('peak_driver_mib', '-'),
+                                rss.get('peak_driver_pss_mib', '-')),
                      rss.get('peak_single_mib', ''),
                      rss.get('peak_total_mib', ''),
-                     rss.get('peak_all_mib', '-'),
+                     '%s/%s' % (rss.get('peak_all_mib', '-'),
+                                rss.get('peak_all_pss_mib', '-')),
                      rss.get('peak_appliances', ''),
                      rss.get('max_foreign_appliances', '')])
     return rows, 'from results/cold_start.json of %s' % (
@@ -208,9 +212,10 @@ def main(argv=None):
     arows, source = appliance_rows()
     if arows:
         print('Each inspection\'s processes during the cold start (%s): '
-              'peak RSS of one worker (virt-inspector for the baseline), '
-              'of one appliance qemu, of all qemu at once, of every '
-              'process of the run at once' % source)
+              'peak RSS/PSS of one worker (virt-inspector for the '
+              'baseline), peak RSS of one appliance qemu and of all qemu '
+              'at once, peak RSS/PSS of every process of the run at once'
+              % source)
         print(common.table(['run', 'concurrency', 'memsize MiB',
                             'worker MiB', 'qemu MiB', 'qemu sum MiB',
                             'all MiB', 'appliances', 'foreign'], arows))
