@@ -277,6 +277,10 @@ def run_ours(name, vms, concurrency, memory_mb=DEFAULT_MEMORY,
             wall = common.elapsed(began)
         sched.stop()
         leftovers = sorted(n for n in os.listdir(tmp) if n != 'cache')
+    procs = common.proc_table()
+    # Every worker's process group is killed before it is reaped.
+    leftovers += ['%s %d' % (procs[p][1], p) for p in
+                  common.descendants(os.getpid(), procs)]
     phases = clock.phases()
     by_id = {p['instance_id']: p for p in phases}
     per_vm = []
@@ -295,7 +299,7 @@ def run_ours(name, vms, concurrency, memory_mb=DEFAULT_MEMORY,
         'memory_mb': memory_mb, 'all_disks': all_disks, 'vms': len(vms),
         'wall_s': wall, 'per_vm': per_vm, 'rss': rss.result(),
         'phase_list': phases, 'worker_runs': len(phases),
-        'leftover_private_dirs': leftovers,
+        'leftovers': leftovers,
         'loadavg_before': load_before, 'loadavg_after': os.getloadavg()[0],
     })
 
@@ -317,7 +321,7 @@ def finish(run):
              if 'start' in p]).get('median')
         run['correct'] = (all(not v['problems'] for v in run['per_vm'])
                           and run['worker_runs'] == vms
-                          and not run['leftover_private_dirs'])
+                          and not run['leftovers'])
     else:
         run['launches'] = vms
         run['launches_per_vm'] = 1.0
@@ -337,8 +341,7 @@ def merge(parts):
     if run['kind'] == 'ours':
         run['phase_list'] = [x for p in parts for x in p['phase_list']]
         run['worker_runs'] = sum(p['worker_runs'] for p in parts)
-        run['leftover_private_dirs'] = [
-            x for p in parts for x in p['leftover_private_dirs']]
+        run['leftovers'] = [x for p in parts for x in p['leftovers']]
     return finish(run)
 
 
