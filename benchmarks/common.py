@@ -248,6 +248,19 @@ def status_kib(pid='self', key='VmRSS'):
     return 0
 
 
+def pss_kib(pid):
+    """Proportional set size in KiB (shared pages divided among the
+    processes sharing them; 0 if unknown)."""
+    try:
+        with open('/proc/%s/smaps_rollup' % pid) as f:
+            for line in f:
+                if line.startswith('Pss:'):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
@@ -270,37 +283,76 @@ def foreign_appliances(procs=None):
             and b'guestfs' in _cmdline(pid)]
 
 
-class RssSampler:
-    """Samples the RSS of qemu processes descended from this process.
+WORKER_MARK = b'ceilometer_os_pollster.worker'
+# The process that drives an appliance: our inspection worker, or the
+# baseline tool.
+DRIVER_COMMS = ('virt-inspector',)
 
-    Every ``interval`` seconds: the sum over our qemu descendants (the
-    appliances we launched, directly or through virt-inspector) and the
-    largest single one; also the most foreign appliances seen at once.
+
+def is_driver(pid, comm):
+    return comm in DRIVER_COMMS or WORKER_MARK in _cmdline(pid)
+
+
+class RssSampler:
+    """Samples the memory of the processes descended from this process.
+
+    Every ``interval`` seconds: the appliance qemu processes we launched
+    (directly, through an inspection worker, or through virt-inspector)
+    and the processes driving them (our inspection workers,
+    virt-inspector).  Per process the peak is its kernel high-water mark
+    (VmHWM, exact up to the last sample before it exits); sums are of
+    RSS at one sample, which counts shared pages (libraries, a forked
+    helper's inherited pages) once per process, so the sum of PSS (each
+    shared page divided among its sharers) is taken too.  Also the most
+    foreign appliances seen at once.
     """
 
     def __init__(self, interval=0.5):
         self.interval = interval
-        self.peak_total_kib = 0
-        self.peak_single_kib = 0
+        self.peak_total_kib = 0       # qemu processes at once
+        self.peak_single_kib = 0      # one qemu (VmHWM)
+        self.peak_driver_kib = 0      # one worker / virt-inspector (VmHWM)
+        self.peak_all_kib = 0         # every descendant at once
+        self.peak_all_pss_kib = 0     # the same, PSS
+        self.peak_driver_pss_kib = 0  # one worker / virt-inspector, PSS
         self.peak_count = 0
+        self.drivers_seen = set()
         self.max_foreign = 0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='rss-sampler')
 
-    def _run(self):
+    def sample(self):
         me = os.getpid()
+        procs = proc_table()
+        mine = descendants(me, procs)
+        ours = [p for p in mine if is_qemu(procs[p][1])]
+        drivers = [p for p in mine if p not in ours
+                   and is_driver(p, procs[p][1])]
+        rss = [status_kib(p) for p in ours]
+        self.peak_total_kib = max(self.peak_total_kib, sum(rss))
+        self.peak_single_kib = max(
+            [self.peak_single_kib] + [status_kib(p, 'VmHWM') for p in ours])
+        self.peak_driver_kib = max(
+            [self.peak_driver_kib]
+            + [status_kib(p, 'VmHWM') for p in drivers])
+        self.peak_all_kib = max(self.peak_all_kib,
+                                sum(status_kib(p) for p in mine))
+        pss = {p: pss_kib(p) for p in mine}
+        self.peak_all_pss_kib = max(self.peak_all_pss_kib,
+                                    sum(pss.values()))
+        self.peak_driver_pss_kib = max(
+            [self.peak_driver_pss_kib] + [pss[p] for p in drivers])
+        self.drivers_seen.update(drivers)
+        self.peak_count = max(self.peak_count, len(ours))
+        self.max_foreign = max(self.max_foreign,
+                               len(foreign_appliances(procs)))
+        self.samples += 1
+
+    def _run(self):
         while not self._stop.is_set():
-            procs = proc_table()
-            ours = [p for p in descendants(me, procs) if is_qemu(procs[p][1])]
-            rss = [status_kib(p) for p in ours]
-            self.peak_total_kib = max(self.peak_total_kib, sum(rss))
-            self.peak_single_kib = max([self.peak_single_kib] + rss)
-            self.peak_count = max(self.peak_count, len(ours))
-            self.max_foreign = max(self.max_foreign,
-                                   len(foreign_appliances(procs)))
-            self.samples += 1
+            self.sample()
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -312,8 +364,15 @@ class RssSampler:
         self._thread.join()
 
     def result(self):
-        return {'peak_total_mib': round(self.peak_total_kib / 1024, 1),
-                'peak_single_mib': round(self.peak_single_kib / 1024, 1),
+        def mib(kib):
+            return round(kib / 1024, 1)
+        return {'peak_total_mib': mib(self.peak_total_kib),
+                'peak_single_mib': mib(self.peak_single_kib),
+                'peak_driver_mib': mib(self.peak_driver_kib),
+                'peak_all_mib': mib(self.peak_all_kib),
+                'peak_all_pss_mib': mib(self.peak_all_pss_kib),
+                'peak_driver_pss_mib': mib(self.peak_driver_pss_kib),
+                'drivers_seen': len(self.drivers_seen),
                 'peak_appliances': self.peak_count,
                 'max_foreign_appliances': self.max_foreign,
                 'samples': self.samples}

@@ -13,10 +13,13 @@ heap:
 
 The 1000 record files are written beforehand by a third child.
 
-Appliance side: the peak RSS of the appliance qemu processes sampled
-from /proc during the cold-start benchmark (concurrency 1 and 2, and the
-virt-inspector baseline), read from results/cold_start.json; run
-cold_start first (benchmarks/run does).
+Inspection side: what each inspection's own processes take, sampled
+from /proc during the cold-start benchmark and read from
+results/cold_start.json (run cold_start first; benchmarks/run does):
+the peak RSS of the worker process (``ceilometer_os_pollster.worker``;
+virt-inspector for the baseline), of its appliance qemu, and of every
+process of a run at once (concurrency 1 and 2); plus the worker alone
+on a job without disks (no appliance).
 
 Usage: python -m benchmarks.memory [--instances N]
 """
@@ -132,18 +135,30 @@ def _mib(value):
 
 
 def appliance_rows():
+    """Rows of what each inspection's processes took during the cold
+    start (results/cold_start.json), and where they come from."""
     cold = common.read_result('cold_start')
     if not cold:
         return [], 'no results/cold_start.json: run benchmarks.cold_start'
     rows = []
+    overhead = cold.get('child_overhead') or {}
+    if overhead.get('worker_peak_rss_mib'):
+        rows.append(['worker, no disk (no appliance)', 1, '-',
+                     '%s/%s' % (overhead['worker_peak_rss_mib'],
+                                overhead.get('worker_peak_pss_mib', '-')),
+                     '-', '-', '-', 0, '-'])
     for run in cold.get('runs', []):
         rss = run.get('rss') or {}
         if not rss:
             continue
         rows.append([run['name'], run.get('concurrency', ''),
                      run.get('memory_mb', ''),
+                     '%s/%s' % (rss.get('peak_driver_mib', '-'),
+                                rss.get('peak_driver_pss_mib', '-')),
                      rss.get('peak_single_mib', ''),
                      rss.get('peak_total_mib', ''),
+                     '%s/%s' % (rss.get('peak_all_mib', '-'),
+                                rss.get('peak_all_pss_mib', '-')),
                      rss.get('peak_appliances', ''),
                      rss.get('max_foreign_appliances', '')])
     return rows, 'from results/cold_start.json of %s' % (
@@ -196,17 +211,21 @@ def main(argv=None):
              ','.join(rss['statuses']), rss['inspections']))
     arows, source = appliance_rows()
     if arows:
-        print('Appliance qemu RSS during cold start (%s)' % source)
+        print('Each inspection\'s processes during the cold start (%s): '
+              'peak RSS/PSS of one worker (virt-inspector for the '
+              'baseline), peak RSS of one appliance qemu and of all qemu '
+              'at once, peak RSS/PSS of every process of the run at once'
+              % source)
         print(common.table(['run', 'concurrency', 'memsize MiB',
-                            'peak one MiB', 'peak sum MiB', 'appliances',
-                            'foreign'], arows))
+                            'worker MiB', 'qemu MiB', 'qemu sum MiB',
+                            'all MiB', 'appliances', 'foreign'], arows))
     else:
         print('Appliance memory: %s' % source)
     path = common.write_result('memory', {
         'instances': rss['instances'], 'records': n, 'written': written,
         'rss_bytes': rss, 'heap_bytes': heap,
         'record_file_bytes': disk_bytes / max(1, len(files)),
-        'appliances_source': source,
+        'appliances_source': source, 'appliance_rows': arows,
         'wall_s': common.elapsed(began)})
     print('-> %s' % path)
     return 0
