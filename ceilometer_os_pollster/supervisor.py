@@ -143,8 +143,10 @@ def _exchange(proc, request, end, outcome, on_message, clock):
         if stdout.strip():
             _message(bytes(stdout), outcome, on_message)
         # Both pipes closed: the worker is exiting; give it until the end.
+        pause = 0.002
         while not _exited(proc.pid) and clock() < end:
-            time.sleep(0.05)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         if not _exited(proc.pid):
             outcome.timed_out = True
     finally:

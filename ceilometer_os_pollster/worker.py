@@ -82,7 +82,7 @@ def die_with_parent(parent_pid):
         os._exit(3)
 
 
-def lower_priority(nice, io_class):
+def lower_priority(nice, io_class, autogroup='/proc/self/autogroup'):
     """Apply the operator's nice level and I/O class to this process
     (inherited by qemu-img and the appliance's qemu).  Returns what
     could not be applied, as log-ready text ('' when all was)."""
@@ -92,6 +92,16 @@ def lower_priority(nice, io_class):
             os.setpriority(os.PRIO_PROCESS, 0, int(nice))
         except OSError as exc:
             problems.append('nice %s: %s' % (nice, exc.strerror))
+        # With autogroups (Debian's default) the CPU is shared between
+        # sessions before nice counts, and the worker leads a session of
+        # its own: give that whole session the same nice value.
+        try:
+            with open(autogroup, 'w') as f:
+                f.write('%d\n' % int(nice))
+        except FileNotFoundError:
+            pass                # kernel without autogroups
+        except OSError as exc:
+            problems.append('autogroup nice %s: %s' % (nice, exc.strerror))
     if io_class and io_class != 'none':
         number = _IOPRIO_SET.get(platform.machine())
         value = IO_CLASSES[io_class] << _IOPRIO_CLASS_SHIFT

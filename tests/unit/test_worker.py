@@ -159,10 +159,13 @@ def test_priority_is_lowered_for_the_worker_and_what_it_starts():
             'capture_output=True, text=True); print(p.stdout.strip()); '
             'print(os.getpriority(os.PRIO_PROCESS, 0)); '
             'c = subprocess.run(["sh", "-c", "ionice -p $$; nice"], '
-            'capture_output=True, text=True); print(c.stdout.strip())')
+            'capture_output=True, text=True); print(c.stdout.strip()); '
+            'print(open("/proc/self/autogroup").read().split()[-1])')
+    # A session of its own, as the agent starts workers.
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, check=True).stdout.splitlines()
-    assert out == ["''", 'idle', '12', 'idle', '12']
+                         text=True, check=True,
+                         start_new_session=True).stdout.splitlines()
+    assert out == ["''", 'idle', '12', 'idle', '12', '12']
 
 
 def test_priority_unchanged_when_asked():
