@@ -34,7 +34,7 @@ import time
 
 from oslo_log import log
 
-from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import sanitize
@@ -170,7 +170,7 @@ def carried_reason(good, record):
 def next_entry(previous, record, now, settings, fraction):
     """The cache entry after an inspection produced ``record``."""
     if record.status in _GOOD:
-        return cache_mod.Entry(
+        return cache_format.Entry(
             record=record,
             expires_at=expiry(now, settings.record_ttl,
                               settings.record_ttl_jitter, fraction),
@@ -192,9 +192,9 @@ def next_entry(previous, record, now, settings, fraction):
             reason=carried_reason(previous.record, record))
         return previous.replace(record=kept, failures=failures,
                                 retry_at=retry_at, last_seen=now)
-    return cache_mod.Entry(record=record, expires_at=retry_at,
-                           failures=failures, retry_at=retry_at,
-                           last_seen=now)
+    return cache_format.Entry(record=record, expires_at=retry_at,
+                              failures=failures, retry_at=retry_at,
+                              last_seen=now)
 
 
 def describe(record):
