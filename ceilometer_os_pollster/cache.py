@@ -34,6 +34,7 @@ from oslo_log import log
 
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import cache_locks
+from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 
 LOG = log.getLogger(__name__)
@@ -56,7 +57,8 @@ def _signature(st):
 class RecordCache:
     """One directory of records plus its in-memory mirror (thread-safe)."""
 
-    def __init__(self, directory, clock=time.time, forget_after=86400.0,
+    def __init__(self, directory, clock=time.time,
+                 forget_after=options.DEFAULTS['forget_after'],
                  disk_retry=DISK_RETRY_SECONDS):
         self.directory = os.fspath(directory)
         self._clock = clock
