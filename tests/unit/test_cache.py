@@ -149,6 +149,30 @@ def test_decode_rejects(name, data):
         cache_format.decode_entry(data, ID_A)
 
 
+@pytest.mark.parametrize('times, horizon, expected', [
+    # (expires_at, retry_at, last_seen), read at now = 1000
+    ((5000.0, 5000.0, 5000.0), 100.0, (1100.0, 1100.0, 1000.0)),
+    ((-5.0, -1.0, -3.0), 100.0, (0.0, 0.0, 0.0)),
+    ((5000.0, 50.0, 5000.0), None, (5000.0, 50.0, 1000.0)),
+    ((1050.0, 900.0, 999.0), 100.0, (1050.0, 900.0, 999.0)),
+])
+def test_times_read_back_are_clamped(times, horizon, expected):
+    expires_at, retry_at, last_seen = times
+    read = entry().replace(expires_at=expires_at, retry_at=retry_at,
+                           last_seen=last_seen)
+    clamped = cache_format.clamp(read, 1000.0, horizon)
+    assert (clamped.expires_at, clamped.retry_at,
+            clamped.last_seen) == expected
+
+
+def test_read_back_cleans_the_record_and_dates_it_by_its_file():
+    written = entry(last_seen=5.0, os_product_name='Windows\u202e Server')
+    read = cache_format.read_back(written, 20.0)
+    assert read.record.os_product_name == 'Windows Server'
+    assert read.last_seen == 20.0
+    assert cache_format.read_back(written, 1.0).last_seen == 5.0
+
+
 # -- memory mirror ---------------------------------------------------------
 
 def test_construction_touches_nothing(cache_dir, clock):
