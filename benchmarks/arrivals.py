@@ -39,6 +39,7 @@ import time
 import uuid
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import scheduler as scheduler_mod
 from ceilometer_os_pollster import service as service_mod
@@ -105,7 +106,7 @@ def one_run(kind, count, concurrency, seconds, scheduler_class, seed):
         if kind in ('due', 'changed'):
             for n, instance_id in enumerate(ids):
                 rec = TimedEngine(0).inspect(job(instance_id, n + 1))
-                cache.put(cache_mod.Entry(
+                cache.put(cache_format.Entry(
                     record=rec, last_seen=now,
                     expires_at=now - 1 if kind == 'due' else now + 3600))
         engine = TimedEngine(seconds)

@@ -44,6 +44,7 @@ import uuid
 from oslo_config import cfg
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import scheduler as scheduler_mod
@@ -195,7 +196,7 @@ class FileWatch:
             return 0
         changed = 0
         for item in items:
-            if item.name.endswith(cache_mod.SUFFIX):
+            if item.name.endswith(cache_format.SUFFIX):
                 inode = item.inode()
                 if self.inodes.get(item.name) != inode:
                     self.inodes[item.name] = inode

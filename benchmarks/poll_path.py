@@ -50,6 +50,7 @@ import time
 import uuid
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import pollster as pollster_mod
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import scheduler as scheduler_mod
@@ -122,9 +123,9 @@ def prefill(directory, jobs):
     cache = cache_mod.RecordCache(directory)
     now = time.time()
     for job in jobs:
-        cache.put(cache_mod.Entry(record=ok_record(job),
-                                  expires_at=now + 30 * common.DAY,
-                                  last_seen=now))
+        cache.put(cache_format.Entry(record=ok_record(job),
+                                     expires_at=now + 30 * common.DAY,
+                                     last_seen=now))
     return cache
 
 

@@ -1,15 +1,10 @@
 """Inspection records on disk, mirrored in memory.
 
-Owns ``[os_inspection] cache_dir``: one JSON file per instance,
-``<cache_dir>/<instance_id>.json``::
-
-    {"schema": record.SCHEMA_VERSION, "record": OSRecord.to_dict(),
-     "expires_at": float, "failures": int, "retry_at": float,
-     "last_seen": float}
-
-(scheduling state lives beside the record, not in it), and the
-inspection locks ``<cache_dir>/.locks/<instance_id>.lock`` that keep two
-processes (agent, CLI, a second agent) from inspecting one VM at once.
+Owns ``[os_inspection] cache_dir``: one file per instance
+(``cache_format`` says what it holds) and the inspection locks
+(``cache_locks``) that keep two processes (agent, CLI, a second agent)
+from inspecting one VM at once.  ``RecordCache`` composes them with the
+in-memory mirror.
 
 The poll path reads only the in-memory mirror: ``get`` does no file I/O
 once the directory has been loaded (lazily, once per process).
@@ -29,13 +24,7 @@ write succeeds.
 """
 
 import contextlib
-import dataclasses
-import errno
-import fcntl
-import json
-import math
 import os
-import re
 import stat
 import tempfile
 import threading
@@ -43,14 +32,13 @@ import time
 
 from oslo_log import log
 
+from ceilometer_os_pollster import cache_format
+from ceilometer_os_pollster import cache_locks
+from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 
 LOG = log.getLogger(__name__)
 
-SUFFIX = '.json'
-LOCK_DIR = '.locks'
-# A record is a few KiB at most (17 fields of <= 255 characters).
-MAX_FILE_BYTES = 64 * 1024
 # How often a memory-only cache tries the disk again.
 DISK_RETRY_SECONDS = 600.0
 # last_seen rewrites per prune(): keeps end_cycle short on big hosts.
@@ -58,94 +46,6 @@ MAX_SEEN_WRITES = 8
 # Temp files left by a process killed mid-write; younger ones may be in
 # use by another process right now.
 STALE_TEMP_SECONDS = 3600.0
-FILE_MODE = 0o644
-DIR_MODE = 0o750
-
-_ID_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z')
-_FIELDS = frozenset(('schema', 'record', 'expires_at', 'failures',
-                     'retry_at', 'last_seen'))
-_TIMES = ('expires_at', 'retry_at', 'last_seen')
-
-
-def valid_instance_id(instance_id):
-    """UUID-like: letters, digits and dashes, at most 64 characters.
-
-    Instance ids become file names, so nothing else may pass.
-    """
-    return isinstance(instance_id, str) and bool(_ID_RE.match(instance_id))
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """A record plus the scheduling state the cache keeps beside it."""
-
-    record: record_mod.OSRecord
-    expires_at: float = 0.0   # ok/encrypted: refresh after this
-    failures: int = 0         # consecutive failed/unknown inspections
-    retry_at: float = 0.0     # failures > 0: retry after this
-    last_seen: float = 0.0    # last time the instance was on this host
-
-    @property
-    def instance_id(self):
-        return self.record.instance_id
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
-
-
-def encode_entry(entry):
-    """The file content of an entry (UTF-8 JSON bytes)."""
-    doc = {
-        'schema': record_mod.SCHEMA_VERSION,
-        'record': entry.record.to_dict(),
-        'expires_at': float(entry.expires_at),
-        'failures': int(entry.failures),
-        'retry_at': float(entry.retry_at),
-        'last_seen': float(entry.last_seen),
-    }
-    return json.dumps(doc, ensure_ascii=False, sort_keys=True,
-                      allow_nan=False).encode('utf-8')
-
-
-def _number(doc, name):
-    value = doc[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError('%s is not a number' % name)
-    if not math.isfinite(value):
-        raise ValueError('%s is not finite' % name)
-    return float(value)
-
-
-def decode_entry(data, instance_id):
-    """Parse file content; ValueError says why it is not a usable entry."""
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError('larger than %d bytes' % MAX_FILE_BYTES)
-    try:
-        doc = json.loads(data.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError('not JSON (%s)' % type(exc).__name__)
-    if not isinstance(doc, dict):
-        raise ValueError('not a JSON object')
-    if set(doc) != _FIELDS:
-        raise ValueError('unexpected keys')
-    schema = doc['schema']
-    if isinstance(schema, bool) or schema != record_mod.SCHEMA_VERSION:
-        raise ValueError('schema %r, expected %d'
-                         % (schema, record_mod.SCHEMA_VERSION))
-    times = {name: _number(doc, name) for name in _TIMES}
-    failures = doc['failures']
-    if (isinstance(failures, bool) or not isinstance(failures, int)
-            or failures < 0):
-        raise ValueError('failures is not a count')
-    try:
-        rec = record_mod.OSRecord.from_dict(doc['record'])
-    except (TypeError, ValueError) as exc:
-        raise ValueError('bad record (%s)' % exc)
-    if rec.instance_id != instance_id:
-        raise ValueError('record of another instance')
-    if rec.status == record_mod.STATUS_PENDING:
-        raise ValueError('pending record')
-    return Entry(record=rec, failures=failures, **times)
 
 
 def _signature(st):
@@ -157,7 +57,8 @@ def _signature(st):
 class RecordCache:
     """One directory of records plus its in-memory mirror (thread-safe)."""
 
-    def __init__(self, directory, clock=time.time, forget_after=86400.0,
+    def __init__(self, directory, clock=time.time,
+                 forget_after=options.DEFAULTS['forget_after'],
                  disk_retry=DISK_RETRY_SECONDS):
         self.directory = os.fspath(directory)
         self._clock = clock
@@ -175,8 +76,8 @@ class RecordCache:
         self._disk_retry_at = 0.0
         self._dir_ready = False
         self._warned = set()
-        self._held = set()         # in-process inspection locks
-        self._held_lock = threading.Lock()
+        self._locks = cache_locks.InspectionLocks(self.directory,
+                                                  self._lock_unavailable)
         self._horizon = None       # see set_horizon
 
     def set_horizon(self, seconds):
@@ -193,17 +94,7 @@ class RecordCache:
                 self._entries[instance_id] = self._clamp(entry)
 
     def _clamp(self, entry):
-        """Times of an entry read from disk, within [0, now + horizon]
-        (last_seen within [0, now])."""
-        now = self._clock()
-        latest = now + self._horizon if self._horizon is not None else None
-
-        def bound(value, upper):
-            value = max(0.0, value)
-            return value if upper is None else min(value, upper)
-        return entry.replace(expires_at=bound(entry.expires_at, latest),
-                             retry_at=bound(entry.retry_at, latest),
-                             last_seen=bound(entry.last_seen, now))
+        return cache_format.clamp(entry, self._clock(), self._horizon)
 
     # -- reading -----------------------------------------------------
 
@@ -252,7 +143,7 @@ class RecordCache:
         have inspected the instance since the last refresh().
         """
         self.load()
-        if not valid_instance_id(instance_id):
+        if not cache_format.valid_instance_id(instance_id):
             return self._entries.get(instance_id)
         with self._disk:
             try:
@@ -267,13 +158,13 @@ class RecordCache:
         return self._entries.get(instance_id)
 
     def _path(self, instance_id):
-        return os.path.join(self.directory, instance_id + SUFFIX)
+        return os.path.join(self.directory, instance_id + cache_format.SUFFIX)
 
     def _prepare_dir(self):
         if self._dir_ready:
             return
         try:
-            os.makedirs(self.directory, DIR_MODE, exist_ok=True)
+            os.makedirs(self.directory, cache_format.DIR_MODE, exist_ok=True)
         except OSError as exc:
             self._degrade(exc)
         else:
@@ -295,9 +186,9 @@ class RecordCache:
             if name.startswith('.'):
                 self._remove_stale_temp(item)
                 continue
-            instance_id = name[:-len(SUFFIX)]
-            if (not name.endswith(SUFFIX)
-                    or not valid_instance_id(instance_id)):
+            instance_id = name[:-len(cache_format.SUFFIX)]
+            if (not name.endswith(cache_format.SUFFIX)
+                    or not cache_format.valid_instance_id(instance_id)):
                 continue
             try:
                 if not item.is_file(follow_symlinks=False):
@@ -370,7 +261,7 @@ class RecordCache:
                 return None, sig, 'not a regular file'
             chunks = []
             size = 0
-            while size <= MAX_FILE_BYTES:
+            while size <= cache_format.MAX_FILE_BYTES:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
@@ -381,14 +272,10 @@ class RecordCache:
         finally:
             os.close(fd)
         try:
-            entry = decode_entry(b''.join(chunks), instance_id)
+            entry = cache_format.decode_entry(b''.join(chunks), instance_id)
         except ValueError as exc:
             return None, sig, str(exc)
-        # A file written by an older agent that did not persist last_seen
-        # recently still proves the instance existed at its mtime.  What
-        # is published is cleaned again: the file is not ours alone.
-        entry = entry.replace(record=entry.record.cleaned(),
-                              last_seen=max(entry.last_seen, st.st_mtime))
+        entry = cache_format.read_back(entry, st.st_mtime)
         return self._clamp(entry), sig, None
 
     # -- writing -----------------------------------------------------
@@ -401,7 +288,7 @@ class RecordCache:
         read it (another process wrote or removed it): the new state is
         read instead, and the caller decides again from it.
         """
-        if not isinstance(entry, Entry):
+        if not isinstance(entry, cache_format.Entry):
             raise TypeError('RecordCache.put takes an Entry')
         if entry.record.status == record_mod.STATUS_PENDING:
             raise ValueError('pending records are never cached')
@@ -415,7 +302,7 @@ class RecordCache:
     def _changed_underneath(self, instance_id):
         """True (and the file re-read) if it is not the one we know."""
         # Caller holds _disk.
-        if not valid_instance_id(instance_id):
+        if not cache_format.valid_instance_id(instance_id):
             return False
         try:
             sig = _signature(os.lstat(self._path(instance_id)))
@@ -453,7 +340,7 @@ class RecordCache:
     def _persist(self, entry):
         """Write one entry's file; its signature, or None if not written."""
         instance_id = entry.instance_id
-        if not valid_instance_id(instance_id):
+        if not cache_format.valid_instance_id(instance_id):
             self._warn_once(('id', instance_id),
                             'Instance id %r cannot name a file; its OS '
                             'inspection record is kept in memory only',
@@ -463,9 +350,11 @@ class RecordCache:
             return None
         try:
             if not self._dir_ready:
-                os.makedirs(self.directory, DIR_MODE, exist_ok=True)
+                os.makedirs(self.directory, cache_format.DIR_MODE,
+                            exist_ok=True)
                 self._dir_ready = True
-            sig = self._write_file(instance_id, encode_entry(entry))
+            sig = self._write_file(instance_id,
+                                   cache_format.encode_entry(entry))
         except OSError as exc:
             self._degrade(exc)
             return None
@@ -478,8 +367,8 @@ class RecordCache:
     def _flush_dirty(self):
         # After a recovery: write what was kept in memory meanwhile.
         with self._mem:
-            pending = sorted(i for i in self._dirty
-                             if i in self._entries and valid_instance_id(i))
+            pending = sorted(i for i in self._dirty if i in self._entries
+                             and cache_format.valid_instance_id(i))
         for instance_id in pending:
             with self.inspection_lock(instance_id) as locked:
                 if not locked or self._changed_underneath(instance_id):
@@ -504,8 +393,8 @@ class RecordCache:
                                    suffix='.tmp', dir=self.directory)
         try:
             try:
-                os.fchmod(fd, FILE_MODE)
-                self._adopt_owner(fd=fd)
+                os.fchmod(fd, cache_format.FILE_MODE)
+                cache_locks.adopt_owner(self.directory, fd=fd)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
@@ -533,22 +422,6 @@ class RecordCache:
             pass
         finally:
             os.close(fd)
-
-    def _adopt_owner(self, fd=None, path=None):
-        # A CLI run as root writes into the agent's directory: what it
-        # creates must stay replaceable and lockable by the agent's user.
-        if os.geteuid() != 0:
-            return
-        try:
-            st = os.stat(self.directory)
-            if (st.st_uid, st.st_gid) == (0, 0):
-                return
-            if fd is not None:
-                os.fchown(fd, st.st_uid, st.st_gid)
-            else:
-                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-        except OSError:
-            pass
 
     def _degrade(self, exc):
         self._disk_retry_at = self._clock() + self._disk_retry
@@ -593,7 +466,7 @@ class RecordCache:
             self._sigs.pop(instance_id, None)
             self._persisted_seen.pop(instance_id, None)
             self._dirty.discard(instance_id)
-        if not valid_instance_id(instance_id):
+        if not cache_format.valid_instance_id(instance_id):
             return existed
         try:
             os.unlink(self._path(instance_id))
@@ -604,7 +477,7 @@ class RecordCache:
             self._warn_once(('unlink', instance_id),
                             'Cannot delete OS inspection record %s: %s',
                             self._path(instance_id), exc.strerror)
-        self._remove_lock_file(instance_id, lock_held)
+        self._locks.remove(instance_id, lock_held)
         return existed
 
     def forget_all(self):
@@ -614,9 +487,9 @@ class RecordCache:
             ids = set(self._entries)
             with contextlib.suppress(OSError):
                 for item in os.scandir(self.directory):
-                    instance_id = item.name[:-len(SUFFIX)]
-                    if (item.name.endswith(SUFFIX)
-                            and valid_instance_id(instance_id)):
+                    instance_id = item.name[:-len(cache_format.SUFFIX)]
+                    if (item.name.endswith(cache_format.SUFFIX)
+                            and cache_format.valid_instance_id(instance_id)):
                         ids.add(instance_id)
         return sum(1 for i in sorted(ids) if self.forget(i))
 
@@ -677,76 +550,10 @@ class RecordCache:
 
     # -- inspection locks --------------------------------------------
 
-    @contextlib.contextmanager
     def inspection_lock(self, instance_id):
-        """Yield True if this thread may inspect the instance now.
-
-        Non-blocking: False means another thread or process is
-        inspecting it.  Across processes this is an flock() on
-        <cache_dir>/.locks/<id>.lock (released by the kernel if the
-        holder dies); when that file cannot be used the lock is
-        in-process only.
-        """
-        with self._held_lock:
-            mine = instance_id not in self._held
-            if mine:
-                self._held.add(instance_id)
-        if not mine:
-            yield False
-            return
-        fd = None
-        try:
-            fd = self._flock(instance_id)
-            yield fd is not False
-        finally:
-            if fd not in (None, False):
-                os.close(fd)
-            with self._held_lock:
-                self._held.discard(instance_id)
-
-    def _lock_path(self, instance_id):
-        return os.path.join(self.directory, LOCK_DIR,
-                            instance_id + '.lock')
-
-    def _flock(self, instance_id):
-        """An fd holding the lock, False if busy, None if unavailable."""
-        if not valid_instance_id(instance_id):
-            return None
-        path = self._lock_path(instance_id)
-        lock_dir = os.path.dirname(path)
-        if not os.path.isdir(lock_dir):
-            try:
-                os.makedirs(lock_dir, DIR_MODE, exist_ok=True)
-            except OSError as exc:
-                self._lock_unavailable(exc)
-                return None
-            self._adopt_owner(path=lock_dir)
-        for _attempt in range(3):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC
-                             | os.O_NOFOLLOW, FILE_MODE)
-            except OSError as exc:
-                self._lock_unavailable(exc)
-                return None
-            self._adopt_owner(fd=fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    return False
-                self._lock_unavailable(exc)
-                return None
-            # forget() may have unlinked the file between open and flock;
-            # a lock on an unlinked inode excludes nobody.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except OSError:
-                same = False
-            if same:
-                return fd
-            os.close(fd)
-        return False
+        """A context manager yielding True if this thread may inspect the
+        instance now (see ``cache_locks``); non-blocking."""
+        return self._locks.hold(instance_id)
 
     def _lock_unavailable(self, exc):
         if self._disk_ok:
@@ -754,23 +561,3 @@ class RecordCache:
                             'under %s (%s): inspections are only '
                             'serialised within this process',
                             self.directory, exc)
-
-    def _remove_lock_file(self, instance_id, lock_held=False):
-        # Only while holding it, so nobody is inside an inspection.
-        # (Another open + flock would conflict with our own hold.)
-        path = self._lock_path(instance_id)
-        if lock_held:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(path)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)

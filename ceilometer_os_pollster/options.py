@@ -200,6 +200,11 @@ OPTS = [
              'deadline.'),
 ]
 
+# Each option's default by name, for code that works without a
+# configuration object (scheduler.Settings, cache.RecordCache): the
+# value is written once, above.
+DEFAULTS = {opt.dest: opt.default for opt in OPTS}
+
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)

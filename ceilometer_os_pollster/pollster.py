@@ -8,14 +8,17 @@ publish (never waiting for an appliance) and yields one sample: volume =
 vCPUs, metadata = the OS record.  No guestfs in here.
 """
 
+import dataclasses
 import glob
 import os
+import time
 
 from oslo_log import log
 import yaml
 
 from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.compute.pollsters import util
+from ceilometer.compute.virt.libvirt import inspector as libvirt_inspector
 from ceilometer.compute.virt.libvirt import utils as libvirt_utils
 from ceilometer.polling import plugin_base
 from ceilometer import sample
@@ -135,16 +138,37 @@ def image_id_of(instance):
     return ''
 
 
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """What one poll learned about one instance (the "stats" of
+    Ceilometer's compute pollsters)."""
+
+    record: object      # the record.OSRecord to publish
+    vcpus: int          # what the instance is billed for
+
+
 class OSMetadataPollster(plugin_base.PollsterBase):
-    """Guest OS facts per instance, for licence billing."""
+    """Guest OS facts per instance, for licence billing.
+
+    Shaped like Ceilometer's own instance pollsters: declarative sample
+    attributes, ``get_resource_id``/``get_volume``/
+    ``get_additional_metadata`` hooks over what one poll observed, and a
+    loop in which one instance's failure costs only its own sample.
+    """
 
     sample_name = 'compute.instance.os.metadata'
     sample_unit = 'vcpu'
     sample_type = sample.TYPE_GAUGE
 
+    @property
+    def default_discovery(self):
+        return 'local_instances'
+
     def setup_environment(self):
         super().setup_environment()
         options.register_opts(self.conf)
+        # Ceilometer logs a refused load only at DEBUG: each refusal
+        # below says why itself, once, at ERROR.
         duplicates = dynamic_duplicates(
             self.sample_name,
             getattr(self.conf, 'pollsters_definitions_dirs', None))
@@ -161,7 +185,6 @@ class OSMetadataPollster(plugin_base.PollsterBase):
                                 'files': ', '.join(duplicates)})
             raise plugin_base.ExtensionLoadError(
                 'dynamic pollster of the same meter configured')
-        # Ceilometer logs a failed load only at DEBUG: say it ourselves.
         from ceilometer_os_pollster import appliance
         ok, why = appliance.guestfs_available()
         if not ok:
@@ -170,15 +193,43 @@ class OSMetadataPollster(plugin_base.PollsterBase):
                       GUESTFS_HINT)
             raise plugin_base.ExtensionLoadError(why)
         # One shared read-only libvirt connection for all compute pollsters.
-        self.inspector = compute_pollsters.GenericComputePollster \
-            ._get_inspector(self.conf)
+        inspector = compute_pollsters.GenericComputePollster._get_inspector(
+            self.conf)
+        if not isinstance(inspector, libvirt_inspector.LibvirtInspector):
+            # Ceilometer falls back to a do-nothing inspector when the
+            # libvirt one cannot load (python3-libvirt missing); every
+            # instance would fail on every cycle.
+            LOG.error('%(name)s disabled: it needs the libvirt hypervisor '
+                      'inspector, but the agent\'s inspector is %(kind)s '
+                      '([compute] hypervisor_inspector, or the libvirt '
+                      'Python binding could not be loaded: see the error '
+                      'above). Install python3-libvirt where the agent\'s '
+                      'Python sees it and restart the agent.',
+                      {'name': self.sample_name,
+                       'kind': type(inspector).__name__})
+            raise plugin_base.ExtensionLoadError(
+                'hypervisor inspector is not libvirt')
+        self.inspector = inspector
 
-    @property
-    def default_discovery(self):
-        return 'local_instances'
+    # -- hooks, as in Ceilometer's instance pollsters -------------------
 
-    def _sample(self, service, instance):
-        """(sample, Prometheus labels) for one instance, or None."""
+    @staticmethod
+    def get_resource_id(instance, observed):
+        return instance.id
+
+    @staticmethod
+    def get_volume(instance, observed):
+        return observed.vcpus
+
+    @staticmethod
+    def get_additional_metadata(instance, observed):
+        return observed.record.metadata()
+
+    # -- one instance ---------------------------------------------------
+
+    def _observe(self, service, instance):
+        """What this poll publishes for an instance, or None when it is
+        not metered now (shut off).  Never waits for an inspection."""
         domain = self.inspector.connection.lookupByUUIDString(instance.id)
         state = domain.state()[0]
         if (state == _SHUTOFF and
@@ -186,34 +237,39 @@ class OSMetadataPollster(plugin_base.PollsterBase):
             return None
         job = service.job_for_domain(instance.id, domain,
                                      image_id_of(instance))
-        record = service.lookup(job)
-        vcpus = vcpus_of(instance, domain)
-        flavor = getattr(instance, 'flavor', None)
-        completed = complete_flavor(flavor, vcpus)
-        if completed != flavor:
-            instance = _WithFlavor(instance, completed)
-        sample_ = util.make_sample_from_instance(
-            self.conf,
-            instance,
-            name=self.sample_name,
-            type=self.sample_type,
-            unit=self.sample_unit,
-            volume=vcpus,
-            additional_metadata=record.metadata(),
-        )
-        return sample_, prometheus.label_values(
-            instance.id, instance.tenant_id, instance.user_id, record)
+        return Observed(service.lookup(job), vcpus_of(instance, domain))
 
-    def _sample_reconnecting(self, service, instance):
+    def _observe_reconnecting(self, service, instance):
         try:
-            return self._sample(service, instance)
+            return self._observe(service, instance)
         except Exception as err:
             if not libvirt_utils.is_disconnection_exception(err):
                 raise
         # libvirtd restarted since the last call: the shared connection
         # reconnects on its next use, so one more try is enough.
         LOG.info('libvirt connection lost; reconnecting')
-        return self._sample(service, instance)
+        return self._observe(service, instance)
+
+    def _make_sample(self, instance, observed, polled_time):
+        volume = self.get_volume(instance, observed)
+        flavor = getattr(instance, 'flavor', None)
+        completed = complete_flavor(flavor, volume)
+        if completed != flavor:
+            instance = _WithFlavor(instance, completed)
+        return util.make_sample_from_instance(
+            self.conf,
+            instance,
+            name=self.sample_name,
+            type=self.sample_type,
+            unit=self.sample_unit,
+            resource_id=self.get_resource_id(instance, observed),
+            volume=volume,
+            additional_metadata=self.get_additional_metadata(instance,
+                                                             observed),
+            monotonic_time=polled_time,
+        )
+
+    # -- the poll -------------------------------------------------------
 
     def get_samples(self, manager, cache, resources):
         service = service_mod.get_service(self.conf)
@@ -222,7 +278,15 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         for instance in resources:
             alive.append(instance.id)
             try:
-                built = self._sample_reconnecting(service, instance)
+                observed = self._observe_reconnecting(service, instance)
+                if observed is None:
+                    continue
+                # Like Ceilometer's: when the values were polled.
+                sample_ = self._make_sample(instance, observed,
+                                            time.monotonic())
+                labels = prometheus.label_values(
+                    instance.id, instance.tenant_id, instance.user_id,
+                    observed.record)
             except Exception as err:
                 if _vanished(err):
                     LOG.debug('Instance %s vanished while polling',
@@ -234,10 +298,8 @@ class OSMetadataPollster(plugin_base.PollsterBase):
                           {'name': self.sample_name, 'id': instance.id,
                            'err': err})
                 continue
-            if built is not None:
-                sample_, labels = built
-                exported.append((labels, sample_.volume))
-                yield sample_
+            exported.append((labels, sample_.volume))
+            yield sample_
         try:
             service.end_cycle(alive)
             if self.conf.polling.enable_prometheus_exporter:

@@ -34,8 +34,9 @@ import time
 
 from oslo_log import log
 
-from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import drives
+from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import sanitize
 
@@ -61,17 +62,19 @@ _LOCK_POLL = 0.5
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The [os_inspection] options the scheduler uses."""
+    """The [os_inspection] options the scheduler uses (their defaults
+    are the options' own)."""
 
-    concurrency: int = 1
-    record_ttl: float = 86400
-    record_ttl_jitter: float = 0.1
-    retry_initial_delay: float = 300
-    retry_max_delay: float = 21600
-    unknown_retry_max_delay: float = 14400
-    carry_over_max_age: float = 259200
-    forget_after: float = 86400
-    inspection_deadline: float = 300
+    concurrency: int = options.DEFAULTS['concurrency']
+    record_ttl: float = options.DEFAULTS['record_ttl']
+    record_ttl_jitter: float = options.DEFAULTS['record_ttl_jitter']
+    retry_initial_delay: float = options.DEFAULTS['retry_initial_delay']
+    retry_max_delay: float = options.DEFAULTS['retry_max_delay']
+    unknown_retry_max_delay: float = options.DEFAULTS[
+        'unknown_retry_max_delay']
+    carry_over_max_age: float = options.DEFAULTS['carry_over_max_age']
+    forget_after: float = options.DEFAULTS['forget_after']
+    inspection_deadline: float = options.DEFAULTS['inspection_deadline']
 
     @property
     def horizon(self):
@@ -170,7 +173,7 @@ def carried_reason(good, record):
 def next_entry(previous, record, now, settings, fraction):
     """The cache entry after an inspection produced ``record``."""
     if record.status in _GOOD:
-        return cache_mod.Entry(
+        return cache_format.Entry(
             record=record,
             expires_at=expiry(now, settings.record_ttl,
                               settings.record_ttl_jitter, fraction),
@@ -192,9 +195,9 @@ def next_entry(previous, record, now, settings, fraction):
             reason=carried_reason(previous.record, record))
         return previous.replace(record=kept, failures=failures,
                                 retry_at=retry_at, last_seen=now)
-    return cache_mod.Entry(record=record, expires_at=retry_at,
-                           failures=failures, retry_at=retry_at,
-                           last_seen=now)
+    return cache_format.Entry(record=record, expires_at=retry_at,
+                              failures=failures, retry_at=retry_at,
+                              last_seen=now)
 
 
 def describe(record):

@@ -32,6 +32,7 @@ import time
 import pytest
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import engine
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import scheduler as sched
@@ -56,8 +57,8 @@ def make_entry(instance_id, n=0, width=200):
         os_product_name=filler[:255], os_edition=filler[:255],
         os_product_variant=filler[:255], reason=filler[:255],
         fingerprint='fp-%d' % n, inspected_at='2024-05-01T10:00:00Z')
-    return cache_mod.Entry(record=rec, expires_at=time.time() + 86400,
-                           failures=0, retry_at=0.0, last_seen=time.time())
+    return cache_format.Entry(record=rec, expires_at=time.time() + 86400,
+                              failures=0, retry_at=0.0, last_seen=time.time())
 
 
 def spawn(*args, **kwargs):
@@ -86,7 +87,7 @@ def assert_all_files_valid(directory):
     names = json_files(directory)
     for name in names:
         with open(os.path.join(directory, name), 'rb') as f:
-            cache_mod.decode_entry(f.read(), name[:-len('.json')])
+            cache_format.decode_entry(f.read(), name[:-len('.json')])
     return names
 
 

@@ -27,6 +27,7 @@ from ceilometer.polling import manager
 from ceilometer import service as ceilo_service
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import cli
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import pollster as pollster_mod
@@ -85,8 +86,8 @@ def host(tmp_path):
     now = time.time()
     recs = records_for(jobs)
     for rec in recs:
-        cache.put(cache_mod.Entry(record=rec, expires_at=now + 3600,
-                                  last_seen=now))
+        cache.put(cache_format.Entry(record=rec, expires_at=now + 3600,
+                                     last_seen=now))
     # A damaged record: the CLI's cache logs a warning about it, which
     # must not reach the output Ceilometer parses.
     cache_dir.joinpath(UUIDS[2] + '.json').write_text('{damaged')

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import record as record_mod
 
 ID_A = '0b1c2d3e-0000-4000-8000-00000000000a'
@@ -39,13 +40,13 @@ def ok_record(instance_id=ID_A, fingerprint='fp1', **fields):
 
 
 def entry(instance_id=ID_A, last_seen=0.0, **fields):
-    return cache_mod.Entry(record=ok_record(instance_id, **fields),
-                           expires_at=last_seen + 86400, failures=0,
-                           retry_at=0.0, last_seen=last_seen)
+    return cache_format.Entry(record=ok_record(instance_id, **fields),
+                              expires_at=last_seen + 86400, failures=0,
+                              retry_at=0.0, last_seen=last_seen)
 
 
 def valid_doc(instance_id=ID_A):
-    return json.loads(cache_mod.encode_entry(entry(instance_id, 5.0)))
+    return json.loads(cache_format.encode_entry(entry(instance_id, 5.0)))
 
 
 def records_in(directory):
@@ -90,16 +91,16 @@ def cache_dir(tmp_path):
     (42, False),
 ])
 def test_valid_instance_id(instance_id, valid):
-    assert cache_mod.valid_instance_id(instance_id) is valid
+    assert cache_format.valid_instance_id(instance_id) is valid
 
 
 def test_encode_decode_round_trip():
-    original = cache_mod.Entry(
+    original = cache_format.Entry(
         record=ok_record(os_product_name='Windows Server 2022 \u00e9'),
         expires_at=123.5, failures=2, retry_at=99.0, last_seen=7.0)
-    data = cache_mod.encode_entry(original)
+    data = cache_format.encode_entry(original)
     assert json.loads(data)['schema'] == record_mod.SCHEMA_VERSION
-    assert cache_mod.decode_entry(data, ID_A) == original
+    assert cache_format.decode_entry(data, ID_A) == original
 
 
 def _mutated(change):
@@ -111,11 +112,11 @@ def _mutated(change):
 BAD_FILES = [
     ('empty', b''),
     ('not json', b'{"schema": 1, "rec'),
-    ('truncated', cache_mod.encode_entry(entry())[:-7]),
+    ('truncated', cache_format.encode_entry(entry())[:-7]),
     ('not utf-8', b'\xff\xfe{}'),
     ('a list', b'[1, 2]'),
     ('deep nesting', b'[' * 60000),
-    ('too large', b' ' * (cache_mod.MAX_FILE_BYTES + 1)),
+    ('too large', b' ' * (cache_format.MAX_FILE_BYTES + 1)),
     ('other schema', _mutated(lambda d: d.update(schema=99))),
     ('schema as bool', _mutated(lambda d: d.update(schema=True))),
     ('schema as string', _mutated(lambda d: d.update(schema='1'))),
@@ -145,7 +146,31 @@ BAD_FILES = [
                          ids=[n for n, _ in BAD_FILES])
 def test_decode_rejects(name, data):
     with pytest.raises(ValueError):
-        cache_mod.decode_entry(data, ID_A)
+        cache_format.decode_entry(data, ID_A)
+
+
+@pytest.mark.parametrize('times, horizon, expected', [
+    # (expires_at, retry_at, last_seen), read at now = 1000
+    ((5000.0, 5000.0, 5000.0), 100.0, (1100.0, 1100.0, 1000.0)),
+    ((-5.0, -1.0, -3.0), 100.0, (0.0, 0.0, 0.0)),
+    ((5000.0, 50.0, 5000.0), None, (5000.0, 50.0, 1000.0)),
+    ((1050.0, 900.0, 999.0), 100.0, (1050.0, 900.0, 999.0)),
+])
+def test_times_read_back_are_clamped(times, horizon, expected):
+    expires_at, retry_at, last_seen = times
+    read = entry().replace(expires_at=expires_at, retry_at=retry_at,
+                           last_seen=last_seen)
+    clamped = cache_format.clamp(read, 1000.0, horizon)
+    assert (clamped.expires_at, clamped.retry_at,
+            clamped.last_seen) == expected
+
+
+def test_read_back_cleans_the_record_and_dates_it_by_its_file():
+    written = entry(last_seen=5.0, os_product_name='Windows\u202e Server')
+    read = cache_format.read_back(written, 20.0)
+    assert read.record.os_product_name == 'Windows Server'
+    assert read.last_seen == 20.0
+    assert cache_format.read_back(written, 1.0).last_seen == 5.0
 
 
 # -- memory mirror ---------------------------------------------------------
@@ -273,7 +298,7 @@ def test_stale_temp_files_removed_young_ones_kept(cache_dir, clock):
 def test_put_rejects_pending_and_non_entries(cache_dir, clock):
     cache = cache_mod.RecordCache(cache_dir, clock=clock)
     with pytest.raises(ValueError):
-        cache.put(cache_mod.Entry(record=record_mod.OSRecord.pending(ID_A)))
+        cache.put(cache_format.Entry(record=record_mod.OSRecord.pending(ID_A)))
     with pytest.raises(TypeError):
         cache.put(ok_record())
 
@@ -492,7 +517,7 @@ def test_prune_spreads_last_seen_writes(cache_dir, clock):
         for instance_id in ids:
             path = os.path.join(cache_dir, instance_id + '.json')
             with open(path, 'rb') as f:
-                seen.append(cache_mod.decode_entry(f.read(), instance_id)
+                seen.append(cache_format.decode_entry(f.read(), instance_id)
                             .last_seen)
         return seen
 
@@ -587,7 +612,7 @@ def test_forget_removes_its_lock_file(cache_dir, clock):
     cache.put(entry(ID_A, last_seen=clock.now))
     with cache.inspection_lock(ID_A) as locked:
         assert locked
-    lock = os.path.join(cache_dir, cache_mod.LOCK_DIR, ID_A + '.lock')
+    lock = os.path.join(cache_dir, cache_format.LOCK_DIR, ID_A + '.lock')
     assert os.path.exists(lock)
     assert cache.forget(ID_A) is True
     assert not os.path.exists(lock)

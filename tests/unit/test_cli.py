@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import cli
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
@@ -193,10 +194,10 @@ def test_format_table_aligns_columns():
 
 
 def test_cache_rows_and_document():
-    entry = cache_mod.Entry(record=ok_record(), expires_at=1700000000.0,
-                            failures=0, retry_at=0.0,
-                            last_seen=1699990000.0)
-    failed = cache_mod.Entry(
+    entry = cache_format.Entry(record=ok_record(), expires_at=1700000000.0,
+                               failures=0, retry_at=0.0,
+                               last_seen=1699990000.0)
+    failed = cache_format.Entry(
         record=record.OSRecord.failed('x-2', 'deadline'),
         expires_at=1800000000.0, failures=2, retry_at=1800000000.0)
     rows = cli.cache_rows([entry, failed], now=1750000000.0)

@@ -1,5 +1,5 @@
 """Tables of raw appliance facts and the OSRecord the billing policy makes
-of them (ceilometer_os_pollster.facts)."""
+of them (ceilometer_os_pollster.facts, .windows, .linux)."""
 
 import datetime
 import unicodedata
@@ -7,7 +7,11 @@ import unicodedata
 import pytest
 
 from ceilometer_os_pollster import facts as F
+from ceilometer_os_pollster import guest_formats as GF
+from ceilometer_os_pollster import linux as LX
+from ceilometer_os_pollster import raw_facts as R
 from ceilometer_os_pollster import record
+from ceilometer_os_pollster import windows as W
 
 NOW = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 
@@ -22,7 +26,7 @@ def windows_root(build=None, edition=None, installation=None, product=None,
               'CurrentMajorVersionNumber': major,
               'CurrentMinorVersionNumber': minor}
     values.update(registry)
-    return F.RootFacts(
+    return R.RootFacts(
         device=device, disk_index=disk_index, type='windows',
         distro='windows', osinfo=lg_osinfo,
         product_name=lg_product or product or '',
@@ -34,14 +38,14 @@ def windows_root(build=None, edition=None, installation=None, product=None,
 
 def linux_root(distro, major=0, minor=0, osinfo='unknown', product='',
                device='/dev/sda1', disk_index=0, **os_release):
-    return F.RootFacts(device=device, disk_index=disk_index, type='linux',
+    return R.RootFacts(device=device, disk_index=disk_index, type='linux',
                        distro=distro, osinfo=osinfo, product_name=product,
                        product_variant='unknown', arch='x86_64',
                        major=major, minor=minor, os_release=os_release)
 
 
 def normalise(*roots, **kwargs):
-    return F.normalise(F.ApplianceFacts(roots=list(roots), drives=1,
+    return F.normalise(R.ApplianceFacts(roots=list(roots), drives=1,
                                         filesystems=len(roots), **kwargs),
                        'inst-1', fingerprint='fp', duration=1.5, now=NOW)
 
@@ -192,7 +196,7 @@ def test_windows_older_nt(major, minor, variant, product, os_info):
 
 def test_windows_registry_unreadable_falls_back_to_libguestfs():
     # Only what libguestfs 1.48 read itself: no build, no EditionID.
-    root = F.RootFacts(device='/dev/sda2', type='windows', distro='windows',
+    root = R.RootFacts(device='/dev/sda2', type='windows', distro='windows',
                        osinfo='win2k16', arch='x86_64', major=10, minor=0,
                        product_name='Windows Server 2025 Datacenter',
                        product_variant='Server')
@@ -215,7 +219,7 @@ def test_windows_registry_unreadable_falls_back_to_libguestfs():
     (True, 0, 0, 0, '', 'unknown'),
 ])
 def test_windows_osinfo(server, major, minor, build, product, expected):
-    assert F.windows_osinfo(server, major, minor, build, product) == expected
+    assert W.windows_osinfo(server, major, minor, build, product) == expected
 
 
 @pytest.mark.parametrize('installation,edition_id,variant,product,server', [
@@ -233,7 +237,7 @@ def test_windows_osinfo(server, major, minor, build, product, expected):
 ])
 def test_windows_is_server(installation, edition_id, variant, product,
                            server):
-    assert F.windows_is_server(installation, edition_id, variant,
+    assert W.windows_is_server(installation, edition_id, variant,
                                product) is server
 
 
@@ -287,11 +291,11 @@ def test_windows_is_server(installation, edition_id, variant, product,
     ('', ''),
 ])
 def test_windows_edition(edition_id, expected):
-    assert F.windows_edition(edition_id) == expected
+    assert W.windows_edition(edition_id) == expected
 
 
 def test_windows_edition_unknown_is_bounded():
-    assert len(F.windows_edition('X' * 10000)) == 64
+    assert len(W.windows_edition('X' * 10000)) == 64
 
 
 @pytest.mark.parametrize('server,product,expected', [
@@ -306,7 +310,7 @@ def test_windows_edition_unknown_is_bounded():
     (False, 'Windows 10 Product', ''),
 ])
 def test_windows_edition_from_product_name(server, product, expected):
-    assert F.windows_edition('', server, product) == expected
+    assert W.windows_edition('', server, product) == expected
 
 
 @pytest.mark.parametrize('product,server,build,expected', [
@@ -318,55 +322,11 @@ def test_windows_edition_from_product_name(server, product, expected):
     ('Windows 100 Pro', False, 22631, 'Windows 100 Pro'),
 ])
 def test_windows_product_name(product, server, build, expected):
-    assert F.windows_product_name(product, server, build) == expected
+    assert W.windows_product_name(product, server, build) == expected
 
 
 # --------------------------------------------------------------------------
-# Registry value decoding
-
-@pytest.mark.parametrize('value,expected', [
-    (10, 10),
-    (0, 0),
-    (b'\x0a\x00\x00\x00', 10),
-    (bytearray(b'\x06\x00\x00\x00'), 6),
-    (b'\x00\x00\x01\x00', 65536),
-    (b'\xff\xff\xff\xff', 2 ** 32 - 1),
-    (b'\x03\x00\x00\x00\x00\x00\x00\x00', 3),      # REG_QWORD
-    ('10', 10),
-    (' 3 ', 3),
-    ('0x0000000a', 10),
-    (None, None),
-    (True, None),
-    (-1, None),
-    (b'\x0a\x00', None),
-    (b'', None),
-    ('ten', None),
-    ('1' * 20, None),
-    (3.0, None),
-])
-def test_registry_dword(value, expected):
-    assert F.registry_dword(value) == expected
-
-
-@pytest.mark.parametrize('value,expected', [
-    ('Server', 'Server'),
-    ('Server Core'.encode('utf-16-le') + b'\x00\x00', 'Server Core'),
-    # text ends at the terminator; junk after it is not the value
-    ('Client'.encode('utf-16-le') + b'\x00\x00' + 'junk'.encode(
-        'utf-16-le'), 'Client'),
-    ('Windows Server 2022 Datacenter'.encode('utf-16-le'),
-     'Windows Server 2022 Datacenter'),
-    ('Windows 10 Pro für Workstations'.encode('utf-16-le') + b'\x00\x00',
-     'Windows 10 Pro für Workstations'),
-    ('Windows 10 Pro'.encode('utf-8'), 'Windows 10 Pro'),
-    (17763, '17763'),
-    (None, ''),
-    (True, ''),
-    (b'\xfa\xfb\xfc', '\ufffd\ufffd\ufffd'),
-])
-def test_registry_text(value, expected):
-    assert F.registry_text(value) == expected
-
+# Build numbers
 
 @pytest.mark.parametrize('value,expected', [
     ('17763', '17763'),
@@ -382,7 +342,7 @@ def test_registry_text(value, expected):
     ('9' * 40, '999999999'),
 ])
 def test_windows_build(value, expected):
-    assert F.windows_build(value) == expected
+    assert W.windows_build(value) == expected
 
 
 def test_windows_dword_bytes_and_legacy_version():
@@ -402,7 +362,7 @@ def test_windows_dword_bytes_and_legacy_version():
 
 
 def test_windows_registry_keys_are_case_insensitive():
-    root = F.RootFacts(device='/dev/sda2', type='windows', distro='windows',
+    root = R.RootFacts(device='/dev/sda2', type='windows', distro='windows',
                        windows={'currentbuildnumber': '20348',
                                 'EDITIONID': 'ServerDatacenter',
                                 'installationType': 'Server',
@@ -446,7 +406,7 @@ def test_windows_absurd_dword_version_is_not_trusted():
     (None, ''),
 ])
 def test_sql_edition_names(raw, expected):
-    assert F.sql_edition(raw)[1] == expected
+    assert W.sql_edition(raw)[1] == expected
 
 
 @pytest.mark.parametrize('editions,expected', [
@@ -473,9 +433,9 @@ def test_sql_edition_names(raw, expected):
     (None, ''),
 ])
 def test_sql_server_edition_ranking(editions, expected):
-    assert F.sql_server_edition(editions) == expected
+    assert W.sql_server_edition(editions) == expected
     if isinstance(editions, list):
-        assert F.sql_server_edition(editions[::-1]) == expected
+        assert W.sql_server_edition(editions[::-1]) == expected
 
 
 def test_sql_server_edition_in_record():
@@ -611,7 +571,7 @@ def test_linux(given, expected):
     ('20240101', (0, 0)),            # a date, not a version
 ])
 def test_parse_version(value, expected):
-    assert F.parse_version(value) == expected
+    assert LX.parse_version(value) == expected
 
 
 @pytest.mark.parametrize('distro,os_release,expected', [
@@ -629,7 +589,7 @@ def test_parse_version(value, expected):
     ('unknown', 'ID=rhel', ('unknown', False)),       # not a mapping
 ])
 def test_linux_distro(distro, os_release, expected):
-    assert F.linux_distro(distro, os_release) == expected
+    assert LX.linux_distro(distro, os_release) == expected
 
 
 @pytest.mark.parametrize('args,expected', [
@@ -653,14 +613,14 @@ def test_linux_distro(distro, os_release, expected):
     (('unknown', 3, 1), 'unknown'),
 ])
 def test_linux_osinfo(args, expected):
-    assert F.linux_osinfo(*args) == expected
+    assert LX.linux_osinfo(*args) == expected
 
 
 # --------------------------------------------------------------------------
 # Other families
 
 def test_other_family_keeps_libguestfs_values():
-    root = F.RootFacts(device='/dev/sda1', type='freebsd', distro='freebsd',
+    root = R.RootFacts(device='/dev/sda1', type='freebsd', distro='freebsd',
                        osinfo='freebsd14.0', product_name='FreeBSD 14.0',
                        arch='amd64', major=14, minor=0)
     rec = normalise(root)
@@ -684,8 +644,8 @@ UBUNTU_B = linux_root('ubuntu', 24, 4, device='/dev/sda5')
 ALMA = linux_root('redhat-based', 9, 4, device='/dev/sda4', ID='almalinux')
 SLES_SAP = linux_root('unknown', device='/dev/sda6', ID='sles_sap')
 RHEL_DATA = linux_root('rhel', 9, 4, device='/dev/sdb1', disk_index=1)
-BSD = F.RootFacts(device='/dev/sda7', type='freebsd', distro='freebsd')
-ODD = F.RootFacts(device='/dev/sda0', type='unknown')
+BSD = R.RootFacts(device='/dev/sda7', type='freebsd', distro='freebsd')
+ODD = R.RootFacts(device='/dev/sda0', type='unknown')
 
 
 @pytest.mark.parametrize('roots,chosen', [
@@ -730,11 +690,11 @@ def test_several_roots_reason_names_the_chosen_one():
     (['/dev/sda2'], None, '1 encrypted volume'),
 ])
 def test_encrypted(devices, types, reason):
-    facts = F.ApplianceFacts(encrypted_devices=devices,
+    facts = R.ApplianceFacts(encrypted_devices=devices,
                              encrypted_types=types or {}, drives=1,
                              filesystems=1)
     if types is None:
-        facts = F.ApplianceFacts(encrypted_devices=devices, drives=1)
+        facts = R.ApplianceFacts(encrypted_devices=devices, drives=1)
     rec = F.normalise(facts, 'inst-1', 'fp', 2.0, now=NOW)
     assert rec.status == record.STATUS_ENCRYPTED
     assert rec.reason == reason
@@ -757,7 +717,7 @@ def test_encrypted(devices, types, reason):
      'no filesystem found on 1 disk; partition table unreadable'),
 ])
 def test_unknown(kwargs, reason):
-    rec = F.normalise(F.ApplianceFacts(**kwargs), 'inst-1', now=NOW)
+    rec = F.normalise(R.ApplianceFacts(**kwargs), 'inst-1', now=NOW)
     assert rec.status == record.STATUS_UNKNOWN
     assert rec.reason == reason
     assert (rec.os_family, rec.os_distro, rec.os_info) == (
@@ -765,14 +725,14 @@ def test_unknown(kwargs, reason):
 
 
 def test_unrecognised_root_with_encryption_is_encrypted():
-    rec = F.normalise(F.ApplianceFacts(roots=[ODD], drives=1,
+    rec = F.normalise(R.ApplianceFacts(roots=[ODD], drives=1,
                                        encrypted_devices=['/dev/sda3']),
                       'inst-1', now=NOW)
     assert rec.status == record.STATUS_ENCRYPTED
 
 
 def test_ok_reason_mentions_encrypted_volumes_and_warnings():
-    rec = F.normalise(F.ApplianceFacts(
+    rec = F.normalise(R.ApplianceFacts(
         roots=[UBUNTU], drives=2, filesystems=3,
         encrypted_devices=['/dev/sdb1'],
         encrypted_types={'/dev/sdb1': 'crypto_LUKS'},
@@ -792,7 +752,7 @@ def test_record_bookkeeping():
 
 def test_inspected_at_defaults_to_now():
     before = record.utc_timestamp()
-    rec = F.normalise(F.ApplianceFacts(), 'inst-1')
+    rec = F.normalise(R.ApplianceFacts(), 'inst-1')
     assert before <= rec.inspected_at <= record.utc_timestamp()
 
 
@@ -811,9 +771,9 @@ def hostile_cases():
     yield windows_root(b'\xff' * 10000, b'\x00' * 10001, b'\xc3\x28' * 5000,
                        'Windows 10 Pro\x00' + HUGE, major='\x00',
                        minor=b'\x01\x02\x03', lg_major=-5, lg_minor='x')
-    yield F.RootFacts(device='/dev/sda1\n' + HUGE, type='linux' + HUGE,
+    yield R.RootFacts(device='/dev/sda1\n' + HUGE, type='linux' + HUGE,
                       distro='unknown', arch='x86_64\x00' + HUGE)
-    yield F.RootFacts(device=HUGE, type='linux', distro='redhat-based',
+    yield R.RootFacts(device=HUGE, type='linux', distro='redhat-based',
                       osinfo=HUGE, product_name=b'\xfe\xff' + b'\xd8\x00',
                       product_variant='\t\t', arch='../../etc',
                       major=True, minor=None,
@@ -821,14 +781,14 @@ def hostile_cases():
                                   'VERSION_ID': '9.' + '9' * 5000,
                                   'PRETTY_NAME': '\u200b' * 100 + HUGE,
                                   'VARIANT_ID': HUGE, None: 'x', 3: 4})
-    yield F.RootFacts(device='/dev/sda1', type='windows', distro=b'win\x00',
+    yield R.RootFacts(device='/dev/sda1', type='windows', distro=b'win\x00',
                       windows=['not', 'a', 'dict'], sql_editions='Standard',
                       product_name=None, arch=None)
 
 
 @pytest.mark.parametrize('root', list(hostile_cases()))
 def test_hostile_strings_come_out_clean(root):
-    rec = F.normalise(F.ApplianceFacts(roots=[root], drives=1,
+    rec = F.normalise(R.ApplianceFacts(roots=[root], drives=1,
                                        warnings=[HUGE, '\x1b[31m']),
                       'inst-1', now=NOW)
     assert rec.status == record.STATUS_OK
@@ -843,7 +803,7 @@ def test_hostile_strings_come_out_clean(root):
 
 
 def test_hostile_windows_values_are_trimmed_not_dropped():
-    rec = F.normalise(F.ApplianceFacts(roots=[next(hostile_cases())]),
+    rec = F.normalise(R.ApplianceFacts(roots=[next(hostile_cases())]),
                       'inst-1', now=NOW)
     assert rec.os_build == '20348'
     assert rec.os_product_variant == 'Server Core'
@@ -854,7 +814,7 @@ def test_hostile_windows_values_are_trimmed_not_dropped():
 
 
 def test_hostile_linux_values_are_bounded():
-    rec = F.normalise(F.ApplianceFacts(roots=[list(hostile_cases())[3]]),
+    rec = F.normalise(R.ApplianceFacts(roots=[list(hostile_cases())[3]]),
                       'inst-1', now=NOW)
     assert rec.os_distro == ('evil' + HUGE)[:64].lower()
     assert rec.os_version_major == 0       # 9.999... is not a version
@@ -974,7 +934,7 @@ def test_suse_summary_names_a_product_without_os_release():
     'SLES',
 ])
 def test_unusable_base_product_is_ignored(data):
-    product = F.parse_suse_product(data)
+    product = GF.parse_suse_product(data)
     assert product.get('name') in (None, '')
     rec = normalise(suse_root('sles', data, ID='sles'))
     assert (rec.os_distro, rec.os_edition) == ('sles', '')

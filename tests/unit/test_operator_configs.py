@@ -9,7 +9,8 @@
   ``openstack`` command, its attribute specs parsed by gnocchiclient.
 - etc/cloudkitty: metrics.yml against the Gnocchi side; the hashmap
   example run against a fake ``openstack`` command, its values checked
-  against what facts.py actually produces.
+  against what the billing policy (windows.py, linux.py) actually
+  produces.
 """
 
 import json
@@ -35,8 +36,9 @@ from ceilometer import service as ceilo_service
 from gnocchiclient.v1 import resource_type_cli
 
 from ceilometer_os_pollster import cli
-from ceilometer_os_pollster import facts
+from ceilometer_os_pollster import linux
 from ceilometer_os_pollster import record
+from ceilometer_os_pollster import windows
 
 ETC = pathlib.Path(__file__).resolve().parents[2] / 'etc'
 METER = 'compute.instance.os.metadata'
@@ -391,7 +393,7 @@ def _seconds(text):
 
 
 def vocabulary():
-    """Field values the pollster really emits, from facts.py itself."""
+    """Field values the pollster really emits, from the policy itself."""
     server_ids = ('ServerStandard', 'ServerDatacenter', 'ServerStandardEval',
                   'ServerDatacenterEval', 'ServerTurbine',
                   'ServerDatacenterCor')
@@ -400,14 +402,14 @@ def vocabulary():
                'Data Center Edition', 'Developer Edition',
                'Express Edition', 'Enterprise Evaluation Edition')
     return {
-        'os_edition': ({facts.windows_edition(i, server=True)
+        'os_edition': ({windows.windows_edition(i, server=True)
                         for i in server_ids} |
-                       {facts.linux_edition('sles', {'ID': 'sles_sap'}),
-                        facts.linux_edition('sles', {'ID': 'sle_hpc'})}),
-        'sql_server_edition': {facts.sql_edition(r)[1] for r in sql_raw},
-        'os_distro': {facts.linux_distro('rhel', {})[0],
-                      facts.linux_distro('unknown', {'ID': 'sles'})[0],
-                      facts.linux_distro('suse-based',
+                       {linux.linux_edition('sles', {'ID': 'sles_sap'}),
+                        linux.linux_edition('sles', {'ID': 'sle_hpc'})}),
+        'sql_server_edition': {windows.sql_edition(r)[1] for r in sql_raw},
+        'os_distro': {linux.linux_distro('rhel', {})[0],
+                      linux.linux_distro('unknown', {'ID': 'sles'})[0],
+                      linux.linux_distro('suse-based',
                                          {'ID': 'sle-micro'})[0]},
         'os_inspection_status': set(record.STATUSES),
     }

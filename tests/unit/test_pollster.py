@@ -3,12 +3,15 @@
 import logging
 import sys
 import threading
+import time
 from unittest import mock
 
 import pytest
 
 from ceilometer.compute import discovery
 from ceilometer.compute import pollsters as compute_pollsters
+from ceilometer.compute.virt import inspector as virt_inspector
+from ceilometer.compute.virt.libvirt import inspector as libvirt_inspector
 from ceilometer.polling import plugin_base
 from ceilometer import service as ceilo_service
 
@@ -122,7 +125,7 @@ def make_pollster(conf, monkeypatch):
     def factory(domains, service=None, report_stopped=False):
         conf.set_override('report_stopped_instance_metrics', report_stopped,
                           group='compute')
-        inspector = mock.Mock()
+        inspector = mock.Mock(spec=libvirt_inspector.LibvirtInspector)
         inspector.connection = FakeConnection(domains)
         monkeypatch.setattr(compute_pollsters.GenericComputePollster,
                             '_get_inspector',
@@ -321,11 +324,10 @@ def test_service_failure_costs_only_that_instance(make_pollster):
     assert [s.resource_id for s in samples] == [UUIDS[0], UUIDS[2]]
 
 
-def test_pollster_refuses_to_load_without_guestfs(conf, monkeypatch,
-                                                  caplog):
-    # A None entry in sys.modules makes "import guestfs" raise ImportError.
-    monkeypatch.setitem(sys.modules, 'guestfs', None)
-    inspector_factory = mock.Mock()
+def refused_load(conf, monkeypatch, caplog, inspector=None):
+    """Load the pollster, expecting a refusal: (ERROR messages, the
+    inspector factory)."""
+    inspector_factory = mock.Mock(return_value=inspector)
     monkeypatch.setattr(compute_pollsters.GenericComputePollster,
                         '_get_inspector', staticmethod(inspector_factory))
     with caplog.at_level(logging.ERROR):
@@ -333,10 +335,39 @@ def test_pollster_refuses_to_load_without_guestfs(conf, monkeypatch,
             pollster_mod.OSMetadataPollster(conf)
     errors = [r.getMessage() for r in caplog.records
               if r.levelno >= logging.ERROR]
+    return errors, inspector_factory
+
+
+def test_pollster_refuses_to_load_without_guestfs(conf, monkeypatch,
+                                                  caplog):
+    # A None entry in sys.modules makes "import guestfs" raise ImportError.
+    monkeypatch.setitem(sys.modules, 'guestfs', None)
+    errors, inspector_factory = refused_load(conf, monkeypatch, caplog)
     assert len(errors) == 1
     assert 'python3-guestfs' in errors[0]
     assert 'compute.instance.os.metadata' in errors[0]
     inspector_factory.assert_not_called()
+
+
+def test_pollster_refuses_a_non_libvirt_inspector_once_at_load(
+        conf, monkeypatch, caplog):
+    # What Ceilometer hands out when the libvirt inspector cannot load
+    # (python3-libvirt missing): an inspector without a connection.
+    monkeypatch.setitem(sys.modules, 'guestfs', mock.Mock())
+    errors, inspector_factory = refused_load(
+        conf, monkeypatch, caplog, inspector=virt_inspector.Inspector(conf))
+    assert len(errors) == 1
+    assert 'compute.instance.os.metadata disabled' in errors[0]
+    assert 'libvirt hypervisor inspector' in errors[0]
+    assert 'Inspector' in errors[0] and 'python3-libvirt' in errors[0]
+    inspector_factory.assert_called_once_with(conf)
+
+
+def test_samples_carry_their_poll_time_like_ceilometers_own(make_pollster):
+    p, _, _ = make_pollster([FakeDomain(UUIDS[0])])
+    before = time.monotonic()
+    s, = poll(p, [make_instance(UUIDS[0])])
+    assert before <= s.monotonic_time <= time.monotonic()
 
 
 def test_get_samples_never_waits_for_an_inspection(make_pollster, conf):
@@ -463,14 +494,7 @@ def test_pollster_refuses_to_load_next_to_a_dynamic_twin(conf, tmp_path,
     twin = tmp_path / 'ceilometer_os_pollster.yaml'
     twin.write_text('- name: %s\n  namespaces: compute\n' % METER)
     conf.set_override('pollsters_definitions_dirs', [str(tmp_path)])
-    inspector_factory = mock.Mock()
-    monkeypatch.setattr(compute_pollsters.GenericComputePollster,
-                        '_get_inspector', staticmethod(inspector_factory))
-    with caplog.at_level(logging.ERROR):
-        with pytest.raises(plugin_base.ExtensionLoadError):
-            pollster_mod.OSMetadataPollster(conf)
-    errors = [r.getMessage() for r in caplog.records
-              if r.levelno >= logging.ERROR]
+    errors, inspector_factory = refused_load(conf, monkeypatch, caplog)
     assert len(errors) == 1
     assert str(twin) in errors[0] and 'metered twice' in errors[0]
     inspector_factory.assert_not_called()

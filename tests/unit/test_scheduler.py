@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import engine
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import scheduler as sched
@@ -153,9 +154,9 @@ NOW = 10000.0
 
 
 def entry_of(rec, expires_at=NOW + 50, failures=0, retry_at=0.0):
-    return cache_mod.Entry(record=rec, expires_at=expires_at,
-                           failures=failures, retry_at=retry_at,
-                           last_seen=NOW)
+    return cache_format.Entry(record=rec, expires_at=expires_at,
+                              failures=failures, retry_at=retry_at,
+                              last_seen=NOW)
 
 
 # Fingerprints as drives.fingerprint makes them: <disks>-<qemu run>.

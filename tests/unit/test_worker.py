@@ -10,7 +10,7 @@ import types
 import pytest
 
 from ceilometer_os_pollster import appliance as A
-from ceilometer_os_pollster import facts as F
+from ceilometer_os_pollster import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import worker as W
 
@@ -57,7 +57,7 @@ class Recorder:
 
 
 def rhel_facts():
-    return F.ApplianceFacts(drives=1, filesystems=2, roots=[F.RootFacts(
+    return RF.ApplianceFacts(drives=1, filesystems=2, roots=[RF.RootFacts(
         device='/dev/sda2', type='linux', distro='rhel', osinfo='rhel9.4',
         product_name='Red Hat Enterprise Linux 9.4 (Plow)', arch='x86_64',
         major=9, minor=4, os_release={'ID': 'rhel', 'VERSION_ID': '9.4'})])
