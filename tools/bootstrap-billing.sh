@@ -1,9 +1,9 @@
 #!/bin/bash
-# Install the billing services the functional billing test talks to:
-# Debian's PostgreSQL, then a virtualenv of their own (they are not part
-# of the compute agent) with Gnocchi, CloudKitty and their clients at
-# versions that install together on Python 3.11.  Idempotent; quick when
-# everything is present.  Called by tools/bootstrap.sh.
+# Install the billing services the functional billing test talks to: a
+# virtualenv of their own (they are not part of the compute agent) with
+# Gnocchi, CloudKitty and their clients at versions that install
+# together on Python 3.11.  Idempotent; quick when everything is
+# present.  Called by tools/bootstrap.sh after the Debian packages.
 #
 # Usage: tools/bootstrap-billing.sh          (venv at ./.venv-billing)
 #        BILLING_VENV=/path tools/bootstrap-billing.sh
@@ -13,8 +13,9 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${BILLING_VENV:-$HERE/.venv-billing}
 PYTHON=/usr/bin/python3
 
-# gnocchi's psycopg2 builds from source: libpq-dev and gcc.  (gnocchi 4.7.1
-# has no "file" extra: its file storage driver needs nothing more.)
+# Debian packages, installed by tools/bootstrap.sh: PostgreSQL, and
+# libpq-dev and gcc (gnocchi's psycopg2 builds from source).  gnocchi
+# 4.7.1 has no "file" extra: its file storage driver needs nothing more.
 DEBS=(postgresql libpq-dev gcc python3-venv python3-dev)
 PINS=(
   "gnocchi[postgresql]==4.7.1"
@@ -27,19 +28,10 @@ PINS=(
 
 log() { echo "bootstrap-billing: $*" >&2; }
 
-missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
-    || missing+=("$p")
+    || { log "Debian package $p is missing: run tools/bootstrap.sh"; exit 1; }
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  log "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
-    --no-install-recommends "${missing[@]}" >&2
-fi
 
 stamp="$VENV/.bootstrap-stamp"
 want=$(sha256sum "$0" | cut -c1-16)

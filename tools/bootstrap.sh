@@ -27,6 +27,9 @@ DEBS=(
   e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
   qemu-block-extra sudo libfuse2
   ceph-mon ceph-osd ceph-common ceph-base
+  # the billing services (tools/bootstrap-billing.sh); gnocchi's
+  # psycopg2 builds from source
+  postgresql libpq-dev gcc
 )
 
 log() { echo "bootstrap: $*" >&2; }
