@@ -33,9 +33,6 @@ import re
 import time
 import urllib.parse
 
-from ceilometer.compute import discovery
-from ceilometer.compute import pollsters as compute_pollsters
-from ceilometer.polling import manager
 from ceilometer.publisher import gnocchi as gnocchi_publisher
 from ceilometer import sample as sample_mod
 from ceilometer import service as ceilo_service
@@ -228,16 +225,8 @@ def chain(billing_services, libvirt_daemons, tmp_path_factory):
                 conf.set_override(name, value, group='os_inspection')
             svc = service_mod.InspectionService(
                 conf, engine=engine_mod.Engine(conf))
-            mp.setattr(service_mod, 'get_service', lambda c: svc)
-            mp.delattr(compute_pollsters.GenericComputePollster,
-                       '_inspector', raising=False)
-            discover = discovery.InstanceDiscovery.discover
-            mp.setattr(discovery.InstanceDiscovery, 'discover',
-                       lambda self, *a, **kw: [
-                           i for i in discover(self, *a, **kw)
-                           if i.id in names])
-            mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-            mgr.polling_manager = manager.PollingManager(conf)
+            # names grows with the pending instance: discovery sees it
+            mgr = e2e.agent_manager(conf, svc, names, mp)
             world = e2e.World(the_rig, mgr, svc, svc, dict(names))
             world.cycle()                     # queues every inspection
             world.wait_idle(list(names))
