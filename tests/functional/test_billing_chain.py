@@ -46,7 +46,6 @@ from tests.functional import test_end_to_end as e2e
 from tests.guests import builder
 from tests.guests import catalog
 from tests.rig import billing
-from tests.rig import domains
 from tests.rig import libvirtd
 from tests.rig import rig as rig_mod
 from tests.unit import test_operator_configs as configs
@@ -62,10 +61,9 @@ RESOURCE_TYPE_SCRIPT = billing.ETC / 'gnocchi' / 'resource-type-update.sh'
 RATED_OUTPUT = 'billing-rated-output'
 REPORT_OUTPUT = 'billing-report-output'
 
-PROJECT_NAMES = ('tenant-a', 'tenant-b')
-PROJECTS = {domains.stable_uuid('project', n): n for n in PROJECT_NAMES}
+PROJECT_NAMES = billing.PROJECT_NAMES
+PROJECTS = dict(zip(billing.PROJECTS, PROJECT_NAMES))
 A, B = PROJECTS
-assert tuple(PROJECTS) == billing.PROJECTS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,9 +45,11 @@ GNOCCHI_USER = 'admin'
 # CloudKitty's collect period in the test: five minutes, the granularity
 # of Ceilometer's default archive policy (see rating_window).
 PERIOD = 300
-# The projects CloudKitty's source fetcher rates (tenant-a, tenant-b).
-PROJECTS = tuple(domains.stable_uuid('project', name)
-                 for name in ('tenant-a', 'tenant-b'))
+# The projects CloudKitty's source fetcher rates (tenant-a, tenant-b), as
+# Keystone writes project ids: 32 hex digits (v1 storage keeps 32).
+PROJECT_NAMES = ('tenant-a', 'tenant-b')
+PROJECTS = tuple(domains.stable_uuid('project', name).replace('-', '')
+                 for name in PROJECT_NAMES)
 
 
 class BillingError(RuntimeError):
@@ -87,10 +89,13 @@ def run(argv, log, env=None, timeout=300, cwd=None):
         err.flush()
         proc = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE,
                               stderr=err, env=env, timeout=timeout, cwd=cwd)
+    out = proc.stdout.decode(errors='replace')
     if proc.returncode:
-        raise BillingError('%s exited %d:\n%s' % (
-            ' '.join(map(str, argv)), proc.returncode, _tail(log)))
-    return proc.stdout.decode()
+        # oslo.log writes to stdout unless told otherwise
+        raise BillingError('%s exited %d:\n%s\n%s' % (
+            ' '.join(map(str, argv)), proc.returncode, _tail(log),
+            '\n'.join(out.splitlines()[-40:])))
+    return out
 
 
 def wait_http(url, process, log, timeout=60.0, headers=None):
