@@ -332,6 +332,9 @@ def test_operator_scripts_ran_unchanged_against_the_services(chain):
     for name in configs.load_snippet()['attributes']:
         assert name in instance['attributes'], name
         assert instance['attributes'][name]['required'] is False
+    # the first run added the attributes, the second one nothing
+    assert 'attributes/os_edition' in chain.outputs['resource-type']
+    assert chain.outputs['resource-type-again'] == ''
     assert 'every guest OS attribute already' in \
         (gnocchi.workdir / 'commands.log').read_text()
     services = gnocchi.openstack('cloudkitty', 'rating', 'hashmap',
