@@ -32,7 +32,7 @@ WINDOWS_CLIENT = 'Windows'
 SQL_SERVER = 'SQL Server'
 # Linux distributions sold per VM, by os_distro; other distributions
 # are listed under their os_distro.
-LINUX_PRODUCTS = {'rhel': 'RHEL', 'sles': 'SLES'}
+LINUX_PRODUCTS = {'rhel': 'RHEL', 'sles': 'SLES', 'slem': 'SLE Micro'}
 
 HEADERS = ('PROJECT', 'PRODUCT', 'EDITION', 'INSTANCES', 'VCPUS',
            'WITH MINIMUMS')
