@@ -15,6 +15,7 @@ inside the billing virtualenv.  Nothing here stubs a service: a service
 that cannot start raises BillingError with its log.
 """
 
+import base64
 import datetime
 import decimal
 import json
@@ -329,7 +330,6 @@ class Services:
     # -- what an operator runs ----------------------------------------
 
     def gnocchi_headers(self):
-        import base64
         token = base64.b64encode(('%s:' % GNOCCHI_USER).encode()).decode()
         return {'Authorization': 'Basic ' + token}
 
