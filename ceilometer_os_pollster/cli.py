@@ -7,6 +7,7 @@ Owns the operator's side of the inspection service:
   from the cache, which is what Ceilometer's dynamic pollster runs in
   the privilege-separated mode (etc/pollsters.d);
 * ``cache list|show|forget``;
+* ``report``: the licence summary (report.py) of the host's instances;
 * reading the nova metadata libvirt keeps in each domain's XML
   (``parse_domain``), so that the CLI sees the same instances, owners
   and vCPUs as the agent's libvirt-metadata discovery;
@@ -504,6 +505,26 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_report(args, conf, out, err, connect):
+    """Licence summary of the host's instances, from the cache only."""
+    from ceilometer_os_pollster import report
+    targets, _ = select(scan(connect(conf)), all_domains=True,
+                        include_stopped=conf.compute
+                        .report_stopped_instance_metrics)
+    records = _cached_records(
+        conf, _jobs(targets, conf[options.GROUP].inspect_all_disks))
+    lines = report.summarise(
+        [report.Instance(s.info.uuid, s.info.project_id, s.info.vcpus, r)
+         for s, r in zip(targets, records)],
+        report.Minimums(args.windows_server_min_cores,
+                        args.sql_server_min_cores))
+    if args.json:
+        out.write(json.dumps(report.json_document(lines), indent=2) + '\n')
+    else:
+        out.write(format_table(report.HEADERS, report.rows(lines)) + '\n')
+    return EXIT_OK
+
+
 def cmd_cache_list(args, conf, out, err):
     cache = _read_only_cache(conf[options.GROUP].cache_dir)
     entries = cache.entries() if cache is not None else []
@@ -600,6 +621,32 @@ def build_parser():
                            'changed, record expired, retry due); answer '
                            'the others from the cache')
     inspect.set_defaults(handler='inspect')
+
+    from ceilometer_os_pollster import report
+    summary = commands.add_parser(
+        'report', formatter_class=formatter, epilog=EPILOG,
+        help='licence summary of this host, from the cache',
+        description='Instances and vCPUs per project, product and edition '
+                    '(Windows Server,\nSQL Server, RHEL, SLES, ...) of '
+                    'this host\'s Nova instances, from the\nrecord cache '
+                    '(never inspects; instances not inspected yet count '
+                    'as\n"(pending)").  "WITH MINIMUMS" counts each VM '
+                    'at least at its per-VM\ncore minimum, as Microsoft '
+                    'licenses them (free editions have none).')
+    _common(summary, suppress=True)
+    summary.add_argument('--json', action='store_true',
+                         help='print a JSON list instead of a table')
+    summary.add_argument(
+        '--windows-server-min-cores', type=int, metavar='N',
+        default=report.WINDOWS_SERVER_MIN_CORES_PER_VM,
+        help='cores counted at least per Windows Server VM (default: '
+             '%(default)s)')
+    summary.add_argument(
+        '--sql-server-min-cores', type=int, metavar='N',
+        default=report.SQL_SERVER_MIN_CORES_PER_VM,
+        help='cores counted at least per SQL Server VM (default: '
+             '%(default)s)')
+    summary.set_defaults(handler='report')
 
     cache = commands.add_parser(
         'cache', formatter_class=formatter, epilog=EPILOG,
@@ -699,6 +746,8 @@ def _run(args, json_mode, out, err, connect, service_factory):
         if args.handler == 'inspect':
             return cmd_inspect(args, conf, out, err, connect,
                                service_factory)
+        if args.handler == 'report':
+            return cmd_report(args, conf, out, err, connect)
         handler = {'cache list': cmd_cache_list,
                    'cache show': cmd_cache_show,
                    'cache forget': cmd_cache_forget}[args.handler]

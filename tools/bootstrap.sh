@@ -5,7 +5,8 @@
 # tools for the test rig's one-node cluster), then a venv on
 # /usr/bin/python3 with system site-packages (python3-guestfs/
 # python3-libvirt are only built for that interpreter), Ceilometer from
-# PyPI and this package in editable mode with its test tools.  Quick
+# PyPI and this package in editable mode with its test tools; then
+# tools/bootstrap-billing.sh (the billing services' own venv).  Quick
 # when everything is present.
 #
 # Usage: tools/bootstrap.sh            (venv at ./.venv)
@@ -26,6 +27,9 @@ DEBS=(
   e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
   qemu-block-extra sudo libfuse2
   ceph-mon ceph-osd ceph-common ceph-base
+  # the billing services (tools/bootstrap-billing.sh); gnocchi's
+  # psycopg2 builds from source
+  postgresql libpq-dev gcc
 )
 
 log() { echo "bootstrap: $*" >&2; }
@@ -49,6 +53,10 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   chmod 0644 /boot/vmlinuz-* 2>/dev/null || true
 fi
+
+# The billing services (PostgreSQL, Gnocchi, CloudKitty) the billing
+# chain test talks to: their own virtualenv, not the agent's.
+"$HERE/tools/bootstrap-billing.sh"
 
 # pip: keep real errors, drop the per-package index location notices.
 pipq() { "$VENV/bin/pip" "$@" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2; }

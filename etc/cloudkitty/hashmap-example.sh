@@ -1,9 +1,14 @@
 #!/bin/sh
-# Example CloudKitty hashmap rules for the guest OS meter, for the two
+# Example CloudKitty hashmap rules for the guest OS meter, for the three
 # rating types of etc/cloudkitty/metrics.yml.  The prices are
 # placeholders: set your own below.  Run once with CloudKitty admin
 # credentials loaded (OS_CLOUD or OS_* variables); it refuses to run if
-# the hashmap services exist already.
+# the hashmap services exist already.  With CloudKitty's v1 storage the
+# v2 API is off: set OS_RATING_API_VERSION=1.
+#
+# Rules apply to the periods that START after they were created (the
+# client cannot create them in the past): the period running now is
+# rated without them.
 #
 # How hashmap computes a price (CloudKitty's hashmap module), per rated
 # item and collect period ([collect] period, default one hour):
@@ -12,12 +17,13 @@
 #     kept and multiplied by the product of the matching "rate" mappings
 #     (a group with rate mappings only is worth 0) and by qty;
 #   - the prices of all groups are added.
-# qty is the sample volume, i.e. vCPUs, for os_license_vcpu, and 1 for
-# os_license_vm (mutate: NUMBOOL).  So a flat mapping on os_license_vcpu
-# is a price per vCPU, and a per-VM price needs the os_license_vm rating
-# type: hashmap cannot charge a flat amount regardless of qty.  Per-VM
-# minimums ("at least 4 cores", as some licences count) need the
-# pyscripts rating module.
+# qty is the sample volume, i.e. vCPUs, for os_license_vcpu and
+# sql_license_vcpu, and 1 for os_license_vm (mutate: NUMBOOL).  So a flat
+# mapping on a *_vcpu service is a price per vCPU, and a per-VM price
+# needs the os_license_vm rating type: hashmap cannot charge a flat amount
+# regardless of qty.  Microsoft's per-VM core minimums ("at least 8
+# cores") are applied before hashmap by the pyscripts rating module:
+# etc/cloudkitty/licence-minimums.sh.
 #
 # Which records are not billed here (see README.rst): pending,
 # unknown and failed records have no OS, so no mapping matches.
@@ -62,15 +68,17 @@ flat() {
 }
 
 if hashmap service list -f value -c Name \
-        | grep -qx -e os_license_vcpu -e os_license_vm; then
-    echo "hashmap services os_license_vcpu/os_license_vm exist already;" \
+        | grep -qx -e os_license_vcpu -e sql_license_vcpu -e os_license_vm
+then
+    echo "hashmap services os_license_vcpu/sql_license_vcpu/os_license_vm" \
+         "exist already;" \
          "delete them to run this again" >&2
     exit 1
 fi
 
 $OPENSTACK rating module enable hashmap >/dev/null
 
-# -- per vCPU: Windows Server and SQL Server --------------------------
+# -- per vCPU: Windows Server -----------------------------------------
 vcpu=$(new_id "Service ID" service create os_license_vcpu)
 
 # Windows Server by edition.  Evaluation media are free; client editions
@@ -84,10 +92,12 @@ flat "$os_edition" "$windows" "Datacenter: Azure Edition" \
 flat "$os_edition" "$windows" "Standard Evaluation" 0
 flat "$os_edition" "$windows" "Datacenter Evaluation" 0
 
-# SQL Server by its most expensive edition installed in the guest; a
-# group of its own, so it adds to the Windows price.
+# -- per vCPU: SQL Server ---------------------------------------------
+# By its most expensive edition installed in the guest; a service of its
+# own, so it adds to the Windows price and has its own minimum.
+sql_vcpu=$(new_id "Service ID" service create sql_license_vcpu)
 sql=$(new_id "Group ID" group create sql_server_per_vcpu)
-sql_edition=$(new_id "Field ID" field create "$vcpu" sql_server_edition)
+sql_edition=$(new_id "Field ID" field create "$sql_vcpu" sql_server_edition)
 flat "$sql_edition" "$sql" "Enterprise" "$SQL_ENTERPRISE_PER_VCPU"
 flat "$sql_edition" "$sql" "Datacenter" "$SQL_ENTERPRISE_PER_VCPU"
 flat "$sql_edition" "$sql" "Standard" "$SQL_STANDARD_PER_VCPU"
@@ -116,4 +126,5 @@ encrypted=$(new_id "Group ID" group create encrypted_guest_per_vm)
 status=$(new_id "Field ID" field create "$vm" os_inspection_status)
 flat "$status" "$encrypted" "encrypted" "$ENCRYPTED_PER_VM"
 
-echo "hashmap rules created: services os_license_vcpu, os_license_vm" >&2
+echo "hashmap rules created: services os_license_vcpu, sql_license_vcpu," \
+     "os_license_vm" >&2

@@ -139,6 +139,23 @@ def _conf(tmp, polling):
     return conf
 
 
+def agent_manager(conf, svc, ids, mp):
+    """A real compute AgentManager whose pollster uses ``svc`` and whose
+    discovery sees only the domains of ``ids`` (other rigs may share the
+    libvirtd); patches undone by ``mp``."""
+    mp.setattr(service_mod, 'get_service', lambda c: svc)
+    # one shared inspector per process, as in the agent
+    mp.delattr(compute_pollsters.GenericComputePollster,
+               '_inspector', raising=False)
+    discover = discovery.InstanceDiscovery.discover
+    mp.setattr(discovery.InstanceDiscovery, 'discover',
+               lambda self, *a, **kw: [
+                   i for i in discover(self, *a, **kw) if i.id in ids])
+    mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+    mgr.polling_manager = manager.PollingManager(conf)
+    return mgr
+
+
 @pytest.fixture(scope='module')
 def world(libvirt_daemons, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('e2e')
@@ -167,18 +184,7 @@ def world(libvirt_daemons, tmp_path_factory):
                 conf.set_override(name, value, group='os_inspection')
             engine = CountingEngine(engine_mod.Engine(conf))
             svc._engine = engine
-            mp.setattr(service_mod, 'get_service', lambda c: svc)
-            # one shared inspector per process, as in the agent
-            mp.delattr(compute_pollsters.GenericComputePollster,
-                       '_inspector', raising=False)
-            # other rigs may share the libvirtd: discover only ours
-            discover = discovery.InstanceDiscovery.discover
-            mp.setattr(discovery.InstanceDiscovery, 'discover',
-                       lambda self, *a, **kw: [
-                           i for i in discover(self, *a, **kw)
-                           if i.id in guests])
-            mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-            mgr.polling_manager = manager.PollingManager(conf)
+            mgr = agent_manager(conf, svc, guests, mp)
             yield World(the_rig, mgr, svc, engine, guests)
         finally:
             if svc is not None:

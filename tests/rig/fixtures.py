@@ -12,7 +12,7 @@ from tests.rig import ceph as ceph_mod
 from tests.rig import libvirtd
 from tests.rig import rig as rig_mod
 
-__all__ = ['ceph_cluster', 'libvirt_daemons', 'rig']
+__all__ = ['billing_services', 'ceph_cluster', 'libvirt_daemons', 'rig']
 
 
 def _no_domains_left():
@@ -62,3 +62,25 @@ def ceph_cluster(tmp_path_factory):
                     '%s %s' % (exc, '; '.join(problems)), pytrace=False)
     yield cluster
     assert cluster.destroy() == []
+
+
+@pytest.fixture(scope='session')
+def billing_services(tmp_path_factory):
+    """PostgreSQL, Gnocchi and CloudKitty for billing.PROJECTS, started
+    once per session (tests/rig/billing.py) and stopped by pid.
+
+    A machine where they cannot start fails the tests that need them,
+    loudly: tools/bootstrap.sh installs what they need.
+    """
+    from tests.rig import billing
+    services = billing.Services(tmp_path_factory.mktemp('billing'),
+                                billing.PROJECTS)
+    try:
+        services.start()
+    except (billing.BillingError, OSError) as exc:
+        problems = services.stop()
+        pytest.fail('the billing services cannot start here '
+                    '(tools/bootstrap.sh installs them): %s %s'
+                    % (exc, '; '.join(problems)), pytrace=False)
+    yield services
+    assert services.stop() == []

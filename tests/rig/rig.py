@@ -537,11 +537,17 @@ class Rig:
         """
         problems = []
         if self._state['domains']:
+            uuids = [d['uuid'] for d in self._state['domains']]
             try:
-                problems += remove_domains(
-                    self.conn, [d['uuid'] for d in self._state['domains']])
-            except _libvirt().libvirtError as exc:
-                problems.append('libvirt: %s' % exc)
+                problems += remove_domains(self.conn, uuids)
+            except _libvirt().libvirtError:
+                # libvirtd restarted meanwhile (fault tests of another
+                # session do): a dead connection can still look alive.
+                self._conn = None
+                try:
+                    problems += remove_domains(self.conn, uuids)
+                except _libvirt().libvirtError as exc:
+                    problems.append('libvirt: %s' % exc)
         self._state['domains'] = []
         if self._state['rbd'] or self._state['secrets']:
             problems += self._teardown_rbd()

@@ -536,3 +536,28 @@ def test_cli_jobs_fingerprint_like_the_agent(all_disks):
                                    service_mod.host_boot_id(),
                                    not all_disks)
     assert job.fingerprint != without.fingerprint
+
+
+def test_report_summarises_the_cache_per_project_and_product(host):
+    rc, out, err = host.run('report')
+    assert (rc, err) == (0, '')
+    lines = out.splitlines()
+    assert lines[0].split() == ['PROJECT', 'PRODUCT', 'EDITION', 'INSTANCES',
+                                'VCPUS', 'WITH', 'MINIMUMS']
+    # nothing inspected yet: the two running instances are pending
+    assert lines[1].split() == ['p-1', '(pending)', '-', '2', '3', '3']
+    assert host.engine.calls == []
+    host.run('inspect', '--all')
+    rc, out, err = host.run('report', '--json')
+    assert (rc, err) == (0, '')
+    # ok_record: Windows Server Datacenter with SQL Server Standard
+    assert json.loads(out) == [
+        {'project_id': 'p-1', 'product': 'SQL Server', 'edition': 'Standard',
+         'instances': 2, 'vcpus': 3, 'vcpus_with_minimums': 8},
+        {'project_id': 'p-1', 'product': 'Windows Server',
+         'edition': 'Datacenter', 'instances': 2, 'vcpus': 3,
+         'vcpus_with_minimums': 16}]
+    rc, out, _ = host.run('report', '--json', '--windows-server-min-cores',
+                          '2', '--sql-server-min-cores', '1')
+    assert [i['vcpus_with_minimums'] for i in json.loads(out)] == [3, 4]
+    assert len(host.engine.calls) == 2          # report never inspects

@@ -364,7 +364,8 @@ def rating_types():
 
 def test_metrics_yml_reads_what_gnocchi_stores(tmp_path):
     types = rating_types()
-    assert set(types) == {'os_license_vcpu', 'os_license_vm'}
+    assert set(types) == {'os_license_vcpu', 'sql_license_vcpu',
+                          'os_license_vm'}
     gnocchi_attributes = list(load_snippet()['attributes'])
     _, shipped = merged_resources(tmp_path)
     policies = {p['name']: p for p in shipped['archive_policies']}
@@ -382,6 +383,7 @@ def test_metrics_yml_reads_what_gnocchi_stores(tmp_path):
         assert set(conf) <= {'unit', 'alt_name', 'groupby', 'metadata',
                              'mutate', 'extra_args', 'factor', 'offset'}
     assert types['os_license_vcpu'].get('mutate', 'NONE') == 'NONE'
+    assert types['sql_license_vcpu'].get('mutate', 'NONE') == 'NONE'
     assert types['os_license_vm']['mutate'] == 'NUMBOOL'
 
 
