@@ -8,9 +8,9 @@ Owns the operator's side of the inspection service:
   the privilege-separated mode (etc/pollsters.d);
 * ``cache list|show|forget``;
 * ``report``: the licence summary (report.py) of the host's instances;
-* reading the nova metadata libvirt keeps in each domain's XML
-  (``parse_domain``), so that the CLI sees the same instances, owners
-  and vCPUs as the agent's libvirt-metadata discovery;
+* listing the host's domains with the nova metadata libvirt keeps in
+  each one (``domain_xml.instance_info``), so that the CLI sees the
+  same instances, owners and vCPUs as the agent's discovery;
 * what reaches stdout and stderr.
 
 Output contract of ``--json``: stdout carries exactly one JSON list and
@@ -30,12 +30,11 @@ import os
 import sys
 import time
 
-from lxml import etree
 from oslo_config import cfg
 
+from ceilometer_os_pollster import domain_xml
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster import sanitize
 
 PROG = 'ceilometer-os-pollster'
 
@@ -45,8 +44,6 @@ EXIT_USAGE = 2
 EXIT_LIBVIRT = 3
 
 # Newest first, as Ceilometer's discovery reads them.
-NOVA_NAMESPACES = ('http://openstack.org/xmlns/libvirt/nova/1.1',
-                   'http://openstack.org/xmlns/libvirt/nova/1.0')
 _SHUTOFF = 5   # VIR_DOMAIN_SHUTOFF
 
 # Keys of one --json item before the record's metadata keys.
@@ -91,94 +88,6 @@ class CLIError(Exception):
 
 # -- nova metadata in domain XML (pure) --------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class DomainInfo:
-    """What the CLI needs to know about one libvirt domain."""
-
-    uuid: str
-    name: str                  # libvirt domain name
-    nova: bool = False         # a Nova instance, as discovery sees it
-    project_id: str = ''
-    user_id: str = ''
-    vcpus: int = 0             # flavor vCPUs, else the domain's own
-    image_id: str = ''         # nova:root type="image", '' otherwise
-
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True,
-                          remove_comments=True, huge_tree=False)
-
-
-def _clean(value):
-    return sanitize.clean_text(value)
-
-
-def domain_vcpus(root):
-    """The domain's current vCPU count from its <vcpu> element (0 if
-    unusable): the ``current`` attribute when set, else the maximum."""
-    vcpu = root.find('vcpu')
-    if vcpu is None:
-        return 0
-    current = sanitize.clean_int(vcpu.get('current'))
-    return current or sanitize.clean_int(vcpu.text)
-
-
-def _nova_element(root):
-    for ns in NOVA_NAMESPACES:
-        element = root.find('metadata/{%s}instance' % ns)
-        if element is not None:
-            return ns, element
-    return None, None
-
-
-def parse_domain(domain_xml):
-    """DomainInfo from a domain's XML, or None if it is not usable XML.
-
-    A domain is a Nova instance when its nova metadata names the owning
-    user and project and the instance, which is what Ceilometer's
-    libvirt-metadata discovery requires.  vCPUs are the flavor's when it
-    says a positive number, else the domain's (as the pollster does).
-    """
-    if isinstance(domain_xml, str):
-        domain_xml = domain_xml.encode('utf-8')
-    try:
-        root = etree.fromstring(domain_xml, _PARSER)
-    except (etree.XMLSyntaxError, ValueError, TypeError):
-        return None
-    if root is None or root.tag != 'domain':
-        return None
-    uuid = _clean(root.findtext('uuid'))
-    if not uuid:
-        return None
-    info = DomainInfo(uuid=uuid, name=_clean(root.findtext('name')),
-                      vcpus=domain_vcpus(root))
-    ns, nova = _nova_element(root)
-    if nova is None:
-        return info
-
-    def find(path):
-        return nova.find('/'.join('{%s}%s' % (ns, p)
-                                  for p in path.split('/')))
-
-    user = find('owner/user')
-    project = find('owner/project')
-    if user is None or project is None or find('name') is None:
-        return info
-    user_id = _clean(user.get('uuid'))
-    project_id = _clean(project.get('uuid'))
-    if not user_id or not project_id:
-        return info
-    flavor_vcpus = find('flavor/vcpus')
-    vcpus = sanitize.clean_int(
-        flavor_vcpus.text if flavor_vcpus is not None else None)
-    boot = find('root')
-    image_id = ''
-    if boot is not None and boot.get('type') == 'image':
-        image_id = _clean(boot.get('uuid'))
-    return dataclasses.replace(
-        info, nova=True, project_id=project_id, user_id=user_id,
-        vcpus=vcpus or info.vcpus, image_id=image_id)
-
-
 # -- choosing domains (pure) ------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +95,7 @@ class Scanned:
     """One listed domain: its parsed XML and the live facts make_job
     needs."""
 
-    info: DomainInfo
+    info: domain_xml.DomainInfo
     xml: str
     domain_id: int
     state: int
@@ -398,7 +307,7 @@ def scan(connection):
             logging.getLogger(__name__).debug(
                 'Skipping a domain that vanished: %s', exc)
             continue
-        info = parse_domain(xml)
+        info = domain_xml.instance_info(xml)
         if info is not None:
             found.append(Scanned(info, xml, domain_id, state))
     return sorted(found, key=lambda s: (s.info.name, s.info.uuid))

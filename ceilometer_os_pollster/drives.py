@@ -15,9 +15,11 @@ import hashlib
 import json
 import re
 
-from lxml import etree
-
+from ceilometer_os_pollster import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import sanitize
+
+# Raised by drive_specs for text that is not a libvirt domain.
+DomainXMLError = domain_xml_mod.DomainXMLError
 
 KIND_FILE = 'file'
 KIND_BLOCK = 'block'
@@ -53,10 +55,6 @@ _LABEL = re.compile(r'[A-Za-z]{1,20}')
 _FINGERPRINT_VERSION = 2
 
 
-class DomainXMLError(ValueError):
-    """The domain XML cannot be parsed as a libvirt domain."""
-
-
 @dataclasses.dataclass(frozen=True)
 class DriveSpec:
     """One disk of a domain, as the appliance must add it.
@@ -88,35 +86,6 @@ class DriveSpec:
     encryption: str = ''
     # Unique [A-Za-z]{1,20} name for guestfs' add_drive(label=...).
     label: str = ''
-
-
-def _parse(domain_xml):
-    if isinstance(domain_xml, str):
-        try:
-            data = domain_xml.encode('utf-8')
-        except UnicodeEncodeError as exc:
-            raise DomainXMLError('domain XML is not valid text: %s' % exc)
-    elif isinstance(domain_xml, (bytes, bytearray)):
-        data = bytes(domain_xml)
-    else:
-        raise DomainXMLError('domain XML must be text, not %s'
-                             % type(domain_xml).__name__)
-    # libvirt never writes a DTD or entities: refuse to expand any, read
-    # nothing from the network, keep lxml's size limits on.
-    parser = etree.XMLParser(resolve_entities=False, no_network=True,
-                             huge_tree=False, load_dtd=False,
-                             remove_comments=True, remove_pis=True)
-    try:
-        root = etree.fromstring(data, parser)
-    except (etree.LxmlError, ValueError) as exc:
-        raise DomainXMLError('domain XML cannot be parsed: %s'
-                             % sanitize.clean_text(exc, limit=200))
-    if root.getroottree().docinfo.doctype:
-        raise DomainXMLError('domain XML must not have a DOCTYPE')
-    if root.tag != 'domain':
-        raise DomainXMLError('domain XML has root <%s>, not <domain>'
-                             % sanitize.clean_text(root.tag, limit=64))
-    return root
 
 
 def _boot_order(disk):
@@ -280,7 +249,7 @@ def drive_specs(domain_xml):
     Raises DomainXMLError only when the text is not a parsable libvirt
     domain.
     """
-    root = _parse(domain_xml)
+    root = domain_xml_mod.parse(domain_xml)
     specs = []
     for disk in root.findall('devices/disk'):
         spec = _drive(disk)

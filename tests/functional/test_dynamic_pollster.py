@@ -28,7 +28,7 @@ from ceilometer import service as ceilo_service
 
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
-from ceilometer_os_pollster import cli
+from ceilometer_os_pollster import domain_xml
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import pollster as pollster_mod
 from ceilometer_os_pollster import record
@@ -69,7 +69,7 @@ def jobs_as_the_cli_makes_them(uri):
     for uuid in UUIDS:
         domain = connection.lookupByUUIDString(uuid)
         xml = domain.XMLDesc(0)
-        info = cli.parse_domain(xml)
+        info = domain_xml.instance_info(xml)
         jobs.append(service_mod.make_job(uuid, info.name, xml, domain.ID(),
                                          info.image_id, boot_id))
     return jobs

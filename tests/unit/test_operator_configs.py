@@ -36,6 +36,7 @@ from ceilometer import service as ceilo_service
 from gnocchiclient.v1 import resource_type_cli
 
 from ceilometer_os_pollster import cli
+from ceilometer_os_pollster import domain_xml
 from ceilometer_os_pollster import linux
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import windows
@@ -123,11 +124,11 @@ def test_host_command_is_the_fast_cached_only_cli_call(conf):
 
 def test_dynamic_samples_from_cli_json(conf):
     _, pollster = load_dynamic(conf)
-    info = cli.DomainInfo(uuid=UUID, name='instance-1', nova=True,
-                          project_id='p-1', user_id='u-1', vcpus=4)
-    pending = cli.DomainInfo(uuid=UUID[:-1] + '2', name='instance-2',
-                             nova=True, project_id='p-1', user_id='u-2',
-                             vcpus=1)
+    info = domain_xml.DomainInfo(uuid=UUID, name='instance-1', nova=True,
+                                 project_id='p-1', user_id='u-1', vcpus=4)
+    pending = domain_xml.DomainInfo(
+        uuid=UUID[:-1] + '2', name='instance-2', nova=True,
+        project_id='p-1', user_id='u-2', vcpus=1)
     rec = windows_record()
     output = cli_json([(info, rec),
                        (pending, record.OSRecord.pending(pending.uuid))])
@@ -242,8 +243,8 @@ def native_like_sample(conf, rec):
 
 def dynamic_sample(conf, rec):
     _, pollster = load_dynamic(conf)
-    info = cli.DomainInfo(uuid=UUID, name='instance-1', nova=True,
-                          project_id='p-1', user_id='u-1', vcpus=4)
+    info = domain_xml.DomainInfo(uuid=UUID, name='instance-1', nova=True,
+                                 project_id='p-1', user_id='u-1', vcpus=4)
     with mock.patch.object(dynamic_pollster.subprocess, 'getoutput',
                            return_value=cli_json([(info, rec)])):
         (sample,) = pollster.get_samples(mock.Mock(_keystone=None), {},

@@ -14,9 +14,6 @@ from ceilometer_os_pollster import qemu_nodes as Q
 
 MiB = 1 << 20
 
-ENCRYPTED = ('encrypt.format=luks,encrypt.key-secret=s0,'
-             'encrypt.iter-time=10')
-
 
 def qemu_img(*args):
     subprocess.run(('qemu-img',) + tuple(str(a) for a in args), check=True,
@@ -131,9 +128,8 @@ def test_missing_disk_gives_a_clear_reason(tmp_path):
 
 
 def test_encrypted_qcow2_is_its_own_error(tmp_path):
-    qemu_img('create', '-q', '--object', 'secret,id=s0,data=abc', '-f',
-             'qcow2', '-o', ENCRYPTED,
-             tmp_path / 'enc', '1M')
+    from tests.unit.test_qemu_nodes import encrypted_qcow2
+    encrypted_qcow2(tmp_path / 'enc', 2)
     with pytest.raises(OV.EncryptedImage):
         OV.local_tree(str(tmp_path / 'enc'), 'qcow2')
 

@@ -10,9 +10,6 @@ import pytest
 from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import qemu_nodes as Q
 
-ENCRYPTED = ('encrypt.format=luks,encrypt.key-secret=s0,'
-             'encrypt.iter-time=10')
-
 
 def qemu_img(*args):
     subprocess.run(('qemu-img',) + args, check=True,
@@ -49,10 +46,19 @@ def test_header_with_an_external_data_file_is_flagged(tmp_path):
     assert header(tmp_path / 'img').data_file
 
 
-def test_encrypted_header_is_flagged(tmp_path):
-    qemu_img('create', '-q', '--object', 'secret,id=s0,data=abc',
-             '-f', 'qcow2', '-o', ENCRYPTED,
-             str(tmp_path / 'enc'), '1M')
+def encrypted_qcow2(path, method):
+    """A qcow2 whose header says crypt_method ``method`` (1 AES, 2 LUKS),
+    as qemu-img writes it for an encrypted image (made by patching: qemu's
+    own LUKS set-up benchmarks the CPU, which fails on a loaded host)."""
+    qemu_img('create', '-q', '-f', 'qcow2', str(path), '1M')
+    data = bytearray(path.read_bytes())
+    data[32:36] = struct.pack('>I', method)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('method', [1, 2])
+def test_encrypted_header_is_flagged(tmp_path, method):
+    encrypted_qcow2(tmp_path / 'enc', method)
     assert header(tmp_path / 'enc').encrypted
 
 

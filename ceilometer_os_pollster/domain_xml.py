@@ -1,0 +1,135 @@
+"""A libvirt domain's XML: the one hardened parser, and nova's metadata.
+
+Owns reading the text libvirt returns for a domain: ``parse`` refuses
+DTDs and entities, never touches the network and keeps lxml's size
+limits (the XML embeds strings a tenant chose, such as the instance's
+display name); ``instance_info`` reads the nova metadata libvirt keeps
+in the domain (owner, flavor vCPUs, image), the same facts Ceilometer's
+libvirt-metadata discovery uses.  Drive specs are ``drives``' business.
+Pure: text in, plain values out.
+"""
+
+import dataclasses
+
+from lxml import etree
+
+from ceilometer_os_pollster import sanitize
+
+NOVA_NAMESPACES = ('http://openstack.org/xmlns/libvirt/nova/1.1',
+                   'http://openstack.org/xmlns/libvirt/nova/1.0')
+
+
+class DomainXMLError(ValueError):
+    """The text is not a parsable libvirt domain."""
+
+
+def parse(domain_xml):
+    """The root element of a libvirt domain's XML, parsed without ever
+    reading a DTD, an entity or the network; DomainXMLError otherwise."""
+    if isinstance(domain_xml, str):
+        try:
+            data = domain_xml.encode('utf-8')
+        except UnicodeEncodeError as exc:
+            raise DomainXMLError('domain XML is not valid text: %s' % exc)
+    elif isinstance(domain_xml, (bytes, bytearray)):
+        data = bytes(domain_xml)
+    else:
+        raise DomainXMLError('domain XML must be text, not %s'
+                             % type(domain_xml).__name__)
+    # libvirt never writes a DTD or entities: refuse to expand any, read
+    # nothing from the network, keep lxml's size limits on.
+    parser = etree.XMLParser(resolve_entities=False, no_network=True,
+                             huge_tree=False, load_dtd=False,
+                             remove_comments=True, remove_pis=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.LxmlError, ValueError) as exc:
+        raise DomainXMLError('domain XML cannot be parsed: %s'
+                             % sanitize.clean_text(exc, limit=200))
+    if root.getroottree().docinfo.doctype:
+        raise DomainXMLError('domain XML must not have a DOCTYPE')
+    if root.tag != 'domain':
+        raise DomainXMLError('domain XML has root <%s>, not <domain>'
+                             % sanitize.clean_text(root.tag, limit=64))
+    return root
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainInfo:
+    """What the CLI and the licence report need to know about one
+    libvirt domain besides its disks."""
+
+    uuid: str
+    name: str                  # libvirt domain name
+    nova: bool = False         # a Nova instance, as discovery sees it
+    project_id: str = ''
+    user_id: str = ''
+    vcpus: int = 0             # flavor vCPUs, else the domain's own
+    image_id: str = ''         # nova:root type="image", '' otherwise
+
+
+def _clean(value):
+    return sanitize.clean_text(value)
+
+
+def domain_vcpus(root):
+    """The domain's current vCPU count from its <vcpu> element (0 if
+    unusable): the ``current`` attribute when set, else the maximum."""
+    vcpu = root.find('vcpu')
+    if vcpu is None:
+        return 0
+    current = sanitize.clean_int(vcpu.get('current'))
+    return current or sanitize.clean_int(vcpu.text)
+
+
+def _nova_element(root):
+    for ns in NOVA_NAMESPACES:
+        element = root.find('metadata/{%s}instance' % ns)
+        if element is not None:
+            return ns, element
+    return None, None
+
+
+def instance_info(domain_xml):
+    """DomainInfo from a domain's XML, or None if it is not usable XML.
+
+    A domain is a Nova instance when its nova metadata names the owning
+    user and project and the instance, which is what Ceilometer's
+    libvirt-metadata discovery requires.  vCPUs are the flavor's when it
+    says a positive number, else the domain's (as the pollster does).
+    """
+    try:
+        root = parse(domain_xml)
+    except DomainXMLError:
+        return None
+    uuid = _clean(root.findtext('uuid'))
+    if not uuid:
+        return None
+    info = DomainInfo(uuid=uuid, name=_clean(root.findtext('name')),
+                      vcpus=domain_vcpus(root))
+    ns, nova = _nova_element(root)
+    if nova is None:
+        return info
+
+    def find(path):
+        return nova.find('/'.join('{%s}%s' % (ns, p)
+                                  for p in path.split('/')))
+
+    user = find('owner/user')
+    project = find('owner/project')
+    if user is None or project is None or find('name') is None:
+        return info
+    user_id = _clean(user.get('uuid'))
+    project_id = _clean(project.get('uuid'))
+    if not user_id or not project_id:
+        return info
+    flavor_vcpus = find('flavor/vcpus')
+    vcpus = sanitize.clean_int(
+        flavor_vcpus.text if flavor_vcpus is not None else None)
+    boot = find('root')
+    image_id = ''
+    if boot is not None and boot.get('type') == 'image':
+        image_id = _clean(boot.get('uuid'))
+    return dataclasses.replace(
+        info, nova=True, project_id=project_id, user_id=user_id,
+        vcpus=vcpus or info.vcpus, image_id=image_id)
