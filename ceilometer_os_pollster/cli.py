@@ -23,7 +23,6 @@ cycle; logs therefore go to ``--log-file`` or nowhere in that mode.
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from oslo_config import cfg
 from ceilometer_os_pollster import domain_xml
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster import render
 
 PROG = 'ceilometer-os-pollster'
 
@@ -125,90 +125,6 @@ def select(scanned, names=(), all_domains=False, include_stopped=False):
 
 
 # -- renderings (pure) ------------------------------------------------
-
-def json_item(info, record):
-    """One --json list item: ids, vCPUs, then the sample metadata."""
-    item = {'resource_id': info.uuid, 'project_id': info.project_id,
-            'user_id': info.user_id, 'vcpus': info.vcpus}
-    item.update(record.metadata())
-    return item
-
-
-def summary(record):
-    """Short description of a record for tables and progress lines."""
-    if record.status in (record_mod.STATUS_OK, record_mod.STATUS_ENCRYPTED):
-        parts = [record.os_distro, record.os_info, record.os_edition]
-        if record.sql_server_edition:
-            parts.append('+ SQL Server ' + record.sql_server_edition)
-        text = ' '.join(p for p in parts if p and p != 'unknown')
-        if record.status == record_mod.STATUS_ENCRYPTED:
-            text = ' '.join(filter(None, (text, '(%s)' % record.reason)))
-        return text
-    return '(%s)' % record.reason if record.reason else ''
-
-
-def progress_line(index, total, name, record, inspected=True):
-    """'[2/5] instance-00000002 ... ok (41 s)' for stderr; '(cached)'
-    instead of the duration for a record served without inspecting."""
-    took = ('%d s' % round(record.duration)) if inspected else 'cached'
-    line = '[%d/%d] %s ... %s (%s)' % (index, total, name, record.status,
-                                       took)
-    if record.status != record_mod.STATUS_OK and record.reason:
-        line += ': ' + record.reason
-    return line
-
-
-def format_table(headers, rows):
-    """Left-aligned columns separated by two spaces."""
-    rows = [[str(cell) for cell in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows])
-              for i, h in enumerate(headers)]
-    lines = [headers] + rows
-    return '\n'.join('  '.join(cell.ljust(w) for cell, w in
-                               zip(line, widths)).rstrip()
-                     for line in lines)
-
-
-INSPECT_HEADERS = ('DOMAIN', 'INSTANCE', 'VCPUS', 'STATUS', 'OS')
-CACHE_HEADERS = ('INSTANCE', 'STATUS', 'FAMILY', 'DISTRO', 'OS_INFO',
-                 'EDITION', 'INSPECTED_AT', 'EXPIRES')
-
-
-def _when(seconds):
-    """Epoch seconds as ISO 8601 UTC; '' for 0 (never)."""
-    if not seconds:
-        return ''
-    return record_mod.utc_timestamp(
-        datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc))
-
-
-def cache_rows(entries, now):
-    """One CACHE_HEADERS row per cache entry; EXPIRES says 'due' once the
-    agent would refresh (or retry) the record."""
-    rows = []
-    for entry in entries:
-        rec = entry.record
-        expires = _when(entry.expires_at)
-        if entry.expires_at and now >= entry.expires_at:
-            expires += ' (due)'
-        rows.append((rec.instance_id, rec.status, rec.os_family,
-                     rec.os_distro, rec.os_info, rec.os_edition or '-',
-                     rec.inspected_at or '-', expires or '-'))
-    return rows
-
-
-def entry_document(entry):
-    """``cache show``: the whole entry, times as ISO 8601 UTC."""
-    return {
-        'instance_id': entry.record.instance_id,
-        'record': entry.record.to_dict(),
-        'metadata': entry.record.metadata(),
-        'expires_at': _when(entry.expires_at) or None,
-        'failures': entry.failures,
-        'retry_at': _when(entry.retry_at) or None,
-        'last_seen': _when(entry.last_seen) or None,
-    }
-
 
 # -- configuration and logging ----------------------------------------
 
@@ -363,9 +279,9 @@ def _inspected_records(conf, jobs, force, service_factory, err,
 
         def progress(job, record, index, total):
             if show_progress:
-                err.write(progress_line(index, total, job.domain_name,
-                                        record, job.instance_id in due)
-                          + '\n')
+                err.write(render.progress_line(
+                    index, total, job.domain_name, record,
+                    job.instance_id in due) + '\n')
                 err.flush()
 
         records = service.scheduler.run_now(jobs, progress=progress,
@@ -401,12 +317,12 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
             conf, jobs, not args.stale_only, service_factory, err,
             show_progress=not args.json, alive_ids=alive)
     if args.json:
-        out.write(json.dumps([json_item(s.info, r)
+        out.write(json.dumps([render.json_item(s.info, r)
                               for s, r in zip(targets, records)],
                              indent=2) + '\n')
     elif targets:
-        out.write(format_table(INSPECT_HEADERS, [
-            (s.info.name, s.info.uuid, s.info.vcpus, r.status, summary(r))
+        out.write(render.format_table(render.INSPECT_HEADERS, [
+            (s.info.name, s.info.uuid, s.info.vcpus, r.status, r.summary())
             for s, r in zip(targets, records)]) + '\n')
     else:
         err.write('no Nova instance on this host\n')
@@ -430,15 +346,16 @@ def cmd_report(args, conf, out, err, connect):
     if args.json:
         out.write(json.dumps(report.json_document(lines), indent=2) + '\n')
     else:
-        out.write(format_table(report.HEADERS, report.rows(lines)) + '\n')
+        out.write(render.format_table(report.HEADERS, report.rows(lines))
+                  + '\n')
     return EXIT_OK
 
 
 def cmd_cache_list(args, conf, out, err):
     cache = _read_only_cache(conf[options.GROUP].cache_dir)
     entries = cache.entries() if cache is not None else []
-    out.write(format_table(CACHE_HEADERS,
-                           cache_rows(entries, time.time())) + '\n')
+    out.write(render.format_table(
+        render.CACHE_HEADERS, render.cache_rows(entries, time.time())) + '\n')
     return EXIT_OK
 
 
@@ -448,7 +365,7 @@ def cmd_cache_show(args, conf, out, err):
     if entry is None:
         err.write('no record for instance %s\n' % args.instance)
         return EXIT_FAILED
-    out.write(json.dumps(entry_document(entry), indent=2,
+    out.write(json.dumps(render.entry_document(entry), indent=2,
                          sort_keys=True) + '\n')
     return EXIT_OK
 

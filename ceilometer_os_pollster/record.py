@@ -142,6 +142,19 @@ class OSRecord:
             'os_inspected_at': self.inspected_at,
         }
 
+    def summary(self):
+        """A short human summary for tables and logs: 'windows win2k22
+        Datacenter + SQL Server Standard', or '(reason)'."""
+        if self.status in (STATUS_OK, STATUS_ENCRYPTED):
+            parts = [self.os_distro, self.os_info, self.os_edition]
+            if self.sql_server_edition:
+                parts.append('+ SQL Server ' + self.sql_server_edition)
+            text = ' '.join(p for p in parts if p and p != 'unknown')
+            if self.status == STATUS_ENCRYPTED and self.reason:
+                text = ' '.join(filter(None, (text, '(%s)' % self.reason)))
+            return text
+        return '(%s)' % self.reason if self.reason else ''
+
     def to_dict(self):
         """Every field, JSON-ready (the cache file's payload)."""
         return dataclasses.asdict(self)

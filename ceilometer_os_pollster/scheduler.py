@@ -200,16 +200,6 @@ def next_entry(previous, record, now, settings, fraction):
                               last_seen=now)
 
 
-def describe(record):
-    """A short human summary for logs: 'windows win2k22 Datacenter'."""
-    if record.status in _GOOD:
-        parts = [record.os_distro, record.os_info, record.os_edition]
-        if record.sql_server_edition:
-            parts.append('+ SQL Server ' + record.sql_server_edition)
-        return ' '.join(p for p in parts if p and p != 'unknown')
-    return '(%s)' % record.reason if record.reason else ''
-
-
 @dataclasses.dataclass
 class _Queued:
     priority: int
@@ -402,7 +392,7 @@ class Scheduler:
         message = ('Inspected instance %(id)s (%(domain)s): '
                    'status=%(status)s %(what)s in %(secs).1fs')
         args = {'id': job.instance_id, 'domain': job.domain_name,
-                'status': record.status, 'what': describe(record),
+                'status': record.status, 'what': record.summary(),
                 'secs': seconds}
         if entry.failures:
             message += '; retry in %(retry)ds'

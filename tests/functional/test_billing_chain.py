@@ -284,7 +284,7 @@ def os_label(metadata):
 def rated_table(chain):
     """What README shows: one line per instance and rating type that
     costs something, then the totals per instance and per project."""
-    from ceilometer_os_pollster import cli
+    from ceilometer_os_pollster import render
     by_instance = rated(chain)
     order = [i.name for i in INSTANCES + (PENDING,)]
     project_of = {i.name: PROJECTS[i.project] for i in INSTANCES +
@@ -307,11 +307,11 @@ def rated_table(chain):
         total = sum(t[-1] for t in totals if t[0] == project)
         projects.append((project, money(total)))
     return '\n\n'.join([
-        cli.format_table(('PROJECT', 'INSTANCE', 'RATING TYPE', 'QTY',
-                          'PRICE'), lines),
-        cli.format_table(('PROJECT', 'INSTANCE', 'VCPUS', 'OS', 'TOTAL'),
-                         totals),
-        cli.format_table(('PROJECT', 'TOTAL'), projects)]) + '\n'
+        render.format_table(('PROJECT', 'INSTANCE', 'RATING TYPE', 'QTY',
+                             'PRICE'), lines),
+        render.format_table(('PROJECT', 'INSTANCE', 'VCPUS', 'OS',
+                             'TOTAL'), totals),
+        render.format_table(('PROJECT', 'TOTAL'), projects)]) + '\n'
 
 
 def readme_block(name=RATED_OUTPUT, text=None):

@@ -20,6 +20,7 @@ import pytest
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import cli
+from ceilometer_os_pollster import render
 from ceilometer_os_pollster import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
@@ -150,7 +151,7 @@ def ok_record(instance_id=UUID, **kw):
 
 
 def test_json_item_is_ids_then_every_metadata_key():
-    item = cli.json_item(FULL, ok_record())
+    item = render.json_item(FULL, ok_record())
     assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
     assert item['resource_id'] == UUID
     assert (item['project_id'], item['user_id'], item['vcpus']) == \
@@ -171,7 +172,7 @@ def test_json_item_is_ids_then_every_metadata_key():
      '[2/5] instance-2 ... encrypted (cached): 1 LUKS volume'),
 ])
 def test_progress_line(rec, inspected, line):
-    assert cli.progress_line(2, 5, 'instance-2', rec, inspected) == line
+    assert render.progress_line(2, 5, 'instance-2', rec, inspected) == line
 
 
 @pytest.mark.parametrize('rec, text', [
@@ -185,11 +186,11 @@ def test_progress_line(rec, inspected, line):
     (record.OSRecord.pending(UUID), ''),
 ])
 def test_summary(rec, text):
-    assert cli.summary(rec) == text
+    assert rec.summary() == text
 
 
 def test_format_table_aligns_columns():
-    text = cli.format_table(('A', 'LONGER'), [('xx', 1), ('y', 22)])
+    text = render.format_table(('A', 'LONGER'), [('xx', 1), ('y', 22)])
     assert text.splitlines() == ['A   LONGER', 'xx  1', 'y   22']
 
 
@@ -200,14 +201,14 @@ def test_cache_rows_and_document():
     failed = cache_format.Entry(
         record=record.OSRecord.failed('x-2', 'deadline'),
         expires_at=1800000000.0, failures=2, retry_at=1800000000.0)
-    rows = cli.cache_rows([entry, failed], now=1750000000.0)
+    rows = render.cache_rows([entry, failed], now=1750000000.0)
     assert rows[0] == (UUID, 'ok', 'windows', 'windows', 'win2k22',
                        'Datacenter', '2025-01-02T03:04:05Z',
                        '2023-11-14T22:13:20Z (due)')
     assert rows[1][:6] == ('x-2', 'failed', 'unknown', 'unknown', 'unknown',
                            '-')
     assert rows[1][7] == '2027-01-15T08:00:00Z'
-    doc = cli.entry_document(failed)
+    doc = render.entry_document(failed)
     assert doc['failures'] == 2
     assert doc['retry_at'] == '2027-01-15T08:00:00Z'
     assert doc['last_seen'] is None
@@ -328,7 +329,7 @@ def test_inspect_all_then_cached_only_serves_the_records(host):
     assert '[1/2] instance-00000001 ... ok (3 s)' in err
     assert '[2/2] instance-00000002 ... ok (3 s)' in err
     lines = out.splitlines()
-    assert lines[0].split() == list(cli.INSPECT_HEADERS)
+    assert lines[0].split() == list(render.INSPECT_HEADERS)
     assert lines[1].split()[:4] == ['instance-00000001', UUIDS[0], '1', 'ok']
     assert 'win2k22 Datacenter' in lines[1]
 
@@ -446,7 +447,7 @@ def test_unreachable_libvirt_exits_3_with_one_line_and_no_json(tmp_path):
 
 def test_cache_list_show_forget(host):
     rc, out, _ = host.run('cache', 'list')
-    assert rc == 0 and out.split() == list(cli.CACHE_HEADERS)
+    assert rc == 0 and out.split() == list(render.CACHE_HEADERS)
     assert not host.cache_dir.exists()        # reading creates nothing
 
     host.run('inspect', 'instance-00000001', 'instance-00000002')

@@ -36,6 +36,7 @@ from ceilometer import service as ceilo_service
 from gnocchiclient.v1 import resource_type_cli
 
 from ceilometer_os_pollster import cli
+from ceilometer_os_pollster import render
 from ceilometer_os_pollster import domain_xml
 from ceilometer_os_pollster import linux
 from ceilometer_os_pollster import record
@@ -74,7 +75,7 @@ def windows_record(**kw):
 
 
 def cli_json(records_by_info):
-    return json.dumps([cli.json_item(info, rec)
+    return json.dumps([render.json_item(info, rec)
                        for info, rec in records_by_info])
 
 

@@ -377,7 +377,7 @@ def test_horizon_covers_every_time_the_policy_writes():
     (failed(iid(1)), '(deadline)'),
 ])
 def test_describe(rec, expected):
-    assert sched.describe(rec) == expected
+    assert rec.summary() == expected
 
 
 def test_settings_from_conf_group():
