@@ -31,7 +31,7 @@ from tests.rig import rig as rig_mod
 pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DEADLINE = 120          # a healthy TCG inspection takes 30-60 s
+DEADLINE = 90           # a healthy TCG inspection takes 30-60 s
 POLL_EVERY = 3
 
 
