@@ -26,6 +26,9 @@ DEBS=(
   e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
   qemu-block-extra sudo libfuse2
   ceph-mon ceph-osd ceph-common ceph-base
+  # Debian's oslo.cache depends on it: without it dogpile's plugin scan
+  # logs an ERROR for oslo_cache.memcache_pool at every agent start.
+  python3-memcache
 )
 
 log() { echo "bootstrap: $*" >&2; }
