@@ -41,7 +41,6 @@ import threading
 import time
 import uuid
 
-from oslo_config import cfg
 
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
@@ -109,9 +108,8 @@ class CountingEngine:
 
 def default_settings():
     """The scheduler settings an operator gets without configuring."""
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([], project='bench')
+    from tests.functional import faults_helpers
+    conf = faults_helpers.inspection_conf()
     return scheduler_mod.Settings.from_conf(conf[options.GROUP])
 
 

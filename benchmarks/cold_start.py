@@ -59,7 +59,6 @@ import tempfile
 import threading
 import time
 
-from oslo_config import cfg
 
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import engine as engine_mod
@@ -180,18 +179,13 @@ def backend_settings():
 
 def make_conf(concurrency, memory_mb=DEFAULT_MEMORY, all_disks=False,
               tmp_dir=None):
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([], project='bench')
-    group = options.GROUP
+    from tests.functional import faults_helpers
+    overrides = dict(concurrency=concurrency, appliance_memory_mb=memory_mb,
+                     inspect_all_disks=all_disks,
+                     libguestfs_backend_settings=backend_settings())
     if tmp_dir:
-        conf.set_override('tmp_dir', tmp_dir, group=group)
-    conf.set_override('concurrency', concurrency, group=group)
-    conf.set_override('appliance_memory_mb', memory_mb, group=group)
-    conf.set_override('inspect_all_disks', all_disks, group=group)
-    conf.set_override('libguestfs_backend_settings', backend_settings(),
-                      group=group)
-    return conf
+        overrides['tmp_dir'] = tmp_dir
+    return faults_helpers.inspection_conf(**overrides)
 
 
 # -- the VMs ---------------------------------------------------------------

@@ -18,10 +18,8 @@ import shutil
 import statistics
 import tempfile
 
-from oslo_config import cfg
-
 from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import options
+from tests.functional import faults_helpers
 from tests.guests import builder
 from tests.guests import catalog
 from tests.rig import ceph as ceph_mod
@@ -44,15 +42,10 @@ RBD_XML = ("<domain type='qemu'><name>bench-rbd</name><devices>"
 
 
 def make_engine(tmp, conf_path):
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([])
     # force_tcg comes from LIBGUESTFS_BACKEND_SETTINGS (benchmarks/run).
-    for name, value in dict(
-            inspection_deadline=900, tmp_dir=str(tmp),
-            ceph_user='reader', ceph_conf=conf_path).items():
-        conf.set_override(name, value, options.GROUP)
-    return engine_mod.Engine(conf)
+    return engine_mod.Engine(faults_helpers.inspection_conf(
+        inspection_deadline=900, tmp_dir=str(tmp),
+        ceph_user='reader', ceph_conf=conf_path))
 
 
 def main(argv=None):

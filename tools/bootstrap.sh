@@ -30,6 +30,9 @@ DEBS=(
   # the billing services (tools/bootstrap-billing.sh); gnocchi's
   # psycopg2 builds from source
   postgresql libpq-dev gcc
+  # Debian's oslo.cache depends on it: without it dogpile's plugin scan
+  # logs an ERROR for oslo_cache.memcache_pool at every agent start.
+  python3-memcache
 )
 
 log() { echo "bootstrap: $*" >&2; }

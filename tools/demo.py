@@ -18,7 +18,6 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
-METER = 'compute.instance.os.metadata'
 HOST = 'demo-compute-1'
 COLUMNS = ('instance', 'vCPUs', 'family', 'distro', 'os_info', 'version',
            'edition', 'SQL', 'status')
@@ -77,63 +76,15 @@ def quiet_logs(verbose):
 
 
 def make_conf(workdir, libvirt_uri, concurrency, verbose=False):
-    from ceilometer import service as ceilo_service
-    from oslo_messaging import opts as messaging_opts
+    from tests.functional import agent
 
-    from ceilometer_os_pollster import options
-
-    polling = workdir / 'polling.yaml'
-    polling.write_text('sources:\n  - name: demo\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
-    conf = ceilo_service.prepare_service([], [])
+    conf = agent.agent_conf(
+        workdir, libvirt_uri, host=HOST, concurrency=concurrency,
+        appliance_memory_mb=768,
+        # TCG on a busy machine: be patient rather than fail
+        inspection_deadline=900)
     quiet_logs(verbose)
-    conf.set_override('libvirt_uri', libvirt_uri)
-    conf.set_override('host', HOST)
-    conf.set_override('instance_discovery_method', 'libvirt_metadata',
-                      group='compute')
-    conf.set_override('cfg_file', str(polling), group='polling')
-    conf.set_override('telemetry_driver', 'test',
-                      group='publisher_notifier')
-    for group, opts in messaging_opts.list_opts():
-        if group is None:
-            conf.register_opts(opts)
-    conf.set_override('transport_url', 'fake://')
-    options.register_opts(conf)
-    for name, value in (
-            ('cache_dir', str(workdir / 'cache')),
-            ('libguestfs_backend_settings', ['force_tcg']),
-            ('concurrency', concurrency), ('appliance_memory_mb', 768),
-            # TCG on a busy machine: be patient rather than fail
-            ('inspection_deadline', 900)):
-        conf.set_override(name, value, group='os_inspection')
     return conf
-
-
-def only_ours(discovery, ids):
-    """Make Ceilometer's instance discovery see only ``ids``.
-
-    Other rigs (tests, other demos) may share the libvirtd.
-    """
-    discover = discovery.InstanceDiscovery.discover
-
-    def filtered(self, *args, **kwargs):
-        return [i for i in discover(self, *args, **kwargs) if i.id in ids]
-    discovery.InstanceDiscovery.discover = filtered
-
-
-def run_cycle(mgr, tasks):
-    """One synchronous polling cycle; {resource id: sample dict}."""
-    from oslo_messaging.notify import _impl_test
-
-    _impl_test.reset()
-    for task in tasks.values():
-        mgr.interval_task(task)
-    samples = {s['resource_id']: s
-               for _c, message, _p, _r in _impl_test.NOTIFICATIONS
-               for s in message['payload']['samples']
-               if s['counter_name'] == METER}
-    _impl_test.reset()
-    return samples
 
 
 def wait_for_inspections(svc, ids, timeout, out=sys.stderr):
@@ -171,11 +122,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault('LIBGUESTFS_BACKEND_SETTINGS', 'force_tcg')
 
-    from ceilometer.compute import discovery
-    from ceilometer.compute import pollsters as compute_pollsters
-    from ceilometer.polling import manager
+    import pytest
 
-    from ceilometer_os_pollster import service as service_mod
+    from tests.functional import agent as agent_mod
     from tests.guests import builder
     from tests.guests import catalog
     from tests.rig import libvirtd
@@ -191,7 +140,7 @@ def main(argv=None):
     images = builder.build_all([g for _, g, _ in chosen])
     started = libvirtd.ensure_daemons()
     the_rig = rig_mod.Rig(workdir / 'rig')
-    svc = None
+    agent = None
     failed = True
     try:
         names, guests = {}, {}
@@ -207,17 +156,12 @@ def main(argv=None):
 
         conf = make_conf(workdir, the_rig.uri, args.concurrency,
                          args.verbose)
-        svc = service_mod.InspectionService(conf)
-        service_mod.get_service = lambda c: svc
-        if hasattr(compute_pollsters.GenericComputePollster, '_inspector'):
-            del compute_pollsters.GenericComputePollster._inspector
-        only_ours(discovery, set(names))
-        mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-        mgr.polling_manager = manager.PollingManager(conf)
-        tasks = mgr.setup_polling_tasks()
+        # Other rigs (tests, other demos) may share the libvirtd.
+        agent = agent_mod.Agent(conf, pytest.MonkeyPatch(), only=names)
+        svc = agent.svc
 
         began = time.monotonic()
-        first = run_cycle(mgr, tasks)
+        first = agent.cycle()
         print('First polling cycle (%.1f s): records pending while the '
               'appliances work\n' % (time.monotonic() - began))
         print(table(row(names.get(u, u), s) for u, s in
@@ -226,7 +170,7 @@ def main(argv=None):
         if not wait_for_inspections(svc, list(names), args.timeout):
             log('inspections did not finish in %d s' % args.timeout)
             return 1
-        second = run_cycle(mgr, tasks)
+        second = agent.cycle()
         print('Next polling cycle: what Ceilometer publishes\n')
         print(table(row(names.get(u, u), s) for u, s in
                     sorted(second.items(), key=lambda i: names.get(i[0]))))
@@ -253,8 +197,8 @@ def main(argv=None):
         failed = bool(problems)
         return 1 if problems else 0
     finally:
-        if svc is not None:
-            svc.stop()
+        if agent is not None:
+            agent.stop()
         if args.keep:
             log('kept: %s (undo: python -m tests.rig down --workdir %s)'
                 % (workdir, workdir / 'rig'))

@@ -20,18 +20,23 @@ from ceilometer_os_pollster import service as service_mod
 METER = 'compute.instance.os.metadata'
 
 
-def agent_conf(tmp_path, libvirt_uri, host='compute-1', **os_inspection):
-    """Ceilometer's configuration for one in-process agent polling our
-    meter hourly; ``os_inspection`` overrides [os_inspection] options."""
-    polling = tmp_path / 'polling.yaml'
-    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
+def agent_conf(tmp_path, libvirt_uri, host='compute-1', meters=(METER,),
+               polling=None, **os_inspection):
+    """Ceilometer's configuration for one in-process agent polling
+    ``meters`` hourly; ``polling`` overrides [polling] options and
+    ``os_inspection`` overrides [os_inspection] options."""
+    polling_yaml = tmp_path / 'polling.yaml'
+    polling_yaml.write_text(
+        'sources:\n  - name: s\n    interval: 3600\n    meters:\n' +
+        ''.join('      - %s\n' % m for m in meters))
     conf = ceilo_service.prepare_service([], [])
     conf.set_override('libvirt_uri', libvirt_uri)
     conf.set_override('host', host)
     conf.set_override('instance_discovery_method', 'libvirt_metadata',
                       group='compute')
-    conf.set_override('cfg_file', str(polling), group='polling')
+    conf.set_override('cfg_file', str(polling_yaml), group='polling')
+    for name, value in (polling or {}).items():
+        conf.set_override(name, value, group='polling')
     conf.set_override('telemetry_driver', 'test',
                       group='publisher_notifier')
     for group, opts in messaging_opts.list_opts():
@@ -47,11 +52,16 @@ def agent_conf(tmp_path, libvirt_uri, host='compute-1', **os_inspection):
 
 
 class Agent:
-    """AgentManager + our service; ``only`` limits discovery to those
-    instance ids (other tests' domains may share the libvirtd)."""
+    """AgentManager + our service (``service_class``, default
+    InspectionService, around ``engine``); ``only`` limits discovery to
+    those instance ids (other tests' domains may share the libvirtd).
+    ``selected=False`` is for a polling.yaml that does not select our
+    meter."""
 
-    def __init__(self, conf, monkeypatch, engine=None, only=None):
-        self.svc = service_mod.InspectionService(conf, engine=engine)
+    def __init__(self, conf, monkeypatch, engine=None, only=None,
+                 service_class=service_mod.InspectionService,
+                 selected=True):
+        self.svc = service_class(conf, engine=engine)
         monkeypatch.setattr(service_mod, 'get_service', lambda c: self.svc)
         # one shared inspector per process, as in the agent
         monkeypatch.delattr(compute_pollsters.GenericComputePollster,
@@ -66,7 +76,13 @@ class Agent:
         self.mgr = manager.AgentManager(0, conf, namespaces=['compute'])
         self.mgr.polling_manager = manager.PollingManager(conf)
         self.tasks = self.mgr.setup_polling_tasks()
-        assert self.tasks, 'the pollster was not selected'
+        if selected:
+            assert METER in self.selected(), 'the pollster was not selected'
+
+    def selected(self):
+        """Names of the pollsters the polling tasks run."""
+        return {p.name for t in self.tasks.values()
+                for ps in t.pollster_matches.values() for p in ps}
 
     def cycle(self):
         """One synchronous polling cycle; {resource id: sample dict}."""
@@ -81,6 +97,11 @@ class Agent:
                     samples[s['resource_id']] = s
         _impl_test.reset()
         return samples
+
+    def cycle_metadata(self):
+        """One polling cycle; {resource id: resource metadata}."""
+        return {rid: s['resource_metadata']
+                for rid, s in self.cycle().items()}
 
     def stop(self):
         self.svc.stop()

@@ -1,6 +1,6 @@
 """Small helpers of the functional fault suite (test_faults.py).
 
-Owns: building engines and jobs from XML, the record invariants every
+Owns: building configurations, engines and jobs, the record invariants every
 fault must keep, and a /proc sampler that runs in its own process (our
 process holds the GIL while libguestfs runs qemu-img inside add_drive,
 so a thread of ours would not sample during that window).
@@ -33,16 +33,27 @@ DOMAIN = ("<domain type='qemu'><name>{name}</name><devices>{disks}"
           "</devices></domain>")
 
 
-def make_engine(tmp_root, **overrides):
+def inspection_conf(**overrides):
+    """A fresh configuration of our options alone (no Ceilometer), with
+    ``overrides`` set in [os_inspection]."""
     conf = cfg.ConfigOpts()
     options.register_opts(conf)
     conf([])
+    for name, value in overrides.items():
+        conf.set_override(name, value, options.GROUP)
+    return conf
+
+
+def make_engine(tmp_root, worker_argv=None, **overrides):
+    """An engine for functional tests: TCG, a patient deadline and its
+    scratch files under ``tmp_root``; ``overrides`` win."""
     settings = dict(libguestfs_backend_settings=['force_tcg'],
                     inspection_deadline=900, tmp_dir=str(tmp_root))
     settings.update(overrides)
-    for name, value in settings.items():
-        conf.set_override(name, value, options.GROUP)
-    return E.Engine(conf)
+    conf = inspection_conf(**settings)
+    if worker_argv is None:
+        return E.Engine(conf)
+    return E.Engine(conf, worker_argv=worker_argv)
 
 
 def job(name, disks):

@@ -8,21 +8,15 @@ one is exercised by the appliance suites).
 
 import threading
 
-from oslo_messaging import opts as messaging_opts
 import pytest
 from oslo_messaging.notify import _impl_test
 from stevedore import extension
 
-from ceilometer.compute import pollsters as compute_pollsters
-from ceilometer.polling import manager
-from ceilometer import service as ceilo_service
-
 from ceilometer_os_pollster import prometheus
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
+from tests.functional.agent import Agent, METER, agent_conf
 
-METER = 'compute.instance.os.metadata'
 UUIDS = ['aaaaaaaa-0000-4000-8000-00000000000%d' % i for i in range(1, 4)]
 
 
@@ -61,33 +55,12 @@ def agent(tmp_path, monkeypatch):
         for i, u in enumerate(UUIDS)])
 
     def build(meters, polling_overrides=None):
-        polling = tmp_path / 'polling.yaml'
-        polling.write_text(
-            'sources:\n  - name: s\n    interval: 3600\n    meters:\n' +
-            ''.join('      - %s\n' % m for m in meters))
-        conf = ceilo_service.prepare_service([], [])
-        conf.set_override('libvirt_uri', uri)
-        conf.set_override('host', 'compute1')
-        conf.set_override('cfg_file', str(polling), group='polling')
-        conf.set_override('telemetry_driver', 'test',
-                          group='publisher_notifier')
-        for group, opts in messaging_opts.list_opts():
-            if group is None:
-                conf.register_opts(opts)
-        conf.set_override('transport_url', 'fake://')
-        for name, value in (polling_overrides or {}).items():
-            conf.set_override(name, value, group='polling')
-        # one shared inspector per process, as in the agent: start fresh
-        monkeypatch.delattr(compute_pollsters.GenericComputePollster,
-                            '_inspector', raising=False)
+        conf = agent_conf(tmp_path, uri, host='compute1', meters=meters,
+                          polling=polling_overrides)
         engine = RecordingEngine()
-        svc = service_mod.InspectionService(conf, engine=engine)
-        conf.set_override('cache_dir', str(tmp_path / 'cache'),
-                          group='os_inspection')
-        monkeypatch.setattr(service_mod, 'get_service', lambda c: svc)
-        mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-        mgr.polling_manager = manager.PollingManager(conf)
-        return mgr, svc, engine
+        a = Agent(conf, monkeypatch, engine=engine,
+                  selected=METER in meters)
+        return a.mgr, a.svc, engine
 
     built = []
 

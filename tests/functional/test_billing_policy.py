@@ -12,19 +12,13 @@ import threading
 import time
 
 import pytest
-from oslo_messaging import opts as messaging_opts
 from oslo_messaging.notify import _impl_test
 
 from ceilometer.compute import pollsters as compute_pollsters
-from ceilometer.polling import manager
-from ceilometer import service as ceilo_service
 
-from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
-
-METER = 'compute.instance.os.metadata'
+from tests.functional.agent import Agent, agent_conf
 WINDOWS = 'aaaaaaaa-0000-4000-8000-0000000000a1'
 BLANK = 'aaaaaaaa-0000-4000-8000-0000000000b2'
 WAIT = 20.0
@@ -79,28 +73,10 @@ class Host:
         self.images = {WINDOWS: 'img-win', BLANK: 'img-blank'}
         self.volumes = set()
         uri = self.write()
-        polling = tmp_path / 'polling.yaml'
-        polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
-                           '    meters:\n      - %s\n' % METER)
-        conf = ceilo_service.prepare_service([], [])
-        for group, opts in messaging_opts.list_opts():
-            if group is None:
-                conf.register_opts(opts)
-        conf.set_override('libvirt_uri', uri)
-        conf.set_override('host', 'compute1')
-        conf.set_override('cfg_file', str(polling), group='polling')
-        conf.set_override('telemetry_driver', 'test',
-                          group='publisher_notifier')
-        conf.set_override('transport_url', 'fake://')
-        options.register_opts(conf)
-        conf.set_override('cache_dir', str(tmp_path / 'cache'),
-                          group='os_inspection')
-        monkeypatch.delattr(compute_pollsters.GenericComputePollster,
-                            '_inspector', raising=False)
         self.engine = CountingEngine()
-        self.service = service_mod.InspectionService(conf,
-                                                     engine=self.engine)
-        monkeypatch.setattr(service_mod, 'get_service', lambda c: self.service)
+        self.agent = Agent(agent_conf(tmp_path, uri, host='compute1'),
+                           monkeypatch, engine=self.engine)
+        self.service, self.mgr = self.agent.svc, self.agent.mgr
         # What the pollster asked for, job by job (the real lookup runs).
         self.looked_up = []
         real_lookup = self.service.lookup
@@ -109,9 +85,6 @@ class Host:
             self.looked_up.append(job)
             return real_lookup(job)
         monkeypatch.setattr(self.service, 'lookup', lookup)
-        self.mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-        self.mgr.polling_manager = manager.PollingManager(conf)
-        self.tasks = self.mgr.setup_polling_tasks()
 
     def write(self):
         domains = [tdrv.domain(u, 'instance-%08d' % n, image=self.images[u])
@@ -140,16 +113,7 @@ class Host:
                 connection.close()
 
     def poll(self):
-        _impl_test.reset()
-        for task in self.tasks.values():
-            self.mgr.interval_task(task)
-        samples = {}
-        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
-            for s in message['payload']['samples']:
-                if s['counter_name'] == METER:
-                    samples[s['resource_id']] = s['resource_metadata']
-        _impl_test.reset()
-        return samples
+        return self.agent.cycle_metadata()
 
     def settle(self):
         deadline = time.monotonic() + WAIT

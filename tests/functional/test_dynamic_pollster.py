@@ -20,20 +20,17 @@ import time
 import pytest
 import yaml
 from oslo_messaging.notify import _impl_test
-from oslo_messaging import opts as messaging_opts
 
-from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.polling import manager
-from ceilometer import service as ceilo_service
 
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import domain_xml
-from ceilometer_os_pollster import options
 from ceilometer_os_pollster import pollster as pollster_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
+from tests.functional import agent
 
 METER = 'compute.instance.os.metadata'
 UUIDS = ['dddddddd-0000-4000-8000-00000000000%d' % i for i in (1, 2, 3)]
@@ -117,20 +114,9 @@ def local_host_command(shipped, cli_conf):
 
 
 def agent_conf(tmp_path, uri, definitions_dir=None):
-    polling = tmp_path / 'polling.yaml'
-    polling.write_text('sources:\n  - name: os\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
-    conf = ceilo_service.prepare_service([], [])
-    # oslo.messaging registers these only when a transport is first made.
-    for group, opts in messaging_opts.list_opts():
-        if group is None:
-            conf.register_opts(opts)
-    conf.set_override('libvirt_uri', uri)
-    conf.set_override('host', 'compute1')
-    conf.set_override('cfg_file', str(polling), group='polling')
-    conf.set_override('telemetry_driver', 'test',
-                      group='publisher_notifier')
-    conf.set_override('transport_url', 'fake://')
+    """The shared agent configuration, reading dynamic pollster
+    definitions from ``definitions_dir`` if given."""
+    conf = agent.agent_conf(tmp_path, uri, host='compute1')
     if definitions_dir is not None:
         conf.set_override('pollsters_definitions_dirs',
                           [str(definitions_dir)])
@@ -234,20 +220,14 @@ def test_same_samples_as_the_native_pollster(host, without_native,
     dynamic = dynamic_samples(host)
     monkeypatch.undo()           # the native entry point is back
 
-    conf = agent_conf(host.tmp, host.uri)
-    options.register_opts(conf)
-    conf.set_override('cache_dir', str(host.cache_dir),
-                      group='os_inspection')
-    monkeypatch.delattr(compute_pollsters.GenericComputePollster,
-                        '_inspector', raising=False)
-    svc = service_mod.InspectionService(conf, engine=UnusedEngine())
-    monkeypatch.setattr(service_mod, 'get_service', lambda c: svc)
+    native_agent = agent.Agent(
+        agent.agent_conf(host.tmp, host.uri, host='compute1',
+                         cache_dir=str(host.cache_dir)),
+        monkeypatch, engine=UnusedEngine())
     try:
-        mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-        mgr.polling_manager = manager.PollingManager(conf)
-        native = run_cycle(mgr)
+        native = native_agent.cycle()
     finally:
-        svc.stop()
+        native_agent.stop()
     assert sorted(native) == sorted(dynamic) == UUIDS
     for uuid in UUIDS:
         n, d = native[uuid], dynamic[uuid]

@@ -16,7 +16,6 @@ import sys
 
 import pytest
 
-from ceilometer_os_pollster import engine as E
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog
@@ -27,15 +26,7 @@ pytestmark = pytest.mark.appliance
 GUESTS = ('win2019-sql', 'win11-pro', 'rhel-9.4', 'almalinux-9.4', 'luks',
           'blank', 'windows-bad-cmd', 'sles-sap-15-sp5')
 
-DISK = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-        "<source file='{path}'/><target dev='vda' bus='virtio'/></disk>")
-RBD_DISK = (
-    "<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
-    "<auth username='cinder'><secret type='ceph' uuid='{uuid}'/></auth>"
-    "<source protocol='rbd' name='volumes/volume-{uuid}'>{hosts}</source>"
-    "<target dev='vda' bus='virtio'/></disk>")
-DOMAIN = ("<domain type='qemu'><name>{name}</name><devices>{disks}"
-          "</devices></domain>")
+DISK, RBD_DISK = H.DISK, H.RBD_DISK
 
 SECRET_UUID = '6b6c2f4e-0d57-4c1f-9b7a-3f1d2c4e5a60'
 # A well-formed cephx key (type 1, 16 secret bytes): librbd must get far
@@ -44,12 +35,7 @@ KEY = bytes.fromhex('0100' + '00' * 8 + '1000') + b'not-a-real-key!!'
 KEY_B64 = 'AQAAAAAAAAAAABAAbm90LWEtcmVhbC1rZXkhIQ=='
 
 
-make_engine = H.make_engine
-
-
-def job(name, disks):
-    return E.InspectionJob(instance_id='inst-' + name, domain_name=name,
-                           domain_xml=DOMAIN.format(name=name, disks=disks))
+make_engine, job = H.make_engine, H.job
 
 
 def appliance_children():

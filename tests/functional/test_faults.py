@@ -188,7 +188,6 @@ def test_service_runs_the_preflight_once_at_lazy_start(
 # --------------------------------------------------------------------------
 # Agent-level faults: the real pollster inside Ceilometer's AgentManager
 
-METER = 'compute.instance.os.metadata'
 UUIDS = ['bbbbbbbb-0000-4000-8000-00000000000%d' % i for i in range(1, 4)]
 
 
@@ -215,52 +214,15 @@ class GatedEngine:
             inspected_at=record.utc_timestamp())
 
 
-def _build_agent(tmp_path, monkeypatch, uri, engine, service_class=None):
-    from oslo_messaging import opts as messaging_opts
+def _build_agent(tmp_path, monkeypatch, uri, engine,
+                 service_class=service_mod.InspectionService):
+    """The shared in-process agent; (service, cycle) where cycle() runs
+    one polling cycle and returns {resource id: metadata} published."""
+    from tests.functional import agent
 
-    from ceilometer.compute import pollsters as compute_pollsters
-    from ceilometer.polling import manager
-    from ceilometer import service as ceilo_service
-
-    polling = tmp_path / 'polling.yaml'
-    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
-    conf = ceilo_service.prepare_service([], [])
-    conf.set_override('libvirt_uri', uri)
-    conf.set_override('host', 'compute1')
-    conf.set_override('cfg_file', str(polling), group='polling')
-    conf.set_override('telemetry_driver', 'test',
-                      group='publisher_notifier')
-    for group, opts in messaging_opts.list_opts():
-        if group is None:
-            conf.register_opts(opts)
-    conf.set_override('transport_url', 'fake://')
-    monkeypatch.delattr(compute_pollsters.GenericComputePollster,
-                        '_inspector', raising=False)
-    svc = (service_class or service_mod.InspectionService)(
-        conf, engine=engine)
-    conf.set_override('cache_dir', str(tmp_path / 'cache'),
-                      group='os_inspection')
-    monkeypatch.setattr(service_mod, 'get_service', lambda c: svc)
-    mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-    mgr.polling_manager = manager.PollingManager(conf)
-    tasks = mgr.setup_polling_tasks()
-    assert tasks, 'the pollster was not selected'
-
-    def cycle():
-        """One polling cycle; {resource id: metadata} published."""
-        _impl_test.reset()
-        for task in tasks.values():
-            mgr.interval_task(task)
-        out = {}
-        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
-            for s in message['payload']['samples']:
-                if s['counter_name'] == METER:
-                    out[s['resource_id']] = s['resource_metadata']
-        _impl_test.reset()
-        return out
-
-    return svc, cycle
+    a = agent.Agent(agent.agent_conf(tmp_path, uri, host='compute1'),
+                    monkeypatch, engine=engine, service_class=service_class)
+    return a.svc, a.cycle_metadata
 
 
 def _until(predicate, timeout=30.0):

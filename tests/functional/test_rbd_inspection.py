@@ -36,16 +36,14 @@ import sys
 import threading
 import time
 
-from oslo_messaging import opts as messaging_opts
 from oslo_messaging.notify import _impl_test
 import pytest
 
 from ceilometer.compute import discovery
 from ceilometer.compute import pollsters as compute_pollsters
-from ceilometer.polling import manager
-from ceilometer import service as ceilo_service
 
 from ceilometer_os_pollster import service as service_mod
+from tests.functional import agent as agent_mod
 from tests.guests import builder
 from tests.guests import catalog
 from tests.rig import ceph as ceph_mod
@@ -54,7 +52,6 @@ from tests.rig import rig as rig_mod
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.appliance, pytest.mark.ceph]
 
-METER = 'compute.instance.os.metadata'
 HOST = 'rbd-compute-1'
 WAIT_SECONDS = 20 * 60
 SCRATCH = 'scratch'
@@ -72,51 +69,14 @@ MONS_DOWN = 'mons-down'
 MONS_DOWN_REASON = r'timed out|timeout|monitor|connect'
 
 
-def _conf(polling, **inspection):
-    conf = ceilo_service.prepare_service([], [])
-    conf.set_override('libvirt_uri', libvirtd.URI)
-    conf.set_override('host', HOST)
-    conf.set_override('instance_discovery_method', 'libvirt_metadata',
-                      group='compute')
-    conf.set_override('cfg_file', str(polling), group='polling')
-    conf.set_override('telemetry_driver', 'test',
-                      group='publisher_notifier')
-    for group, opts in messaging_opts.list_opts():
-        if group is None:
-            conf.register_opts(opts)
-    conf.set_override('transport_url', 'fake://')
-    from ceilometer_os_pollster import options
-    options.register_opts(conf)
-    base = dict(libguestfs_backend_settings=['force_tcg'], concurrency=2,
-                appliance_memory_mb=768, inspection_deadline=900)
-    base.update(inspection)
-    for name, value in base.items():
-        conf.set_override(name, value, group='os_inspection')
-    return conf
-
-
-class Agent:
-    """A real AgentManager polling only the rig's visible domains."""
-
-    def __init__(self, conf, visible):
-        self.conf = conf
-        self.visible = visible
-        self.mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-        self.mgr.polling_manager = manager.PollingManager(conf)
-        self.tasks = self.mgr.setup_polling_tasks()
+class Agent(agent_mod.Agent):
+    """The shared in-process agent; discovery is limited to the rig's
+    visible domains by the world fixture (that set grows)."""
 
     def cycle(self):
         """One polling cycle; {uuid: resource_metadata}."""
-        _impl_test.reset()
-        for task in self.tasks.values():
-            self.mgr.interval_task(task)
-        found = {}
-        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
-            for s in message['payload']['samples']:
-                if s['counter_name'] == METER:
-                    found[s['resource_id']] = s['resource_metadata']
-        _impl_test.reset()
-        return found
+        return {rid: s['resource_metadata']
+                for rid, s in super().cycle().items()}
 
     def until_settled(self, ids, timeout=WAIT_SECONDS):
         """Cycles until none of ``ids`` is pending; the last samples."""
@@ -248,9 +208,6 @@ def world(ceph_cluster, libvirt_daemons, tmp_path_factory):
          SCRATCH),
         (MONS_DOWN, linux, rig_mod.RBD_VOLUME, 'nova', [v2, v1], None),
     ]
-    polling = tmp / 'polling.yaml'
-    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
     mp = pytest.MonkeyPatch()
     capture = LogCapture()
     root = logging.getLogger()
@@ -322,7 +279,8 @@ def world(ceph_cluster, libvirt_daemons, tmp_path_factory):
             sampler = KeySampler(needles)
             sampler.start()
             w.sampler = sampler
-            w.polling = polling
+            w.mp = mp
+            w.agents = []
             w.agent_b = None
             yield w
         finally:
@@ -330,6 +288,8 @@ def world(ceph_cluster, libvirt_daemons, tmp_path_factory):
                 sampler.stop()
             root.removeHandler(capture)
             root.setLevel(old_level)
+            for agent in getattr(w, 'agents', ()):
+                agent.stop()
             service_mod.reset_service()
             mp.undo()
             _impl_test.reset()
@@ -355,12 +315,15 @@ def _run_route(world, **inspection):
     service_mod.reset_service()
     for name in ('cache_dir', 'tmp_dir'):
         os.makedirs(inspection[name], exist_ok=True)
-    conf = _conf(world.polling, **inspection)
+    conf = agent_mod.agent_conf(
+        world.tmp, libvirtd.URI, host=HOST, concurrency=2,
+        appliance_memory_mb=768, inspection_deadline=900, **inspection)
     # after prepare_service: its logging setup replaces the root handlers
     root = logging.getLogger()
     root.addHandler(world.logs)
     root.setLevel(logging.DEBUG)
-    agent = Agent(conf, world.visible)
+    agent = Agent(conf, world.mp)
+    world.agents.append(agent)
     first = agent.cycle()
     samples = agent.until_settled(sorted(world.visible))
     return agent, first, samples
@@ -375,6 +338,7 @@ def route_a(world):
         tmp_dir=str(world.tmp / 'guestfs-a'), ceph_conf=world.route_a_conf,
         libvirt_secret_uri='')
     world.cache_a = str(world.tmp / 'cache-a')
+    agent.stop()
     service_mod.reset_service()
     return first, _by_name(world, samples)
 

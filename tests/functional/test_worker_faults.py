@@ -20,7 +20,6 @@ import time
 import pytest
 
 from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import options
 from tests.functional import agent as agent_mod
 from tests.functional import faults_helpers as H
 from tests.guests import builder
@@ -176,9 +175,8 @@ def test_killed_and_raising_workers_are_failed_records(tmp_path):
     assert _until(lambda: leftovers() == [], 30), leftovers()
     assert list(tmp_root.iterdir()) == []
     # A worker whose code raises: a failed record naming the error.
-    raising = engine_mod.Engine(_conf_of(tmp_root),
-                                worker_argv=[sys.executable, '-c',
-                                             RAISING_WORKER])
+    raising = H.make_engine(tmp_root, worker_argv=[sys.executable, '-c',
+                                                   RAISING_WORKER])
     rec = raising.inspect(job)
     assert (rec.status, rec.reason) == (
         'failed', 'inspection worker failed (exit 1): RuntimeError: '
@@ -196,15 +194,6 @@ def broken(*args, **kwargs):
 worker.inspect = broken
 raise SystemExit(worker.main())
 '''
-
-
-def _conf_of(tmp_root):
-    from oslo_config import cfg
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([])
-    conf.set_override('tmp_dir', str(tmp_root), options.GROUP)
-    return conf
 
 
 @pytest.fixture

@@ -10,22 +10,12 @@ import textwrap
 import time
 
 import pytest
-from oslo_config import cfg
 
 from ceilometer_os_pollster import appliance as A
 from ceilometer_os_pollster import engine as E
-from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import supervisor
-
-
-def make_conf(**overrides):
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([])
-    for name, value in overrides.items():
-        conf.set_override(name, value, options.GROUP)
-    return conf
+from tests.functional.faults_helpers import inspection_conf as make_conf
 
 
 XML = ("<domain type='kvm'><name>instance-1</name><devices>"

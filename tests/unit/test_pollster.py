@@ -141,13 +141,6 @@ def poll(p, instances):
     return list(p.get_samples(None, {}, instances))
 
 
-def test_meter_is_declared_like_ceilometers_own():
-    assert (pollster_mod.OSMetadataPollster.sample_name
-            == 'compute.instance.os.metadata')
-    assert pollster_mod.OSMetadataPollster.sample_unit == 'vcpu'
-    assert pollster_mod.OSMetadataPollster.sample_type == 'gauge'
-
-
 def test_pending_sample_for_every_uncached_instance(make_pollster):
     p, svc, _ = make_pollster([FakeDomain(u) for u in UUIDS[:3]])
     samples = poll(p, [make_instance(u) for u in UUIDS[:3]])

@@ -671,9 +671,9 @@ def test_stop_times_out_on_stuck_inspection(make):
     fake.hold()
     scheduler.lookup(job(1))
     fake.wait_entered()
-    started = time.monotonic()
     assert scheduler.stop(timeout=0.2) is False
-    assert time.monotonic() - started < 2
+    # it gave up while the inspection was still held, not after it
+    assert fake.active == 1
     fake.release()
 
 
@@ -768,23 +768,25 @@ def test_lookup_never_waits_for_a_slow_disk(make, cache, monkeypatch):
     # poll path: lookup touches only memory and the queue.
     cache.load()
     entered, release = threading.Event(), threading.Event()
+    gave_up = threading.Event()
     real_fsync = cache_mod.os.fsync
 
     def stuck_fsync(fd):
         entered.set()
-        assert release.wait(WAIT)
+        if not release.wait(WAIT):
+            gave_up.set()
         return real_fsync(fd)
 
     monkeypatch.setattr(cache_mod.os, 'fsync', stuck_fsync)
     scheduler, fake = make()
     scheduler.lookup(job(1))
     assert entered.wait(WAIT)
-    started = time.monotonic()
     for _ in range(100):
         assert scheduler.lookup(job(1)).status == 'pending'
         assert scheduler.lookup(job(2)).status == 'pending'
     assert scheduler.stats()['running'] == 1
-    assert time.monotonic() - started < 1.0
+    # the lookups all returned while the fsync was still stuck
+    assert not gave_up.is_set()
     release.set()
     wait_idle(scheduler)
     assert scheduler.lookup(job(1)).status == 'ok'
