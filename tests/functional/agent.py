@@ -51,6 +51,42 @@ def agent_conf(tmp_path, libvirt_uri, host='compute-1', meters=(METER,),
     return conf
 
 
+def agent_manager(conf, svc, only, monkeypatch):
+    """A real compute AgentManager whose pollster uses ``svc`` and whose
+    discovery sees only the instance ids in ``only`` (a live container:
+    ids added later are seen; None for every domain), since other tests'
+    domains may share the libvirtd.  Patches undone by ``monkeypatch``."""
+    monkeypatch.setattr(service_mod, 'get_service', lambda c: svc)
+    # one shared inspector per process, as in the agent
+    monkeypatch.delattr(compute_pollsters.GenericComputePollster,
+                        '_inspector', raising=False)
+    if only is not None:
+        discover = discovery.InstanceDiscovery.discover
+        monkeypatch.setattr(
+            discovery.InstanceDiscovery, 'discover',
+            lambda self, *a, **kw: [i for i in discover(self, *a, **kw)
+                                    if i.id in only])
+    mgr = manager.AgentManager(0, conf, namespaces=['compute'])
+    mgr.polling_manager = manager.PollingManager(conf)
+    return mgr
+
+
+def run_cycle(mgr, tasks):
+    """One synchronous polling cycle of ``tasks``; {resource id: sample
+    dict} of our meter, each instance at most once."""
+    _impl_test.reset()
+    for task in tasks.values():
+        mgr.interval_task(task)
+    samples = {}
+    for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
+        for s in message['payload']['samples']:
+            if s['counter_name'] == METER:
+                assert s['resource_id'] not in samples
+                samples[s['resource_id']] = s
+    _impl_test.reset()
+    return samples
+
+
 class Agent:
     """AgentManager + our service (``service_class``, default
     InspectionService, around ``engine``); ``only`` limits discovery to
@@ -62,19 +98,7 @@ class Agent:
                  service_class=service_mod.InspectionService,
                  selected=True):
         self.svc = service_class(conf, engine=engine)
-        monkeypatch.setattr(service_mod, 'get_service', lambda c: self.svc)
-        # one shared inspector per process, as in the agent
-        monkeypatch.delattr(compute_pollsters.GenericComputePollster,
-                            '_inspector', raising=False)
-        if only is not None:
-            wanted = set(only)
-            discover = discovery.InstanceDiscovery.discover
-            monkeypatch.setattr(
-                discovery.InstanceDiscovery, 'discover',
-                lambda self, *a, **kw: [i for i in discover(self, *a, **kw)
-                                        if i.id in wanted])
-        self.mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-        self.mgr.polling_manager = manager.PollingManager(conf)
+        self.mgr = agent_manager(conf, self.svc, only, monkeypatch)
         self.tasks = self.mgr.setup_polling_tasks()
         if selected:
             assert METER in self.selected(), 'the pollster was not selected'
@@ -86,17 +110,7 @@ class Agent:
 
     def cycle(self):
         """One synchronous polling cycle; {resource id: sample dict}."""
-        _impl_test.reset()
-        for task in self.tasks.values():
-            self.mgr.interval_task(task)
-        samples = {}
-        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
-            for s in message['payload']['samples']:
-                if s['counter_name'] == METER:
-                    assert s['resource_id'] not in samples
-                    samples[s['resource_id']] = s
-        _impl_test.reset()
-        return samples
+        return run_cycle(self.mgr, self.tasks)
 
     def cycle_metadata(self):
         """One polling cycle; {resource id: resource metadata}."""

@@ -42,6 +42,7 @@ import pytest
 from ceilometer_os_pollster import engine as engine_mod
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import service as service_mod
+from tests.functional import agent as agent_mod
 from tests.functional import test_end_to_end as e2e
 from tests.guests import builder
 from tests.guests import catalog
@@ -194,10 +195,7 @@ def chain(billing_services, libvirt_daemons, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('billing-chain')
     outputs = _operator_steps(services)
     rules_at = time.time()
-    polling = tmp / 'polling.yaml'
-    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
-    conf = e2e._conf(tmp, polling)
+    conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=e2e.HOST)
     mp = pytest.MonkeyPatch()
     svc = None
     with rig_mod.Rig(tmp / 'rig') as the_rig:
@@ -224,7 +222,7 @@ def chain(billing_services, libvirt_daemons, tmp_path_factory):
             svc = service_mod.InspectionService(
                 conf, engine=engine_mod.Engine(conf))
             # names grows with the pending instance: discovery sees it
-            mgr = e2e.agent_manager(conf, svc, names, mp)
+            mgr = agent_mod.agent_manager(conf, svc, names, mp)
             world = e2e.World(the_rig, mgr, svc, svc, dict(names))
             world.cycle()                     # queues every inspection
             world.wait_idle(list(names))

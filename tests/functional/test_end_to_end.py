@@ -13,18 +13,13 @@ import os
 import threading
 import time
 
-from oslo_messaging import opts as messaging_opts
 from oslo_messaging.notify import _impl_test
 import pytest
-
-from ceilometer.compute import discovery
-from ceilometer.compute import pollsters as compute_pollsters
-from ceilometer.polling import manager
-from ceilometer import service as ceilo_service
 
 from ceilometer_os_pollster import engine as engine_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
+from tests.functional import agent as agent_mod
 from tests.guests import builder
 from tests.guests import catalog
 from tests.rig import libvirtd
@@ -98,17 +93,7 @@ class World:
 
     def cycle(self):
         """One synchronous polling cycle; {uuid: sample dict}."""
-        _impl_test.reset()
-        for task in self.tasks.values():
-            self.mgr.interval_task(task)
-        samples = {}
-        for _ctx, message, _prio, _retry in _impl_test.NOTIFICATIONS:
-            for s in message['payload']['samples']:
-                if s['counter_name'] == METER:
-                    assert s['resource_id'] not in samples
-                    samples[s['resource_id']] = s
-        _impl_test.reset()
-        return samples
+        return agent_mod.run_cycle(self.mgr, self.tasks)
 
     def wait_idle(self, ids, timeout=WAIT_SECONDS):
         """Until nothing is queued or running and ``ids`` are cached."""
@@ -123,46 +108,10 @@ class World:
                              % (timeout, self.svc.scheduler.stats()))
 
 
-def _conf(tmp, polling):
-    conf = ceilo_service.prepare_service([], [])
-    conf.set_override('libvirt_uri', libvirtd.URI)
-    conf.set_override('host', HOST)
-    conf.set_override('instance_discovery_method', 'libvirt_metadata',
-                      group='compute')
-    conf.set_override('cfg_file', str(polling), group='polling')
-    conf.set_override('telemetry_driver', 'test',
-                      group='publisher_notifier')
-    for group, opts in messaging_opts.list_opts():
-        if group is None:
-            conf.register_opts(opts)
-    conf.set_override('transport_url', 'fake://')
-    return conf
-
-
-def agent_manager(conf, svc, ids, mp):
-    """A real compute AgentManager whose pollster uses ``svc`` and whose
-    discovery sees only the domains of ``ids`` (other rigs may share the
-    libvirtd); patches undone by ``mp``."""
-    mp.setattr(service_mod, 'get_service', lambda c: svc)
-    # one shared inspector per process, as in the agent
-    mp.delattr(compute_pollsters.GenericComputePollster,
-               '_inspector', raising=False)
-    discover = discovery.InstanceDiscovery.discover
-    mp.setattr(discovery.InstanceDiscovery, 'discover',
-               lambda self, *a, **kw: [
-                   i for i in discover(self, *a, **kw) if i.id in ids])
-    mgr = manager.AgentManager(0, conf, namespaces=['compute'])
-    mgr.polling_manager = manager.PollingManager(conf)
-    return mgr
-
-
 @pytest.fixture(scope='module')
 def world(libvirt_daemons, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('e2e')
-    polling = tmp / 'polling.yaml'
-    polling.write_text('sources:\n  - name: s\n    interval: 3600\n'
-                       '    meters:\n      - %s\n' % METER)
-    conf = _conf(tmp, polling)
+    conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=HOST)
     mp = pytest.MonkeyPatch()
     svc = None
     with rig_mod.Rig(tmp / 'rig') as the_rig:
@@ -184,7 +133,7 @@ def world(libvirt_daemons, tmp_path_factory):
                 conf.set_override(name, value, group='os_inspection')
             engine = CountingEngine(engine_mod.Engine(conf))
             svc._engine = engine
-            mgr = agent_manager(conf, svc, guests, mp)
+            mgr = agent_mod.agent_manager(conf, svc, guests, mp)
             yield World(the_rig, mgr, svc, engine, guests)
         finally:
             if svc is not None:
