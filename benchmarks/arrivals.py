@@ -41,6 +41,7 @@ import uuid
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster import policy
 from ceilometer_os_pollster import scheduler as scheduler_mod
 from ceilometer_os_pollster import service as service_mod
 
@@ -89,7 +90,7 @@ def job(instance_id, domain_id):
 
 
 def settings(concurrency):
-    return scheduler_mod.Settings(concurrency=concurrency)
+    return policy.Settings(concurrency=concurrency)
 
 
 def one_run(kind, count, concurrency, seconds, scheduler_class, seed):

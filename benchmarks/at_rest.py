@@ -46,6 +46,7 @@ from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster import policy
 from ceilometer_os_pollster import scheduler as scheduler_mod
 from ceilometer_os_pollster import service as service_mod
 
@@ -110,7 +111,7 @@ def default_settings():
     """The scheduler settings an operator gets without configuring."""
     from tests.functional import faults_helpers
     conf = faults_helpers.inspection_conf()
-    return scheduler_mod.Settings.from_conf(conf[options.GROUP])
+    return policy.Settings.from_conf(conf[options.GROUP])
 
 
 class Host:

@@ -256,16 +256,16 @@ def _read_only_cache(directory):
 
 def _cached_records(conf, jobs):
     """What the agent would publish for each job, never inspecting."""
-    from ceilometer_os_pollster import scheduler as scheduler_mod
+    from ceilometer_os_pollster import policy
     cache = _read_only_cache(conf[options.GROUP].cache_dir)
-    return [scheduler_mod.served(
+    return [policy.served(
         cache.get(job.instance_id) if cache is not None else None, job)
         for job in jobs]
 
 
 def _inspected_records(conf, jobs, force, service_factory, err,
                        show_progress, alive_ids=None):
-    from ceilometer_os_pollster import scheduler as scheduler_mod
+    from ceilometer_os_pollster import policy
     service = service_factory(conf)
     try:
         if force:
@@ -274,8 +274,8 @@ def _inspected_records(conf, jobs, force, service_factory, err,
             # The scheduler's own policy says which ones it will inspect.
             now = time.time()
             due = {job.instance_id for job in jobs
-                   if scheduler_mod.decide(service.cache.get(job.instance_id),
-                                           job, now) is not None}
+                   if policy.decide(service.cache.get(job.instance_id),
+                                    job, now) is not None}
 
         def progress(job, record, index, total):
             if show_progress:

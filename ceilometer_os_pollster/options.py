@@ -201,7 +201,7 @@ OPTS = [
 ]
 
 # Each option's default by name, for code that works without a
-# configuration object (scheduler.Settings, cache.RecordCache): the
+# configuration object (policy.Settings, cache.RecordCache): the
 # value is written once, above.
 DEFAULTS = {opt.dest: opt.default for opt in OPTS}
 

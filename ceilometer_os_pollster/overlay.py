@@ -8,20 +8,17 @@ the qcow2 headers of the chain), builds the pinned node tree with
 opens only these overlays, with an explicit format; writes (journal
 replay, fsync at shutdown) land in them and never in a guest disk.
 
-For rbd disks whose key comes from a libvirt secret, the key is written
-to a keyring file (0600) in a directory of its own inside the private
-directory, named by a ceph.conf there; ``forget_secrets`` removes both
-as soon as the appliance has opened the disks.  The key is never on a
-command line, in an environment or in a log.
+For rbd disks, which ceph.conf librbd reads (and any private keyring of
+a libvirt secret) is ``ceph_access``' business; ``forget_secrets``
+removes such keyrings as soon as the appliance has opened the disks.
 """
 
 import dataclasses
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
 
+from ceilometer_os_pollster import ceph_access
 from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import qemu_nodes
 from ceilometer_os_pollster import sanitize
@@ -42,22 +39,6 @@ class OverlayError(Exception):
 
 class EncryptedImage(OverlayError):
     """A qcow2 image encrypted by qemu: reported, never opened."""
-
-
-def read_libvirt_secret(uri, spec):
-    """The raw value of a disk's libvirt secret (READ-WRITE connection:
-    read-only ones cannot read secret values)."""
-    import libvirt
-    conn = libvirt.open(uri)
-    try:
-        if spec.secret_uuid:
-            secret = conn.secretLookupByUUIDString(spec.secret_uuid)
-        else:
-            secret = conn.secretLookupByUsage(
-                libvirt.VIR_SECRET_USAGE_TYPE_CEPH, spec.secret_usage)
-        return secret.value()
-    finally:
-        conn.close()
 
 
 def read_header(path):
@@ -162,14 +143,14 @@ def qemu_img_reason(stderr, overlay=''):
 class Overlays:
     """The overlays (and private Ceph files) of one inspection."""
 
-    def __init__(self, opts, private_dir, *, read_secret=read_libvirt_secret,
+    def __init__(self, opts, private_dir, *,
+                 read_secret=ceph_access.read_libvirt_secret,
                  run=subprocess.run, qemu_img='qemu-img'):
         self._opts = opts
         self._dir = private_dir
-        self._read_secret = read_secret
+        self._keys = ceph_access.PrivateKeys(opts, private_dir, read_secret)
         self._run = run
         self._qemu_img = qemu_img
-        self._secret_dirs = []
         self.paths = []
 
     def tree(self, spec):
@@ -179,7 +160,12 @@ class Overlays:
             spec = dataclasses.replace(spec, username=self._opts.ceph_user,
                                        secret_uuid='', secret_usage='')
         if spec.kind == drives.KIND_NETWORK:
-            return network_tree(spec, self._ceph_conf(spec),
+            try:
+                conf = (self._keys.conf_for(spec)
+                        if spec.protocol == 'rbd' else '')
+            except ceph_access.CephAccessError as exc:
+                raise OverlayError(str(exc)) from None
+            return network_tree(spec, conf,
                                 self._opts.ceph_client_mount_timeout)
         if spec.kind in (drives.KIND_FILE, drives.KIND_BLOCK):
             return local_tree(spec.path, spec.format)
@@ -219,35 +205,6 @@ class Overlays:
         self.paths.append(path)
         return path
 
-    def _ceph_conf(self, spec):
-        """The ceph.conf librbd must read for this drive."""
-        uri = self._opts.libvirt_secret_uri
-        if not (uri and (spec.secret_uuid or spec.secret_usage)):
-            return self._opts.ceph_conf
-        try:
-            key = self._read_secret(uri, spec)
-        except Exception as exc:
-            # libvirt errors name the secret's uuid, never its value.
-            text = str(exc).strip().splitlines()
-            raise OverlayError('%s: cannot read the rbd secret: %s' % (
-                spec.target, text[0] if text else type(exc).__name__))
-        directory = tempfile.mkdtemp(prefix='ceph-', dir=self._dir)
-        self._secret_dirs.append(directory)
-        keyring = os.path.join(directory, 'keyring')
-        conf = os.path.join(directory, 'ceph.conf')
-        _write_private(keyring, qemu_nodes.ceph_keyring(spec.username, key))
-        _write_private(conf, qemu_nodes.ceph_conf(
-            spec.hosts, keyring, self._opts.ceph_client_mount_timeout))
-        return conf
-
     def forget_secrets(self):
         """Remove the private keyrings: qemu has opened the disks."""
-        while self._secret_dirs:
-            shutil.rmtree(self._secret_dirs.pop(), ignore_errors=True)
-
-
-def _write_private(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                 0o600)
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
+        self._keys.forget()

@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+from ceilometer_os_pollster import ceph_access
 from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import overlay as OV
 from ceilometer_os_pollster import qemu_nodes as Q
@@ -318,8 +319,8 @@ def test_read_libvirt_secret_uses_a_read_write_connection(monkeypatch):
     by_uuid = spec('p/i', **RBD)
     by_usage = spec('p/i', **dict(RBD, secret_uuid='',
                                   secret_usage='client.cinder secret'))
-    assert OV.read_libvirt_secret('qemu:///system', by_uuid) == KEY
-    assert OV.read_libvirt_secret('qemu:///system', by_usage) == KEY
+    assert ceph_access.read_libvirt_secret('qemu:///system', by_uuid) == KEY
+    assert ceph_access.read_libvirt_secret('qemu:///system', by_usage) == KEY
     assert opened == [('open', 'qemu:///system'),
                       ('uuid', RBD['secret_uuid']), 'closed',
                       ('open', 'qemu:///system'),

@@ -12,6 +12,7 @@ from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import engine
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster import policy
 from ceilometer_os_pollster import scheduler as sched
 
 WAIT = 10.0   # generous bound for threads to get somewhere
@@ -47,11 +48,11 @@ def unknown(instance_id, fingerprint='fp1'):
                                       status=record_mod.STATUS_UNKNOWN)
 
 
-SETTINGS = sched.Settings(concurrency=1, record_ttl=1000,
-                          record_ttl_jitter=0.1, retry_initial_delay=100,
-                          retry_max_delay=1000, unknown_retry_max_delay=700,
-                          carry_over_max_age=5000, forget_after=86400,
-                          inspection_deadline=30)
+SETTINGS = policy.Settings(concurrency=1, record_ttl=1000,
+                           record_ttl_jitter=0.1, retry_initial_delay=100,
+                           retry_max_delay=1000, unknown_retry_max_delay=700,
+                           carry_over_max_age=5000, forget_after=86400,
+                           inspection_deadline=30)
 
 
 class FakeClock:
@@ -166,17 +167,17 @@ REBUILT = 'b' * 16 + '-' + '2' * 16        # new boot disk or image
 
 DECISIONS = [
     # name, entry, job fingerprint, settled, expected
-    ('no record at start-up: backlog', None, FP, False, sched.NEW),
-    ('no record after start-up: arrival', None, FP, True, sched.ARRIVED),
+    ('no record at start-up: backlog', None, FP, False, policy.NEW),
+    ('no record after start-up: arrival', None, FP, True, policy.ARRIVED),
     ('fresh', entry_of(ok(iid(1), FP)), FP, True, None),
     ('fresh, first cycle', entry_of(ok(iid(1), FP)), FP, False, None),
     ('qemu restarted', entry_of(ok(iid(1), FP)), RESTARTED, True,
-     sched.INVALIDATED),
-    ('rebuilt', entry_of(ok(iid(1), FP)), REBUILT, True, sched.INVALIDATED),
+     policy.INVALIDATED),
+    ('rebuilt', entry_of(ok(iid(1), FP)), REBUILT, True, policy.INVALIDATED),
     ('expired', entry_of(ok(iid(1), FP), expires_at=NOW), FP, True,
-     sched.REFRESH),
+     policy.REFRESH),
     ('expired and changed', entry_of(ok(iid(1), FP), expires_at=NOW - 1),
-     REBUILT, True, sched.INVALIDATED),
+     REBUILT, True, policy.INVALIDATED),
     ('encrypted fresh', entry_of(ok(iid(1), FP, status='encrypted')), FP,
      True, None),
     ('failed in backoff', entry_of(failed(iid(1), fingerprint=FP),
@@ -184,22 +185,22 @@ DECISIONS = [
      None),
     ('failed, retry due', entry_of(failed(iid(1), fingerprint=FP),
                                    failures=3, retry_at=NOW), FP, True,
-     sched.REFRESH),
+     policy.REFRESH),
     ('unknown in backoff', entry_of(unknown(iid(1), FP), failures=2,
                                     retry_at=NOW + 5), FP, True, None),
     # A change is never held back by a backoff.
     ('failed in backoff, changed', entry_of(
         failed(iid(1), fingerprint=FP), failures=1, retry_at=NOW + 9999),
-     RESTARTED, True, sched.INVALIDATED),
+     RESTARTED, True, policy.INVALIDATED),
     ('unknown in backoff, rebuilt', entry_of(
         unknown(iid(1), FP), failures=6, retry_at=NOW + 9999),
-     REBUILT, True, sched.INVALIDATED),
+     REBUILT, True, policy.INVALIDATED),
     ('carried over in backoff', entry_of(
         ok(iid(1), FP), expires_at=NOW - 5, failures=1, retry_at=NOW + 5),
      FP, True, None),
     ('carried over in backoff, rebuilt', entry_of(
         ok(iid(1), FP), expires_at=NOW - 5, failures=1, retry_at=NOW + 5),
-     REBUILT, True, sched.INVALIDATED),
+     REBUILT, True, policy.INVALIDATED),
 ]
 
 
@@ -208,11 +209,11 @@ DECISIONS = [
 def test_decide(name, entry, fingerprint, settled, expected):
     j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
                              domain_xml='', fingerprint=fingerprint)
-    assert sched.decide(entry, j, NOW, settled) == expected
+    assert policy.decide(entry, j, NOW, settled) == expected
 
 
 def test_priorities_most_urgent_first():
-    assert (sched.ARRIVED < sched.NEW < sched.INVALIDATED < sched.REFRESH)
+    assert (policy.ARRIVED < policy.NEW < policy.INVALIDATED < policy.REFRESH)
 
 
 @pytest.mark.parametrize('failures, expected', [
@@ -220,26 +221,26 @@ def test_priorities_most_urgent_first():
     (6, 1000), (500, 1000),
 ])
 def test_retry_delay_doubles_up_to_cap(failures, expected):
-    assert sched.retry_delay(failures, 100, 1000) == expected
+    assert policy.retry_delay(failures, 100, 1000) == expected
 
 
 @pytest.mark.parametrize('seed', range(200))
 def test_expiry_within_jitter_bounds(seed):
     rng = random.Random(seed)
-    expires = sched.expiry(NOW, 1000, 0.1, rng.random())
+    expires = policy.expiry(NOW, 1000, 0.1, rng.random())
     assert NOW + 1000 <= expires < NOW + 1100
 
 
 def test_expiry_spreads_over_the_jitter_window():
     rng = random.Random(7)
-    values = [sched.expiry(NOW, 1000, 0.5, rng.random()) for _ in range(500)]
+    values = [policy.expiry(NOW, 1000, 0.5, rng.random()) for _ in range(500)]
     assert min(values) < NOW + 1050 and max(values) > NOW + 1450
-    assert sched.expiry(NOW, 1000, 0.0, 0.99) == NOW + 1000
+    assert policy.expiry(NOW, 1000, 0.0, 0.99) == NOW + 1000
 
 
 def test_next_entry_ok_resets_failures():
     previous = entry_of(failed(iid(1)), failures=4, retry_at=NOW)
-    new = sched.next_entry(previous, ok(iid(1)), NOW, SETTINGS, 0.5)
+    new = policy.next_entry(previous, ok(iid(1)), NOW, SETTINGS, 0.5)
     assert new.failures == 0
     assert new.expires_at == NOW + 1000 * (1 + 0.1 * 0.5)
     assert new.record.status == 'ok' and new.last_seen == NOW
@@ -249,8 +250,8 @@ def test_next_entry_failures_back_off():
     previous = None
     delays = []
     for _ in range(6):
-        previous = sched.next_entry(previous, failed(iid(1)), NOW,
-                                    SETTINGS, 0.5)
+        previous = policy.next_entry(previous, failed(iid(1)), NOW,
+                                     SETTINGS, 0.5)
         delays.append(previous.retry_at - NOW)
     assert delays == [100, 200, 400, 800, 1000, 1000]
     assert previous.failures == 6
@@ -309,13 +310,13 @@ CARRY_OVER = [
 @pytest.mark.parametrize('name, previous, result, now, carried', CARRY_OVER,
                          ids=[c[0] for c in CARRY_OVER])
 def test_next_entry_carry_over(name, previous, result, now, carried):
-    new = sched.next_entry(previous, result, now, SETTINGS, 0.5)
+    new = policy.next_entry(previous, result, now, SETTINGS, 0.5)
     assert new.failures == (previous.failures if previous else 0) + 1
     # Whatever is kept, the backoff (not an invalidation) decides next.
     assert new.record.fingerprint == result.fingerprint
     j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
                              domain_xml='', fingerprint=result.fingerprint)
-    assert sched.decide(new, j, now) is None
+    assert policy.decide(new, j, now) is None
     if carried:
         good = previous.record
         assert new.record == good.replace(
@@ -329,19 +330,19 @@ def test_next_entry_carry_over(name, previous, result, now, carried):
 
 def test_carry_over_disabled_with_zero_age():
     settings = dataclasses.replace(SETTINGS, carry_over_max_age=0)
-    new = sched.next_entry(entry_of(GOOD), unknown(iid(1), FP), NOW,
-                           settings, 0.5)
+    new = policy.next_entry(entry_of(GOOD), unknown(iid(1), FP), NOW,
+                            settings, 0.5)
     assert new.record.status == 'unknown'
 
 
 def test_carried_over_until_a_good_result():
     entry = entry_of(GOOD)
     for n in range(1, 4):
-        entry = sched.next_entry(entry, unknown(iid(1), FP), NOW + n,
-                                 SETTINGS, 0.5)
+        entry = policy.next_entry(entry, unknown(iid(1), FP), NOW + n,
+                                  SETTINGS, 0.5)
         assert entry.record.status == 'ok' and entry.failures == n
-    back = sched.next_entry(entry, ok(iid(1), FP, os_edition='Standard'),
-                            NOW + 9, SETTINGS, 0.5)
+    back = policy.next_entry(entry, ok(iid(1), FP, os_edition='Standard'),
+                             NOW + 9, SETTINGS, 0.5)
     assert back.failures == 0 and back.record.reason == ''
     assert back.record.os_edition == 'Standard'
 
@@ -357,8 +358,8 @@ def test_backoff_caps_per_status(status, caps):
         lambda i, fp: failed(i, fingerprint=fp))
     previous, delays = None, []
     for _ in caps:
-        previous = sched.next_entry(previous, make_result(iid(1), FP), NOW,
-                                    settings, 0.5)
+        previous = policy.next_entry(previous, make_result(iid(1), FP), NOW,
+                                     settings, 0.5)
         delays.append(previous.retry_at - NOW)
     assert delays == caps
 
@@ -385,10 +386,10 @@ def test_settings_from_conf_group():
     from ceilometer_os_pollster import options
     conf = options.register_opts(cfg.ConfigOpts())
     conf([])
-    settings = sched.as_settings(conf.os_inspection)
+    settings = policy.as_settings(conf.os_inspection)
     assert settings.concurrency == conf.os_inspection.concurrency
     assert settings.record_ttl == conf.os_inspection.record_ttl
-    assert sched.as_settings(settings) is settings
+    assert policy.as_settings(settings) is settings
 
 
 # -- scheduler -------------------------------------------------------------
@@ -396,7 +397,7 @@ def test_settings_from_conf_group():
 def test_lazy_start_no_threads_before_work(make, cache, clock):
     before = workers()
     cache.put(entry_of(ok(iid(1))).replace(expires_at=clock.now + 500))
-    scheduler, fake = make(settings=sched.Settings(concurrency=3))
+    scheduler, fake = make(settings=policy.Settings(concurrency=3))
     assert workers() == before
     assert scheduler.lookup(job(1)).status == 'ok'   # fresh: no work
     assert workers() == before
@@ -636,14 +637,14 @@ def test_worker_rechecks_cache_under_lock(make, cache, clock):
 
 
 def test_stop_joins_and_lookups_still_serve(make, clock):
-    scheduler, fake = make(settings=sched.Settings(concurrency=2))
+    scheduler, fake = make(settings=policy.Settings(concurrency=2))
     before = workers()
     scheduler.lookup(job(1))
     wait_idle(scheduler)
     assert len(workers()) == len(before) + 2
     fake.hold()
-    clock.advance(sched.Settings.record_ttl *
-                  (1 + sched.Settings.record_ttl_jitter))
+    clock.advance(policy.Settings.record_ttl *
+                  (1 + policy.Settings.record_ttl_jitter))
     scheduler.lookup(job(1))             # REFRESH in flight
     fake.wait_entered()
     scheduler.lookup(job(2))             # in flight on the 2nd worker
@@ -707,7 +708,7 @@ def test_end_cycle_summary_prune_and_drop(make, cache, clock, caplog):
 
 
 def test_run_now_order_progress_and_cache(make, clock):
-    scheduler, fake = make(settings=sched.Settings(concurrency=3))
+    scheduler, fake = make(settings=policy.Settings(concurrency=3))
     calls = []
     jobs = [job(n) for n in range(1, 8)]
     records = scheduler.run_now(
@@ -730,13 +731,13 @@ def test_run_now_order_progress_and_cache(make, clock):
 def test_run_now_respects_concurrency(make):
     fake = FakeEngine()
     fake.answer = lambda j: (time.sleep(0.02), ok(j.instance_id))[1]
-    scheduler, fake = make(fake, settings=sched.Settings(concurrency=2))
+    scheduler, fake = make(fake, settings=policy.Settings(concurrency=2))
     scheduler.run_now([job(n) for n in range(6)])
     assert fake.max_active == 2
 
 
 def test_run_now_waits_for_other_process(make, cache, clock):
-    scheduler, fake = make(settings=sched.Settings(inspection_deadline=30))
+    scheduler, fake = make(settings=policy.Settings(inspection_deadline=30))
     other = cache_mod.RecordCache(cache.directory, clock=clock)
     holding = threading.Event()
 
