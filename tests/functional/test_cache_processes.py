@@ -34,6 +34,7 @@ import pytest
 from ceilometer_os_pollster import cache as cache_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import engine
+from ceilometer_os_pollster import policy
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import scheduler as sched
 
@@ -159,7 +160,7 @@ def test_lock_held_by_other_process_skips_until_holder_dies(tmp_path):
         assert read_line(holder) == 'locked'
         cache = cache_mod.RecordCache(directory)
         fake = FakeEngine()
-        scheduler = sched.Scheduler(sched.Settings(concurrency=2), cache,
+        scheduler = sched.Scheduler(policy.Settings(concurrency=2), cache,
                                     fake)
         job = engine.InspectionJob(instance_id=target, domain_name='vm',
                                    domain_xml='<domain/>', fingerprint='f')
