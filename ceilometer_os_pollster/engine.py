@@ -108,18 +108,22 @@ class Engine:
                     drives.drive_specs(job.domain_xml), job.image_id,
                     job.boot_identity, self._opts.inspect_all_disks)
                 job = dataclasses.replace(job, fingerprint=fingerprint)
-            with workdir.PrivateDir(self._opts.tmp_dir or None) as private:
+            private = workdir.PrivateDir(self._opts.tmp_dir or None)
+            try:
+                private.__enter__()
+            except OSError as exc:
+                return self._failed(
+                    job, 'cannot create a temporary directory in %s: %s'
+                    % (private.root, exc.strerror), fingerprint, start)
+            try:
                 outcome = supervisor.run(
                     self._argv, self.request(job, private.path),
                     self.deadline, cwd=private.path,
                     on_message=lambda m: self._relay(job, m))
+            finally:
+                private.remove()
         except drives.DomainXMLError as exc:
             return self._failed(job, 'unusable domain XML: %s' % exc,
-                                fingerprint, start)
-        except OSError as exc:
-            return self._failed(job, 'cannot create a temporary directory '
-                                'in %s: %s' % (self._opts.tmp_dir or
-                                               '/tmp', exc.strerror),
                                 fingerprint, start)
         except Exception as exc:
             LOG.exception('inspection of instance %s (%s) failed '
