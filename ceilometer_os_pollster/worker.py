@@ -18,6 +18,7 @@ running.
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import logging
 import os
@@ -82,6 +83,35 @@ def die_with_parent(parent_pid):
         os._exit(3)
 
 
+def _write_line(path, text):
+    with open(path, 'w') as f:
+        f.write(text + '\n')
+
+
+def set_autogroup_nice(path, nice, attempts=5, pause=0.11):
+    """Give this process's autogroup (its session) the nice value.
+    Returns what went wrong as log-ready text, '' when done or when
+    there is nothing to weigh: a kernel without autogroups, autogroups
+    switched off, or a process left in the root group (EINVAL), where
+    the process's own nice level already applies.  The kernel lets an
+    unprivileged user change autogroup nice at most ten times a second
+    host-wide (EAGAIN): workers starting together retry briefly."""
+    for attempt in range(attempts):
+        try:
+            _write_line(path, '%d' % nice)
+            return ''
+        except FileNotFoundError:
+            return ''
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return ''
+            if exc.errno == errno.EAGAIN and attempt + 1 < attempts:
+                time.sleep(pause)
+                continue
+            return 'autogroup nice %s: %s' % (nice, exc.strerror)
+    return ''
+
+
 def lower_priority(nice, io_class, autogroup='/proc/self/autogroup'):
     """Apply the operator's nice level and I/O class to this process
     (inherited by qemu-img and the appliance's qemu).  Returns what
@@ -95,13 +125,9 @@ def lower_priority(nice, io_class, autogroup='/proc/self/autogroup'):
         # With autogroups (Debian's default) the CPU is shared between
         # sessions before nice counts, and the worker leads a session of
         # its own: give that whole session the same nice value.
-        try:
-            with open(autogroup, 'w') as f:
-                f.write('%d\n' % int(nice))
-        except FileNotFoundError:
-            pass                # kernel without autogroups
-        except OSError as exc:
-            problems.append('autogroup nice %s: %s' % (nice, exc.strerror))
+        problem = set_autogroup_nice(autogroup, int(nice))
+        if problem:
+            problems.append(problem)
     if io_class and io_class != 'none':
         number = _IOPRIO_SET.get(platform.machine())
         value = IO_CLASSES[io_class] << _IOPRIO_CLASS_SHIFT
