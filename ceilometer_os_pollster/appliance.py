@@ -316,8 +316,8 @@ class Appliance:
             elif facts.type == 'windows':
                 g.mount_ro(root, '/')
                 hive = g.inspect_get_windows_software_hive(root)
-                facts.windows, facts.sql_editions = (
-                    guest_files.read_software_hive(g, hive))
+                (facts.windows, facts.sql_editions,
+                 facts.sql_complete) = guest_files.read_software_hive(g, hive)
         except RuntimeError as exc:
             result.warnings.append('%s %s details unreadable: %s' % (
                 root, facts.type, short_error(exc)))

@@ -13,14 +13,17 @@ from oslo_log import log
 
 from ceilometer_os_pollster import guest_formats
 from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster import sanitize
 from ceilometer_os_pollster import windows
 
 LOG = log.getLogger(__name__)
 
 # Bounds on what one (possibly hostile) guest can make us read or visit.
-# SQL Server instance names read per guest: five times the 50 instances
-# Microsoft supports on one computer.  More is a hostile registry.
-MAX_SQL_INSTANCES = 256
+# SQL Server instance names read per guest: eighty times the 50
+# instances Microsoft supports on one computer (three to seven appliance
+# calls each, ~0.15 ms per call measured under TCG: seconds at most).  More is a hostile or broken registry, billed as the highest
+# edition (windows.SQL_ASSUMED_EDITION) rather than left partly unread.
+MAX_SQL_INSTANCE_NAMES = 4096
 MAX_MOUNTS = 32
 MAX_PROBED_DEVICES = 64
 
@@ -187,7 +190,8 @@ def _value(g, node, name):
 
 
 def read_software_hive(g, hive):
-    """(CurrentVersion values, SQL Server editions) of a SOFTWARE hive."""
+    """(CurrentVersion values, SQL Server editions, whether the SQL
+    Server instance list was read to its end) of a SOFTWARE hive."""
     g.hivex_open(hive, write=False)
     try:
         top = g.hivex_root()
@@ -198,7 +202,8 @@ def read_software_hive(g, hive):
                 value = _value(g, current, name)
                 if value is not None:
                     values[name] = value
-        return values, _sql_editions(g, top)
+        editions, complete = _sql_editions(g, top)
+        return values, editions, complete
     finally:
         try:
             g.hivex_close()
@@ -207,42 +212,61 @@ def read_software_hive(g, hive):
 
 
 def _sql_editions(g, top):
-    """Setup\\Edition of every SQL Server instance, deduplicated.
+    """(Setup\\Edition of every SQL Server instance, deduplicated;
+    whether every instance was read).
 
     Every instance is read, in registry order, and ranked afterwards by
-    windows.sql_server_edition; the work stops early only when an edition
-    nothing can outrank is found, or (logged) after MAX_SQL_INSTANCES
-    instance names.
+    windows.sql_server_edition.  The work stops early at an edition
+    nothing can outrank (complete: no later one can change the result),
+    or after MAX_SQL_INSTANCE_NAMES names or at an unreadable list
+    (incomplete, logged): the caller then bills as if the unread rest
+    held the highest edition, so no edition is hidden by listing it
+    late.
     """
     editions = []
     seen = set()
-    budget = MAX_SQL_INSTANCES
+    budget = MAX_SQL_INSTANCE_NAMES
     for path in SQL_SERVER_KEYS:
-        server = _child(g, top, path)
-        names = _child(g, server, ('Instance Names', 'SQL'))
-        if not names:
-            continue
-        for item in g.hivex_node_values(names):
+        try:
+            server = _child(g, top, path)
+            names = _child(g, server, ('Instance Names', 'SQL'))
+            items = g.hivex_node_values(names) if names else []
+        except RuntimeError as exc:
+            LOG.warning('SQL Server instance list unreadable (%s): billed '
+                        'as the highest edition', sanitize.clean_text(exc, 120))
+            return editions, False
+        for item in items:
             if budget <= 0:
                 LOG.warning('more than %d SQL Server instance names in the '
-                            'registry: the rest were not read',
-                            MAX_SQL_INSTANCES)
-                return editions
+                            'registry: billed as the highest edition',
+                            MAX_SQL_INSTANCE_NAMES)
+                return editions, False
             budget -= 1
-            valueh = item['hivex_value_h']
-            instance = guest_formats.registry_text(
-                guest_formats.registry_value(g.hivex_value_type(valueh),
-                                             g.hivex_value_value(valueh)))
-            if not instance or instance in seen:
-                continue
-            seen.add(instance)
-            setup = _child(g, server, (instance, 'Setup'))
-            edition = _value(g, setup, 'Edition') if setup else None
+            try:
+                edition = _instance_edition(g, server, item, seen)
+            except RuntimeError as exc:
+                LOG.warning('SQL Server instance unreadable (%s): billed '
+                            'as the highest edition', sanitize.clean_text(exc, 120))
+                return editions, False
             if edition and edition not in editions:
                 editions.append(edition)
                 if windows.sql_edition(edition)[0] >= windows.SQL_TOP_RANK:
-                    return editions
-    return editions
+                    return editions, True
+    return editions, True
+
+
+def _instance_edition(g, server, item, seen):
+    """Setup\\Edition of the instance one 'Instance Names' value names,
+    or None (no such instance, or one already read)."""
+    valueh = item['hivex_value_h']
+    instance = guest_formats.registry_text(
+        guest_formats.registry_value(g.hivex_value_type(valueh),
+                                     g.hivex_value_value(valueh)))
+    if not instance or instance in seen:
+        return None
+    seen.add(instance)
+    setup = _child(g, server, (instance, 'Setup'))
+    return _value(g, setup, 'Edition') if setup else None
 
 
 def scanned_root(g, device, devices):
@@ -256,7 +280,8 @@ def scanned_root(g, device, devices):
                                    disk_index=disk_index(g, device,
                                                          devices))
         try:
-            root.windows, root.sql_editions = read_software_hive(g, hive)
+            (root.windows, root.sql_editions,
+             root.sql_complete) = read_software_hive(g, hive)
         except RuntimeError:
             pass        # still a Windows root, with fewer details
         return root

@@ -275,6 +275,31 @@ def sql_edition(raw):
     return _SQL_UNKNOWN_RANK, text
 
 
+# Billed when the instance list could not be read to its end: the
+# highest edition sold today (Datacenter ended with SQL Server 2008 R2,
+# and reading stops at it anyway).
+SQL_ASSUMED_EDITION = 'Enterprise'
+
+
+def sql_billed_edition(editions, complete):
+    """The edition billed for a root: the highest among those read, or
+    SQL_ASSUMED_EDITION when some were not read (fail safe: an edition
+    listed late in a hostile registry is never hidden)."""
+    if complete is not True:
+        editions = list(editions if isinstance(editions, (list, tuple))
+                        else ()) + [SQL_ASSUMED_EDITION]
+    return sql_server_edition(editions)
+
+
+def sql_note(root):
+    """The reason part saying the SQL Server edition was assumed ('' when
+    every instance was read)."""
+    if root.sql_complete is True:
+        return ''
+    return ('SQL Server instance list not read to its end (too many '
+            'names, or unreadable): billed as %s' % SQL_ASSUMED_EDITION)
+
+
 def sql_server_edition(editions):
     """The highest-priced edition among all instances ('' when none).
 
@@ -323,5 +348,6 @@ def fields(root):
         os_product_name=windows_product_name(product, server, build_number),
         os_product_variant=variant,
         os_edition=windows_edition(edition_id, server, product),
-        sql_server_edition=sql_server_edition(root.sql_editions),
+        sql_server_edition=sql_billed_edition(root.sql_editions,
+                                              root.sql_complete),
     )

@@ -791,11 +791,48 @@ def test_sql_reading_stops_at_an_edition_nothing_outranks(image):
     assert len(calls(module.handle, 'hivex_value_value')) < 20
 
 
-def test_sql_instances_read_are_bounded(image, caplog):
-    facts, _ = sql_facts(image, ['Edition %d' % n for n in
-                                 range(G.MAX_SQL_INSTANCES + 10)])
-    assert len(facts.roots[0].sql_editions) == G.MAX_SQL_INSTANCES
+@pytest.mark.parametrize('names, last, billed, complete', [
+    # Within the bound: every name is read, the last one decides.
+    (G.MAX_SQL_INSTANCE_NAMES, ENTERPRISE, 'Enterprise', True),
+    (G.MAX_SQL_INSTANCE_NAMES, EXPRESS, 'Express', True),
+    # Beyond it: the unread rest may hold anything, billed as the
+    # highest edition sold (a free last one changes nothing).
+    (G.MAX_SQL_INSTANCE_NAMES + 10, ENTERPRISE, 'Enterprise', False),
+    (G.MAX_SQL_INSTANCE_NAMES + 10, EXPRESS, 'Enterprise', False),
+])
+def test_sql_instance_names_are_bounded_and_fail_safe(image, caplog, names,
+                                                      last, billed,
+                                                      complete):
+    facts, module = sql_facts(image, ['Express Edition %d' % n
+                                      for n in range(names - 1)] + [last])
+    root, = facts.roots
+    assert root.sql_complete is complete
+    assert len(root.sql_editions) == min(names, G.MAX_SQL_INSTANCE_NAMES)
+    # Seven appliance calls per name at most: the work is bounded.
+    assert len(module.handle.calls) < 7 * G.MAX_SQL_INSTANCE_NAMES + 100
+    rec = F.normalise(facts, 'i')
+    assert (rec.status, rec.sql_server_edition) == ('ok', billed)
+    said = 'SQL Server instance list not read to its end' in rec.reason
+    assert said is not complete
     assert any('SQL Server instance names' in r.getMessage()
+               for r in caplog.records) is not complete
+
+
+def test_unreadable_sql_instance_list_is_billed_as_the_highest(image,
+                                                                caplog):
+    # A listing too large for the appliance's protocol (or a corrupt
+    # one) must not hide SQL Server, nor the Windows edition read first.
+    module = FakeGuestfs(windows_disk(fail={
+        'hivex_node_values': RuntimeError('message too large')}))
+    facts = run(module, [spec(image)])
+    root, = facts.roots
+    assert root.sql_complete is False and root.sql_editions == []
+    assert root.windows['EditionID'] == 'ServerDatacenter'
+    rec = F.normalise(facts, 'i')
+    assert (rec.status, rec.os_edition, rec.sql_server_edition) == (
+        'ok', 'Datacenter', 'Enterprise')
+    assert 'billed as Enterprise' in rec.reason
+    assert any('unreadable (message too large)' in r.getMessage()
                for r in caplog.records)
 
 

@@ -438,6 +438,34 @@ def test_sql_server_edition_ranking(editions, expected):
         assert W.sql_server_edition(editions[::-1]) == expected
 
 
+@pytest.mark.parametrize('editions, complete, expected', [
+    (['Express Edition'], True, 'Express'),
+    ([], True, ''),
+    # Not read to its end: the unread rest may hold the highest edition.
+    (['Express Edition'], False, 'Enterprise'),
+    ([], False, 'Enterprise'),
+    (['Data Center Edition'], False, 'Datacenter'),
+    ('not a list', False, 'Enterprise'),
+    # Anything but True counts as incomplete (fail safe).
+    (['Standard Edition'], None, 'Enterprise'),
+])
+def test_sql_billed_edition_fails_safe(editions, complete, expected):
+    assert W.sql_billed_edition(editions, complete) == expected
+
+
+def test_incomplete_sql_list_is_said_in_the_reason():
+    root = windows_root('20348', sql=['Standard Edition'])
+    root.sql_complete = False
+    rec = normalise(root)
+    assert (rec.status, rec.sql_server_edition) == ('ok', 'Enterprise')
+    assert rec.reason == W.sql_note(root) != ''
+    assert 'billed as Enterprise' in rec.reason
+    # A Linux root never carries a SQL Server note.
+    linux = linux_root('rhel', 9, ID='rhel')
+    linux.sql_complete = False
+    assert normalise(linux).reason == ''
+
+
 def test_sql_server_edition_in_record():
     rec = normalise(windows_root(
         '20348', 'ServerStandard', 'Server', 'Windows Server 2022 Standard',
