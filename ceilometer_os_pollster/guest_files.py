@@ -21,8 +21,9 @@ LOG = log.getLogger(__name__)
 # Bounds on what one (possibly hostile) guest can make us read or visit.
 # SQL Server instance names read per guest: eighty times the 50
 # instances Microsoft supports on one computer (three to seven appliance
-# calls each, ~0.15 ms per call measured under TCG: seconds at most).  More is a hostile or broken registry, billed as the highest
-# edition (windows.SQL_ASSUMED_EDITION) rather than left partly unread.
+# calls each, ~0.15 ms per call measured under TCG: seconds at most).
+# More is a hostile or broken registry, billed as the highest edition
+# (windows.SQL_ASSUMED_EDITION) rather than left partly unread.
 MAX_SQL_INSTANCE_NAMES = 4096
 MAX_MOUNTS = 32
 MAX_PROBED_DEVICES = 64
@@ -233,7 +234,8 @@ def _sql_editions(g, top):
             items = g.hivex_node_values(names) if names else []
         except RuntimeError as exc:
             LOG.warning('SQL Server instance list unreadable (%s): billed '
-                        'as the highest edition', sanitize.clean_text(exc, 120))
+                        'as the highest edition',
+                        sanitize.clean_text(exc, 120))
             return editions, False
         for item in items:
             if budget <= 0:
@@ -246,7 +248,8 @@ def _sql_editions(g, top):
                 edition = _instance_edition(g, server, item, seen)
             except RuntimeError as exc:
                 LOG.warning('SQL Server instance unreadable (%s): billed '
-                            'as the highest edition', sanitize.clean_text(exc, 120))
+                            'as the highest edition',
+                            sanitize.clean_text(exc, 120))
                 return editions, False
             if edition and edition not in editions:
                 editions.append(edition)

@@ -818,8 +818,8 @@ def test_sql_instance_names_are_bounded_and_fail_safe(image, caplog, names,
                for r in caplog.records) is not complete
 
 
-def test_unreadable_sql_instance_list_is_billed_as_the_highest(image,
-                                                                caplog):
+def test_unreadable_sql_instance_list_is_billed_as_the_highest(
+        image, caplog):
     # A listing too large for the appliance's protocol (or a corrupt
     # one) must not hide SQL Server, nor the Windows edition read first.
     module = FakeGuestfs(windows_disk(fail={
