@@ -143,11 +143,7 @@ def _exchange(proc, request, end, outcome, on_message, clock):
         if stdout.strip():
             _message(bytes(stdout), outcome, on_message)
         # Both pipes closed: the worker is exiting; give it until the end.
-        pause = 0.002
-        while not _exited(proc.pid) and clock() < end:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        if not _exited(proc.pid):
+        if not _wait_exited(proc.pid, end, clock):
             outcome.timed_out = True
     finally:
         sel.close()
@@ -180,12 +176,8 @@ def _finish(proc, outcome):
     """Kill the worker's process group (qemu, qemu-img, helpers) before
     the worker is reaped, then reap it if it dies within the grace."""
     _killpg(proc.pid)
-    end = time.monotonic() + KILL_GRACE
-    while not _exited(proc.pid):
-        if time.monotonic() >= end:
-            outcome.lingering = True
-            break
-        time.sleep(0.05)
+    outcome.lingering = not _wait_exited(proc.pid,
+                                         time.monotonic() + KILL_GRACE)
     # Out of kill_all's sight before it can be reaped (its pid reused).
     with _ACTIVE_LOCK:
         _ACTIVE.discard(proc.pid)
@@ -211,6 +203,17 @@ def _killpg(pgid):
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_exited(pid, until, clock=time.monotonic):
+    """Whether pid exits (left unreaped) before clock() reaches until."""
+    pause = 0.002
+    while not _exited(pid):
+        if clock() >= until:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
 
 
 def _exited(pid):

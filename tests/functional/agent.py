@@ -7,8 +7,12 @@ AgentManager with our entry point loaded by stevedore, and a ``cycle()``
 that runs one synchronous polling cycle and returns what was published.
 """
 
+import contextlib
+import types
+
 from oslo_messaging.notify import _impl_test
 from oslo_messaging import opts as messaging_opts
+import pytest
 
 from ceilometer.compute import discovery
 from ceilometer.compute import pollsters as compute_pollsters
@@ -18,6 +22,11 @@ from ceilometer import service as ceilo_service
 from ceilometer_os_pollster import service as service_mod
 
 METER = 'compute.instance.os.metadata'
+# [os_inspection] for tests that inspect a rig of catalog guests: two
+# appliances at a time, and a deadline a loaded CI machine under TCG
+# cannot reach.
+RIG_INSPECTIONS = dict(concurrency=2, appliance_memory_mb=768,
+                       inspection_deadline=900)
 
 
 def agent_conf(tmp_path, libvirt_uri, host='compute-1', meters=(METER,),
@@ -69,6 +78,25 @@ def agent_manager(conf, svc, only, monkeypatch):
     mgr = manager.AgentManager(0, conf, namespaces=['compute'])
     mgr.polling_manager = manager.PollingManager(conf)
     return mgr
+
+
+@contextlib.contextmanager
+def agent_on_rig(rig):
+    """Undo, whatever happens, what a fixture's in-process agent set up
+    over ``rig``: stop the inspection service the fixture puts in
+    ``.svc`` (and its workers), undo the patches made through ``.mp``,
+    clear the test notifier, and remove the rig's domains, which must
+    leave nothing behind."""
+    held = types.SimpleNamespace(svc=None, mp=pytest.MonkeyPatch())
+    try:
+        yield held
+    finally:
+        if held.svc is not None:
+            held.svc.stop()
+        held.mp.undo()
+        _impl_test.reset()
+        problems = rig.teardown()
+    assert problems == []
 
 
 def run_cycle(mgr, tasks):

@@ -36,11 +36,9 @@ import urllib.parse
 from ceilometer.publisher import gnocchi as gnocchi_publisher
 from ceilometer import sample as sample_mod
 from ceilometer import service as ceilo_service
-from oslo_messaging.notify import _impl_test
 import pytest
 
 from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import options
 from ceilometer_os_pollster import service as service_mod
 from tests.functional import agent as agent_mod
 from tests.functional import test_end_to_end as e2e
@@ -195,63 +193,48 @@ def chain(billing_services, libvirt_daemons, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('billing-chain')
     outputs = _operator_steps(services)
     rules_at = time.time()
-    conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=e2e.HOST)
-    mp = pytest.MonkeyPatch()
-    svc = None
-    with rig_mod.Rig(tmp / 'rig') as the_rig:
-        try:
-            names, vcpus = {}, {}
+    conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=e2e.HOST,
+                                **agent_mod.RIG_INSPECTIONS)
+    with rig_mod.Rig(tmp / 'rig') as the_rig, \
+            agent_mod.agent_on_rig(the_rig) as held:
+        names, vcpus = {}, {}
 
-            def add(inst):
-                dom = the_rig.add(inst.name, builder.build(inst.guest),
-                                  layout=rig_mod.QCOW2, vcpus=inst.vcpus,
-                                  project_id=inst.project)
-                names[dom.uuid] = inst.name
-                vcpus[inst.name] = inst.vcpus
-                return dom
-            for inst in INSTANCES:
-                add(inst)
-            the_rig.start_all()
-            options.register_opts(conf)
-            for name, value in (
-                    ('cache_dir', str(tmp / 'cache')),
-                    ('libguestfs_backend_settings', ['force_tcg']),
-                    ('concurrency', 2), ('appliance_memory_mb', 768),
-                    ('inspection_deadline', 900)):
-                conf.set_override(name, value, group='os_inspection')
-            svc = service_mod.InspectionService(
-                conf, engine=engine_mod.Engine(conf))
-            # names grows with the pending instance: discovery sees it
-            mgr = agent_mod.agent_manager(conf, svc, names, mp)
-            world = e2e.World(the_rig, mgr, svc, svc, dict(names))
-            world.cycle()                     # queues every inspection
-            world.wait_idle(list(names))
-            add(PENDING)
-            the_rig.start_all()
-            wait, period = billing.rating_window(rules_at)
-            time.sleep(wait)
-            cycle = world.cycle()
-            samples = {names[u]: s for u, s in cycle.items()}
-            _publisher(services, tmp).publish_samples(
-                [_as_sample(s) for s in cycle.values()])
-            services.process_measures(list(cycle), METER)
-            services.rate(period)
-            rows = services.dataframes(period)
-            yield Chain(
-                services=services, outputs=outputs, samples=samples,
-                statuses={n: s['resource_metadata']['os_inspection_status']
-                          for n, s in samples.items()},
-                rows=rows, names=names, period=period, vcpus=vcpus,
-                world=world, cache_dir=str(tmp / 'cache'))
-            # the pending instance's inspection finishes before teardown
-            world.wait_idle(list(names))
-        finally:
-            if svc is not None:
-                svc.stop()
-            mp.undo()
-            _impl_test.reset()
-            problems = the_rig.teardown()
-    assert problems == []
+        def add(inst):
+            dom = the_rig.add(inst.name, builder.build(inst.guest),
+                              layout=rig_mod.QCOW2, vcpus=inst.vcpus,
+                              project_id=inst.project)
+            names[dom.uuid] = inst.name
+            vcpus[inst.name] = inst.vcpus
+            return dom
+        for inst in INSTANCES:
+            add(inst)
+        the_rig.start_all()
+        held.svc = svc = service_mod.InspectionService(
+            conf, engine=engine_mod.Engine(conf))
+        # names grows with the pending instance: discovery sees it
+        mgr = agent_mod.agent_manager(conf, svc, names, held.mp)
+        world = e2e.World(the_rig, mgr, svc, svc, dict(names))
+        world.cycle()                     # queues every inspection
+        world.wait_idle(list(names))
+        add(PENDING)
+        the_rig.start_all()
+        wait, period = billing.rating_window(rules_at)
+        time.sleep(wait)
+        cycle = world.cycle()
+        samples = {names[u]: s for u, s in cycle.items()}
+        _publisher(services, tmp).publish_samples(
+            [_as_sample(s) for s in cycle.values()])
+        services.process_measures(list(cycle), METER)
+        services.rate(period)
+        rows = services.dataframes(period)
+        yield Chain(
+            services=services, outputs=outputs, samples=samples,
+            statuses={n: s['resource_metadata']['os_inspection_status']
+                      for n, s in samples.items()},
+            rows=rows, names=names, period=period, vcpus=vcpus,
+            world=world, cache_dir=str(tmp / 'cache'))
+        # the pending instance's inspection finishes before teardown
+        world.wait_idle(list(names))
 
 
 # -- renderings of the rated period --------------------------------------

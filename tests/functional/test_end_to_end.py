@@ -13,7 +13,6 @@ import os
 import threading
 import time
 
-from oslo_messaging.notify import _impl_test
 import pytest
 
 from ceilometer_os_pollster import engine as engine_mod
@@ -111,37 +110,22 @@ class World:
 @pytest.fixture(scope='module')
 def world(libvirt_daemons, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('e2e')
-    conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=HOST)
-    mp = pytest.MonkeyPatch()
-    svc = None
-    with rig_mod.Rig(tmp / 'rig') as the_rig:
-        try:
-            guests = {}
-            for name, guest, layout, vcpus, data in INSTANCES:
-                dom = the_rig.add(
-                    name, builder.build(guest), layout=layout, vcpus=vcpus,
-                    data_image=builder.build(data) if data else None)
-                guests[dom.uuid] = guest
-            the_rig.start_all()
-            svc = service_mod.InspectionService(conf)
-            for name, value in (
-                    ('cache_dir', str(tmp / 'cache')),
-                    ('libguestfs_backend_settings', ['force_tcg']),
-                    ('concurrency', 2), ('appliance_memory_mb', 768),
-                    # a loaded CI machine under TCG is slow
-                    ('inspection_deadline', 900)):
-                conf.set_override(name, value, group='os_inspection')
-            engine = CountingEngine(engine_mod.Engine(conf))
-            svc._engine = engine
-            mgr = agent_mod.agent_manager(conf, svc, guests, mp)
-            yield World(the_rig, mgr, svc, engine, guests)
-        finally:
-            if svc is not None:
-                svc.stop()
-            mp.undo()
-            _impl_test.reset()
-            problems = the_rig.teardown()
-    assert problems == []
+    conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=HOST,
+                                **agent_mod.RIG_INSPECTIONS)
+    with rig_mod.Rig(tmp / 'rig') as the_rig, \
+            agent_mod.agent_on_rig(the_rig) as held:
+        guests = {}
+        for name, guest, layout, vcpus, data in INSTANCES:
+            dom = the_rig.add(
+                name, builder.build(guest), layout=layout, vcpus=vcpus,
+                data_image=builder.build(data) if data else None)
+            guests[dom.uuid] = guest
+        the_rig.start_all()
+        held.svc = svc = service_mod.InspectionService(conf)
+        engine = CountingEngine(engine_mod.Engine(conf))
+        svc._engine = engine
+        mgr = agent_mod.agent_manager(conf, svc, guests, held.mp)
+        yield World(the_rig, mgr, svc, engine, guests)
     # every appliance this process started is gone
     deadline = time.monotonic() + 60
     while _our_appliances() and time.monotonic() < deadline:

@@ -466,9 +466,8 @@ def test_agent_survives_libvirtd_restart(rig, tmp_path, monkeypatch):
             assert set(during) <= set(first)
         finally:
             libvirtd.ensure_daemons()
-            # The rig's own connection died with the daemon: reopen it
-            # for the teardown.
-            rig._conn = None
+            # The rig's own connection died with the daemon.
+            rig.reconnect()
         after = cycle()
         assert uuids <= set(after)
         assert {u: after[u]['os_inspection_status'] for u in uuids} == {

@@ -177,6 +177,11 @@ class Rig:
             self._conn = _libvirt().open(self.uri)
         return self._conn
 
+    def reconnect(self):
+        """Forget the libvirt connection: after libvirtd restarted, a
+        dead connection can still look alive.  The next use opens one."""
+        self._conn = None
+
     @property
     def domains(self):
         return [RigDomain.from_dict(d) for d in self._state['domains']]
@@ -538,16 +543,16 @@ class Rig:
         problems = []
         if self._state['domains']:
             uuids = [d['uuid'] for d in self._state['domains']]
-            try:
-                problems += remove_domains(self.conn, uuids)
-            except _libvirt().libvirtError:
-                # libvirtd restarted meanwhile (fault tests of another
-                # session do): a dead connection can still look alive.
-                self._conn = None
+            for last in (False, True):
                 try:
                     problems += remove_domains(self.conn, uuids)
+                    break
                 except _libvirt().libvirtError as exc:
-                    problems.append('libvirt: %s' % exc)
+                    # libvirtd restarted meanwhile (fault tests of
+                    # another session do): reconnect once.
+                    self.reconnect()
+                    if last:
+                        problems.append('libvirt: %s' % exc)
         self._state['domains'] = []
         if self._state['rbd'] or self._state['secrets']:
             problems += self._teardown_rbd()
