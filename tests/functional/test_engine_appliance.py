@@ -24,7 +24,8 @@ from tests.rig import libvirtd
 pytestmark = pytest.mark.appliance
 
 GUESTS = ('win2019-sql', 'win11-pro', 'rhel-9.4', 'almalinux-9.4', 'luks',
-          'blank', 'windows-bad-cmd', 'sles-sap-15-sp5')
+          'blank', 'windows-bad-cmd', 'sles-sap-15-sp5',
+          'sql-instance-flood')
 
 DISK, RBD_DISK = H.DISK, H.RBD_DISK
 
@@ -94,6 +95,9 @@ def test_reasons_say_what_was_seen(inspected):
         'inspection failed (inspect_os: unknown architecture: '
         '/Windows/System32/cmd.exe); filesystems scanned one by one')
     assert inspected('rhel-9.4').reason == ''
+    assert inspected('sql-instance-flood').reason == (
+        'SQL Server instance list not read to its end (too many names, '
+        'or unreadable): billed as Enterprise')
 
 
 # --------------------------------------------------------------------------

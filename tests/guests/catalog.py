@@ -104,6 +104,10 @@ class Windows:
     hostname: str = 'WIN'
     firmware: str = 'bios'         # bios: MBR + System Reserved; uefi: GPT
     sql: tuple = ()                # SqlInstance...
+    # 'Instance Names' values naming instances that do not exist, listed
+    # before the real ones: a registry a tenant filled to push its real
+    # edition out of the inspector's reach.
+    sql_fake_names: int = 0
     # Faults: cmd.exe that file(1) calls "MS-DOS executable" (libguestfs
     # 1.48 then fails inspect_os for the whole handle); no SOFTWARE hive.
     cmd_exe_is_pe: bool = True
@@ -441,6 +445,19 @@ _TABLE = [
     # engine's per-filesystem scan still finds Windows through its
     # SOFTWARE hive (a broken cmd.exe must not hide a licence), but knows
     # no architecture.
+    # More names than the inspector reads (4096): billed as Enterprise,
+    # the documented fail-safe, never as what the names read so far say.
+    ('sql-instance-flood',
+     'Windows Server 2022 Standard with SQL Server Express and Standard '
+     'instances listed after 5000 made-up instance names',
+     _server('Windows Server 2022 Standard', 'ServerStandard', '20348',
+             'Standard', 'win2k22', display_version='21H2',
+             release_id='2009', ubr=2461, hostname='SQLFLOOD',
+             sql=_SQL_2019[1:] + (
+                 SqlInstance('MSSQLSERVER', 'MSSQL16.MSSQLSERVER',
+                             'Standard Edition (64-bit)',
+                             'Standard Edition'),),
+             sql_fake_names=5000, sql_edition='Enterprise')),
     ('windows-bad-cmd',
      'Windows Server 2022 whose cmd.exe is not PE: libguestfs 1.48 fails '
      'inspect_os for every disk of the handle',

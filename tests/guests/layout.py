@@ -203,8 +203,10 @@ def _software_keys(spec):
         base = 'Microsoft\\Microsoft SQL Server'
         keys[base] = {'InstalledInstances':
                       hive.multi_sz(*(i.name for i in spec.sql))}
-        keys[base + '\\Instance Names\\SQL'] = {
-            i.name: hive.sz(i.instance_id) for i in spec.sql}
+        names = {'FAKE%05d' % n: hive.sz('MSSQL16.FAKE%05d' % n)
+                 for n in range(spec.sql_fake_names)}
+        names.update((i.name, hive.sz(i.instance_id)) for i in spec.sql)
+        keys[base + '\\Instance Names\\SQL'] = names
         for inst in spec.sql:
             root = '%s\\%s' % (base, inst.instance_id)
             keys[root] = {'': hive.sz(inst.name)}
