@@ -233,6 +233,7 @@ def _sql_editions(g, top):
             names = _child(g, server, ('Instance Names', 'SQL'))
             items = g.hivex_node_values(names) if names else []
         except RuntimeError as exc:
+            _check_alive(g)
             LOG.warning('SQL Server instance list unreadable (%s): billed '
                         'as the highest edition',
                         sanitize.clean_text(exc, 120))
@@ -247,6 +248,7 @@ def _sql_editions(g, top):
             try:
                 edition = _instance_edition(g, server, item, seen)
             except RuntimeError as exc:
+                _check_alive(g)
                 LOG.warning('SQL Server instance unreadable (%s): billed '
                             'as the highest edition',
                             sanitize.clean_text(exc, 120))
@@ -256,6 +258,13 @@ def _sql_editions(g, top):
                 if windows.sql_edition(edition)[0] >= windows.SQL_TOP_RANK:
                     return editions, True
     return editions, True
+
+
+def _check_alive(g):
+    """Raise RuntimeError when the appliance itself is gone: a failed
+    read then says nothing about the guest's registry, and must not bill
+    it as the highest edition."""
+    g.ping_daemon()
 
 
 def _instance_edition(g, server, item, seen):

@@ -121,6 +121,9 @@ class FakeHandle:
         raise AttributeError(name)
 
     # -- life cycle
+    def ping_daemon(self):
+        self._call('ping_daemon')
+
     def get_hv(self):
         return self.settings.get('hv', '/usr/bin/qemu-system-x86_64')
 
@@ -1037,3 +1040,18 @@ def test_disk_index(device, expected):
     g = module.GuestFS()
     assert G.disk_index(g, device,
                         ['/dev/sda', '/dev/sdb', '/dev/sdc']) == expected
+
+
+def test_appliance_gone_while_reading_sql_is_not_a_hostile_registry(image):
+    # The appliance dying says nothing about the registry: no SQL Server
+    # edition is assumed, the root's details are reported unreadable.
+    module = FakeGuestfs(windows_disk(fail={
+        'hivex_node_values': RuntimeError('connection closed'),
+        'ping_daemon': RuntimeError('connection closed')}))
+    facts = run(module, [spec(image)])
+    root, = facts.roots
+    assert root.sql_complete is True and root.sql_editions == []
+    assert facts.warnings == [
+        '/dev/sda2 windows details unreadable: connection closed']
+    rec = F.normalise(facts, 'i')
+    assert rec.sql_server_edition == ''
