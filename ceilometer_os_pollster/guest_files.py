@@ -227,36 +227,28 @@ def _sql_editions(g, top):
     editions = []
     seen = set()
     budget = MAX_SQL_INSTANCE_NAMES
-    for path in SQL_SERVER_KEYS:
-        try:
+    try:
+        for path in SQL_SERVER_KEYS:
             server = _child(g, top, path)
             names = _child(g, server, ('Instance Names', 'SQL'))
-            items = g.hivex_node_values(names) if names else []
-        except RuntimeError as exc:
-            _check_alive(g)
-            LOG.warning('SQL Server instance list unreadable (%s): billed '
-                        'as the highest edition',
-                        sanitize.clean_text(exc, 120))
-            return editions, False
-        for item in items:
-            if budget <= 0:
-                LOG.warning('more than %d SQL Server instance names in the '
-                            'registry: billed as the highest edition',
-                            MAX_SQL_INSTANCE_NAMES)
-                return editions, False
-            budget -= 1
-            try:
+            for item in g.hivex_node_values(names) if names else ():
+                if budget <= 0:
+                    LOG.warning('more than %d SQL Server instance names in '
+                                'the registry: billed as the highest '
+                                'edition', MAX_SQL_INSTANCE_NAMES)
+                    return editions, False
+                budget -= 1
                 edition = _instance_edition(g, server, item, seen)
-            except RuntimeError as exc:
-                _check_alive(g)
-                LOG.warning('SQL Server instance unreadable (%s): billed '
-                            'as the highest edition',
-                            sanitize.clean_text(exc, 120))
-                return editions, False
-            if edition and edition not in editions:
-                editions.append(edition)
-                if windows.sql_edition(edition)[0] >= windows.SQL_TOP_RANK:
-                    return editions, True
+                if edition and edition not in editions:
+                    editions.append(edition)
+                    if (windows.sql_edition(edition)[0]
+                            >= windows.SQL_TOP_RANK):
+                        return editions, True
+    except RuntimeError as exc:
+        _check_alive(g)
+        LOG.warning('SQL Server instances unreadable (%s): billed as the '
+                    'highest edition', sanitize.clean_text(exc, 120))
+        return editions, False
     return editions, True
 
 
