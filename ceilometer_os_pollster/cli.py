@@ -512,8 +512,10 @@ def _default_service_factory(conf):
     from ceilometer_os_pollster import engine as engine_mod
     from ceilometer_os_pollster import service as service_mod
     engine = engine_mod.Engine(conf)
-    # Logged as warnings: KVM unusable, guestfs missing, unwritable dirs.
-    engine.preflight()
+    # Logged as warnings: KVM unusable, guestfs missing, unwritable dirs;
+    # and what killed inspections left behind is removed, as the agent
+    # does at its start.
+    engine.start()
     return service_mod.InspectionService(conf, engine=engine)
 
 

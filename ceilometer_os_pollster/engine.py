@@ -157,6 +157,16 @@ class Engine:
         LOG.log(level, 'inspection worker for instance %s: %s',
                 job.instance_id, sanitize.clean_text(entry[1], 500))
 
+    def start(self):
+        """Once per process, before the first inspection: log what will
+        make inspections fail (the preflight) and remove the private
+        directories of inspections whose process was killed (overlays,
+        and a Ceph keyring a worker killed before its launch could not
+        delete).  The preflight's problems."""
+        problems = self.preflight()
+        workdir.remove_orphan_dirs(self._opts.tmp_dir or None)
+        return problems
+
     def preflight(self):
         """Problems that will make inspections fail or hang, as log-ready
         sentences (also logged).  [] when the host looks ready."""

@@ -84,9 +84,7 @@ class InspectionService:
                 # Once per process: say now why inspections will fail or
                 # hang (KVM, guestfs, dirs).  The CLI runs its own.
                 try:
-                    self._engine.preflight()
-                    from ceilometer_os_pollster import workdir
-                    workdir.remove_orphan_dirs(self.settings.tmp_dir)
+                    self._engine.start()
                 except Exception:
                     LOG.exception('OS inspection preflight failed')
             if self._cache is None:

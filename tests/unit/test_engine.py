@@ -12,9 +12,12 @@ import time
 import pytest
 
 from ceilometer_os_pollster import appliance as A
+from ceilometer_os_pollster import cli
 from ceilometer_os_pollster import engine as E
 from ceilometer_os_pollster import record
+from ceilometer_os_pollster import service as service_mod
 from ceilometer_os_pollster import supervisor
+from ceilometer_os_pollster import workdir
 from tests.functional.faults_helpers import inspection_conf as make_conf
 
 
@@ -250,6 +253,34 @@ def test_kvm_problem(tmp_path):
     assert E.kvm_problem(str(device), str(cpuinfo)) == ''
     cpuinfo.write_text('flags\t\t: fpu vme hypervisor sse2\n')
     assert 'nested KVM' in E.kvm_problem(str(device), str(cpuinfo))
+
+
+def test_start_removes_what_killed_inspections_left(monkeypatch, tmp_path):
+    monkeypatch.setattr(E.Engine, 'preflight', lambda self: ['problem'])
+    dead = tmp_path / 'os-inspection-dead'
+    dead.mkdir()
+    (dead / 'keyring').write_text('[client.nova]\n')
+    os.close(workdir._hold_owner_lock(str(dead)))      # its owner died
+    assert E.Engine(make_conf(tmp_dir=str(tmp_path))).start() == ['problem']
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('build', [
+    # the agent's service, building its own engine on first use
+    service_mod.InspectionService,
+    # the CLI's
+    cli._default_service_factory,
+])
+def test_agent_and_cli_start_the_engine_once(monkeypatch, tmp_path, build):
+    started = []
+    monkeypatch.setattr(E.Engine, 'start', lambda self: started.append(1))
+    conf = make_conf(tmp_dir=str(tmp_path), cache_dir=str(tmp_path / 'c'))
+    svc = build(conf)
+    try:
+        assert svc.scheduler is svc.scheduler
+    finally:
+        svc.stop()
+    assert started == [1]
 
 
 def test_preflight_names_the_force_tcg_option(monkeypatch):
