@@ -109,7 +109,6 @@ def set_autogroup_nice(path, nice, attempts=5, pause=0.11):
                 time.sleep(pause)
                 continue
             return 'autogroup nice %s: %s' % (nice, exc.strerror)
-    return ''
 
 
 def lower_priority(nice, io_class, autogroup='/proc/self/autogroup'):

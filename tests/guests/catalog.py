@@ -441,10 +441,6 @@ _TABLE = [
               status=STATUS_OK, os_family='linux', os_distro='rhel',
               os_info='rhel9.4', os_version_major=9, os_version_minor=4,
               os_product_name=ANY, os_arch='x86_64'))),
-    # libguestfs 1.48 fails inspect_os for every disk of the handle; the
-    # engine's per-filesystem scan still finds Windows through its
-    # SOFTWARE hive (a broken cmd.exe must not hide a licence), but knows
-    # no architecture.
     # More names than the inspector reads (4096): billed as Enterprise,
     # the documented fail-safe, never as what the names read so far say.
     ('sql-instance-flood',
@@ -458,6 +454,10 @@ _TABLE = [
                              'Standard Edition (64-bit)',
                              'Standard Edition'),),
              sql_fake_names=5000, sql_edition='Enterprise')),
+    # libguestfs 1.48 fails inspect_os for every disk of the handle; the
+    # engine's per-filesystem scan still finds Windows through its
+    # SOFTWARE hive (a broken cmd.exe must not hide a licence), but knows
+    # no architecture.
     ('windows-bad-cmd',
      'Windows Server 2022 whose cmd.exe is not PE: libguestfs 1.48 fails '
      'inspect_os for every disk of the handle',
