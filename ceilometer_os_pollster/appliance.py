@@ -44,8 +44,15 @@ from ceilometer_os_pollster import sanitize
 
 LOG = log.getLogger(__name__)
 
-# Bounds on what one (possibly hostile) guest can make us visit.
-MAX_ROOTS = 8
+# Bounds on what one (possibly hostile) guest can make us visit.  None
+# cuts silently: a bound that may hide a billed root is recorded in
+# ApplianceFacts.limits, and facts.normalise bills the dearest product.
+# Roots whose type, distro and product are read (a few calls each).
+MAX_LISTED_ROOTS = 256
+# Roots read in detail (mounted; os-release or the SOFTWARE hive), the
+# likely billed ones first (boot disk, Windows).
+MAX_ROOTS = 16
+# Filesystems mounted one by one when inspect_os cannot be used.
 MAX_SCANNED_FILESYSTEMS = 32
 MAX_LOG_LINES = 40
 MAX_REASON = 200
@@ -276,8 +283,20 @@ class Appliance:
             result.encrypted_types[device] = kind
         result.filesystems = sum(1 for t in filesystems.values()
                                  if t and t != 'unknown')
+        # inspect_os walks every filesystem, subvolume and LV with no
+        # bound of its own: a disk full of them would make it run into
+        # the deadline (a failed record) instead of a bill.
+        if len(filesystems) > self._opts.max_filesystems:
+            flood = ('%d filesystems and subvolumes, more than '
+                     'max_filesystems %d' % (len(filesystems),
+                                             self._opts.max_filesystems))
+            LOG.warning('%s: not inspected by libguestfs; scanned by '
+                        'hand, Windows first', flood)
+            result.roots = self._scan(g, filesystems, devices, result,
+                                      flood)
+            return result
         try:
-            roots = list(g.inspect_os())[:MAX_ROOTS]
+            listed = list(g.inspect_os())
         except RuntimeError as exc:
             result.warnings.append(
                 'inspection failed (%s); filesystems scanned one by one'
@@ -286,15 +305,27 @@ class Appliance:
                         'by one', short_error(exc, self._private_dir))
             result.roots = self._scan(g, filesystems, devices, result)
             return result
-        for root in roots:
+        if len(listed) > MAX_LISTED_ROOTS:
+            result.limits.append('%d roots, more than %d'
+                                 % (len(listed), MAX_LISTED_ROOTS))
+        roots = []
+        for root in listed[:MAX_LISTED_ROOTS]:
             try:
-                result.roots.append(self._root(g, root, devices, result))
+                roots.append(self._listed_root(g, root, devices))
             except RuntimeError as exc:
                 result.warnings.append('root %s unreadable: %s'
                                        % (root, short_error(exc)))
+        roots.sort(key=_likely_billed_first)
+        for facts in roots[:MAX_ROOTS]:
+            self._read_details(g, facts, result)
+        if _may_be_billed(roots[MAX_ROOTS:], roots[:MAX_ROOTS]):
+            result.limits.append('%d roots, more than %d read'
+                                 % (len(roots), MAX_ROOTS))
+        result.roots = roots[:MAX_ROOTS]
         return result
 
-    def _root(self, g, root, devices, result):
+    def _listed_root(self, g, root, devices):
+        """A root's cheap facts: libguestfs' inspection answers."""
         facts = raw_facts.RootFacts(
             device=root,
             disk_index=guest_files.disk_index(g, root, devices))
@@ -308,6 +339,12 @@ class Appliance:
                 ('major', g.inspect_get_major_version, 0),
                 ('minor', g.inspect_get_minor_version, 0)):
             setattr(facts, field, guest_files.safe(call, root, default))
+        return facts
+
+    def _read_details(self, g, facts, result):
+        """What the billing needs from inside a root: os-release and
+        SUSE's base product, or the SOFTWARE hive."""
+        root = facts.device
         try:
             if facts.type == 'linux':
                 guest_files.mount_root(g, root)
@@ -323,16 +360,23 @@ class Appliance:
                 root, facts.type, short_error(exc)))
         finally:
             guest_files.umount_all(g)
-        return facts
 
-    def _scan(self, g, filesystems, devices, result):
-        """Roots found by looking at each filesystem by hand."""
+    def _scan(self, g, filesystems, devices, result, flood=''):
+        """Roots found by looking at each filesystem by hand, the boot
+        disk's first and Windows-capable ones (NTFS) first; a bound that
+        leaves a filesystem unvisited where a billed root could be is a
+        limit."""
+        disks = {}
+        candidates = sorted(
+            ((_scan_disk(g, device, devices, disks), device, vfs)
+             for device, vfs in filesystems.items()
+             if vfs not in ('', 'unknown', 'swap')
+             and str(vfs).lower() not in guest_files.ENCRYPTED_TYPES),
+            key=lambda item: (item[0] != 0, str(item[2]) != 'ntfs',
+                              str(item[1]).startswith('btrfsvol:'),
+                              str(item[1])))
         roots = []
-        candidates = [(device, vfs) for device, vfs in
-                      sorted(filesystems.items())
-                      if vfs not in ('', 'unknown', 'swap')
-                      and str(vfs).lower() not in guest_files.ENCRYPTED_TYPES]
-        for device, _ in candidates[:MAX_SCANNED_FILESYSTEMS]:
+        for _, device, _ in candidates[:MAX_SCANNED_FILESYSTEMS]:
             try:
                 g.mount_ro(device, '/')
                 root = guest_files.scanned_root(g, device, devices)
@@ -343,8 +387,16 @@ class Appliance:
                 guest_files.umount_all(g)
             if root is not None:
                 roots.append(root)
-            if len(roots) >= MAX_ROOTS:
-                break
+        unvisited = candidates[MAX_SCANNED_FILESYSTEMS:]
+        boot_root = any(root.disk_index == 0 for root in roots)
+        if any(disk == 0 or not boot_root for disk, _, _ in unvisited):
+            result.limits.append(
+                '%s%d filesystems, more than %d scanned' % (
+                    (flood + ': bounded scan, Windows first; ')
+                    if flood else '', len(candidates),
+                    MAX_SCANNED_FILESYSTEMS))
+        elif flood:
+            result.warnings.append(flood + ': scanned by hand')
         return roots
 
     # ------------------------------------------------------------ errors
@@ -364,3 +416,36 @@ def _read_cmdline(pid, proc_root='/proc'):
     with open(os.path.join(proc_root, str(int(pid)), 'cmdline'), 'rb') as f:
         data = f.read(1 << 20)
     return [os.fsdecode(a) for a in data.split(b'\0')[:-1]]
+
+
+def _likely_billed_first(root):
+    """Sort key: boot disk first, then Windows, then Linux, then the
+    device name (cheap facts only: nothing read inside the root yet)."""
+    family = raw_facts.token(root.type)
+    return (root.disk_index != 0,
+            {'windows': 0, 'linux': 1}.get(family, 2),
+            sanitize.clean_text(root.device))
+
+
+def _may_be_billed(unread, read):
+    """Whether a root not read in detail could be the billed one: a
+    usable root on the boot disk, or any usable root when the boot disk
+    has none among those read."""
+    usable = [r for r in unread if raw_facts.token(r.type)]
+    if not usable:
+        return False
+    boot_read = any(r.disk_index == 0 and raw_facts.token(r.type)
+                    for r in read)
+    return any(r.disk_index == 0 for r in usable) or not boot_read
+
+
+def _scan_disk(g, device, devices, known):
+    """Disk index of a filesystem to scan; a btrfs subvolume
+    ('btrfsvol:/dev/sda2/sub') is on its filesystem's disk.  ``known``
+    remembers the answers: a flood of subvolumes costs one lookup."""
+    if str(device).startswith('btrfsvol:'):
+        path = str(device)[len('btrfsvol:'):]
+        device = '/'.join(path.split('/')[:3])
+    if device not in known:
+        known[device] = guest_files.disk_index(g, device, devices)
+    return known[device]

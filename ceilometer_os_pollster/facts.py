@@ -27,6 +27,11 @@ def _plural(count, word):
 
 # --------------------------------------------------------------------------
 # Root choice
+#
+# A tenant writes every byte of its disks, so the choice between roots
+# must never let an extra root make a VM cheaper: on the boot disk the
+# dearest root is billed (a dual-boot VM can run either), and roots on
+# other disks count only when the boot disk has none.
 
 
 def os_family(root):
@@ -34,16 +39,51 @@ def os_family(root):
     return raw_facts.token(root.type) or UNKNOWN
 
 
-def licence_weight(root):
-    """How much a root's OS tends to cost: the higher, the more likely it
-    is the one that needs a licence."""
+def _on_boot_disk(root):
+    return sanitize.clean_int(root.disk_index, default=1) == 0
+
+
+def dearness(root):
+    """How much a root's OS costs, as a comparable tuple (higher is
+    dearer): Windows Server, then Windows clients, then RHEL/SLES, then
+    other Linux, then other known systems; between Windows roots the
+    edition, then the SQL Server edition."""
     family = os_family(root)
     if family == 'windows':
-        return 4
+        fields = windows.fields(root)
+        server = fields['os_product_variant'] not in (
+            windows.CLIENT_VARIANTS)
+        return (5 if server else 4,
+                windows.edition_rank(fields['os_edition']),
+                windows.sql_edition(fields['sql_server_edition'])[0])
     if family == 'linux':
         distro = linux.linux_identity(root)[0]
-        return 3 if distro in linux.LICENSED_DISTROS else 2
-    return 0 if family == UNKNOWN else 1
+        return (3 if distro in linux.LICENSED_DISTROS else 2, 0, 0)
+    return (0 if family == UNKNOWN else 1, 0, 0)
+
+
+def licence_weight(root):
+    """The family part of dearness() (kept for callers that rank
+    families only)."""
+    return dearness(root)[0]
+
+
+def billing_candidates(roots):
+    """(roots that may be billed, whether they are on the boot disk).
+
+    The usable roots of the boot disk; when it has none (a disk holding
+    only a bootloader that chain-loads another disk), the usable roots
+    of every disk: a VM runs what its disks hold.
+    """
+    usable = [root for root in _roots(roots)
+              if os_family(root) != UNKNOWN]
+    boot = [root for root in usable if _on_boot_disk(root)]
+    return (boot, True) if boot else (usable, False)
+
+
+def _dearest(roots):
+    return min(roots, key=lambda root: (
+        tuple(-x for x in dearness(root)), sanitize.clean_text(root.device)))
 
 
 def choose_root(roots):
@@ -51,22 +91,44 @@ def choose_root(roots):
 
     Policy, in order:
     1. a root libguestfs could not even type ('unknown') is not usable;
-    2. a root on the boot disk (disk_index 0) beats roots on other disks,
-       so a Windows data volume attached to a Linux VM does not make it a
-       Windows VM;
-    3. among those, the OS that costs more: Windows, then RHEL/SLES, then
-       other Linux, then other known systems (BSD, DOS, ...);
-    4. ties (e.g. two Linux roots) go to the first device name, so the
-       result is deterministic.
+    2. roots on the boot disk (disk_index 0) are the candidates, so a
+       Windows data volume attached to a Linux VM does not make it a
+       Windows VM; a boot disk without any usable root makes every
+       disk's roots candidates (chain-loading);
+    3. among the candidates, the dearest (see dearness);
+    4. ties go to the first device name, so the result is deterministic.
     """
-    usable = [root for root in _roots(roots)
-              if os_family(root) != UNKNOWN]
-    if not usable:
-        return None
-    return min(usable, key=lambda root: (
-        sanitize.clean_int(root.disk_index, default=1) != 0,
-        -licence_weight(root),
-        sanitize.clean_text(root.device)))
+    candidates, _ = billing_candidates(roots)
+    return _dearest(candidates) if candidates else None
+
+
+# --------------------------------------------------------------------------
+# The dearest product possible, when a bound hid part of the disks
+
+# Billed when a bound stopped the inspection before it saw every root
+# that could be billed: what was not seen may be the dearest product
+# sold, and a tenant must not be able to hide its OS behind a flood of
+# partitions, roots or subvolumes.
+DEAREST_WINDOWS_EDITION = windows.TOP_SERVER_EDITION
+DEAREST_SQL_EDITION = windows.SQL_ASSUMED_EDITION
+
+
+def dearest_possible(fields):
+    """The fields billed when a bound was reached: Windows Server
+    Datacenter with SQL Server Enterprise; the descriptive fields of the
+    billed root are kept when it is a Windows Server itself."""
+    keep = (fields is not None and fields.get('os_family') == 'windows'
+            and fields.get('os_product_variant')
+            not in windows.CLIENT_VARIANTS)
+    result = dict(fields) if keep else dict(
+        os_family='windows', os_distro='windows', os_info=UNKNOWN,
+        os_product_variant='Server', os_arch=(fields or {}).get(
+            'os_arch', ''))
+    if not result.get('os_product_variant'):
+        result['os_product_variant'] = 'Server'
+    result.update(os_edition=DEAREST_WINDOWS_EDITION,
+                  sql_server_edition=DEAREST_SQL_EDITION)
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -151,11 +213,70 @@ def root_fields(root):
 # --------------------------------------------------------------------------
 
 
+def _limits(facts):
+    limits = getattr(facts, 'limits', None)
+    if not isinstance(limits, (list, tuple)):
+        return []
+    return [sanitize.clean_text(limit, 120) for limit in limits if limit]
+
+
+def _sql_fields(candidates, root, fields):
+    """(sql_server_edition over every candidate, the reason part naming
+    another root when the edition came from there)."""
+    editions, complete = [], True
+    for candidate in candidates:
+        if os_family(candidate) != 'windows':
+            continue
+        editions.extend(candidate.sql_editions
+                        if isinstance(candidate.sql_editions, (list, tuple))
+                        else ())
+        complete = complete and candidate.sql_complete is True
+    edition = windows.sql_billed_edition(editions, complete)
+    if not edition or edition == fields.get('sql_server_edition'):
+        return edition, ''
+    source = next((c for c in candidates if os_family(c) == 'windows'
+                   and windows.fields(c)['sql_server_edition'] == edition),
+                  None)
+    if source is None or source is root:
+        return edition, ''
+    return edition, 'SQL Server %s from %s' % (
+        edition, sanitize.clean_text(source.device, 64))
+
+
+def _roots_note(roots, candidates, on_boot_disk, root):
+    """What the reason says about the choice between roots."""
+    device = sanitize.clean_text(root.device, 64)
+    notes = []
+    if not on_boot_disk:
+        notes.append('no operating system on the boot disk: billed the '
+                     'dearest on another disk (%s)' % device)
+    elif len(candidates) > 1:
+        notes.append('%d operating systems on the boot disk, billed the '
+                     'dearest: %s' % (len(candidates), device))
+    elif len(_roots(roots)) > 1:
+        notes.append('%d operating systems found, reporting %s'
+                     % (len(_roots(roots)), device))
+    if on_boot_disk:
+        billed = dearness(root)
+        dearer = [r for r in _roots(roots) if r not in candidates
+                  and os_family(r) != UNKNOWN and dearness(r) > billed]
+        if dearer:
+            other = _dearest(dearer)
+            notes.append('dearer operating system on another disk not '
+                         'billed: %s (%s)' % (
+                             sanitize.clean_text(other.device, 64),
+                             os_family(other)))
+    return '; '.join(notes)
+
+
 def normalise(facts, instance_id, fingerprint='', duration=0.0, now=None):
     """The one OSRecord for an instance, from what the appliance saw.
 
-    - a usable root (see choose_root) -> 'ok', described by that root; the
+    - a usable root (see choose_root) -> 'ok', described by that root,
+      with the highest SQL Server edition of every candidate root; the
       reason notes other roots, encrypted volumes and warnings;
+    - a bound reached (facts.limits) -> 'ok', billed as the dearest
+      product possible (dearest_possible), the reason says which bound;
     - no usable root but encrypted volumes -> 'encrypted', the reason
       counts them ('1 LUKS volume');
     - otherwise -> 'unknown', the reason says what was seen.
@@ -167,7 +288,23 @@ def normalise(facts, instance_id, fingerprint='', duration=0.0, now=None):
     encrypted = encryption_summary(facts.encrypted_devices,
                                    facts.encrypted_types)
     warnings = _warnings(facts)
-    root = choose_root(roots)
+    limits = _limits(facts)
+    candidates, on_boot_disk = billing_candidates(roots)
+    root = _dearest(candidates) if candidates else None
+    if encrypted and (root is not None or limits):
+        encrypted += ' not inspected'
+    if limits:
+        fields = dearest_possible(root_fields(root) if root else None)
+        bound = ('bound reached (%s): billed as Windows Server %s with '
+                 'SQL Server %s' % ('; '.join(limits),
+                                    DEAREST_WINDOWS_EDITION,
+                                    DEAREST_SQL_EDITION))
+        seen = ('dearest root seen: %s' % sanitize.clean_text(
+            root.device, 64)) if root is not None else ''
+        return record.OSRecord(status=record.STATUS_OK,
+                               reason=_reason(bound, seen, encrypted,
+                                              warnings),
+                               **base, **fields)
     if root is None:
         if encrypted:
             return record.OSRecord(status=record.STATUS_ENCRYPTED,
@@ -177,13 +314,17 @@ def normalise(facts, instance_id, fingerprint='', duration=0.0, now=None):
                                reason=_reason(unknown_reason(facts),
                                               warnings),
                                **base)
-    others = ''
-    if len(roots) > 1:
-        others = '%d operating systems found, reporting %s' % (
-            len(roots), sanitize.clean_text(root.device, 64))
-    if encrypted:
-        encrypted += ' not inspected'
-    sql = windows.sql_note(root) if os_family(root) == 'windows' else ''
+    fields = root_fields(root)
+    sql_from = ''
+    if os_family(root) == 'windows':
+        fields['sql_server_edition'], sql_from = _sql_fields(
+            candidates, root, fields)
+    incomplete = [c for c in candidates if os_family(c) == 'windows'
+                  and c.sql_complete is not True]
+    sql = windows.sql_note(incomplete[0]) if incomplete else ''
     return record.OSRecord(status=record.STATUS_OK,
-                           reason=_reason(others, sql, encrypted, warnings),
-                           **base, **root_fields(root))
+                           reason=_reason(_roots_note(roots, candidates,
+                                                      on_boot_disk, root),
+                                          sql_from, sql, encrypted,
+                                          warnings),
+                           **base, **fields)

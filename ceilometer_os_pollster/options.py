@@ -96,6 +96,18 @@ OPTS = [
         default='',
         help='Where libguestfs creates its temporary overlays and sockets '
              '(LIBGUESTFS_TMPDIR). Empty means the libguestfs default.'),
+    cfg.IntOpt(
+        'max_filesystems',
+        default=512, min=1,
+        help='Most filesystems, btrfs subvolumes and logical volumes an '
+             'instance\'s disks may hold for libguestfs\' own inspection '
+             'to walk them all. Above it (a disk made to run the '
+             'inspection into its deadline), the inspector mounts at '
+             'most 32 of them itself, the boot disk\'s and NTFS ones '
+             'first; if that leaves any unvisited where the billed OS '
+             'could be, the instance is billed as the dearest product '
+             '(Windows Server Datacenter with SQL Server Enterprise) and '
+             'the reason says so. Real guests hold a few dozen at most.'),
     cfg.BoolOpt(
         'inspect_all_disks',
         default=False,

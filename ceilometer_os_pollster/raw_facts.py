@@ -62,6 +62,10 @@ class ApplianceFacts:
     # Optional: device -> vfs_type ('crypto_LUKS', 'BitLocker') of the
     # encrypted devices, so the reason can say which kind they are.
     encrypted_types: dict = dataclasses.field(default_factory=dict)
+    # Bounds reached that may have hidden a root that would be billed
+    # (short, e.g. 'more than 16 roots'): the record is then billed as
+    # the dearest product possible (facts.dearest_possible).
+    limits: list = dataclasses.field(default_factory=list)
 
 
 UNKNOWN = 'unknown'

@@ -351,3 +351,32 @@ def fields(root):
         sql_server_edition=sql_billed_edition(root.sql_editions,
                                               root.sql_complete),
     )
+
+
+# --------------------------------------------------------------------------
+# Choosing between Windows roots
+
+# InstallationType of Windows desktops; any other (Server, Server Core,
+# or unknown) is billed as Windows Server.
+CLIENT_VARIANTS = ('Client',)
+# The dearest Windows Server edition: billed when an edition cannot be
+# trusted or a bound hid part of the disks.
+TOP_SERVER_EDITION = 'Datacenter'
+
+
+def edition_rank(edition):
+    """How much an os_edition costs, for choosing the dearest of several
+    Windows roots: free (Evaluation, Hyper-V Server) < none read < other
+    paid editions < Standard < Enterprise < Datacenter."""
+    edition = sanitize.clean_text(edition, 64)
+    if 'Evaluation' in edition or edition == 'Hyper-V':
+        return 0
+    if not edition:
+        return 1
+    if edition.startswith('Datacenter'):
+        return 5
+    if edition.startswith('Enterprise'):
+        return 4
+    if edition == 'Standard':
+        return 3
+    return 2

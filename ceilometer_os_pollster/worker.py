@@ -178,6 +178,15 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None):
             'inspecting instance %s: %s', instance_id,
             '; '.join(drives.describe(s) for s in chosen))
         facts = factory(opts, chosen, private_dir, stage=stage).inspect()
+        every = drives.boot_drives(specs, all_disks=True)
+        if (len(every) > len(chosen) and not facts.limits
+                and not facts_mod.billing_candidates(facts.roots)[0]):
+            # No OS on the boot disk: a bootloader may start one from
+            # another disk, and a VM is never free for hiding its OS
+            # there.  Rare (blank or chain-loading boot disks), so the
+            # other disks cost an appliance only then.
+            stage('inspecting every disk (no OS on the boot disk)')
+            facts = factory(opts, every, private_dir, stage=stage).inspect()
         return facts_mod.normalise(facts, instance_id, fingerprint,
                                    elapsed())
     except drives.DomainXMLError as exc:

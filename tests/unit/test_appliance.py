@@ -373,7 +373,7 @@ OPTS = dict(appliance_memory_mb=768, inspection_deadline=300,
             libguestfs_backend='direct', libguestfs_backend_settings=[],
             appliance_cache_dir='', tmp_dir='', inspect_all_disks=False,
             libvirt_secret_uri='', ceph_conf='/etc/ceph/ceph.conf',
-            ceph_client_mount_timeout=20, ceph_user='')
+            ceph_client_mount_timeout=20, ceph_user='', max_filesystems=512)
 
 
 def opts(**changes):
@@ -1022,12 +1022,89 @@ def test_inspect_os_failure_falls_back_to_a_filesystem_scan(image):
     assert 'scanned one by one' in rec.reason
 
 
-def test_roots_are_bounded(image):
+def test_roots_read_are_bounded_and_the_bound_is_a_limit(image):
     roots = {'/dev/sda%d' % n: {'type': 'linux'} for n in range(1, 30)}
+    roots['/dev/sda30'] = {'type': 'windows'}
     module = FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
                               roots=roots))
     facts = run(module, [spec(image)])
     assert len(facts.roots) == A.MAX_ROOTS
+    # The likely billed root is read first, whatever its device name.
+    assert facts.roots[0].device == '/dev/sda30'
+    assert facts.limits == ['30 roots, more than 16 read']
+    rec = F.normalise(facts, 'i')
+    assert (rec.os_edition, rec.sql_server_edition) == (
+        'Datacenter', 'Enterprise')
+    assert rec.reason.startswith('bound reached (30 roots, more than 16 '
+                                 'read)')
+
+
+def test_unread_roots_on_a_data_disk_are_not_a_limit(image):
+    roots = {'/dev/sdb%d' % n: {'type': 'linux'} for n in range(1, 30)}
+    roots['/dev/sda1'] = {'type': 'linux'}
+    module = FakeGuestfs(Disk(devices=['/dev/sda', '/dev/sdb'],
+                              filesystems={d: 'ext4' for d in roots},
+                              roots=roots))
+    facts = run(module, [spec(image), spec(image, target='vdb',
+                                           label='vdb')])
+    assert facts.roots[0].device == '/dev/sda1'
+    assert facts.limits == []
+
+
+def test_listed_roots_are_bounded(image):
+    count = A.MAX_LISTED_ROOTS + 4
+    roots = {'/dev/sda%d' % n: {'type': 'linux'} for n in range(count)}
+    module = FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
+                              roots=roots))
+    facts = run(module, [spec(image)])
+    assert '%d roots, more than %d' % (count, A.MAX_LISTED_ROOTS) in (
+        facts.limits)
+    assert len(calls(module.handle, 'inspect_get_type')) == (
+        A.MAX_LISTED_ROOTS)
+
+
+def flood_disk(subvolumes):
+    filesystems = {'/dev/sda2': 'btrfs', '/dev/sda1': 'ntfs'}
+    filesystems.update({'btrfsvol:/dev/sda2/s%04d' % n: 'btrfs'
+                        for n in range(subvolumes)})
+    hive = '/Windows/System32/config/SOFTWARE'
+    return Disk(filesystems=filesystems,
+                files={'/dev/sda1': {hive: b'regf'}},
+                hives={('/dev/sda1', hive): WINDOWS_HIVE},
+                roots={'/dev/sda1': {'type': 'windows'}})
+
+
+def test_a_subvolume_flood_is_not_walked_by_inspect_os(image):
+    module = FakeGuestfs(flood_disk(5000))
+    facts = run(module, [spec(image)], opts=opts(max_filesystems=512))
+    handle = module.handle
+    assert not calls(handle, 'inspect_os')
+    mounted = [c[1] for c in calls(handle, 'mount_ro')]
+    # Windows first, then the filesystem, then subvolumes, bounded.
+    assert mounted[:2] == ['/dev/sda1', '/dev/sda2']
+    assert len(mounted) == A.MAX_SCANNED_FILESYSTEMS
+    # One disk lookup for the whole flood.
+    assert len(calls(handle, 'part_to_dev')) < 10
+    assert facts.roots[0].type == 'windows'
+    assert facts.limits == [
+        '5002 filesystems and subvolumes, more than max_filesystems 512: '
+        'bounded scan, Windows first; 5002 filesystems, more than 32 '
+        'scanned']
+    rec = F.normalise(facts, 'i')
+    assert (rec.os_family, rec.os_edition, rec.sql_server_edition) == (
+        'windows', 'Datacenter', 'Enterprise')
+
+
+def test_a_small_flood_scanned_to_its_end_is_billed_as_found(image):
+    module = FakeGuestfs(flood_disk(10))
+    facts = run(module, [spec(image)], opts=opts(max_filesystems=8))
+    assert not calls(module.handle, 'inspect_os')
+    assert facts.limits == []
+    assert facts.warnings == ['12 filesystems and subvolumes, more than '
+                              'max_filesystems 8: scanned by hand']
+    rec = F.normalise(facts, 'i')
+    assert rec.os_family == 'windows'
+    assert 'scanned by hand' in rec.reason
 
 
 @pytest.mark.parametrize('device,expected', [

@@ -702,7 +702,131 @@ def test_several_roots_reason_names_the_chosen_one():
     rec = normalise(UBUNTU, WIN_DATA)
     assert rec.os_family == 'linux'
     assert rec.status == record.STATUS_OK
-    assert rec.reason == '2 operating systems found, reporting /dev/sda1'
+    assert rec.reason == (
+        '2 operating systems found, reporting /dev/sda1; dearer operating '
+        'system on another disk not billed: /dev/sdb2 (windows)')
+
+
+def test_a_cheaper_data_disk_root_is_not_mentioned():
+    rec = normalise(WIN, RHEL_DATA)
+    assert rec.reason == '2 operating systems found, reporting /dev/sda2'
+
+
+# A tenant can add roots to its own boot disk: none may make it cheaper.
+
+def win(edition, device, sql=(), installation='Server', build='20348',
+        disk_index=0, product=None):
+    words = {'ServerStandard': 'Standard', 'ServerDatacenter': 'Datacenter',
+             'ServerDatacenterEval': 'Datacenter Evaluation'}
+    return windows_root(build, edition, installation,
+                        product or 'Windows Server 2022 %s' % words.get(
+                            edition, ''), device=device,
+                        disk_index=disk_index, sql=sql)
+
+
+def decoys(count, first=1):
+    return [linux_root('ubuntu', 22, 4, device='/dev/sda%d' % n,
+                       ID='ubuntu') for n in range(first, first + count)]
+
+
+def test_decoy_roots_before_the_windows_root_do_not_hide_it():
+    roots = decoys(8) + [win('ServerDatacenter', '/dev/sda9',
+                             sql=('Enterprise Edition',))]
+    rec = normalise(*roots)
+    assert (rec.os_family, rec.os_edition, rec.sql_server_edition) == (
+        'windows', 'Datacenter', 'Enterprise')
+    assert rec.reason == ('9 operating systems on the boot disk, billed '
+                          'the dearest: /dev/sda9')
+
+
+def test_decoys_after_the_windows_root_and_many_of_them():
+    roots = [win('ServerStandard', '/dev/sda1')] + decoys(40, first=2)
+    rec = normalise(*roots)
+    assert (rec.os_family, rec.os_edition) == ('windows', 'Standard')
+    assert rec.reason.startswith('41 operating systems on the boot disk')
+
+
+def test_two_windows_roots_bill_the_highest_edition_and_sql():
+    cheap = win('ServerStandard', '/dev/sda1')
+    dear = win('ServerDatacenter', '/dev/sda2',
+               sql=('Enterprise Edition: Core-based Licensing',))
+    for roots in ([cheap, dear], [dear, cheap]):
+        rec = normalise(*roots)
+        assert (rec.os_edition, rec.sql_server_edition, rec.os_info) == (
+            'Datacenter', 'Enterprise', 'win2k22')
+        assert rec.reason == ('2 operating systems on the boot disk, '
+                              'billed the dearest: /dev/sda2')
+
+
+def test_sql_server_of_another_root_is_billed_too():
+    standard_sql = win('ServerStandard', '/dev/sda1',
+                       sql=('Enterprise Edition',))
+    datacenter = win('ServerDatacenter', '/dev/sda2')
+    rec = normalise(standard_sql, datacenter)
+    assert (rec.os_edition, rec.sql_server_edition) == (
+        'Datacenter', 'Enterprise')
+    assert 'SQL Server Enterprise from /dev/sda1' in rec.reason
+
+
+def test_an_incomplete_sql_list_on_any_root_bills_enterprise():
+    flooded = win('ServerStandard', '/dev/sda1', sql=('Express Edition',))
+    flooded.sql_complete = False
+    rec = normalise(flooded, win('ServerDatacenter', '/dev/sda2'))
+    assert (rec.os_edition, rec.sql_server_edition) == (
+        'Datacenter', 'Enterprise')
+    assert 'not read to its end' in rec.reason
+
+
+@pytest.mark.parametrize('cheap,dear', [
+    ('ServerDatacenterEval', 'ServerStandard'),   # free < paid
+    ('ServerStandard', 'ServerDatacenter'),
+])
+def test_the_paid_and_dearer_edition_wins(cheap, dear):
+    rec = normalise(win(cheap, '/dev/sda1'), win(dear, '/dev/sda2'))
+    assert rec.os_edition == normalise(win(dear, '/dev/sda2')).os_edition
+
+
+def test_a_server_beats_a_client_on_the_same_disk():
+    client = windows_root('22631', 'Enterprise', 'Client',
+                          'Windows 10 Enterprise', device='/dev/sda1')
+    rec = normalise(client, win('ServerStandard', '/dev/sda2'))
+    assert (rec.os_product_variant, rec.os_edition) == ('Server',
+                                                        'Standard')
+
+
+def test_chain_loading_boot_disk_bills_the_other_disk():
+    rec = normalise(win('ServerDatacenter', '/dev/sdb2', disk_index=1))
+    assert (rec.status, rec.os_family, rec.os_edition) == (
+        'ok', 'windows', 'Datacenter')
+    assert rec.reason == ('no operating system on the boot disk: billed '
+                          'the dearest on another disk (/dev/sdb2)')
+
+
+@pytest.mark.parametrize('roots', [
+    [],
+    [UBUNTU],
+    [win('ServerStandard', '/dev/sda2')],
+    [windows_root('22631', 'Professional', 'Client', 'Windows 10 Pro')],
+])
+def test_a_bound_reached_bills_the_dearest_product(roots):
+    rec = normalise(*roots, limits=['more than 16 roots'])
+    assert (rec.status, rec.os_family, rec.os_distro) == (
+        'ok', 'windows', 'windows')
+    assert (rec.os_edition, rec.sql_server_edition) == (
+        'Datacenter', 'Enterprise')
+    assert rec.os_product_variant != 'Client'
+    assert rec.reason.startswith(
+        'bound reached (more than 16 roots): billed as Windows Server '
+        'Datacenter with SQL Server Enterprise')
+    assert_clean(rec)
+
+
+def test_a_bound_keeps_what_a_windows_server_root_says():
+    rec = normalise(win('ServerStandard', '/dev/sda2'),
+                    limits=['more than 512 filesystems'])
+    assert (rec.os_info, rec.os_build, rec.os_edition) == (
+        'win2k22', '20348', 'Datacenter')
+    assert 'dearest root seen: /dev/sda2' in rec.reason
 
 
 # --------------------------------------------------------------------------

@@ -89,6 +89,59 @@ def test_boot_disk_only_unless_all_disks_asked():
     assert [s.path for s in factory.specs] == ['/d/root', '/d/data']
 
 
+class PerDisks:
+    """An appliance factory answering by the disks it is given."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def __call__(self, opts, specs, private_dir, stage):
+        paths = tuple(s.path for s in specs)
+        self.calls.append(paths)
+        return types.SimpleNamespace(inspect=lambda: self.answers[paths])
+
+
+def windows_on(device, disk_index):
+    return RF.ApplianceFacts(drives=2, filesystems=2, roots=[RF.RootFacts(
+        device=device, disk_index=disk_index, type='windows',
+        distro='windows', product_variant='Server',
+        windows={'EditionID': 'ServerDatacenter',
+                 'InstallationType': 'Server',
+                 'ProductName': 'Windows Server 2022 Datacenter',
+                 'CurrentBuildNumber': '20348',
+                 'CurrentMajorVersionNumber': 10,
+                 'CurrentMinorVersionNumber': 0})])
+
+
+def test_no_os_on_the_boot_disk_inspects_every_disk():
+    # A boot disk holding only a bootloader that starts Windows on vdb.
+    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
+                 DISK % ('raw', '/d/root', 'vda'))
+    factory = PerDisks({
+        ('/d/root',): RF.ApplianceFacts(drives=1, filesystems=1),
+        ('/d/root', '/d/data'): windows_on('/dev/sdb2', 1)})
+    stages = []
+    rec = W.inspect(opts(), job(xml), '/p', stages.append,
+                    appliance_factory=factory)
+    assert factory.calls == [('/d/root',), ('/d/root', '/d/data')]
+    assert (rec.status, rec.os_family, rec.os_edition) == (
+        'ok', 'windows', 'Datacenter')
+    assert rec.reason == ('no operating system on the boot disk: billed '
+                          'the dearest on another disk (/dev/sdb2)')
+    assert 'inspecting every disk (no OS on the boot disk)' in stages
+
+
+def test_an_os_on_the_boot_disk_costs_one_appliance():
+    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
+                 DISK % ('raw', '/d/root', 'vda'))
+    factory = PerDisks({('/d/root',): rhel_facts()})
+    rec = W.inspect(opts(), job(xml), '/p', print,
+                    appliance_factory=factory)
+    assert factory.calls == [('/d/root',)]
+    assert rec.os_distro == 'rhel'
+
+
 def test_no_disk_is_unknown_without_an_appliance():
     factory = Recorder(error=AssertionError('no appliance expected'))
     rec = W.inspect(opts(), job(domain()), '/p', print,
