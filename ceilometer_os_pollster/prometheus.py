@@ -26,7 +26,8 @@ from ceilometer_os_pollster import record
 METRIC = 'ceilometer_compute_instance_os_info'
 # Sample metadata keys that would give an instance a new series on
 # every re-inspection.
-_VOLATILE = ('os_inspected_at', 'os_inspection_reason')
+_VOLATILE = ('os_inspected_at', 'os_inspection_reason',
+             'os_inspection_method')
 INFO_KEYS = tuple(k for k in record.METADATA_KEYS if k not in _VOLATILE)
 LABELS = ('resource', 'project', 'user') + INFO_KEYS
 

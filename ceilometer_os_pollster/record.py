@@ -20,6 +20,13 @@ STATUS_FAILED = 'failed'
 STATUSES = (STATUS_OK, STATUS_PENDING, STATUS_UNKNOWN, STATUS_ENCRYPTED,
             STATUS_FAILED)
 
+# How the disks were read: by our own readers in the worker, or by a
+# libguestfs appliance; '' when neither decided (pending, or a failure
+# before any disk was read).
+METHOD_DIRECT = 'direct'
+METHOD_APPLIANCE = 'appliance'
+METHODS = ('', METHOD_DIRECT, METHOD_APPLIANCE)
+
 # Bump when the meaning or the set of fields changes; the cache treats
 # records of another schema as misses.
 SCHEMA_VERSION = 1
@@ -41,6 +48,7 @@ METADATA_KEYS = (
     'sql_server_edition',
     'os_inspection_status',
     'os_inspection_reason',
+    'os_inspection_method',
     'os_inspected_at',
 )
 
@@ -99,6 +107,7 @@ class OSRecord:
     os_edition: str = ''
     os_arch: str = ''
     sql_server_edition: str = ''
+    inspection_method: str = ''
     inspected_at: str = ''
     # What the record was computed from (see drives.fingerprint); a
     # change means the guest may have a different OS now.
@@ -139,6 +148,7 @@ class OSRecord:
             'sql_server_edition': self.sql_server_edition,
             'os_inspection_status': self.status,
             'os_inspection_reason': self.reason,
+            'os_inspection_method': self.inspection_method,
             'os_inspected_at': self.inspected_at,
         }
 
@@ -220,6 +230,9 @@ class OSRecord:
             os_edition=text(self.os_edition, 64),
             os_arch=token(self.os_arch),
             sql_server_edition=text(self.sql_server_edition, 64),
+            inspection_method=(self.inspection_method
+                               if self.inspection_method in METHODS
+                               else ''),
             inspected_at=(self.inspected_at if parse_timestamp(
                 self.inspected_at) is not None else ''),
             fingerprint=fingerprint,

@@ -187,8 +187,9 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None):
             # other disks cost an appliance only then.
             stage('inspecting every disk (no OS on the boot disk)')
             facts = factory(opts, every, private_dir, stage=stage).inspect()
-        return facts_mod.normalise(facts, instance_id, fingerprint,
-                                   elapsed())
+        return facts_mod.normalise(
+            facts, instance_id, fingerprint, elapsed()).replace(
+                inspection_method=record.METHOD_APPLIANCE)
     except drives.DomainXMLError as exc:
         return record.OSRecord.failed(instance_id,
                                       'unusable domain XML: %s' % exc,

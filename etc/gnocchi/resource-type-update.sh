@@ -32,6 +32,7 @@ os_arch:string:false:max_length=255
 sql_server_edition:string:false:max_length=255
 os_inspection_status:string:false:max_length=255
 os_inspection_reason:string:false:max_length=255
+os_inspection_method:string:false:max_length=255
 "
 
 # "show -f json" lists each attribute as a key "attributes/<name>".

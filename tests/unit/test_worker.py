@@ -72,6 +72,8 @@ def test_success_is_the_normalised_record():
     assert (rec.status, rec.os_family, rec.os_distro, rec.os_info) == (
         'ok', 'linux', 'rhel', 'rhel9.4')
     assert rec.fingerprint == 'fp-1' and rec.instance_id == 'inst-1'
+    assert rec.inspection_method == 'appliance'
+    assert rec.metadata()['os_inspection_method'] == 'appliance'
     assert [(s.target, s.path, s.format) for s in factory.specs] == [
         ('vda', '/d/disk', 'qcow2')]
     assert factory.private_dir == '/p'
