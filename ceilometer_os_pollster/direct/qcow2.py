@@ -382,27 +382,46 @@ def _zstd_cluster(raw, cluster_size):
     return data
 
 
-def is_qcow2(source):
-    """Whether ``source`` starts with the qcow2 magic (never used to pick
-    a guest disk's format: formats come from the host, not the data)."""
-    return source.size >= 4 and source.read_at(0, 4) == MAGIC
-
-
 def open_qcow2(source, backing=None):
     """The virtual disk of the qcow2 image in ``source``, as a Source.
 
     ``backing`` is the Source of the backing image the caller pinned (the
     virtual disk of the next qcow2 layer, or a raw disk), or None for no
     backing: unallocated clusters then read as zeros.  An image whose
-    header names a backing file must be given one.
+    header names a backing file must be given one, and only such an
+    image (else the chain pinned is not this image's).
     """
     data = source.read_at(0, min(source.size, 112))
     header = parse_header(data, source.size)
     if header.has_backing and backing is None:
         raise Unsupported('qcow2: %s has a backing file that was not given'
                           % source.name)
+    if backing is not None and not header.has_backing:
+        raise Unsupported('qcow2: %s has no backing file but was given one'
+                          % source.name)
     image = Qcow2Source(source, header, backing)
     if image.depth > MAX_CHAIN_DEPTH:
         raise Unsupported('qcow2: backing chain deeper than %d images'
                           % MAX_CHAIN_DEPTH)
     return image
+
+
+def open_chain(layers):
+    """The virtual disk of a pinned chain: ``layers`` is a list of
+    (format, Source) from the top image down to the base, formats as the
+    caller pinned them ('qcow2' or 'raw'; a raw layer is the base)."""
+    if not layers:
+        raise ValueError('no layers')
+    if len(layers) > MAX_CHAIN_DEPTH:
+        raise Unsupported('qcow2: backing chain deeper than %d images'
+                          % MAX_CHAIN_DEPTH)
+    disk = None
+    for i, (fmt, source) in enumerate(reversed(layers)):
+        if fmt == 'raw' and i == 0:
+            disk = source
+        elif fmt == 'qcow2':
+            disk = open_qcow2(source, disk)
+        else:
+            raise Unsupported('direct: a %s layer in a backing chain is not '
+                              'read' % str(fmt)[:32])
+    return disk

@@ -8,7 +8,6 @@ stripes the way dm-stripe does.
 """
 
 import hashlib
-import os
 import struct
 
 import pytest

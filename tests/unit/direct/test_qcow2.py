@@ -229,6 +229,35 @@ def test_backing_named_but_not_given(tmp_path):
     assert 'backing file' in e.value.reason
 
 
+def test_backing_given_to_an_image_without_one(tmp_path):
+    image = tmp_path / 'x.qcow2'
+    run('qemu-img', 'create', '-f', 'qcow2', str(image), '1M')
+    with pytest.raises(errors.Unsupported) as e:
+        open_image(image, S.BytesSource(bytes(MiB)))
+    assert 'no backing file' in e.value.reason
+
+
+def test_open_chain(tmp_path):
+    base = make_raw(tmp_path / 'base.raw', 5, size=MiB)
+    mid, top = tmp_path / 'mid.qcow2', tmp_path / 'top.qcow2'
+    run('qemu-img', 'create', '-f', 'qcow2', '-b', str(base), '-F', 'raw',
+        str(mid))
+    run('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x61 0 100k', str(mid))
+    run('qemu-img', 'create', '-f', 'qcow2', '-b', str(mid), '-F', 'qcow2',
+        str(top))
+    run('qemu-io', '-f', 'qcow2', '-c', 'write -P 0x62 50k 100k', str(top))
+    budget = S.Budget(64 * MiB)
+    disk = qcow2.open_chain([('qcow2', open_file(top, budget)),
+                             ('qcow2', open_file(mid, budget)),
+                             ('raw', open_file(base, budget))])
+    assert disk.depth == 3
+    assert reader_hash(disk) == reference_hash(top)
+    for layers in ([('raw', open_file(base)), ('qcow2', open_file(mid))],
+                   [('vmdk', open_file(base))]):
+        with pytest.raises(errors.Unsupported):
+            qcow2.open_chain(layers)
+
+
 def test_chain_depth_is_capped(tmp_path):
     base = make_raw(tmp_path / 'base.raw', 1, size=MiB)
     top = tmp_path / 'top.qcow2'
