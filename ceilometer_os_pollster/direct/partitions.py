@@ -4,7 +4,8 @@ Returns small records (``Partition``: Linux's number, start and size in
 bytes, type, GPT name and GUID); the caller turns them into Windows.
 Parsing of each structure is pure (bytes in, records out); ``read_table``
 does the few reads.  A protective MBR means GPT.  The GPT header's and
-entry array's CRCs are checked; the backup header is not read.  The
+entry array's CRCs are checked (a mismatch is a torn read: a running
+guest may be rewriting its table); the backup header is not read.  The
 logical chain is bounded and loops are detected; every partition must
 lie on the disk.
 """
@@ -16,6 +17,7 @@ import zlib
 
 from ceilometer_os_pollster.direct.errors import Corrupt
 from ceilometer_os_pollster.direct.errors import LimitReached
+from ceilometer_os_pollster.direct.errors import TornRead
 
 SECTOR = 512
 
@@ -243,7 +245,8 @@ def parse_gpt_header(sector, sector_size, disk_sectors):
     data = bytearray(sector[:header_size])
     data[GPT_HEADER_CRC_OFFSET:GPT_HEADER_CRC_OFFSET + 4] = bytes(4)
     if zlib.crc32(data) != header_crc:
-        raise Corrupt('gpt: header checksum mismatch')
+        # Torn: a running guest's growpart/parted rewrites the table.
+        raise TornRead('gpt: header checksum mismatch')
     if my_lba != 1:
         raise Corrupt('gpt: header says it is at sector %d' % my_lba)
     if entry_size < GPT_ENTRY.size or entry_size % 8 or entry_size > 4096:
@@ -266,7 +269,7 @@ def parse_gpt_header(sector, sector_size, disk_sectors):
 def parse_gpt_entries(data, header, sector_size):
     """Used entries of the partition entry array (pure); CRC checked."""
     if zlib.crc32(data) != header.entries_crc:
-        raise Corrupt('gpt: partition entries checksum mismatch')
+        raise TornRead('gpt: partition entries checksum mismatch')
     parts = []
     for i in range(header.entries):
         (ptype, unique, first, last, _, name) = GPT_ENTRY.unpack_from(

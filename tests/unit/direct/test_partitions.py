@@ -266,6 +266,7 @@ def test_hostile_gpt(tmp_path, patch, words):
     patch(data)
     e = read_hostile(S.BytesSource(data))
     assert words in e.reason
+    assert isinstance(e, errors.TornRead) == ('checksum' in words)
 
 
 def test_gpt_crc_helpers_keep_a_valid_table(tmp_path):
