@@ -15,6 +15,7 @@ import struct
 import uuid
 import zlib
 
+from ceilometer_os_pollster.direct import source as src_mod
 from ceilometer_os_pollster.direct.errors import Corrupt
 from ceilometer_os_pollster.direct.errors import LimitReached
 from ceilometer_os_pollster.direct.errors import TornRead
@@ -324,3 +325,12 @@ def read_table(source):
            for e in parse_mbr_entries(sector)):
         return read_gpt(source)
     return read_mbr(source, sector)
+
+
+def partition_sources(source, table):
+    """(Partition, Window) for each partition that can hold a filesystem
+    or a PV, in the table's order (MBR extended containers skipped)."""
+    return [(p, src_mod.Window(source, p.start, p.size,
+                               name='%s partition %d' % (source.name,
+                                                         p.number)))
+            for p in table.partitions if not p.container]

@@ -122,6 +122,23 @@ def test_gpt_on_4k_sectors(tmp_path):
         'data', q['start'] * 4096, q['size'] * 4096, q['uuid'].lower())
 
 
+def test_partition_sources(tmp_path):
+    path = disk(tmp_path, 'label: dos\n,8M,83,*\n,4M,82\n,40M,E\n,4M,83\n'
+                ',2M,83\n,3M,8e\n,,7\n')
+    data = bytearray(path.read_bytes())
+    table = read(path)
+    part5 = next(p for p in table.partitions if p.number == 5)
+    data[part5.start + 512:part5.start + 520] = b'LOGICAL!'
+    path.write_bytes(bytes(data))
+    with S.FileSource(str(path), S.Budget()) as src:
+        pairs = P.partition_sources(src, read(path))
+        assert [p.number for p, _ in pairs] == [1, 2, 4, 5, 6, 7]
+        got5, win5 = pairs[3]
+        assert got5 == part5
+        assert win5.size == part5.size and win5.name.endswith('partition 5')
+        assert win5.read_at(512, 8) == b'LOGICAL!'
+
+
 def test_no_table(tmp_path):
     path = tmp_path / 'fs.img'
     path.write_bytes(bytes(MiB))
