@@ -1,0 +1,24 @@
+"""The direct inspection method's reader stack: a guest's disk read as bytes.
+
+Pure Python, read-only and bounded: every byte is written by the tenant.
+One interface at the bottom (``source.Source``: ``size`` and
+``read_at(offset, length)``), and every layer is a Source over the one
+below, addressed by offset:
+
+- ``source``: local files and block devices (``FileSource``), regions
+  (``Window``), LVM segment maps (``Concat``, ``Striped``) and the
+  ``Budget`` of bytes one inspection may read;
+- ``qcow2``: the virtual disk of a qcow2 image over its file and the
+  backing the caller pinned (never the one the image names);
+- ``partitions``: MBR (with the extended/logical chain) and GPT, as small
+  records the caller turns into Windows;
+- ``lvm``: LVM2 physical volumes, the text metadata, linear and striped
+  logical volumes;
+- filesystems and the OS facts above them.
+
+Each format module owns its on-disk structures, validates every offset
+against the size it was given before following it, and stops with an
+``errors.DirectError`` (Unsupported, LimitReached, Corrupt, TornRead)
+whose reason an operator can act on.  None of them knows about OS
+families or records.
+"""
