@@ -183,7 +183,8 @@ def normalise(facts, instance_id, fingerprint='', duration=0.0, now=None):
             len(roots), sanitize.clean_text(root.device, 64))
     if encrypted:
         encrypted += ' not inspected'
-    sql = windows.sql_note(root) if os_family(root) == 'windows' else ''
+    sql = (windows.billing_notes(root) + [windows.sql_note(root)]
+           if os_family(root) == 'windows' else [])
     return record.OSRecord(status=record.STATUS_OK,
-                           reason=_reason(others, sql, encrypted, warnings),
+                           reason=_reason(others, *sql, encrypted, warnings),
                            **base, **root_fields(root))
