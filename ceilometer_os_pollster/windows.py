@@ -541,10 +541,11 @@ def _reading(root):
     text, dword = guest_formats.registry_text, guest_formats.registry_dword
     edition_id = text(reg.get('editionid'), 64)
     installation = text(reg.get('installationtype'), 64)
-    product = text(reg.get('productname')) or raw_facts.text(root.product_name)
-    names = [n for n in dict.fromkeys(
+    # ProductName as read here and as libguestfs read it: both must agree.
+    names = [name for name in dict.fromkeys(
         (text(reg.get('productname')), raw_facts.text(root.product_name)))
-        if n]
+        if name]
+    product = names[0] if names else ''
     libguestfs_variant = raw_facts.text(root.product_variant, 64)
     variant = installation or libguestfs_variant
     build = (windows_build(reg.get('currentbuildnumber'))

@@ -124,6 +124,9 @@ CASES = [
       'say Server: billed as Windows Server',
       'EditionID Professional is not a Windows Server edition: billed as '
       'Datacenter']),
+    ('server-build-alone', None, None, '', '20348', 'Datacenter', '',
+     ['build 20348 is Windows Server 2022 only: billed as Windows Server',
+      'no EditionID: billed as Datacenter']),
     # -- edition words: the dearer one
     ('name-dearer', 'ServerStandard', 'Server', DC, '20348', 'Datacenter',
      'Server',
