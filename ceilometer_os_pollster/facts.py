@@ -54,7 +54,7 @@ def dearness(root):
         server = fields['os_product_variant'] not in (
             windows.CLIENT_VARIANTS)
         return (5 if server else 4,
-                windows.edition_rank(fields['os_edition']),
+                windows.edition_rank(fields['os_edition'], server),
                 windows.sql_edition(fields['sql_server_edition'])[0])
     if family == 'linux':
         distro = linux.linux_identity(root)[0]
@@ -322,9 +322,11 @@ def normalise(facts, instance_id, fingerprint='', duration=0.0, now=None):
     incomplete = [c for c in candidates if os_family(c) == 'windows'
                   and c.sql_complete is not True]
     sql = windows.sql_note(incomplete[0]) if incomplete else ''
+    notes = (windows.billing_notes(root) if os_family(root) == 'windows'
+             else [])
     return record.OSRecord(status=record.STATUS_OK,
                            reason=_reason(_roots_note(roots, candidates,
                                                       on_boot_disk, root),
-                                          sql_from, sql, encrypted,
+                                          *notes, sql_from, sql, encrypted,
                                           warnings),
                            **base, **fields)

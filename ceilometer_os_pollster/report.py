@@ -23,6 +23,8 @@ SQL_SERVER_MIN_CORES_PER_VM = 4
 
 # InstallationType of Windows desktops; any other (Server, Server Core,
 # or unknown) counts as Windows Server: better over- than under-report.
+# The pollster says 'Client' only when no registry value says Server,
+# and an Evaluation edition only when EditionID and ProductName agree.
 WINDOWS_CLIENT_VARIANTS = ('Client',)
 FREE_WINDOWS_EDITIONS = ('Standard Evaluation', 'Datacenter Evaluation')
 FREE_SQL_EDITIONS = ('Developer', 'Express', 'Evaluation')

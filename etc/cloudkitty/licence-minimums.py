@@ -27,6 +27,8 @@ SQL_SERVER_MIN_CORES_PER_VM = 4
 
 # Windows desktops (InstallationType); any other variant, unknown
 # included, is treated as Windows Server.
+# The pollster says 'Client' only when no registry value says Server,
+# and an Evaluation edition only when EditionID and ProductName agree.
 WINDOWS_CLIENT_VARIANTS = ('Client',)
 FREE_WINDOWS_EDITIONS = ('Standard Evaluation', 'Datacenter Evaluation')
 FREE_SQL_EDITIONS = ('Developer', 'Express', 'Evaluation')

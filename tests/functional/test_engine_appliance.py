@@ -4,7 +4,7 @@ A job is only domain XML (libvirtd is only there to hold the rbd
 secret).  One worker process and one appliance per job, as in the
 product; each launch costs ~30-60 s under TCG, so every guest is
 inspected once (module-scoped cache) and the tests read that.
-Launches: 7 guests + 2 deliberately hung ones; the rbd tests never boot
+Launches: 11 guests + 2 deliberately hung ones; the rbd tests never boot
 an appliance (qemu-img gives up while opening the disk).
 """
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.appliance
 
 GUESTS = ('win2019-sql', 'win11-pro', 'rhel-9.4', 'almalinux-9.4', 'luks',
           'blank', 'windows-bad-cmd', 'sles-sap-15-sp5',
-          'sql-instance-flood')
+          'sql-instance-flood') + catalog.ODD_REGISTRY
 
 DISK, RBD_DISK = H.DISK, H.RBD_DISK
 
@@ -98,6 +98,27 @@ def test_reasons_say_what_was_seen(inspected):
     assert inspected('sql-instance-flood').reason == (
         'SQL Server instance list not read to its end (too many names, '
         'or unreadable): billed as Enterprise')
+
+
+# Odd registry values: billed as the dearer reading (the catalog's
+# Expected), and the reason says which value was not taken at its word.
+ODD_REGISTRY_REASONS = {
+    'windows-lookalike-edition':
+        'EditionID ServerD<U+0430>tacenter not a known edition: billed as '
+        'Datacenter',
+    'windows-disagreeing-values':
+        'InstallationType Client, but EditionID, ProductName, build 20348 '
+        'say Server: billed as Windows Server; ProductName says Datacenter, '
+        'EditionID ServerStandard: billed as Datacenter',
+}
+
+
+@pytest.mark.parametrize('name', catalog.ODD_REGISTRY)
+def test_odd_registry_values_are_said_in_the_reason(name, inspected):
+    rec = inspected(name)
+    assert (rec.status, rec.os_edition, rec.os_product_variant) == (
+        'ok', 'Datacenter', 'Server'), rec.reason
+    assert rec.reason == ODD_REGISTRY_REASONS[name]
 
 
 # --------------------------------------------------------------------------

@@ -481,6 +481,28 @@ _TABLE = [
           expected=Expected(
               status=STATUS_OK, os_family='windows', os_distro='windows',
               os_arch='x86_64'))),
+    # --- odd registry values: billed as the dearer reading ------------------
+    # A look-alike EditionID matches no price as a raw string: billed as
+    # the top edition of the line (README, Odd registry values).
+    ('windows-lookalike-edition',
+     'Windows Server 2022 whose EditionID is ServerD\u0430tacenter (a '
+     'Cyrillic a): not a known edition',
+     _server('Windows Server 2022 Datacenter', 'ServerD\u0430tacenter',
+             '20348', 'Datacenter', 'win2k22', display_version='21H2',
+             release_id='2009', ubr=2461, hostname='LOOKALIKE')),
+    # ProductName says Datacenter, EditionID Standard, InstallationType
+    # Client: a Server (no 'Client' variant, so the core minimum applies)
+    # of the dearer edition.
+    ('windows-disagreeing-values',
+     'Windows Server 2022 whose ProductName says Datacenter, EditionID '
+     'ServerStandard and InstallationType Client',
+     dict(_server('Windows Server 2022 Datacenter', 'ServerStandard',
+                  '20348', 'Datacenter', 'win2k22'),
+          windows=Windows(
+              product_name='Windows Server 2022 Datacenter',
+              edition_id='ServerStandard', installation_type='Client',
+              build='20348', display_version='21H2', release_id='2009',
+              ubr=2461, hostname='DISAGREE'))),
 ]
 
 
@@ -495,6 +517,9 @@ GUESTS = {name: _make(name, description, fields)
 WINDOWS = tuple(n for n, g in GUESTS.items() if g.windows)
 LINUX = tuple(n for n, g in GUESTS.items() if g.linux)
 NON_OS = tuple(n for n, g in GUESTS.items() if g.kind)
+# Windows guests whose registry values are odd or disagree: billed as the
+# dearer reading, not as any one value says (tests/unit/test_windows.py).
+ODD_REGISTRY = ('windows-lookalike-edition', 'windows-disagreeing-values')
 # Guests that can share one appliance handle, in a safe drive order.
 # windows-bad-cmd makes libguestfs 1.48 fail inspect_os for the whole
 # handle.  A disk with no partition table must come after every Windows

@@ -229,9 +229,13 @@ def test_windows_osinfo(server, major, minor, build, product, expected):
     ('Client', 'ServerRdsh', 'Client', '', False),
     ('', 'ServerRdsh', '', 'Windows 10 Enterprise multi-session', False),
     ('', 'ServerDatacenter', '', '', True),
-    ('', 'Professional', '', 'Windows Server?', False),
+    # Server wherever a value says so: a tenant's 'Client' does not skip
+    # the Server core minimum (more in test_windows.py).
+    ('', 'Professional', '', 'Windows Server?', True),
     ('', '', 'Server', '', True),
-    ('', '', 'Client', 'Windows Server 2019', False),
+    ('', '', 'Client', 'Windows Server 2019', True),
+    ('Client', 'ServerDatacenter', 'Client', 'Windows 10 Pro', True),
+    ('', '', 'Client', 'Windows 10 Pro', False),
     ('', '', '', 'Windows Server 2019 Standard', True),
     ('', '', '', '', False),
 ])
@@ -283,19 +287,23 @@ def test_windows_is_server(installation, edition_id, variant, product,
     ('EnterpriseSEval', 'Enterprise LTSC Evaluation'),
     ('IoTEnterpriseSEval', 'IoT Enterprise LTSC Evaluation'),
     ('ServerStandardEval', 'Standard Evaluation'),
-    ('SomethingEval', 'SomethingEval'),
-    # unknown IDs survive as cleaned raw values
-    ('ServerQuantum', 'ServerQuantum'),
-    ('SomethingNew', 'SomethingNew'),
-    ('Bad\x1b[31mID\x00', 'BadID'),
+    ('Cloud', 'S'),
+    ('CloudEdition', 'SE'),
+    # unknown IDs are the top edition of their line, never a raw string
+    # that no price matches
+    ('SomethingEval', 'Enterprise'),
+    ('ServerQuantum', 'Datacenter'),
+    ('SomethingNew', 'Enterprise'),
+    ('Bad\x1b[31mID\x00', 'Enterprise'),
     ('', ''),
 ])
 def test_windows_edition(edition_id, expected):
     assert W.windows_edition(edition_id) == expected
 
 
-def test_windows_edition_unknown_is_bounded():
-    assert len(W.windows_edition('X' * 10000)) == 64
+def test_windows_edition_unknown_is_the_top_edition():
+    assert W.windows_edition('X' * 10000) == 'Enterprise'
+    assert W.windows_edition('X' * 10000, server=True) == 'Datacenter'
 
 
 @pytest.mark.parametrize('server,product,expected', [
@@ -454,7 +462,9 @@ def test_sql_billed_edition_fails_safe(editions, complete, expected):
 
 
 def test_incomplete_sql_list_is_said_in_the_reason():
-    root = windows_root('20348', sql=['Standard Edition'])
+    root = windows_root('20348', 'ServerStandard', 'Server',
+                        'Windows Server 2022 Standard',
+                        sql=['Standard Edition'])
     root.sql_complete = False
     rec = normalise(root)
     assert (rec.status, rec.sql_server_edition) == ('ok', 'Enterprise')
@@ -961,7 +971,10 @@ def test_hostile_windows_values_are_trimmed_not_dropped():
     assert rec.os_product_variant == 'Server Core'
     assert rec.os_info == 'win2k22'
     assert rec.os_product_name == 'A' * 255
-    assert rec.os_edition == ('ServerDatacenter' + HUGE)[:64]
+    # not a known edition: the top one, said in the reason
+    assert rec.os_edition == 'Datacenter'
+    assert ('EditionID %s not a known edition: billed as Datacenter'
+            % ('ServerDatacenter' + HUGE)[:32]) in rec.reason
     assert rec.sql_server_edition == 'Enterprise'
 
 
