@@ -106,9 +106,12 @@ class _Reader:
     def __init__(self, fs):
         self.fs = fs
         self._cache = {}
+        self._kinds = {}
 
     def is_file(self, path):
-        return fs_mod.kind_at(self.fs, path) == fs_mod.FILE
+        if path not in self._kinds:
+            self._kinds[path] = fs_mod.kind_at(self.fs, path)
+        return self._kinds[path] == fs_mod.FILE
 
     def small_file(self, path):
         """The bytes of a regular file of at most MAX_RELEASE_FILE bytes,

@@ -32,6 +32,7 @@ MAX_DIR_ENTRIES = 100000
 MAX_DIR_BYTES = 32 << 20
 MAX_CACHED_DIRS = 64
 MAX_SYMLINK = 1024                          # XFS_SYMLINK_MAXLEN
+MAX_SYMLINK_BLOCKS = 4                      # 1024 bytes in 512-byte blocks
 
 # Data fork formats.
 FMT_DEV, FMT_LOCAL, FMT_EXTENTS, FMT_BTREE = 0, 1, 2, 3
@@ -299,11 +300,16 @@ class Filesystem(fs_mod.Filesystem):
         if not self.sb.crc:
             return self.read(inode, inode.size)
         # v5: each remote block starts with a header saying which bytes
-        # of the target it holds.
+        # of the target it holds; 1024 bytes fit in a few blocks.
         out = bytearray()
+        budget = MAX_SYMLINK_BLOCKS
         for lblk, fsbno, count, unwritten in self._extents(
-                inode, 1 << 20):
+                inode, MAX_SYMLINK_BLOCKS):
             for i in range(count):
+                budget -= 1
+                if budget < 0:
+                    raise errors.Corrupt('%s spans more than %d blocks'
+                                         % (what, MAX_SYMLINK_BLOCKS))
                 block = self._block(fsbno + i, what)
                 if block[:4] != SYMLINK_MAGIC:
                     raise errors.Corrupt('%s: bad remote block magic'
@@ -313,8 +319,8 @@ class Filesystem(fs_mod.Filesystem):
                 if owner != inode.ino:
                     raise errors.TornRead('%s: remote block of another '
                                           'inode' % what)
-                if (offset != len(out) or SYMLINK_HEADER + length
-                        > self.block_size):
+                if (offset != len(out) or not length
+                        or SYMLINK_HEADER + length > self.block_size):
                     raise errors.Corrupt('%s: bad remote block header'
                                          % what)
                 out += block[SYMLINK_HEADER:SYMLINK_HEADER + length]
@@ -427,7 +433,7 @@ class Filesystem(fs_mod.Filesystem):
         count, i8count = fork[0], fork[1]
         width = 8 if i8count else 4
         pos = 2 + width
-        for _ in range(count or i8count):
+        for _ in range(count):
             if pos + 3 > len(fork):
                 raise errors.Corrupt('%s: short-form entry past its size'
                                      % what)

@@ -143,6 +143,20 @@ def test_link_not_followed_last(tree):
     assert fs.kind_at(tree, '/nothing') is None
 
 
+def test_directory_cycle_and_dotdot_are_the_walkers():
+    """A directory holding itself costs one lookup per component, and
+    '..' is never asked of the guest (its entry could point anywhere)."""
+    cyclic = FakeFs({'/d/x': b'x', '/d/..': b'planted parent'})
+    d = cyclic.root.children[b'd']
+    d.children[b'loop'] = d
+    path = '/d' + '/loop' * 100 + '/x'
+    assert fs.read_file(cyclic, path, 10) == b'x'
+    assert cyclic.lookups == 102
+    assert fs.read_file(cyclic, '/d/loop/loop/../../d/x', 10) == b'x'
+    assert fs.kind_at(cyclic, '/d/loop/..') == fs.DIRECTORY
+    assert fs.resolve(cyclic, '/d/loop/..') is cyclic.root
+
+
 def test_component_flood_is_a_limit():
     target = '/'.join(['x'] * (fs.MAX_COMPONENTS + 1))
     flood = FakeFs({'/link': '->' + target})
