@@ -152,9 +152,10 @@ def test_directory_cycle_and_dotdot_are_the_walkers():
     path = '/d' + '/loop' * 100 + '/x'
     assert fs.read_file(cyclic, path, 10) == b'x'
     assert cyclic.lookups == 102
-    assert fs.read_file(cyclic, '/d/loop/loop/../../d/x', 10) == b'x'
-    assert fs.kind_at(cyclic, '/d/loop/..') == fs.DIRECTORY
-    assert fs.resolve(cyclic, '/d/loop/..') is cyclic.root
+    # '..' goes back to where the walk came from.
+    assert fs.read_file(cyclic, '/d/loop/loop/../../x', 10) == b'x'
+    assert fs.resolve(cyclic, '/d/loop/..') is d
+    assert fs.resolve(cyclic, '/d/loop/../..') is cyclic.root
 
 
 def test_component_flood_is_a_limit():
