@@ -6,6 +6,10 @@ record (the one the appliance path is tested against).  Then tables of
 libguestfs 1.48's detection rules over an in-memory filesystem.
 """
 
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from ceilometer_os_pollster import facts
@@ -270,3 +274,40 @@ def test_large_release_files_are_not_read():
     assert (root.distro, root.product_name) == ('debian', '12.5')
     assert root.os_release['ID'] == 'rhel'
     assert fake.bytes_read < 128 * 1024
+
+
+def test_rhel_on_xfs(tmp_path):
+    """The RHEL family's own layout: an XFS root, filled by the kernel."""
+    guest = catalog.GUESTS['rhel-9.4']
+    image = tmp_path / 'root.img'
+    with open(image, 'wb') as stream:
+        stream.truncate(64 * MiB)
+    env = dict(os.environ, TEST_DEV='1', TEST_DIR='1', QA_CHECK_FS='1')
+    subprocess.run(['mkfs.xfs', '-q', '-f', str(image)], check=True,
+                   capture_output=True, env=env)
+    mnt = tmp_path / 'mnt'
+    mnt.mkdir()
+    subprocess.run(['mount', '-t', 'xfs', '-o', 'loop', str(image),
+                    str(mnt)], check=True, capture_output=True)
+    try:
+        for path in ('etc', 'usr/bin', 'usr/lib'):
+            (mnt / path).mkdir(parents=True)
+        os.symlink('usr/bin', mnt / 'bin')
+        shutil.copyfile(os.path.realpath('/bin/ls'), mnt / 'usr/bin/ls')
+        (mnt / 'etc/fstab').write_bytes(b'/dev/sda2 / xfs defaults 0 0\n')
+        (mnt / 'usr/lib/os-release').write_bytes(guest.linux.os_release)
+        os.symlink('../usr/lib/os-release', mnt / 'etc/os-release')
+        (mnt / 'etc/redhat-release').write_bytes(
+            b'Red Hat Enterprise Linux release 9.4 (Plow)\n')
+    finally:
+        subprocess.run(['umount', str(mnt)], check=True,
+                       capture_output=True)
+    budget = S.Budget()
+    with S.FileSource(str(image), budget) as source:
+        found = fs.open_filesystem(source, budget)
+        assert found.kind == 'xfs'
+        root = linux_root.linux_root(found, '/dev/sda2', 0)
+    record = facts.normalise(raw_facts.ApplianceFacts(roots=[root],
+                                                      drives=1), 'x')
+    assert catalog.mismatches(guest.expected, record) == []
+    assert budget.used < MiB
