@@ -200,6 +200,7 @@ class Filesystem(fs_mod.Filesystem):
         self.block_size = self.sb.block_size
         self._descriptors = {}
         self._dirs = {}
+        self._file_types = bool(self.sb.incompat & INCOMPAT_FILETYPE)
         self.root = self.inode(ROOT_INO)
         if self.root.kind != fs_mod.DIRECTORY:
             raise errors.Corrupt('ext4: the root inode is not a directory')
@@ -285,16 +286,17 @@ class Filesystem(fs_mod.Filesystem):
     def lookup(self, dir_inode, name):
         if isinstance(name, str):
             name = name.encode('utf-8', 'surrogateescape')
-        entries = self._directory(dir_inode)
-        ino = entries.get(name)
-        if ino is None:
+        entry = self._directory(dir_inode).get(name)
+        if entry is None:
             return None
+        ino, entry_type = entry
         inode = self.inode(ino)
         if inode.mode == 0 or inode.links == 0:
             # The entry names an inode since freed: the directory
             # changed while we read it (a live disk), or is broken.
             raise errors.TornRead('ext4: directory entry %r names a free '
                                   'inode %d' % (_show(name), ino))
+        fs_mod.check_entry_type('ext4', name, entry_type, inode.mode)
         return inode
 
     def read(self, inode, limit):
@@ -497,7 +499,8 @@ class Filesystem(fs_mod.Filesystem):
     # -------------------------------------------------------- directories
 
     def _directory(self, inode):
-        """{name: inode number} of a directory (cached, bounded)."""
+        """{name: (inode number, file type or 0)} of a directory (cached,
+        bounded)."""
         cached = self._dirs.get(inode.ino)
         if cached is not None:
             return cached
@@ -514,9 +517,11 @@ class Filesystem(fs_mod.Filesystem):
         if inode.flags & FLAG_INLINE_DATA:
             data = self._inline_data(inode)
             # First 4 bytes: the parent's inode number; then entries.
-            _parse_entries(data[4:60], entries, self.block_size, what)
+            _parse_entries(data[4:60], entries, self.block_size,
+                           self._file_types, what)
             if len(data) > 60:
-                _parse_entries(data[60:], entries, self.block_size, what)
+                _parse_entries(data[60:], entries, self.block_size,
+                               self._file_types, what)
         else:
             if inode.size > MAX_DIR_BYTES:
                 raise errors.LimitReached('%s is larger than %d MiB' % (
@@ -524,7 +529,8 @@ class Filesystem(fs_mod.Filesystem):
             data = self.read(inode, inode.size)
             for start in range(0, len(data), self.block_size):
                 _parse_entries(data[start:start + self.block_size],
-                               entries, self.block_size, what)
+                               entries, self.block_size, self._file_types,
+                               what)
         if len(self._dirs) >= MAX_CACHED_DIRS:
             self._dirs.clear()
         self._dirs[inode.ino] = entries
@@ -542,13 +548,17 @@ def _extent_header(node, space, what):
     return entries, depth
 
 
-def _parse_entries(block, entries, block_size, what):
+def _parse_entries(block, entries, block_size, file_types, what):
     """Add the live entries of one linear directory block (or inline
-    region) to ``entries``."""
+    region) to ``entries``: name -> (inode, file type or 0)."""
     pos = 0
     end = len(block)
     while pos + 8 <= end:
-        ino, rec_len, name_len = struct.unpack_from('<IHB', block, pos)
+        ino, rec_len, name_len, file_type = struct.unpack_from(
+            '<IHBB', block, pos)
+        if not file_types:
+            name_len |= file_type << 8      # ext2's 16-bit name length
+            file_type = 0
         if block_size >= 65536 and rec_len in (0, 65535):
             rec_len = 65536
         if rec_len < 8 or rec_len & 3 or pos + rec_len > end:
@@ -560,7 +570,7 @@ def _parse_entries(block, entries, block_size, what):
                     raise errors.LimitReached(
                         '%s has more than %d entries' % (what,
                                                          MAX_DIR_ENTRIES))
-                entries.setdefault(name, ino)
+                entries.setdefault(name, (ino, file_type))
         pos += rec_len
 
 

@@ -59,6 +59,22 @@ class Filesystem:
         return inode
 
 
+# Directory entry file types (ext4's FILETYPE and XFS' ftype agree) by
+# the inode mode's type bits.
+_ENTRY_TYPES = {0x8000: 1, 0x4000: 2, 0x2000: 3, 0x6000: 4, 0x1000: 5,
+                0xC000: 6, 0xA000: 7}
+
+
+def check_entry_type(fs_kind, name, entry_type, mode):
+    """TornRead when a directory entry's file type (0: not recorded)
+    is not its inode's: the directory or the inode changed while we read
+    them (a live disk), or the inode was reused."""
+    if entry_type and _ENTRY_TYPES.get(mode & 0xF000) != entry_type:
+        raise errors.TornRead('%s: directory entry %r does not match its '
+                              'inode' % (fs_kind, name[:64].decode(
+                                  'utf-8', 'replace')))
+
+
 def _components(path):
     if isinstance(path, str):
         path = os.fsencode(path)

@@ -261,13 +261,15 @@ class Filesystem(fs_mod.Filesystem):
     def lookup(self, dir_inode, name):
         if isinstance(name, str):
             name = name.encode('utf-8', 'surrogateescape')
-        ino = self._directory(dir_inode).get(name)
-        if ino is None:
+        entry = self._directory(dir_inode).get(name)
+        if entry is None:
             return None
+        ino, entry_type = entry
         inode = self.inode(ino)
         if inode.mode == 0:
             raise errors.TornRead('xfs: directory entry %r names a free '
                                   'inode %d' % (_show(name), ino))
+        fs_mod.check_entry_type('xfs', name, entry_type, inode.mode)
         return inode
 
     def read(self, inode, limit):
@@ -408,7 +410,8 @@ class Filesystem(fs_mod.Filesystem):
     # -------------------------------------------------------- directories
 
     def _directory(self, inode):
-        """{name: inode number} of a directory (cached, bounded)."""
+        """{name: (inode number, file type or 0)} of a directory
+        (cached, bounded)."""
         cached = self._dirs.get(inode.ino)
         if cached is not None:
             return cached
@@ -443,8 +446,9 @@ class Filesystem(fs_mod.Filesystem):
             if namelen == 0 or ino_at + width > len(fork):
                 raise errors.Corrupt('%s: bad short-form entry' % what)
             name = bytes(fork[name_at:name_at + namelen])
+            entry_type = fork[ino_at - 1] if self.sb.ftype else 0
             ino = int.from_bytes(fork[ino_at:ino_at + width], 'big')
-            entries.setdefault(name, ino)
+            entries.setdefault(name, (ino, entry_type))
             pos = ino_at + width
 
     def _data_blocks(self, inode, entries, what):
@@ -507,12 +511,13 @@ class Filesystem(fs_mod.Filesystem):
             if namelen == 0 or pos + length > end:
                 raise errors.Corrupt('%s: bad entry' % what)
             name = bytes(block[pos + 9:pos + 9 + namelen])
+            entry_type = block[pos + 9 + namelen] if self.sb.ftype else 0
             if name not in (b'.', b'..'):
                 if len(entries) >= MAX_DIR_ENTRIES:
                     raise errors.LimitReached(
                         '%s has more than %d entries' % (what,
                                                          MAX_DIR_ENTRIES))
-                entries.setdefault(name, ino)
+                entries.setdefault(name, (ino, entry_type))
             pos += length
 
 

@@ -353,3 +353,18 @@ def test_fuzzed_images_end_within_bounds(images, variant):
     assert outcomes <= {'bytes', 'NoneType', 'Corrupt', 'LimitReached',
                         'Unsupported', 'TornRead'}
     assert len(outcomes) > 1
+
+
+def test_entry_type_not_the_inodes_is_torn(images):
+    """The directory says 'directory', the inode is a regular file."""
+    image = images['ext4'][0]
+    f, _ = _open(image)
+    small = fs.resolve(f, '/small')
+    block = f._extents(small, 1)[0][1] * f.block_size
+    raw = f._block(block // f.block_size, 'test')
+    pos = 0
+    while raw[pos + 8:pos + 8 + raw[pos + 6]] != b'tiny':
+        pos += struct.unpack_from('<H', raw, pos + 4)[0]
+    reason = _hostile(image, {block + pos + 7: b'\x02'}, '/small/tiny',
+                      errors.TornRead)
+    assert 'does not match its inode' in reason

@@ -397,3 +397,21 @@ def test_fuzzed_images_end_within_bounds(images, variant):
     assert outcomes <= {'bytes', 'NoneType', 'Corrupt', 'LimitReached',
                         'Unsupported', 'TornRead'}
     assert len(outcomes) > 1
+
+
+def test_entry_type_not_the_inodes_is_torn(images):
+    """The short-form entry says 'directory', the inode is a file."""
+    image = images['v5'][0]
+    f, _ = _open(image)
+    d10 = fs.resolve(f, '/d10')
+    fork_at = _inode_offset(f, d10.ino) + 176
+    fork = d10.fork
+    pos = 2 + (8 if fork[1] else 4)
+    width = 8 if fork[1] else 4
+    while fork[pos + 3:pos + 3 + fork[pos]] != b'name-3':
+        pos += 3 + fork[pos] + 1 + width
+    type_at = fork_at + pos + 3 + fork[pos]
+    assert fork[pos + 3 + fork[pos]] == 1
+    reason = _hostile(image, {type_at: b'\x02'}, '/d10/name-3',
+                      errors.TornRead)
+    assert 'does not match its inode' in reason
