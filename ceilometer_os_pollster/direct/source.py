@@ -140,6 +140,16 @@ class FileSource(Source):
             done += len(chunk)
         return b''.join(chunks)
 
+    def current_size(self):
+        """The size now (a live disk's file grows): tells a torn read
+        from a corrupt one."""
+        if self._fd is None:
+            return self.size
+        try:
+            return os.fstat(self._fd).st_size or self.size
+        except OSError:
+            return self.size
+
     def close(self):
         if self._fd is not None:
             os.close(self._fd)
