@@ -240,16 +240,23 @@ def test_patched_source():
     assert src.read_at(3, 2) == b'b\0'
 
 
-def fuzz_cases(seed, reads, count, flips=4):
-    """``count`` deterministic patch sets: up to ``flips`` random bytes
-    inside the ranges a clean run read (where a flip matters)."""
-    import random
-    rng = random.Random(seed)
-    spans = [(offset, length) for offset, length in reads if length]
-    for _ in range(count):
-        patches = {}
-        for _ in range(rng.randint(1, flips)):
-            offset, length = rng.choice(spans)
-            at = offset + rng.randrange(min(length, 1 << 16))
-            patches[at] = bytes([rng.randrange(256)])
-        yield patches
+def patches_at(reads, flips):
+    """{offset: byte} from hypothesis' (position, value) pairs: each
+    position is taken modulo the bytes a clean run read, so every flip
+    lands where the reader looks."""
+    spans = sorted({(offset, length) for offset, length in reads if length})
+    total = sum(length for _, length in spans)
+    patches = {}
+    for position, value in flips:
+        position %= total
+        for offset, length in spans:
+            if position < length:
+                patches[offset + position] = bytes([value])
+                break
+            position -= length
+    return patches
+
+
+def test_patches_at():
+    assert patches_at([(100, 2), (10, 1)], [(0, 1), (2, 2), (4, 3)]) == {
+        10: b'\x01', 101: b'\x02', 100: b'\x03'}
