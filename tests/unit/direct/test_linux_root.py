@@ -17,6 +17,7 @@ from ceilometer_os_pollster import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
 from ceilometer_os_pollster.direct import linux_root
+from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import source as S
 from tests.guests import builder
 from tests.guests import catalog
@@ -27,18 +28,25 @@ MiB = 1 << 20
 
 
 def _roots(name):
-    """(RootFacts found on each filesystem of the guest's disk, Budget)."""
+    """(RootFacts found on each filesystem of the guest's disk, Budget):
+    the partition table read by direct.partitions (checked against the
+    layout the builder followed), each partition's filesystem by
+    direct.fs."""
     guest = catalog.GUESTS[name]
     budget = S.Budget()
     disk = S.FileSource(str(builder.build(name)), budget)
     roots = []
     try:
-        for number, part in enumerate(layout.plan(guest).partitions, 1):
-            window = S.Window(disk, part.offset, part.size)
+        table = partitions.read_table(disk)
+        found_parts = partitions.partition_sources(disk, table)
+        assert [(p.start, p.size) for p, _ in found_parts] == [
+            (p.offset, p.size) for p in layout.plan(guest).partitions]
+        for part, window in found_parts:
             found = fs.open_filesystem(window, budget)
             if found is None:
                 continue
-            root = linux_root.linux_root(found, '/dev/sda%d' % number, 0)
+            root = linux_root.linux_root(found, '/dev/sda%d' % part.number,
+                                         0)
             if root is not None:
                 roots.append(root)
     finally:
