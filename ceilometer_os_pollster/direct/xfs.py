@@ -301,33 +301,29 @@ class Filesystem(fs_mod.Filesystem):
             return bytes(inode.fork[:inode.size])
         if not self.sb.crc:
             return self.read(inode, inode.size)
-        # v5: each remote block starts with a header saying which bytes
-        # of the target it holds; 1024 bytes fit in a few blocks.
+        # v5: each extent of the target is one buffer that starts with
+        # a header saying which bytes of the target it holds.
         out = bytearray()
-        budget = MAX_SYMLINK_BLOCKS
         for lblk, fsbno, count, unwritten in self._extents(
                 inode, MAX_SYMLINK_BLOCKS):
-            for i in range(count):
-                budget -= 1
-                if budget < 0:
-                    raise errors.Corrupt('%s spans more than %d blocks'
-                                         % (what, MAX_SYMLINK_BLOCKS))
-                block = self._block(fsbno + i, what)
-                if block[:4] != SYMLINK_MAGIC:
-                    raise errors.Corrupt('%s: bad remote block magic'
-                                         % what)
-                offset, length = struct.unpack_from('>II', block, 4)
-                owner = struct.unpack_from('>Q', block, 32)[0]
-                if owner != inode.ino:
-                    raise errors.TornRead('%s: remote block of another '
-                                          'inode' % what)
-                if (offset != len(out) or not length
-                        or SYMLINK_HEADER + length > self.block_size):
-                    raise errors.Corrupt('%s: bad remote block header'
-                                         % what)
-                out += block[SYMLINK_HEADER:SYMLINK_HEADER + length]
-                if len(out) >= inode.size:
-                    return bytes(out[:inode.size])
+            if count > MAX_SYMLINK_BLOCKS:
+                raise errors.Corrupt('%s spans more than %d blocks'
+                                     % (what, MAX_SYMLINK_BLOCKS))
+            start = self._linear(fsbno, count, what) * self.block_size
+            block = self.source.read_at(start, count * self.block_size)
+            if block[:4] != SYMLINK_MAGIC:
+                raise errors.Corrupt('%s: bad remote block magic' % what)
+            offset, length = struct.unpack_from('>II', block, 4)
+            owner = struct.unpack_from('>Q', block, 32)[0]
+            if owner != inode.ino:
+                raise errors.TornRead('%s: remote block of another inode'
+                                      % what)
+            if (offset != len(out) or not length
+                    or SYMLINK_HEADER + length > len(block)):
+                raise errors.Corrupt('%s: bad remote block header' % what)
+            out += block[SYMLINK_HEADER:SYMLINK_HEADER + length]
+            if len(out) >= inode.size:
+                return bytes(out[:inode.size])
         if len(out) != inode.size:
             raise errors.Corrupt('%s: target shorter than its size' % what)
         return bytes(out)

@@ -38,6 +38,7 @@ VARIANTS = {
     'ext4': ['-t', 'ext4', '-b', '4096'],
     'ext4-1k': ['-t', 'ext4', '-b', '1024'],
     'ext2': ['-t', 'ext2', '-b', '4096'],
+    'ext2-no-filetype': ['-t', 'ext2', '-O', '^filetype'],
     'ext3': ['-t', 'ext3'],
     'ext4-no-extents': ['-t', 'ext4', '-b', '4096', '-O', '^extent,^64bit'],
     # Large inodes: room for inline data past i_block, in the xattr.

@@ -30,7 +30,8 @@ FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
 FLIPS = st.lists(st.tuples(st.integers(0, 1 << 32), st.integers(0, 255)),
                  min_size=1, max_size=8)
 OS_RELEASE = b'NAME="Test"\nID=rhel\nVERSION_ID="9.4"\n'
-REMOTE_TARGET = '/usr' + '/.' * 200 + '/lib/os-release'   # > inode fork
+# Longer than an inode's fork, two remote blocks of a 1 KiB-block v5.
+REMOTE_TARGET = '/usr' + '/.' * 490 + '/lib/os-release'
 # Directory sizes for the short-form, block, leaf and node forms.
 DIRECTORIES = {'d10': 10, 'd60': 60, 'd200': 200, 'd5000': 5000}
 FRAGMENTS = 1200
@@ -38,6 +39,7 @@ FRAGMENTS = 1200
 VARIANTS = {
     'v5': ['-m', 'crc=1'],
     'v5-dirblock-16k': ['-m', 'crc=1', '-n', 'size=16384'],
+    'v5-1k-blocks': ['-m', 'crc=1', '-b', 'size=1024'],
     'v4': ['-m', 'crc=0'],
     'v4-no-ftype': ['-m', 'crc=0', '-n', 'ftype=0'],
 }
@@ -236,6 +238,8 @@ def test_directory_forms_are_the_ones_meant(images, variant):
     assert sum(e[2] for e in above) > 2 * (1 << f.sb.dirblklog)
     remote = fs.resolve(f, '/remote', follow_last=False)
     assert remote.format == xfs.FMT_EXTENTS
+    if f.block_size == 1024:
+        assert sum(e[2] for e in f._extents(remote, 8)) == 2
 
 
 def test_fragmented_file_is_a_btree(images):
