@@ -33,6 +33,10 @@ UNKNOWN = raw_facts.UNKNOWN
 MAX_RELEASE_FILE = 2 * 1048 * 1024
 # Versions are OCaml ints there; a larger number fails its parse.
 MAX_VERSION = (1 << 62) - 1
+# Characters of one value or line a regex looks at: searches like
+# '([0-9]+)\.([0-9]+)' are quadratic in Python's re, and a real release
+# line is far shorter.
+MAX_MATCHED = 1024
 
 ARCH_BINARIES = ('/bin/bash', '/bin/ls', '/bin/echo', '/bin/rm', '/bin/sh')
 ELF_HEADER = 20
@@ -146,6 +150,7 @@ def _int(text):
 # ---------------------------------------------------------------- parsing
 
 def parse_version_from_major_minor(value, data):
+    value = value[:MAX_MATCHED]
     for rex, groups in ((_MAJOR_MINOR, 2), (_MAJOR, 1)):
         match = rex.search(value)
         if match:
@@ -206,7 +211,7 @@ def parse_os_release(reader, path, data):
         elif key == 'PRETTY_NAME':
             data.product_name = value
         elif key == 'VERSION_ID':
-            match = _NEOKYLIN.match(value)
+            match = _NEOKYLIN.match(value[:MAX_MATCHED])
             if match:
                 major, minor = _group_int(match, 1), _group_int(match, 2)
                 if major is not None and minor is not None:
@@ -250,18 +255,19 @@ def parse_suse_release(reader, path, data):
         return False
     product = lines[0]
     data.product_name = product
-    if RE_SLES.search(product) or RE_NLD.search(product):
+    head = product[:MAX_MATCHED]
+    if RE_SLES.search(head) or RE_NLD.search(head):
         major = minor = None
         if len(lines) >= 2:
-            match = RE_SLES_VERSION.search(lines[1])
+            match = RE_SLES_VERSION.search(lines[1][:MAX_MATCHED])
             major = _group_int(match, 1)
         if len(lines) >= 3:
-            match = RE_SLES_PATCHLEVEL.search(lines[2])
+            match = RE_SLES_PATCHLEVEL.search(lines[2][:MAX_MATCHED])
             minor = _group_int(match, 1)
         data.distro = 'sles'
         data.version = ((major, minor or 0) if major is not None
                         else None)
-    elif RE_OPENSUSE.search(product):
+    elif RE_OPENSUSE.search(head):
         if len(lines) >= 2:
             parse_version_from_major_minor(lines[1], data)
         data.distro = 'opensuse'
@@ -293,7 +299,7 @@ def generic(distro, rex=None):
         if rex is None:
             parse_version_from_major_minor(product, data)
             return True
-        match = rex.search(product)
+        match = rex.search(product[:MAX_MATCHED])
         if not match:
             return False
         major, minor = _group_int(match, 1), _group_int(match, 2)

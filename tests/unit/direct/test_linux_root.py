@@ -319,3 +319,15 @@ def test_rhel_on_xfs(tmp_path):
                                                       drives=1), 'x')
     assert catalog.mismatches(guest.expected, record) == []
     assert budget.used < MiB
+
+
+def test_long_hostile_lines_are_matched_bounded():
+    """2 MiB of digits and 'release' words: regexes look at the first
+    KiB only (Python's re is quadratic on these), and say nothing."""
+    digits = b'1' * (2 * MiB - 100)
+    root = _root({
+        '/etc/os-release': b'ID=rhel\nPRETTY_NAME=x\nVERSION_ID=' + digits,
+        '/etc/redhat-release': b'Red Hat release 1 ' * 100000})
+    # The first KiB of digits is too big a number: no version, so
+    # os-release is not enough and redhat-release's first match counts.
+    assert (root.distro, root.major, root.minor) == ('rhel', 1, 0)
