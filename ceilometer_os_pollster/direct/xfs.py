@@ -500,6 +500,8 @@ class Filesystem(fs_mod.Filesystem):
                     raise errors.Corrupt('%s: bad free space entry' % what)
                 pos += length
                 continue
+            if pos + 16 > end:
+                raise errors.Corrupt('%s: entry past the block' % what)
             ino = struct.unpack_from('>Q', block, pos)[0]
             namelen = block[pos + 8]
             length = (8 + 1 + namelen + (1 if self.sb.ftype else 0) + 2
