@@ -12,7 +12,9 @@ features that change how data is found and that we do not read
 are refused as Unsupported.
 
 The journal is not replayed: a live or uncleanly stopped guest's disk is
-read as it is, and an entry naming a deleted inode is a TornRead.
+read as it is, and an entry naming a free inode, or an inode of another
+type than the entry says, is a TornRead.  Checksums are not verified
+(no CRC32c in Python's standard library).
 """
 
 import struct

@@ -9,7 +9,9 @@ range below XFS_DIR2_LEAF_OFFSET) and ignore the hash structures above
 it: slower than the hash, as correct.  Every number read is checked
 against the filesystem's geometry before it is followed; trees are
 depth- and count-bounded and never visit a block twice.  Checksums are
-not verified (Python has no CRC32c); v3 inodes must name themselves.
+not verified (Python has no CRC32c); v3 inodes and B+tree blocks must
+name their owner, and a directory entry its inode's type, else the read
+is torn (a live disk changed under us).
 
 Everything on disk is big-endian.  The log is not replayed.
 """
