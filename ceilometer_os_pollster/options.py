@@ -96,6 +96,22 @@ OPTS = [
         default='',
         help='Where libguestfs creates its temporary overlays and sockets '
              '(LIBGUESTFS_TMPDIR). Empty means the libguestfs default.'),
+    cfg.StrOpt(
+        'inspection_method',
+        default='auto', choices=['auto', 'direct', 'appliance'],
+        help='How an instance\'s disks are read. "direct": by the '
+             'inspector\'s own read-only, bounded, pure-Python readers in '
+             'the inspection worker (qcow2/raw files and block devices, '
+             'MBR/GPT, LVM linear/striped, ext2/3/4, XFS): well under a '
+             'second and a few MB of the disk per instance, no qemu, no '
+             'kernel, no appliance; anything they do not read (network '
+             'disks, NTFS/Windows, btrfs, md-raid, unknown filesystems) '
+             'makes the record "failed". "appliance": always a libguestfs '
+             'appliance (a small VM per inspection), as before. "auto" '
+             '(default): direct first, the appliance for whatever direct '
+             'does not read, per instance; os_inspection_method says '
+             'which decided and os_inspection_reason why direct fell '
+             'back.'),
     cfg.IntOpt(
         'max_filesystems',
         default=512, min=1,

@@ -151,18 +151,66 @@ def options_namespace(values):
     return types.SimpleNamespace(**merged)
 
 
-def inspect(opts, job, private_dir, stage, appliance_factory=None):
+class _DirectOnly(Exception):
+    """The direct method could not decide and the appliance may not."""
+
+
+def read_disks(opts, specs, private_dir, stage, appliance_factory,
+               direct_reader):
+    """(ApplianceFacts, method, why direct fell back or '') for specs,
+    by ``inspection_method``: auto tries our own readers first and falls
+    back to the appliance on anything they do not read, direct never
+    starts an appliance (raises _DirectOnly), appliance never reads the
+    disks itself."""
+    from ceilometer_os_pollster import record
+    from ceilometer_os_pollster.direct import errors
+
+    method = opts.inspection_method
+    why = ''
+    if method in ('auto', 'direct'):
+        for attempt in (1, 2):
+            try:
+                return (direct_reader(specs, stage), record.METHOD_DIRECT,
+                        '')
+            except errors.TornRead as exc:
+                why = exc.reason
+                if attempt == 1:
+                    continue        # a live disk changed under us: once
+            except errors.DirectError as exc:
+                why = exc.reason
+            except Exception as exc:  # a reader bug on hostile bytes
+                logging.getLogger(__name__).warning(
+                    'direct readers failed: %r', exc, exc_info=True)
+                why = 'internal error of the direct readers (%s)' % (
+                    type(exc).__name__)
+            break
+        if method == 'direct':
+            raise _DirectOnly(why)
+    facts = appliance_factory(opts, specs, private_dir, stage=stage).inspect()
+    return facts, record.METHOD_APPLIANCE, why
+
+
+def inspect(opts, job, private_dir, stage, appliance_factory=None,
+            direct_reader=None):
     """The OSRecord of one job: the whole one-way flow.  Never raises."""
     from ceilometer_os_pollster import appliance as appliance_mod
     from ceilometer_os_pollster import drives
     from ceilometer_os_pollster import facts as facts_mod
     from ceilometer_os_pollster import record
+    from ceilometer_os_pollster import sanitize
 
     factory = appliance_factory or appliance_mod.Appliance
+    if direct_reader is None:
+        from ceilometer_os_pollster.direct import inspect as direct_mod
+        direct_reader = direct_mod.inspect
     start = time.monotonic()
 
     def elapsed():
         return round(max(0.0, time.monotonic() - start), 3)
+
+    def read(specs):
+        return read_disks(opts, specs, private_dir, stage, factory,
+                          direct_reader)
 
     instance_id = job['instance_id']
     fingerprint = job.get('fingerprint', '')
@@ -177,19 +225,24 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None):
         logging.getLogger(__name__).debug(
             'inspecting instance %s: %s', instance_id,
             '; '.join(drives.describe(s) for s in chosen))
-        facts = factory(opts, chosen, private_dir, stage=stage).inspect()
+        facts, method, why = read(chosen)
         every = drives.boot_drives(specs, all_disks=True)
         if (len(every) > len(chosen) and not facts.limits
                 and not facts_mod.billing_candidates(facts.roots)[0]):
             # No OS on the boot disk: a bootloader may start one from
             # another disk, and a VM is never free for hiding its OS
             # there.  Rare (blank or chain-loading boot disks), so the
-            # other disks cost an appliance only then.
+            # other disks are read only then.
             stage('inspecting every disk (no OS on the boot disk)')
-            facts = factory(opts, every, private_dir, stage=stage).inspect()
-        return facts_mod.normalise(
-            facts, instance_id, fingerprint, elapsed()).replace(
-                inspection_method=record.METHOD_APPLIANCE)
+            facts, method, why_all = read(every)
+            why = why_all or why
+        rec = facts_mod.normalise(facts, instance_id, fingerprint,
+                                  elapsed())
+        if why:
+            rec = rec.replace(reason=sanitize.clean_text('; '.join(
+                filter(None, (rec.reason,
+                              'direct reading fell back: ' + why)))))
+        return rec.replace(inspection_method=method)
     except drives.DomainXMLError as exc:
         return record.OSRecord.failed(instance_id,
                                       'unusable domain XML: %s' % exc,
@@ -197,6 +250,10 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None):
     except appliance_mod.ApplianceError as exc:
         return record.OSRecord.failed(instance_id, exc.reason, fingerprint,
                                       elapsed())
+    except _DirectOnly as exc:
+        return record.OSRecord.failed(
+            instance_id, 'not read directly, and inspection_method is '
+            'direct: %s' % exc, fingerprint, elapsed())
 
 
 def main(stdin=None):

@@ -36,7 +36,14 @@ KEY = bytes.fromhex('0100' + '00' * 8 + '1000') + b'not-a-real-key!!'
 KEY_B64 = 'AQAAAAAAAAAAABAAbm90LWEtcmVhbC1rZXkhIQ=='
 
 
-make_engine, job = H.make_engine, H.job
+job = H.job
+
+
+def make_engine(tmp_root, **overrides):
+    """The appliance method: this file tests it (the direct method has
+    test_direct_catalog)."""
+    overrides.setdefault('inspection_method', 'appliance')
+    return H.make_engine(tmp_root, **overrides)
 
 
 def appliance_children():

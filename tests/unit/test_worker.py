@@ -8,9 +8,12 @@ import subprocess
 import sys
 import types
 
+import struct
+
 import pytest
 
 from ceilometer_os_pollster import appliance as A
+from ceilometer_os_pollster.direct import errors as DE
 from ceilometer_os_pollster import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import worker as W
@@ -35,6 +38,9 @@ def job(xml, fingerprint='fp-1'):
 
 
 def opts(**changes):
+    # The appliance path unless a test says otherwise (the direct
+    # readers have tests of their own below).
+    changes.setdefault('inspection_method', 'appliance')
     return W.options_namespace(dict(OPTS, **changes))
 
 
@@ -277,3 +283,91 @@ def test_autogroup_refusal_is_reported(monkeypatch):
     _failing_writes(monkeypatch, *[errno.EAGAIN] * 5)
     assert W.set_autogroup_nice('/x', 10) == (
         'autogroup nice 10: Resource temporarily unavailable')
+
+
+# --------------------------------------------------------------------------
+# inspection_method: direct first, the appliance for what it cannot read
+
+
+class Direct:
+    """A direct reader: raises each error of ``errors`` in turn, then
+    returns ``result``."""
+
+    def __init__(self, result=None, errors=()):
+        self.result = result
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self, specs, stage):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.result
+
+
+ONE_DISK = domain(DISK % ('raw', '/d/root', 'vda'))
+
+
+def test_auto_uses_the_direct_readers_and_no_appliance():
+    direct = Direct(result=rhel_facts())
+    rec = W.inspect(opts(inspection_method='auto'), job(ONE_DISK), '/p',
+                    print, appliance_factory=Recorder(
+                        error=AssertionError('no appliance expected')),
+                    direct_reader=direct)
+    assert (rec.status, rec.os_distro, rec.inspection_method) == (
+        'ok', 'rhel', 'direct')
+    assert rec.reason == '' and direct.calls == 1
+
+
+@pytest.mark.parametrize('error,why', [
+    (DE.Unsupported('/dev/sda2: NTFS (Windows) is read by the appliance'),
+     '/dev/sda2: NTFS (Windows) is read by the appliance'),
+    (DE.LimitReached('read more than 64 MiB of the disks'),
+     'read more than 64 MiB of the disks'),
+    (struct.error('unpack requires a buffer of 4 bytes'),
+     'internal error of the direct readers (error)'),
+])
+def test_auto_falls_back_to_the_appliance_and_says_why(error, why):
+    factory = Recorder(result=rhel_facts())
+    rec = W.inspect(opts(inspection_method='auto'), job(ONE_DISK), '/p',
+                    print, appliance_factory=factory,
+                    direct_reader=Direct(errors=[error]))
+    assert (rec.status, rec.os_distro, rec.inspection_method) == (
+        'ok', 'rhel', 'appliance')
+    assert rec.reason == 'direct reading fell back: ' + why
+    assert factory.specs is not None
+
+
+def test_a_torn_read_is_retried_once():
+    torn = DE.TornRead('lvm: metadata text checksum mismatch')
+    direct = Direct(result=rhel_facts(), errors=[torn])
+    rec = W.inspect(opts(inspection_method='direct'), job(ONE_DISK), '/p',
+                    print, direct_reader=direct,
+                    appliance_factory=Recorder(error=AssertionError('x')))
+    assert (rec.inspection_method, direct.calls) == ('direct', 2)
+    direct = Direct(errors=[torn, torn])
+    factory = Recorder(result=rhel_facts())
+    rec = W.inspect(opts(inspection_method='auto'), job(ONE_DISK), '/p',
+                    print, appliance_factory=factory, direct_reader=direct)
+    assert (rec.inspection_method, direct.calls) == ('appliance', 2)
+    assert rec.reason == ('direct reading fell back: lvm: metadata text '
+                          'checksum mismatch')
+
+
+def test_direct_only_never_starts_an_appliance():
+    rec = W.inspect(opts(inspection_method='direct'), job(ONE_DISK), '/p',
+                    print, appliance_factory=Recorder(
+                        error=AssertionError('no appliance expected')),
+                    direct_reader=Direct(errors=[DE.Unsupported(
+                        'vda: rbd disks are read by the appliance')]))
+    assert (rec.status, rec.inspection_method) == ('failed', '')
+    assert rec.reason == ('not read directly, and inspection_method is '
+                          'direct: vda: rbd disks are read by the appliance')
+
+
+def test_appliance_method_never_reads_directly():
+    rec = W.inspect(opts(inspection_method='appliance'), job(ONE_DISK),
+                    '/p', print, appliance_factory=Recorder(
+                        result=rhel_facts()),
+                    direct_reader=Direct(errors=[AssertionError('no')]))
+    assert (rec.inspection_method, rec.reason) == ('appliance', '')

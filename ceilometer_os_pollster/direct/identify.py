@@ -1,0 +1,85 @@
+"""What a volume holds, from its magic numbers alone (pure).
+
+``identify(source)`` reads a few sectors and names the content the way
+the inspection needs it: a filesystem we read (ext, xfs), one the
+appliance reads (ntfs, btrfs), one that holds no OS (swap, vfat), an
+encrypted volume (LUKS, BitLocker), an LVM physical volume, an md-raid
+member, nothing at all (zeros), or None for anything else.  Guest data
+chooses the answer, never what is opened: each answer only picks which
+of our own readers looks next.
+"""
+
+from ceilometer_os_pollster.direct import errors
+
+EXT, XFS, NTFS, BTRFS = 'ext', 'xfs', 'ntfs', 'btrfs'
+SWAP, VFAT = 'swap', 'vfat'
+LUKS, BITLOCKER, LVM, MDRAID, EMPTY = ('luks', 'bitlocker', 'lvm', 'mdraid',
+                                       'empty')
+
+# What list_filesystems would call each kind (for counts and reasons).
+VFS_TYPES = {EXT: 'ext4', XFS: 'xfs', NTFS: 'ntfs', BTRFS: 'btrfs',
+             SWAP: 'swap', VFAT: 'vfat', LUKS: 'crypto_LUKS',
+             BITLOCKER: 'BitLocker', LVM: 'LVM2_member',
+             MDRAID: 'linux_raid_member'}
+
+HEAD = 8192                      # bytes read at the start of a volume
+BTRFS_SUPER = 65536
+MD_MAGIC = b'\xfc\x4e\x2b\xa9'   # 0xa92b4efc, little-endian
+
+
+def _at(data, offset, magic):
+    return data[offset:offset + len(magic)] == magic
+
+
+def kind_of_head(head, btrfs_super=b''):
+    """The content kind of a volume from its first HEAD bytes (and the
+    64 KiB btrfs superblock area when read), or None (pure)."""
+    if _at(head, 0, b'LUKS\xba\xbe') or _at(head, 0, b'SKUL\xba\xbe'):
+        return LUKS
+    if _at(head, 3, b'-FVE-FS-'):
+        return BITLOCKER
+    if _at(head, 3, b'NTFS    '):
+        return NTFS
+    if _at(head, 0, b'XFSB'):
+        return XFS
+    if _at(head, 1024 + 56, b'\x53\xef'):
+        return EXT
+    if any(_at(head, 512 * n, b'LABELONE') for n in range(4)):
+        return LVM
+    if _at(head, 4096, MD_MAGIC) or _at(head, 0, MD_MAGIC):
+        return MDRAID
+    if _at(head, 4086, b'SWAPSPACE2') or _at(head, 4086, b'SWAP-SPACE'):
+        return SWAP
+    fat = _at(head, 54, b'FAT1') or _at(head, 82, b'FAT32   ')
+    if fat and _at(head, 510, b'\x55\xaa'):
+        return VFAT
+    if _at(btrfs_super, 64, b'_BHRfS_M'):
+        return BTRFS
+    if not head.strip(b'\0') and not btrfs_super.strip(b'\0'):
+        return EMPTY
+    return None
+
+
+def identify(source):
+    """The content kind of ``source`` (see kind_of_head)."""
+    head = source.read_at(0, min(HEAD, source.size))
+    btrfs = b''
+    if source.size >= BTRFS_SUPER + 4096:
+        btrfs = source.read_at(BTRFS_SUPER, 4096)
+    kind = kind_of_head(head, btrfs)
+    if kind == EMPTY and source.size > 2 * BTRFS_SUPER:
+        # md 0.90/1.0 keep their superblock at the end of the device.
+        tail = source.read_at(source.size - BTRFS_SUPER, 4096)
+        if _at(tail, 0, MD_MAGIC):
+            return MDRAID
+    return kind
+
+
+def unsupported(kind, device):
+    """The Unsupported error for a kind the direct method leaves to the
+    appliance."""
+    why = {NTFS: 'NTFS (Windows) is read by the appliance',
+           BTRFS: 'btrfs is read by the appliance',
+           MDRAID: 'md-raid members are assembled by the appliance',
+           None: 'unknown filesystem or volume type'}.get(kind, kind)
+    return errors.Unsupported('%s: %s' % (device, why))
