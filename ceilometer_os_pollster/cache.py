@@ -22,8 +22,9 @@ foreign or unreadable file is logged once and ignored.  A directory that
 cannot be written, or that root must not use (``cache_dir``), turns the
 cache memory-only (one ERROR) until a later write succeeds.
 
-Every file operation goes through the directory handle of ``cache_dir``
-(``*at()`` calls, no symbolic link followed).  A cache made with
+Every file operation goes through a handle on ``cache_dir`` opened for
+that operation (``cache_dir``: ``*at()`` calls, no symbolic link
+followed, checked again each time when run as root).  A cache made with
 ``read_only=True`` (the CLI's cached-only answers, ``cache list``,
 ``report``) never creates, writes, locks or unlinks anything.
 """
@@ -86,10 +87,8 @@ class RecordCache:
         self._disk_ok = True
         self._disk_retry_at = 0.0
         self._dir_ready = False
-        self._dir = None           # cache_dir.Handle once opened
-        self._dir_lock = threading.Lock()
         self._warned = set()
-        self._locks = cache_locks.InspectionLocks(self._lock_dir_handle,
+        self._locks = cache_locks.InspectionLocks(self._open_for_locks,
                                                   self._lock_unavailable)
         self._horizon = None       # see set_horizon
 
@@ -142,16 +141,11 @@ class RecordCache:
         return self._disk_ok
 
     def refresh(self):
-        """Re-read files changed by other processes since the last look.
-
-        Reopens the directory first, so that one removed or replaced
-        meanwhile is the one read (and checked again) from now on.
-        """
+        """Re-read files changed by other processes since the last look."""
         if not self._loaded:
             self.load()
             return
         with self._disk:
-            self._reopen()
             self._scan()
 
     def reload(self, instance_id):
@@ -165,14 +159,15 @@ class RecordCache:
             return self._entries.get(instance_id)
         with self._disk:
             try:
-                st = self._lstat(instance_id)
+                with self._open() as handle:
+                    st = self._lstat(handle, instance_id)
+                    if self._sigs.get(instance_id) != _signature(st):
+                        self._read_into_memory(handle, instance_id,
+                                               _signature(st))
             except FileNotFoundError:
                 self._vanished(instance_id)
             except OSError:
                 pass
-            else:
-                if self._sigs.get(instance_id) != _signature(st):
-                    self._read_into_memory(instance_id, _signature(st))
         return self._entries.get(instance_id)
 
     @staticmethod
@@ -183,74 +178,57 @@ class RecordCache:
         # For messages only: files are reached through the handle.
         return os.path.join(self.directory, self._name(instance_id))
 
-    def _handle(self):
-        """The open directory; FileNotFoundError if it is not open."""
-        handle = self._dir
-        if handle is None:
-            raise FileNotFoundError(2, 'cache directory not open',
-                                    self.directory)
-        return handle
+    # The directory is opened (and, run as root, checked) again for each
+    # operation: one removed, replaced or mounted over meanwhile is the
+    # one used, and no descriptor keeps it busy between operations.
 
-    def _open_dir(self):
-        """(Re)open the directory (creating it unless read-only); the
-        new Handle.  OSError, cache_dir.Refused included, if not."""
-        with self._dir_lock:
-            handle = cache_dir.open_dir(self.directory,
-                                        create=not self._read_only)
-            self._dir = handle
-            self._dir_ready = True
-            return handle
+    def _open(self, create=False):
+        """A cache_dir.Handle (a context manager) on the directory;
+        OSError, cache_dir.Refused included, if it cannot be used."""
+        return cache_dir.open_dir(self.directory,
+                                  create=create and not self._read_only)
 
-    def _lock_dir_handle(self):
+    def _open_for_locks(self):
         if self._read_only:
             raise PermissionError(1, 'read-only cache', self.directory)
-        return self._dir or self._open_dir()
+        return self._open(create=True)
 
-    # Callers keep the Handle in a local while they use its fd: a
-    # reopen elsewhere must not close it under them.
-
-    def _lstat(self, instance_id):
-        handle = self._handle()
+    def _lstat(self, handle, instance_id):
         return os.stat(self._name(instance_id), dir_fd=handle.fd,
                        follow_symlinks=False)
 
-    def _reopen(self):
-        # Other failures are the next write's to report.
-        try:
-            self._open_dir()
-        except cache_dir.Refused as exc:
-            self._dir = None
-            self._degrade(exc)
-        except OSError:
-            pass
-
     def _prepare_dir(self):
-        if self._dir_ready:
+        if self._dir_ready or self._read_only:
             return
         try:
-            self._open_dir()
+            self._open(create=True).close()
         except OSError as exc:
-            if not self._read_only:
-                self._degrade(exc)
-            elif not isinstance(exc, FileNotFoundError):
-                self._warn_once(('open', str(exc)), 'Cannot read OS '
-                                'inspection cache directory %s: %s',
-                                self.directory, exc.strerror or exc)
+            self._degrade(exc)
+        else:
+            self._dir_ready = True
 
     def _scan(self):
         # Caller holds _disk: no put() can interleave with the re-read.
         try:
-            handle = self._handle()
-        except OSError:
-            return
-        try:
-            listing = list(os.scandir(handle.fd))
+            with self._open() as handle:
+                self._scan_in(handle)
+        except cache_dir.Refused as exc:
+            if self._read_only:
+                self._warn_once(('refused',), 'Not reading OS inspection '
+                                'cache directory %s: %s', self.directory,
+                                exc)
+            else:
+                self._degrade(exc)
+        except FileNotFoundError:
+            pass                # not made yet, or removed meanwhile
         except OSError as exc:
-            if self._disk_ok and self._dir_ready:
+            if self._disk_ok and (self._dir_ready or self._read_only):
                 self._warn_once(('scandir',), 'Cannot list OS inspection '
                                 'cache directory %s: %s',
                                 self.directory, exc)
-            return
+
+    def _scan_in(self, handle):
+        listing = list(os.scandir(handle.fd))
         seen = set()
         for item in listing:
             name = item.name
@@ -270,7 +248,7 @@ class RecordCache:
                 continue
             seen.add(instance_id)
             if self._sigs.get(instance_id) != sig:
-                self._read_into_memory(instance_id, sig)
+                self._read_into_memory(handle, instance_id, sig)
         for instance_id in set(self._sigs) - seen:
             self._vanished(instance_id)
 
@@ -297,8 +275,8 @@ class RecordCache:
             if instance_id not in self._dirty:
                 self._entries.pop(instance_id, None)
 
-    def _read_into_memory(self, instance_id, sig):
-        entry, sig, problem = self._read_file(instance_id, sig)
+    def _read_into_memory(self, handle, instance_id, sig):
+        entry, sig, problem = self._read_file(handle, instance_id, sig)
         with self._mem:
             if sig is None:
                 self._sigs.pop(instance_id, None)
@@ -321,10 +299,9 @@ class RecordCache:
                 'Ignoring OS inspection record %s: %s; the instance will '
                 'be inspected again', self._path(instance_id), problem)
 
-    def _read_file(self, instance_id, sig):
+    def _read_file(self, handle, instance_id, sig):
         """(entry or None, signature, problem or None); never raises."""
         try:
-            handle = self._handle()
             fd = os.open(self._name(instance_id), _READ_FLAGS,
                          dir_fd=handle.fd)
         except FileNotFoundError:
@@ -383,11 +360,18 @@ class RecordCache:
         if not cache_format.valid_instance_id(instance_id):
             return False
         try:
-            sig = _signature(self._lstat(instance_id))
-        except FileNotFoundError:
-            sig = None
+            with self._open() as handle:
+                return self._changed_in(handle, instance_id)
+        except FileNotFoundError:       # the directory is gone
+            return self._changed_in(None, instance_id)
         except OSError:
             return False        # unreadable: the write will say why
+
+    def _changed_in(self, handle, instance_id):
+        sig = None
+        if handle is not None:
+            with contextlib.suppress(FileNotFoundError):
+                sig = _signature(self._lstat(handle, instance_id))
         if sig == self._sigs.get(instance_id):
             return False
         LOG.debug('OS inspection record of %s changed on disk meanwhile; '
@@ -397,7 +381,7 @@ class RecordCache:
         if sig is None:
             self._vanished(instance_id)
         else:
-            self._read_into_memory(instance_id, sig)
+            self._read_into_memory(handle, instance_id, sig)
         return True
 
     def _store(self, entry):
@@ -427,10 +411,9 @@ class RecordCache:
         if not self._disk_ok and self._clock() < self._disk_retry_at:
             return None
         try:
-            if not self._dir_ready:
-                self._open_dir()
-            sig = self._write_file(instance_id,
-                                   cache_format.encode_entry(entry))
+            with self._open(create=True) as handle:
+                sig = self._write_file(handle, instance_id,
+                                       cache_format.encode_entry(entry))
         except OSError as exc:
             self._degrade(exc)
             return None
@@ -473,11 +456,10 @@ class RecordCache:
                 continue
         raise FileExistsError(17, 'no free temporary file name')
 
-    def _write_file(self, instance_id, data):
+    def _write_file(self, handle, instance_id, data):
         # Temp file in the same directory + fsync + rename: a reader (or
         # a crash at any instant) sees the old file or the new one, never
         # a mix.  Dot-prefixed so a scan never takes it for a record.
-        handle = self._handle()
         dir_fd = handle.fd
         tmp, fd = self._create_temp(dir_fd, instance_id)
         try:
@@ -560,8 +542,8 @@ class RecordCache:
         if not cache_format.valid_instance_id(instance_id):
             return existed
         try:
-            handle = self._handle()
-            os.unlink(self._name(instance_id), dir_fd=handle.fd)
+            with self._open() as handle:
+                os.unlink(self._name(instance_id), dir_fd=handle.fd)
             existed = True
         except FileNotFoundError:
             pass
@@ -578,8 +560,7 @@ class RecordCache:
         self.load()
         with self._disk:
             ids = set(self._entries)
-            with contextlib.suppress(OSError):
-                handle = self._handle()
+            with contextlib.suppress(OSError), self._open() as handle:
                 for item in os.scandir(handle.fd):
                     instance_id = item.name[:-len(cache_format.SUFFIX)]
                     if (item.name.endswith(cache_format.SUFFIX)

@@ -2,7 +2,7 @@
 trusting it.
 
 Every file operation on ``[os_inspection] cache_dir`` (records, locks,
-temporary files, pruning) goes through one file descriptor opened with
+temporary files, pruning) goes through a file descriptor opened with
 ``O_DIRECTORY|O_NOFOLLOW`` and ``*at()`` calls relative to it, so a
 symbolic link planted in place of the directory, of ``.locks`` or of a
 file never redirects a read, a write or an unlink elsewhere.
@@ -40,23 +40,21 @@ class Refused(OSError):
 
 
 class Handle:
-    """An open directory; closed when the last user drops it.
-
-    The cache may reopen its directory while another thread still works
-    in the old one: that thread keeps the old handle alive, so its file
-    descriptor is never closed (and reused) under it.
-    """
+    """An open directory (a context manager closing it)."""
 
     def __init__(self, fd, path):
         self.fd = fd
         self.path = path
 
-    def close(self, _close=os.close):
+    def close(self):
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            _close(fd)
+            os.close(fd)
 
-    def __del__(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
         self.close()
 
 

@@ -31,9 +31,9 @@ _LOCK_FLAGS = (os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 class InspectionLocks:
     """The inspection locks of one cache directory (thread-safe).
 
-    ``directory`` is a callable returning the cache's current
-    ``cache_dir.Handle`` (or raising OSError): ``.locks`` and every lock
-    file are opened relative to it, without following symbolic links.
+    ``directory`` is a callable opening the cache's directory (a
+    ``cache_dir.Handle``, or OSError): ``.locks`` and every lock file are
+    opened relative to it, without following symbolic links.
     """
 
     def __init__(self, directory, on_unavailable=lambda exc: None):
@@ -72,8 +72,9 @@ class InspectionLocks:
 
     def _lock_dir(self, create):
         """An fd on ``.locks`` (the caller closes it)."""
-        return cache_dir.open_subdir(self._directory(),
-                                     cache_format.LOCK_DIR, create=create)
+        with self._directory() as handle:
+            return cache_dir.open_subdir(handle, cache_format.LOCK_DIR,
+                                         create=create)
 
     def _flock(self, instance_id):
         """An fd holding the lock, False if busy, None if unavailable."""

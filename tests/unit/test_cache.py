@@ -230,7 +230,7 @@ def test_refresh_rereads_only_changed_files(cache_dir, clock, monkeypatch):
     read = []
     original = reader._read_file
     monkeypatch.setattr(reader, '_read_file',
-                        lambda i, s: read.append(i) or original(i, s))
+                        lambda h, i, s: read.append(i) or original(h, i, s))
     reader.refresh()
     assert read == []
     writer.put(entry(ID_B, last_seen=clock.now, os_edition='Standard'))
