@@ -22,11 +22,12 @@ foreign or unreadable file is logged once and ignored.  A directory that
 cannot be written, or that root must not use (``cache_dir``), turns the
 cache memory-only (one ERROR) until a later write succeeds.
 
-Every file operation goes through a handle on ``cache_dir`` opened for
-that operation (``cache_dir``: ``*at()`` calls, no symbolic link
-followed, checked again each time when run as root).  A cache made with
-``read_only=True`` (the CLI's cached-only answers, ``cache list``,
-``report``) never creates, writes, locks or unlinks anything.
+Every file operation opens the directory afresh (``cache_dir.open_dir``)
+and works relative to that handle: ``*at()`` calls, no symbolic link
+followed, the directory checked again each time when run as root.  A
+cache made with ``read_only=True`` (the CLI's cached-only answers,
+``cache list``/``show``, ``report``) never creates, writes, locks or
+unlinks anything.
 """
 
 import contextlib
@@ -189,8 +190,6 @@ class RecordCache:
                                   create=create and not self._read_only)
 
     def _open_for_locks(self):
-        if self._read_only:
-            raise PermissionError(1, 'read-only cache', self.directory)
         return self._open(create=True)
 
     def _lstat(self, handle, instance_id):

@@ -1,4 +1,4 @@
-"""The cache directory as one open handle, and the checks made before
+"""Opening the cache directory safely, and what root checks before
 trusting it.
 
 Every file operation on ``[os_inspection] cache_dir`` (records, locks,
@@ -94,8 +94,8 @@ def _open_child(parent_fd, name, path, create, mode, strict,
 
     Refused for a symbolic link, and when ``strict`` (root) for a
     directory another user owns or can write (a sticky one passes when
-    ``sticky_ok``: a parent like /tmp, whose other entries cannot be
-    renamed by their owners' neighbours).
+    ``sticky_ok``: a parent like /tmp, where others may add entries but
+    not rename root's).
     """
     created = False
     try:
