@@ -54,7 +54,8 @@ exit status:
   0  success
   1  inspect: at least one reported instance has status "failed";
      cache show/forget: no such record; or an internal error
-  2  usage or configuration error
+  2  usage or configuration error (run as root: a cache_dir that
+     another user could change, see [os_inspection] cache_dir)
   3  libvirt unreachable
 """
 
@@ -72,7 +73,11 @@ whole (exit 2 or 3); logs go to --log-file if given, else nowhere.
 --cached-only never inspects: it answers from the record cache, with
 status "pending" for instances not inspected yet.  It is what
 Ceilometer's dynamic pollster runs; fill the cache with a periodic
-"inspect --all --stale-only" (see the operator guide).
+"inspect --all --stale-only" (see the operator guide).  Run as root,
+the command uses a cache_dir only if it and every directory above it
+are root's alone (/var/lib/ceilometer-os-pollster in the
+privilege-separated mode); --cached-only creates, locks and deletes
+nothing.
 
 """ + EPILOG
 
