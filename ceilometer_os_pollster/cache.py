@@ -19,19 +19,27 @@ times are clamped to the scheduler's horizon (``set_horizon``).
 
 Every file problem is a miss, never an exception: a corrupt, truncated,
 foreign or unreadable file is logged once and ignored.  A directory that
-cannot be written turns the cache memory-only (one ERROR) until a later
-write succeeds.
+cannot be written, or that root must not use (``cache_dir``), turns the
+cache memory-only (one ERROR) until a later write succeeds.
+
+Every file operation opens the directory afresh (``cache_dir.open_dir``)
+and works relative to that handle: ``*at()`` calls, no symbolic link
+followed, the directory checked again each time when run as root.  A
+cache made with ``read_only=True`` (the CLI's cached-only answers,
+``cache list``/``show``, ``report``) never creates, writes, locks or
+unlinks anything.
 """
 
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
 import threading
 import time
 
 from oslo_log import log
 
+from ceilometer_os_pollster import cache_dir
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import cache_locks
 from ceilometer_os_pollster import options
@@ -46,6 +54,10 @@ MAX_SEEN_WRITES = 8
 # Temp files left by a process killed mid-write; younger ones may be in
 # use by another process right now.
 STALE_TEMP_SECONDS = 3600.0
+# A FIFO or device planted as a record must not block the open.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_TEMP_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+               | os.O_CLOEXEC)
 
 
 def _signature(st):
@@ -59,8 +71,9 @@ class RecordCache:
 
     def __init__(self, directory, clock=time.time,
                  forget_after=options.DEFAULTS['forget_after'],
-                 disk_retry=DISK_RETRY_SECONDS):
+                 disk_retry=DISK_RETRY_SECONDS, read_only=False):
         self.directory = os.fspath(directory)
+        self._read_only = read_only
         self._clock = clock
         self._forget_after = forget_after
         self._disk_retry = disk_retry
@@ -76,7 +89,7 @@ class RecordCache:
         self._disk_retry_at = 0.0
         self._dir_ready = False
         self._warned = set()
-        self._locks = cache_locks.InspectionLocks(self.directory,
+        self._locks = cache_locks.InspectionLocks(self._open_for_locks,
                                                   self._lock_unavailable)
         self._horizon = None       # see set_horizon
 
@@ -147,24 +160,47 @@ class RecordCache:
             return self._entries.get(instance_id)
         with self._disk:
             try:
-                st = os.lstat(self._path(instance_id))
+                with self._open() as handle:
+                    st = self._lstat(handle, instance_id)
+                    if self._sigs.get(instance_id) != _signature(st):
+                        self._read_into_memory(handle, instance_id,
+                                               _signature(st))
             except FileNotFoundError:
                 self._vanished(instance_id)
             except OSError:
                 pass
-            else:
-                if self._sigs.get(instance_id) != _signature(st):
-                    self._read_into_memory(instance_id, _signature(st))
         return self._entries.get(instance_id)
 
+    @staticmethod
+    def _name(instance_id):
+        return instance_id + cache_format.SUFFIX
+
     def _path(self, instance_id):
-        return os.path.join(self.directory, instance_id + cache_format.SUFFIX)
+        # For messages only: files are reached through the handle.
+        return os.path.join(self.directory, self._name(instance_id))
+
+    # The directory is opened (and, run as root, checked) again for each
+    # operation: one removed, replaced or mounted over meanwhile is the
+    # one used, and no descriptor keeps it busy between operations.
+
+    def _open(self, create=False):
+        """A cache_dir.Handle (a context manager) on the directory;
+        OSError, cache_dir.Refused included, if it cannot be used."""
+        return cache_dir.open_dir(self.directory,
+                                  create=create and not self._read_only)
+
+    def _open_for_locks(self):
+        return self._open(create=True)
+
+    def _lstat(self, handle, instance_id):
+        return os.stat(self._name(instance_id), dir_fd=handle.fd,
+                       follow_symlinks=False)
 
     def _prepare_dir(self):
-        if self._dir_ready:
+        if self._dir_ready or self._read_only:
             return
         try:
-            os.makedirs(self.directory, cache_format.DIR_MODE, exist_ok=True)
+            self._open(create=True).close()
         except OSError as exc:
             self._degrade(exc)
         else:
@@ -173,18 +209,31 @@ class RecordCache:
     def _scan(self):
         # Caller holds _disk: no put() can interleave with the re-read.
         try:
-            listing = list(os.scandir(self.directory))
+            with self._open() as handle:
+                self._scan_in(handle)
+        except cache_dir.Refused as exc:
+            if self._read_only:
+                self._warn_once(('refused',), 'Not reading OS inspection '
+                                'cache directory %s: %s', self.directory,
+                                exc)
+            else:
+                self._degrade(exc)
+        except FileNotFoundError:
+            pass                # not made yet, or removed meanwhile
         except OSError as exc:
-            if self._disk_ok and self._dir_ready:
+            if self._disk_ok and (self._dir_ready or self._read_only):
                 self._warn_once(('scandir',), 'Cannot list OS inspection '
                                 'cache directory %s: %s',
                                 self.directory, exc)
-            return
+
+    def _scan_in(self, handle):
+        listing = list(os.scandir(handle.fd))
         seen = set()
         for item in listing:
             name = item.name
             if name.startswith('.'):
-                self._remove_stale_temp(item)
+                if not self._read_only:
+                    self._remove_stale_temp(handle, item)
                 continue
             instance_id = name[:-len(cache_format.SUFFIX)]
             if (not name.endswith(cache_format.SUFFIX)
@@ -198,17 +247,21 @@ class RecordCache:
                 continue
             seen.add(instance_id)
             if self._sigs.get(instance_id) != sig:
-                self._read_into_memory(instance_id, sig)
+                self._read_into_memory(handle, instance_id, sig)
         for instance_id in set(self._sigs) - seen:
             self._vanished(instance_id)
 
-    def _remove_stale_temp(self, item):
+    @staticmethod
+    def _remove_stale_temp(handle, item):
+        # Only regular files: a symbolic link named like a temp file is
+        # not ours (and unlinking it would only remove the link).
         if not item.name.endswith('.tmp'):
             return
         try:
             st = item.stat(follow_symlinks=False)
-            if time.time() - st.st_mtime > STALE_TEMP_SECONDS:
-                os.unlink(item.path)
+            if (stat.S_ISREG(st.st_mode)
+                    and time.time() - st.st_mtime > STALE_TEMP_SECONDS):
+                os.unlink(item.name, dir_fd=handle.fd)
         except OSError:
             pass
 
@@ -221,8 +274,8 @@ class RecordCache:
             if instance_id not in self._dirty:
                 self._entries.pop(instance_id, None)
 
-    def _read_into_memory(self, instance_id, sig):
-        entry, sig, problem = self._read_file(instance_id, sig)
+    def _read_into_memory(self, handle, instance_id, sig):
+        entry, sig, problem = self._read_file(handle, instance_id, sig)
         with self._mem:
             if sig is None:
                 self._sigs.pop(instance_id, None)
@@ -245,11 +298,11 @@ class RecordCache:
                 'Ignoring OS inspection record %s: %s; the instance will '
                 'be inspected again', self._path(instance_id), problem)
 
-    def _read_file(self, instance_id, sig):
+    def _read_file(self, handle, instance_id, sig):
         """(entry or None, signature, problem or None); never raises."""
-        path = self._path(instance_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self._name(instance_id), _READ_FLAGS,
+                         dir_fd=handle.fd)
         except FileNotFoundError:
             return None, None, None
         except OSError as exc:
@@ -292,6 +345,7 @@ class RecordCache:
             raise TypeError('RecordCache.put takes an Entry')
         if entry.record.status == record_mod.STATUS_PENDING:
             raise ValueError('pending records are never cached')
+        self._writable()
         self.load()
         with self._disk:
             if self._changed_underneath(entry.instance_id):
@@ -305,11 +359,18 @@ class RecordCache:
         if not cache_format.valid_instance_id(instance_id):
             return False
         try:
-            sig = _signature(os.lstat(self._path(instance_id)))
-        except FileNotFoundError:
-            sig = None
+            with self._open() as handle:
+                return self._changed_in(handle, instance_id)
+        except FileNotFoundError:       # the directory is gone
+            return self._changed_in(None, instance_id)
         except OSError:
             return False        # unreadable: the write will say why
+
+    def _changed_in(self, handle, instance_id):
+        sig = None
+        if handle is not None:
+            with contextlib.suppress(FileNotFoundError):
+                sig = _signature(self._lstat(handle, instance_id))
         if sig == self._sigs.get(instance_id):
             return False
         LOG.debug('OS inspection record of %s changed on disk meanwhile; '
@@ -319,7 +380,7 @@ class RecordCache:
         if sig is None:
             self._vanished(instance_id)
         else:
-            self._read_into_memory(instance_id, sig)
+            self._read_into_memory(handle, instance_id, sig)
         return True
 
     def _store(self, entry):
@@ -349,12 +410,9 @@ class RecordCache:
         if not self._disk_ok and self._clock() < self._disk_retry_at:
             return None
         try:
-            if not self._dir_ready:
-                os.makedirs(self.directory, cache_format.DIR_MODE,
-                            exist_ok=True)
-                self._dir_ready = True
-            sig = self._write_file(instance_id,
-                                   cache_format.encode_entry(entry))
+            with self._open(create=True) as handle:
+                sig = self._write_file(handle, instance_id,
+                                       cache_format.encode_entry(entry))
         except OSError as exc:
             self._degrade(exc)
             return None
@@ -385,16 +443,27 @@ class RecordCache:
                     self._sigs[instance_id] = sig
                     self._persisted_seen[instance_id] = entry.last_seen
 
-    def _write_file(self, instance_id, data):
+    @staticmethod
+    def _create_temp(dir_fd, instance_id):
+        # mkstemp() has no dir_fd: the same thing relative to the handle.
+        for _attempt in range(100):
+            name = '.%s.%s.tmp' % (instance_id, secrets.token_hex(6))
+            try:
+                return name, os.open(name, _TEMP_FLAGS,
+                                     cache_format.FILE_MODE, dir_fd=dir_fd)
+            except FileExistsError:
+                continue
+        raise FileExistsError(17, 'no free temporary file name')
+
+    def _write_file(self, handle, instance_id, data):
         # Temp file in the same directory + fsync + rename: a reader (or
         # a crash at any instant) sees the old file or the new one, never
         # a mix.  Dot-prefixed so a scan never takes it for a record.
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % instance_id,
-                                   suffix='.tmp', dir=self.directory)
+        dir_fd = handle.fd
+        tmp, fd = self._create_temp(dir_fd, instance_id)
         try:
             try:
                 os.fchmod(fd, cache_format.FILE_MODE)
-                cache_locks.adopt_owner(self.directory, fd=fd)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
@@ -402,26 +471,16 @@ class RecordCache:
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self._path(instance_id))
+            os.replace(tmp, self._name(instance_id), src_dir_fd=dir_fd,
+                       dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dir_fd)
             raise
-        self._fsync_dir()
-        return _signature(st)
-
-    def _fsync_dir(self):
         # Makes the rename itself durable; best effort.
-        try:
-            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+        return _signature(st)
 
     def _degrade(self, exc):
         self._disk_retry_at = self._clock() + self._disk_retry
@@ -431,6 +490,18 @@ class RecordCache:
                       'writable: %s', self.directory, exc)
             return
         self._disk_ok = False
+        if isinstance(exc, cache_dir.Refused):
+            LOG.error(
+                'Refusing to use OS inspection cache directory %(dir)s: '
+                '%(err)s. Keeping records in memory only: every agent '
+                'restart will re-inspect all instances. Running as root, '
+                'the directory and every one above it must be owned by '
+                'root and writable by no other user; set [os_inspection] '
+                'cache_dir to such a directory (and no symbolic link); '
+                'retrying every %(retry)d s.',
+                {'dir': self.directory, 'err': exc,
+                 'retry': self._disk_retry})
+            return
         LOG.error(
             'Cannot write OS inspection records to %(dir)s (%(err)s). '
             'Keeping them in memory only: every agent restart will '
@@ -455,6 +526,7 @@ class RecordCache:
         inspection notices the file vanished and writes a fresh record,
         which is what forgetting asks for.
         """
+        self._writable()
         self.load()
         with self.inspection_lock(instance_id) as locked:
             with self._disk:
@@ -469,7 +541,8 @@ class RecordCache:
         if not cache_format.valid_instance_id(instance_id):
             return existed
         try:
-            os.unlink(self._path(instance_id))
+            with self._open() as handle:
+                os.unlink(self._name(instance_id), dir_fd=handle.fd)
             existed = True
         except FileNotFoundError:
             pass
@@ -482,11 +555,12 @@ class RecordCache:
 
     def forget_all(self):
         """Drop every record (memory and disk); how many there were."""
+        self._writable()
         self.load()
         with self._disk:
             ids = set(self._entries)
-            with contextlib.suppress(OSError):
-                for item in os.scandir(self.directory):
+            with contextlib.suppress(OSError), self._open() as handle:
+                for item in os.scandir(handle.fd):
                     instance_id = item.name[:-len(cache_format.SUFFIX)]
                     if (item.name.endswith(cache_format.SUFFIX)
                             and cache_format.valid_instance_id(instance_id)):
@@ -503,6 +577,7 @@ class RecordCache:
         agent still knows what it saw lately and does not delete the
         records of instances it merely has not listed yet.
         """
+        self._writable()
         self.load()
         now = self._clock() if now is None else now
         forget_after = (self._forget_after if forget_after is None
@@ -553,7 +628,13 @@ class RecordCache:
     def inspection_lock(self, instance_id):
         """A context manager yielding True if this thread may inspect the
         instance now (see ``cache_locks``); non-blocking."""
+        self._writable()
         return self._locks.hold(instance_id)
+
+    def _writable(self):
+        if self._read_only:
+            raise RuntimeError('this RecordCache of %s is read-only'
+                               % self.directory)
 
     def _lock_unavailable(self, exc):
         if self._disk_ok:

@@ -1,4 +1,5 @@
-"""The cache's files: what one record file holds, and how it is read back.
+"""The cache's files: what one record file holds, how it is read back,
+and which directories root may keep them in.
 
 Pure code.  ``<cache_dir>/<instance_id>.json`` holds one ``Entry``::
 
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import math
 import re
+import stat
 
 from ceilometer_os_pollster import record as record_mod
 
@@ -25,6 +27,8 @@ LOCK_DIR = '.locks'
 MAX_FILE_BYTES = 64 * 1024
 FILE_MODE = 0o644
 DIR_MODE = 0o750
+# Run as root, cache_dir must be ours alone (see root_refusal).
+_WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 
 _ID_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9-]{0,63}\Z')
 _FIELDS = frozenset(('schema', 'record', 'expires_at', 'failures',
@@ -38,6 +42,31 @@ def valid_instance_id(instance_id):
     Instance ids become file names, so nothing else may pass.
     """
     return isinstance(instance_id, str) and bool(_ID_RE.match(instance_id))
+
+
+def root_refusal(uid, mode, sticky_ok=False, owner=None):
+    """Why root must not use a directory with this owner and mode
+    (st_uid, st_mode), or None.
+
+    Root uses cache_dir and every directory above it only if no other
+    user can rename, replace or add entries there: owned by root and
+    writable by neither its group nor others.  ``sticky_ok`` accepts a
+    parent like /tmp (root's, sticky): others may add entries but not
+    rename root's.  ``owner`` names uid in the reason.
+    """
+    if not stat.S_ISDIR(mode):
+        return 'is not a directory'
+    if uid != 0:
+        return 'is owned by %s, not root' % (
+            'uid %d' % uid if owner is None else '%s (uid %d)' % (owner, uid))
+    if mode & _WRITABLE_BY_OTHERS and not (sticky_ok
+                                           and mode & stat.S_ISVTX):
+        who = {stat.S_IWGRP: 'its group',
+               stat.S_IWOTH: 'others'}.get(mode & _WRITABLE_BY_OTHERS,
+                                           'its group and others')
+        return 'is writable by %s (mode %04o)' % (who,
+                                                  stat.S_IMODE(mode))
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,11 @@ inspect one VM.  Each lock is an flock() on
 holder dies, plus an in-process set so two threads of one process
 exclude each other too.  When the lock files cannot be used the locks
 are in-process only (``on_unavailable`` is told why).
+
+Root creates its lock files as root and never gives them away: a root
+process only ever works in a cache directory that is root's alone
+(``cache_dir``), so nothing there needs to stay writable by another
+user.
 """
 
 import contextlib
@@ -15,34 +20,24 @@ import fcntl
 import os
 import threading
 
+from ceilometer_os_pollster import cache_dir
 from ceilometer_os_pollster import cache_format
 
-
-def adopt_owner(directory, fd=None, path=None):
-    """Give a file we created in ``directory`` the directory's owner.
-
-    A CLI run as root writes into the agent's directory: what it creates
-    must stay replaceable and lockable by the agent's user.
-    """
-    if os.geteuid() != 0:
-        return
-    try:
-        st = os.stat(directory)
-        if (st.st_uid, st.st_gid) == (0, 0):
-            return
-        if fd is not None:
-            os.fchown(fd, st.st_uid, st.st_gid)
-        else:
-            os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-    except OSError:
-        pass
+# O_NONBLOCK: a FIFO planted as a lock file must not block the open.
+_LOCK_FLAGS = (os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+               | os.O_NONBLOCK)
 
 
 class InspectionLocks:
-    """The inspection locks of one cache directory (thread-safe)."""
+    """The inspection locks of one cache directory (thread-safe).
+
+    ``directory`` is a callable opening the cache's directory (a
+    ``cache_dir.Handle``, or OSError): ``.locks`` and every lock file are
+    opened relative to it, without following symbolic links.
+    """
 
     def __init__(self, directory, on_unavailable=lambda exc: None):
-        self.directory = directory
+        self._directory = directory
         self._on_unavailable = on_unavailable
         self._held = set()         # in-process inspection locks
         self._held_lock = threading.Lock()
@@ -71,32 +66,39 @@ class InspectionLocks:
             with self._held_lock:
                 self._held.discard(instance_id)
 
-    def _path(self, instance_id):
-        return os.path.join(self.directory, cache_format.LOCK_DIR,
-                            instance_id + '.lock')
+    @staticmethod
+    def _name(instance_id):
+        return instance_id + '.lock'
+
+    def _lock_dir(self, create):
+        """An fd on ``.locks`` (the caller closes it)."""
+        with self._directory() as handle:
+            return cache_dir.open_subdir(handle, cache_format.LOCK_DIR,
+                                         create=create)
 
     def _flock(self, instance_id):
         """An fd holding the lock, False if busy, None if unavailable."""
         if not cache_format.valid_instance_id(instance_id):
             return None
-        path = self._path(instance_id)
-        lock_dir = os.path.dirname(path)
-        if not os.path.isdir(lock_dir):
-            try:
-                os.makedirs(lock_dir, cache_format.DIR_MODE,
-                            exist_ok=True)
-            except OSError as exc:
-                self._on_unavailable(exc)
-                return None
-            adopt_owner(self.directory, path=lock_dir)
+        name = self._name(instance_id)
+        try:
+            lock_dir = self._lock_dir(create=True)
+        except OSError as exc:
+            self._on_unavailable(exc)
+            return None
+        try:
+            return self._flock_in(lock_dir, name)
+        finally:
+            os.close(lock_dir)
+
+    def _flock_in(self, lock_dir, name):
         for _attempt in range(3):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC
-                             | os.O_NOFOLLOW, cache_format.FILE_MODE)
+                fd = os.open(name, _LOCK_FLAGS | os.O_CREAT,
+                             cache_format.FILE_MODE, dir_fd=lock_dir)
             except OSError as exc:
                 self._on_unavailable(exc)
                 return None
-            adopt_owner(self.directory, fd=fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -108,7 +110,8 @@ class InspectionLocks:
             # forget() may have unlinked the file between open and flock;
             # a lock on an unlinked inode excludes nobody.
             try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                same = os.fstat(fd).st_ino == os.stat(
+                    name, dir_fd=lock_dir, follow_symlinks=False).st_ino
             except OSError:
                 same = False
             if same:
@@ -124,19 +127,26 @@ class InspectionLocks:
         flock would conflict with our own hold), else it is taken here
         if free.
         """
-        path = self._path(instance_id)
-        if lock_held:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return
+        name = self._name(instance_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            lock_dir = self._lock_dir(create=False)
         except OSError:
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(path)
-        except OSError:
-            pass
+            if lock_held:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=lock_dir)
+                return
+            try:
+                fd = os.open(name, _LOCK_FLAGS, dir_fd=lock_dir)
+            except OSError:
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(name, dir_fd=lock_dir)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
         finally:
-            os.close(fd)
+            os.close(lock_dir)

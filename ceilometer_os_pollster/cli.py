@@ -54,7 +54,8 @@ exit status:
   0  success
   1  inspect: at least one reported instance has status "failed";
      cache show/forget: no such record; or an internal error
-  2  usage or configuration error
+  2  usage or configuration error (run as root: a cache_dir that
+     another user could change, see [os_inspection] cache_dir)
   3  libvirt unreachable
 """
 
@@ -72,7 +73,11 @@ whole (exit 2 or 3); logs go to --log-file if given, else nowhere.
 --cached-only never inspects: it answers from the record cache, with
 status "pending" for instances not inspected yet.  It is what
 Ceilometer's dynamic pollster runs; fill the cache with a periodic
-"inspect --all --stale-only" (see the operator guide).
+"inspect --all --stale-only" (see the operator guide).  Run as root,
+the command uses a cache_dir only if it and every directory above it
+are root's alone (/var/lib/ceilometer-os-pollster in the
+privilege-separated mode); --cached-only creates, locks and deletes
+nothing.
 
 """ + EPILOG
 
@@ -242,25 +247,45 @@ def _jobs(targets, all_disks=False):
             for s in targets]
 
 
-def _read_only_cache(directory):
-    """The cache, or None when its directory does not exist yet.
+def _checked_cache_dir(conf):
+    """[os_inspection] cache_dir, if this user may use it (cache_dir.py);
+    CLIError(2) naming the path and why otherwise.
 
-    Read-only commands must not create cache_dir: made by root, the
-    agent's user could not write it any more.
+    Run as root it must be root's alone: the agent's user must not be
+    able to redirect what root reads, writes, locks or deletes.
     """
-    if not os.path.isdir(directory):
-        return None
+    from ceilometer_os_pollster import cache_dir
+    directory = conf[options.GROUP].cache_dir
+    try:
+        cache_dir.check(directory)
+    except cache_dir.Refused as exc:
+        if os.geteuid() != 0:
+            raise CLIError(EXIT_USAGE, 'cannot use [os_inspection] '
+                           'cache_dir %s: %s' % (directory, exc))
+        raise CLIError(
+            EXIT_USAGE, 'refusing to use [os_inspection] cache_dir %s as '
+            'root: %s; another user could redirect what root reads, '
+            'writes or deletes there.  In native mode run this command as '
+            'the agent\'s user (sudo -u ceilometer ...); in the '
+            'privilege-separated mode set cache_dir to a directory only '
+            'root can write, such as %s' % (directory, exc,
+                                            options.ROOT_CACHE_DIR))
+    return directory
+
+
+def _read_only_cache(conf):
+    """The cache for reading only: it creates, writes, locks and unlinks
+    nothing (made by root, cache_dir would not be the agent's any
+    more; a missing one reads as empty)."""
     from ceilometer_os_pollster import cache as cache_mod
-    return cache_mod.RecordCache(directory)
+    return cache_mod.RecordCache(_checked_cache_dir(conf), read_only=True)
 
 
 def _cached_records(conf, jobs):
     """What the agent would publish for each job, never inspecting."""
     from ceilometer_os_pollster import policy
-    cache = _read_only_cache(conf[options.GROUP].cache_dir)
-    return [policy.served(
-        cache.get(job.instance_id) if cache is not None else None, job)
-        for job in jobs]
+    cache = _read_only_cache(conf)
+    return [policy.served(cache.get(job.instance_id), job) for job in jobs]
 
 
 def _inspected_records(conf, jobs, force, service_factory, err,
@@ -300,6 +325,7 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
         raise CLIError(EXIT_USAGE, 'give DOMAIN names or --all, not both')
     if not args.all and not args.domains:
         raise CLIError(EXIT_USAGE, 'give at least one DOMAIN, or --all')
+    _checked_cache_dir(conf)
     scanned = scan(connect(conf))
     targets, unknown = select(
         scanned, args.domains, args.all,
@@ -333,6 +359,7 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
 def cmd_report(args, conf, out, err, connect):
     """Licence summary of the host's instances, from the cache only."""
     from ceilometer_os_pollster import report
+    _checked_cache_dir(conf)
     targets, _ = select(scan(connect(conf)), all_domains=True,
                         include_stopped=conf.compute
                         .report_stopped_instance_metrics)
@@ -352,16 +379,14 @@ def cmd_report(args, conf, out, err, connect):
 
 
 def cmd_cache_list(args, conf, out, err):
-    cache = _read_only_cache(conf[options.GROUP].cache_dir)
-    entries = cache.entries() if cache is not None else []
+    entries = _read_only_cache(conf).entries()
     out.write(render.format_table(
         render.CACHE_HEADERS, render.cache_rows(entries, time.time())) + '\n')
     return EXIT_OK
 
 
 def cmd_cache_show(args, conf, out, err):
-    cache = _read_only_cache(conf[options.GROUP].cache_dir)
-    entry = cache.get(args.instance) if cache is not None else None
+    entry = _read_only_cache(conf).get(args.instance)
     if entry is None:
         err.write('no record for instance %s\n' % args.instance)
         return EXIT_FAILED
@@ -373,7 +398,11 @@ def cmd_cache_show(args, conf, out, err):
 def cmd_cache_forget(args, conf, out, err):
     if bool(args.all) == bool(args.instance):
         raise CLIError(EXIT_USAGE, 'give one instance ID or --all')
-    cache = _read_only_cache(conf[options.GROUP].cache_dir)
+    from ceilometer_os_pollster import cache as cache_mod
+    directory = _checked_cache_dir(conf)
+    # Not created when missing: there is nothing to forget.
+    cache = (cache_mod.RecordCache(directory)
+             if os.path.isdir(directory) else None)
     if cache is None:
         count = 0
     elif args.all:

@@ -13,6 +13,9 @@ from oslo_config import cfg
 
 GROUP = 'os_inspection'
 
+# Where the privilege-separated mode keeps records: root's alone.
+ROOT_CACHE_DIR = '/var/lib/ceilometer-os-pollster'
+
 OPTS = [
     cfg.StrOpt(
         'cache_dir',
@@ -22,7 +25,12 @@ OPTS = [
              '(and by the CLI when it inspects). Records survive agent '
              'restarts, so a restart costs no appliance launch. If the '
              'directory cannot be written the agent keeps records in '
-             'memory only and logs one ERROR.'),
+             'memory only and logs one ERROR. Run as root (the '
+             'privilege-separated mode), it and every directory above it '
+             'must be owned by root and writable by no other user, and '
+             'none may be a symbolic link, or the command refuses: set it '
+             'to a root-only directory such as %s there.'
+             % ROOT_CACHE_DIR),
     cfg.IntOpt(
         'concurrency',
         default=1, min=1, max=16,

@@ -311,8 +311,10 @@ def test_read_only_filesystem_is_memory_only(tmp_path):
 
 
 def child_readonly(directory):
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs',
-                    directory], check=True)
+    # mode: a tmpfs root is 1777 by default, which root refuses as
+    # cache_dir (anyone could plant links in it).
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,mode=0755',
+                    'tmpfs', directory], check=True)
     first_id, second_id = iid(4, 1), iid(4, 2)
     cache_mod.RecordCache(directory).put(make_entry(first_id))
     subprocess.run(['mount', '-o', 'remount,ro', directory], check=True)
@@ -350,8 +352,8 @@ def test_full_filesystem_degrades_and_recovers(tmp_path):
 
 
 def child_full(directory):
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs',
-                    directory], check=True)
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k,mode=0755',
+                    'tmpfs', directory], check=True)
     clock = [time.time()]
     logs = capture_logs()
     cache = cache_mod.RecordCache(directory, clock=lambda: clock[0],

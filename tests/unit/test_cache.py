@@ -4,11 +4,13 @@ import errno
 import json
 import logging
 import os
+import stat
 import time
 
 import pytest
 
 from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import cache_dir as cache_dir_mod
 from ceilometer_os_pollster import cache_format
 from ceilometer_os_pollster import record as record_mod
 
@@ -228,7 +230,7 @@ def test_refresh_rereads_only_changed_files(cache_dir, clock, monkeypatch):
     read = []
     original = reader._read_file
     monkeypatch.setattr(reader, '_read_file',
-                        lambda i, s: read.append(i) or original(i, s))
+                        lambda h, i, s: read.append(i) or original(h, i, s))
     reader.refresh()
     assert read == []
     writer.put(entry(ID_B, last_seen=clock.now, os_edition='Standard'))
@@ -529,20 +531,30 @@ def test_prune_spreads_last_seen_writes(cache_dir, clock):
     assert written == [limit, 2 * limit, 20]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to chown')
-def test_root_writes_into_agent_directory_keep_agent_owner(cache_dir, clock):
-    # The CLI run as root must not leave files the agent cannot replace.
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason='needs root to chown')
+
+
+@needs_root
+def test_root_refuses_an_agent_directory_and_chowns_nothing(cache_dir,
+                                                            clock, caplog):
+    # Before issue 22 root wrote there and chowned what it made to the
+    # agent: a step from the agent's user toward root.
     os.makedirs(cache_dir)
     os.chown(cache_dir, 4242, 4343)
     cache = cache_mod.RecordCache(cache_dir, clock=clock)
     cache.put(entry(ID_A, last_seen=clock.now))
     with cache.inspection_lock(ID_A) as got:
-        assert got is True
-    for path in (os.path.join(cache_dir, ID_A + '.json'),
-                 os.path.join(cache_dir, '.locks'),
-                 os.path.join(cache_dir, '.locks', ID_A + '.lock')):
-        st = os.stat(path)
-        assert (st.st_uid, st.st_gid) == (4242, 4343), path
+        assert got is True          # in-process only
+    assert cache.get(ID_A) is not None
+    assert cache.persistent is False
+    assert os.listdir(cache_dir) == []
+    logged = errors(caplog)
+    assert len(logged) == 1
+    assert '%s is owned by uid 4242, not root' % cache_dir in (
+        logged[0].getMessage())
+    st = os.stat(cache_dir)
+    assert (st.st_uid, st.st_gid) == (4242, 4343)
 
 
 # -- writes racing other processes ----------------------------------------
@@ -686,3 +698,169 @@ def test_a_clean_record_reads_back_unchanged(cache_dir, clock):
     cache.put(stored)
     again = cache_mod.RecordCache(cache_dir, clock=clock).get(ID_A)
     assert again.record == stored.record
+
+
+# -- what root trusts (issue 22) -----------------------------------------
+
+DIR = stat.S_IFDIR
+
+
+@pytest.mark.parametrize('uid, mode, sticky_ok, owner, reason', [
+    (0, DIR | 0o755, False, None, None),
+    (0, DIR | 0o750, False, None, None),
+    (0, DIR | 0o700, True, None, None),
+    (0, DIR | 0o1777, True, None, None),        # /tmp as a parent
+    (0, DIR | 0o1775, True, None, None),
+    (0, DIR | 0o1777, False, None,              # ... but not as cache_dir
+     'is writable by its group and others (mode 1777)'),
+    (0, DIR | 0o775, True, None,                # not sticky
+     'is writable by its group (mode 0775)'),
+    (0, DIR | 0o757, False, None, 'is writable by others (mode 0757)'),
+    (1000, DIR | 0o755, False, None, 'is owned by uid 1000, not root'),
+    (65534, DIR | 0o700, True, 'nobody',
+     'is owned by nobody (uid 65534), not root'),
+    (0, stat.S_IFLNK | 0o777, True, None, 'is not a directory'),
+    (0, stat.S_IFREG | 0o644, False, None, 'is not a directory'),
+])
+def test_root_refusal(uid, mode, sticky_ok, owner, reason):
+    assert cache_format.root_refusal(uid, mode, sticky_ok, owner) == reason
+
+
+def make_dirs(base, *names, mode=0o755, uid=0):
+    path = str(base)
+    for name in names:
+        path = os.path.join(path, name)
+        os.mkdir(path)
+        os.chmod(path, mode)
+        os.chown(path, uid, uid)
+    return path
+
+
+def refusal(path, **kwargs):
+    with pytest.raises(cache_dir_mod.Refused) as caught:
+        cache_dir_mod.open_dir(path, **kwargs)
+    return str(caught.value)
+
+
+@needs_root
+def test_root_walk_refuses_what_another_user_can_change(tmp_path):
+    base = make_dirs(tmp_path, 'base')
+    owned = make_dirs(base, 'agent', uid=4242)
+    assert refusal(os.path.join(owned, 'records'), create=True) == (
+        '%s is owned by uid 4242, not root' % owned)
+    assert not os.path.exists(os.path.join(owned, 'records'))
+    shared = make_dirs(base, 'shared', mode=0o775)
+    assert refusal(os.path.join(shared, 'records'), create=True) == (
+        '%s is writable by its group (mode 0775)' % shared)
+    # A sticky root directory is a fine parent, not a fine cache_dir.
+    sticky = make_dirs(base, 'sticky', mode=0o1777)
+    good = cache_dir_mod.open_dir(os.path.join(sticky, 'records'),
+                                  create=True)
+    good.close()
+    assert refusal(sticky) == (
+        '%s is writable by its group and others (mode 1777)' % sticky)
+
+
+@needs_root
+def test_root_walk_refuses_symbolic_links_anywhere(tmp_path):
+    base = make_dirs(tmp_path, 'base')
+    real = make_dirs(base, 'real', 'records')
+    os.symlink(real, os.path.join(base, 'link'))
+    os.symlink(os.path.dirname(real), os.path.join(base, 'parent-link'))
+    for path in (os.path.join(base, 'link'),
+                 os.path.join(base, 'parent-link', 'records')):
+        assert refusal(path, create=True).endswith('is a symbolic link '
+                                                   '(give the path of the '
+                                                   'directory itself)')
+    # Followed when not root (the parents are the user's business), but
+    # never as the last component.
+    cache_dir_mod.open_dir(os.path.join(base, 'parent-link', 'records'),
+                           as_root=False).close()
+    assert 'is a symbolic link' in refusal(os.path.join(base, 'link'),
+                                           as_root=False)
+
+
+@needs_root
+def test_root_creates_what_is_missing_with_exact_modes(tmp_path):
+    base = make_dirs(tmp_path, 'base')
+    path = os.path.join(base, 'a', 'b', 'records')
+    old = os.umask(0o002)           # would make them group-writable
+    try:
+        handle = cache_dir_mod.open_dir(path, create=True)
+    finally:
+        os.umask(old)
+    handle.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == cache_format.DIR_MODE
+    for parent in (os.path.join(base, 'a'), os.path.join(base, 'a', 'b')):
+        assert stat.S_IMODE(os.stat(parent).st_mode) == 0o755
+    cache_dir_mod.check(path)       # passes, and again once it exists
+    cache_dir_mod.check(os.path.join(base, 'missing', 'records'))
+
+
+def test_read_only_cache_creates_writes_and_unlinks_nothing(cache_dir,
+                                                            clock):
+    missing = cache_mod.RecordCache(cache_dir, clock=clock, read_only=True)
+    assert missing.load() == 0
+    assert not os.path.exists(cache_dir)
+    cache_mod.RecordCache(cache_dir, clock=clock).put(
+        entry(ID_A, last_seen=clock.now))
+    old = os.path.join(cache_dir, '.%s.abc.tmp' % ID_B)
+    with open(old, 'w') as f:
+        f.write('{')
+    long_ago = time.time() - cache_mod.STALE_TEMP_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    before = sorted(os.listdir(cache_dir))
+    reader = cache_mod.RecordCache(cache_dir, clock=clock, read_only=True)
+    assert reader.get(ID_A) is not None
+    reader.refresh()
+    for writes in (lambda: reader.put(entry(ID_B, last_seen=clock.now)),
+                   lambda: reader.forget(ID_A), reader.forget_all,
+                   lambda: reader.prune([]),
+                   lambda: reader.inspection_lock(ID_A)):
+        with pytest.raises(RuntimeError):
+            writes()
+    assert sorted(os.listdir(cache_dir)) == before
+    assert os.path.exists(old)
+
+
+def test_stale_temp_symlinks_are_left_alone(cache_dir, clock, tmp_path):
+    outside = tmp_path / 'outside'
+    outside.write_text('keep me')
+    os.makedirs(cache_dir)
+    link = os.path.join(cache_dir, '.%s.abc.tmp' % ID_A)
+    os.symlink(str(outside), link)
+    long_ago = time.time() - cache_mod.STALE_TEMP_SECONDS - 60
+    os.utime(link, (long_ago, long_ago), follow_symlinks=False)
+    os.utime(str(outside), (long_ago, long_ago))
+    cache_mod.RecordCache(cache_dir, clock=clock).load()
+    assert os.path.islink(link)
+    assert outside.read_text() == 'keep me'
+
+
+def test_symlinked_lock_directory_is_not_used(cache_dir, clock, tmp_path,
+                                              caplog):
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    os.makedirs(cache_dir)
+    os.symlink(str(elsewhere), os.path.join(cache_dir, '.locks'))
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    cache.put(entry(ID_A, last_seen=clock.now))
+    with cache.inspection_lock(ID_A) as got:
+        assert got is True
+        with cache.inspection_lock(ID_A) as again:
+            assert again is False       # still exclusive in-process
+    assert cache.forget(ID_A) is True
+    assert list(elsewhere.iterdir()) == []
+    assert any('.locks is a symbolic link' in r.getMessage()
+               for r in warnings(caplog))
+
+
+def test_a_fifo_named_like_a_record_does_not_block(cache_dir, clock,
+                                                   caplog):
+    os.makedirs(cache_dir)
+    os.mkfifo(os.path.join(cache_dir, ID_A + '.json'))
+    cache = cache_mod.RecordCache(cache_dir, clock=clock)
+    assert cache.load() == 0            # not a regular file: skipped
+    assert cache.reload(ID_A) is None
+    assert any('not a regular file' in r.getMessage()
+               for r in warnings(caplog))
