@@ -59,8 +59,6 @@ MAX_HIVE_FILE = source_mod.MAX_READ
 PE_READ = 64 * 1024
 # Bytes of a hive whose base block and root key only are checked.
 HIVE_HEAD = 64 * 1024
-# Grub /boot: libguestfs classifies it before looking for Windows.
-_GRUB_FILES = ('/grub/menu.lst', '/grub/grub.conf', '/grub2/grub.cfg')
 _BOOT_INI_OS = re.compile(r'^(multi|scsi)\(([0-9]+)\)disk\(([0-9]+)\)'
                           r'rdisk\(([0-9]+)\)partition\(([0-9]+)\)([^=]+)=')
 _HIVEX_STRING_TYPES = (regf.REG_SZ, regf.REG_EXPAND_SZ, regf.REG_LINK)
@@ -83,16 +81,16 @@ def dirty_hives(root):
 
 # ---------------------------------------------------------------- files
 
-def _kind(fs, path, follow_last=False):
-    return fs_mod.kind_at(fs, path, follow_last=follow_last)
+def _kind(fs, path):
+    """The kind of ``path``, its last component not followed (lstat)."""
+    return fs_mod.kind_at(fs, path, follow_last=False)
 
 
 def _is_systemroot(fs, systemroot):
-    return (_kind(fs, systemroot + '/system32', True) == fs_mod.DIRECTORY
-            and _kind(fs, systemroot + '/system32/config',
-                      True) == fs_mod.DIRECTORY
-            and _kind(fs, systemroot + '/system32/cmd.exe',
-                      True) == fs_mod.FILE)
+    # lstat, as libguestfs' Is: a symlink is neither a file nor a dir.
+    return (_kind(fs, systemroot + '/system32') == fs_mod.DIRECTORY
+            and _kind(fs, systemroot + '/system32/config') == fs_mod.DIRECTORY
+            and _kind(fs, systemroot + '/system32/cmd.exe') == fs_mod.FILE)
 
 
 def find_systemroot(fs):
@@ -304,24 +302,63 @@ def osinfo(product_name, product_variant, major, minor):
 
 # ----------------------------------------------------------- the root
 
+# libguestfs' check_filesystem tests, in its order, before Windows: a
+# filesystem matching one is never a Windows root there.  Each is
+# (what, directories, files, directories that must not be, files that
+# must not be).
+_EARLIER_ROLES = (
+    ('a Grub /boot', (), ('/grub/menu.lst',), (), ()),
+    ('a Grub /boot', (), ('/grub/grub.conf',), (), ()),
+    ('a Grub /boot', (), ('/grub2/grub.cfg',), (), ()),
+    ('a Hurd root', (), ('/hurd/console', '/hurd/hello', '/hurd/null'),
+     (), ()),
+    ('a CoreOS root', ('/etc', '/root', '/home', '/usr'),
+     ('/etc/coreos/update.conf',), (), ()),
+    ('a Linux /usr/local', ('/etc', '/bin', '/share'), (), ('/local',),
+     ('/etc/fstab',)),
+    ('a Linux /usr', ('/bin', '/local', '/share', '/src'), (), (),
+     ('/etc/fstab',)),
+    ('a CoreOS /usr', ('/bin', '/share', '/local', '/share/coreos'), (),
+     (), ()),
+    ('a Linux /var', ('/log', '/run', '/spool'), (), (), ()),
+)
+
+
 def _earlier_role(fs):
-    """libguestfs classifies a Grub /boot or a Linux root before it
-    looks for Windows."""
-    return (any(_kind(fs, path, True) == fs_mod.FILE
-                for path in _GRUB_FILES)
-            or linux_root.is_linux_root(fs))
+    """What libguestfs would take ``fs`` for before looking for Windows
+    (a Linux or BSD root, Grub's /boot, a Linux /usr or /var), or None.
+    The BSD and Minix roots' tests all include the Linux one's."""
+    if (_kind(fs, '/etc') == fs_mod.DIRECTORY
+            and (_kind(fs, '/bin') == fs_mod.DIRECTORY
+                 or fs_mod.readlink_at(fs, '/bin') == b'usr/bin')
+            and (_kind(fs, '/etc/fstab') == fs_mod.FILE
+                 or _kind(fs, '/etc/hosts') == fs_mod.FILE)):
+        return 'a Linux root'
+    for what, dirs, files, no_dirs, no_files in _EARLIER_ROLES:
+        if (all(_kind(fs, d) == fs_mod.DIRECTORY for d in dirs)
+                and all(_kind(fs, f) == fs_mod.FILE for f in files)
+                and not any(_kind(fs, d) == fs_mod.DIRECTORY
+                            for d in no_dirs)
+                and not any(_kind(fs, f) == fs_mod.FILE for f in no_files)):
+            return what
+    return None
 
 
 def windows_root(fs, device, disk_index):
     """The RootFacts of ``fs`` when the appliance path would find a
     Windows root on it, else None.  Raises the readers' DirectError when
     the filesystem or a hive cannot be read to the end."""
-    if _earlier_role(fs):
-        return None
     try:
         systemroot = find_systemroot(fs)
         if systemroot is None:
             return None
+        earlier = _earlier_role(fs)
+        if earlier:
+            # libguestfs would not call it Windows; names on NTFS fold
+            # case here and not in the appliance: the appliance decides.
+            raise errors.Unsupported(
+                'windows: a Windows systemroot on what libguestfs takes '
+                'for %s' % earlier)
         root, software = _inspected_root(fs, systemroot, device,
                                          disk_index)
     except _InspectionFails:
@@ -410,8 +447,8 @@ def find_software_hive(fs):
     /Windows or /WINNT (a regular file, symlinks followed), or None."""
     for systemroot in guest_files.SYSTEM_ROOTS:
         path = systemroot + guest_files.SOFTWARE_HIVE
-        if _kind(fs, path, True) == fs_mod.FILE:
-            return fs_mod.resolve(fs, path)
+        if _kind(fs, path) == fs_mod.FILE:
+            return fs_mod.resolve(fs, path, follow_last=False)
     return None
 
 

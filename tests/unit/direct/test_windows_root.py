@@ -274,9 +274,30 @@ def test_values_hivex_refuses_fail_inspection_then_scan(values):
 def test_not_windows():
     assert W.windows_root(NoCaseFs({'/bootmgr': b'x', '/Boot/BCD':
                                     hive.empty_hive()}), 'd', 0) is None
-    # A Linux root is classified first by libguestfs.
-    linux = tree(extra={'/etc/fstab': b'', '/bin': None, '/etc': None})
-    assert W.windows_root(linux, 'd', 0) is None
+    # cmd.exe missing, or a directory: no systemroot.
+    no_cmd = {'/Windows/System32/config/SOFTWARE': software()}
+    assert W.windows_root(NoCaseFs(no_cmd), 'd', 0) is None
+    assert W.windows_root(NoCaseFs(dict(no_cmd, **{
+        '/Windows/System32/cmd.exe': None})), 'd', 0) is None
+
+
+@pytest.mark.parametrize('extra', [
+    {'/etc/fstab': b'', '/bin': None, '/etc': None},      # Linux root
+    {'/etc/hosts': b'', '/bin': None},
+    {'/grub2/grub.cfg': b''},                             # Grub /boot
+    {'/log': None, '/run': None, '/spool': None},         # Linux /var
+    {'/bin': None, '/local': None, '/share': None, '/src': None},
+])
+def test_what_libguestfs_classifies_first_is_left_to_it(extra):
+    # libguestfs would not call it Windows; the direct method does not
+    # decide either way.
+    with pytest.raises(errors.Unsupported, match='libguestfs takes'):
+        W.windows_root(tree(extra=extra), 'd', 0)
+
+
+def test_linux_usr_local_needs_no_local_dir():
+    extra = {'/etc': None, '/bin': None, '/share': None, '/local': None}
+    assert W.windows_root(tree(extra=extra), 'd', 0).type == 'windows'
 
 
 def test_corrupt_hive_is_a_direct_error():
