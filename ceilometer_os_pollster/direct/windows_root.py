@@ -25,7 +25,7 @@ a Windows filesystem step by step:
    decoded by ``guest_formats.registry_value``, so the policy sees the
    same RootFacts whichever method read the disk.
 
-Hives are read by ``direct.regf``.  A filesystem whose ``file_source
+Hives are read by ``direct.regf``.  A filesystem whose ``open_stream
 (inode)`` gives a random-access Source of a file lets the hive be read
 cell by cell; otherwise the whole hive file is read, up to
 MAX_HIVE_FILE.  Names are looked up through the filesystem, which for
@@ -185,7 +185,7 @@ class _Prefix(source_mod.Source):
 def open_hive(fs, inode, name, head_only=False):
     """A regf.Hive over the file ``inode`` of ``fs`` (``head_only``: its
     base block and root key are all that will be read)."""
-    opener = getattr(fs, 'file_source', None)
+    opener = getattr(fs, 'open_stream', None)
     if opener is not None:
         source = opener(inode)
     elif head_only:

@@ -33,7 +33,7 @@ class Node:
 
 class NoCaseFs(fs.Filesystem):
     """{path: bytes | None (directory)}, names looked up without case
-    as NTFS does; ``file_source`` when ``random_access``."""
+    as NTFS does; ``open_stream`` when ``random_access``."""
 
     kind = 'memory-ntfs'
 
@@ -41,7 +41,7 @@ class NoCaseFs(fs.Filesystem):
         self.root = Node(fs.DIRECTORY)
         self.read_bytes = 0
         if random_access:
-            self.file_source = self._file_source
+            self.open_stream = self._open_stream
         for path, content in sorted(files.items()):
             parts = [p for p in path.split('/') if p]
             node = self.root
@@ -68,7 +68,7 @@ class NoCaseFs(fs.Filesystem):
     def readlink(self, inode):
         return b''
 
-    def _file_source(self, inode):
+    def _open_stream(self, inode):
         from ceilometer_os_pollster.direct import source
         return source.BytesSource(inode.data, name='file')
 
