@@ -231,7 +231,9 @@ def parse_attributes(rec, attrs_offset, used, number, what):
             a.value = bytes(rec[pos + value_offset:
                                 pos + value_offset + value_length])
             a.data_size = a.initialized = a.allocated = value_length
-            a.lowest_vcn = 0
+            a.lowest_vcn, a.highest_vcn = 0, -1
+            a.pairs = None
+            a.compression_unit = 0
         else:
             if length < 64:
                 raise errors.Corrupt('%s: non-resident attribute header too '
