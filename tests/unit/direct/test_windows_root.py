@@ -1,11 +1,12 @@
 """direct.windows_root: the Windows RootFacts read directly.
 
-First the contract: every Windows guest of the test catalog, its files
-as the layout plan puts them on each NTFS partition (hives built by
-hivexregedit, as the image builder does), read through an in-memory
-case-insensitive filesystem, normalises to the catalog's Expected
-record (the one the appliance path is tested against).  Then
-libguestfs 1.48's rules one by one.
+First the contract: every Windows guest of the test catalog normalises
+to the catalog's Expected record (the one the appliance path is tested
+against), read from its built image by the direct readers (partition
+table, direct.ntfs, direct.regf), and from its files as the layout plan
+puts them on each NTFS partition (hives built by hivexregedit, as the
+image builder does) through an in-memory case-insensitive filesystem.
+Then libguestfs 1.48's rules one by one.
 """
 
 import functools
@@ -19,11 +20,53 @@ from ceilometer_os_pollster import facts
 from ceilometer_os_pollster import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import partitions
+from ceilometer_os_pollster.direct import source as S
 from ceilometer_os_pollster.direct import windows_root as W
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import hive
 from tests.guests import layout
+
+
+MiB = 1 << 20
+
+
+def image_roots(name):
+    """(RootFacts found on each filesystem of the guest's built image,
+    Budget), read as the direct method reads disks."""
+    budget = S.Budget()
+    disk = S.FileSource(str(builder.build(name)), budget)
+    roots = []
+    try:
+        table = partitions.read_table(disk)
+        found = partitions.partition_sources(disk, table)
+        assert [(p.start, p.size) for p, _ in found] == [
+            (p.offset, p.size)
+            for p in layout.plan(catalog.GUESTS[name]).partitions]
+        for part, window in found:
+            volume = fs.open_filesystem(window, budget)
+            if volume is None:
+                continue
+            root = W.windows_root(volume, '/dev/sda%d' % part.number, 0)
+            if root is not None:
+                roots.append(root)
+    finally:
+        disk.close()
+    return roots, budget
+
+
+@pytest.mark.parametrize('name', catalog.WINDOWS)
+def test_catalog_image_record(name):
+    roots, budget = image_roots(name)
+    assert len(roots) == 1
+    record = facts.normalise(raw_facts.ApplianceFacts(roots=roots,
+                                                      drives=1), name)
+    assert catalog.mismatches(catalog.GUESTS[name].expected, record) == []
+    # The same RootFacts as from the files themselves.
+    assert roots[0] == guest_roots(name, random_access=True)[0]
+    # MFT records, indexes and the hive cells looked at, not the hives.
+    assert budget.used < 4 * MiB
 
 
 class Node:
