@@ -27,7 +27,10 @@ The first match in list order wins, as in hivex.
 A dirty hive (the two base block sequence numbers differ: written
 without a clean flush, the newest changes are still in .LOG1/.LOG2) is
 read as it is, as hivex reads it; ``dirty`` says so, for the caller's
-reason.  The logs are not replayed.
+reason.  The logs are not replayed: the appliance path does not replay
+them either, and both must give the same answers.  A structure that
+does not hold together in a dirty hive is a TornRead (Windows may be
+writing the primary file right now), in a clean one Corrupt.
 
 Bounds: bytes read from the source, keys read, subkeys and values of one
 key (hivex's own limits), value data size, ri nesting.  Every offset is
@@ -53,8 +56,14 @@ HIVEX_MAX_VALUE_LEN = 8000000
 # Ours.  Bytes of the hive fetched from the source (real SOFTWARE hives
 # are 50-100 MiB, a lookup reads a few hundred KiB of them).
 MAX_HIVE_BYTES = 32 << 20
-# nk cells parsed by one Hive (every child of each key looked into).
-MAX_KEYS = 250000
+# nk and vk cells parsed by one Hive (every child of each key looked
+# into, every value of each key listed).
+MAX_KEYS = 100000
+MAX_VALUES_READ = 250000
+# Bytes of one key or value name kept.  Windows names keys in at most
+# 255 characters; a longer name (only a prefix kept) never matches a
+# lookup, and costs no more memory however often it is listed.
+MAX_NAME_BYTES = 1024
 # One value's data: the facts read short strings and numbers.
 MAX_VALUE_BYTES = 1 << 20
 # hivex stops at 32 nested ri records (CVE-2021-3622); Windows writes 1.
@@ -90,6 +99,7 @@ class Key:
     subkey_list: int
     value_count: int
     value_list: int
+    long: bool = False       # name longer than MAX_NAME_BYTES: a prefix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +110,7 @@ class Value:
     length: int              # declared data length (top bit cleared)
     inline: bool
     data_field: int          # the data offset field (inline bytes)
+    long: bool = False       # name longer than MAX_NAME_BYTES: a prefix
 
 
 class Hive:
@@ -118,6 +129,9 @@ class Hive:
         self.bytes_read = 0
         self.keys_read = 0
         self._pages = {}
+        self.values_read = 0
+        self._keys = {}
+        self._vks = {}
         self._subkeys = {}
         self._index = {}
         self._values = {}
@@ -127,7 +141,13 @@ class Hive:
     # ------------------------------------------------------------ reading
 
     def _fail(self, cls, message, *args):
-        raise cls('regf: %s: %s' % (self.name, message % args))
+        reason = 'regf: %s: %s' % (self.name, message % args)
+        if cls is errors.Corrupt and getattr(self, 'dirty', False):
+            # Windows marks the base block dirty before it writes the
+            # primary file and clean after: what does not hold together
+            # in a dirty hive may be a write in progress (a live disk).
+            raise errors.TornRead(reason + ' (the hive is being written)')
+        raise cls(reason)
 
     def _read(self, offset, length):
         """``length`` bytes at ``offset`` in the file, through pages."""
@@ -222,6 +242,9 @@ class Hive:
     # --------------------------------------------------------------- keys
 
     def _key(self, offset):
+        found = self._keys.get(offset)
+        if found is not None:
+            return found
         self.keys_read += 1
         if self.keys_read > self.max_keys:
             self._fail(errors.LimitReached, 'more than %d keys read',
@@ -231,17 +254,35 @@ class Hive:
          value_list, _, _, _, _, _, _, _, _, name_len, _) = _NK.unpack(fixed)
         if sig != b'nk':
             self._fail(errors.Corrupt, 'cell 0x%x is not a key', offset)
-        _, raw = self._cell(offset, _NK.size + name_len, 'key name')
-        name = self._name(raw[_NK.size:], flags & _KEY_COMP_NAME, offset)
-        return Key(offset, name, subkeys, subkey_list, values, value_list)
+        name, long = self._name(offset, _NK.size, name_len,
+                                flags & _KEY_COMP_NAME, 'key')
+        found = Key(offset, name, subkeys, subkey_list, values, value_list,
+                    long)
+        self._keys[offset] = found
+        return found
 
-    def _name(self, raw, compressed, offset):
+    def _name(self, offset, start, length, compressed, what):
+        """(name, whether it is longer than MAX_NAME_BYTES).  A long
+        name is checked to fit in its cell and kept as a prefix only."""
+        long = length > MAX_NAME_BYTES
+        if long:
+            size, _ = self._cell(offset, 0, what)
+            if start + length > size - 4:
+                self._fail(errors.Corrupt, '%s name at 0x%x does not fit '
+                           'in its cell', what, offset)
+        _, raw = self._cell(offset, start + min(length, MAX_NAME_BYTES),
+                            what + ' name')
+        raw = raw[start:]
         if compressed:
-            return raw.decode('latin-1')
+            return raw.decode('latin-1'), long
+        if long:
+            return raw[:len(raw) // 2 * 2].decode('utf-16-le',
+                                                  'replace'), long
         try:
-            return raw.decode('utf-16-le')
+            return raw.decode('utf-16-le'), long
         except UnicodeError:
-            self._fail(errors.Corrupt, 'name at 0x%x is not UTF-16', offset)
+            self._fail(errors.Corrupt, '%s name at 0x%x is not UTF-16',
+                       what, offset)
 
     def subkeys(self, key):
         """The subkeys of ``key``, in list order (hivex's order)."""
@@ -302,7 +343,8 @@ class Hive:
         if index is None:
             index = {}
             for sub in self.subkeys(key):
-                index.setdefault(fold(sub.name), sub)
+                if not sub.long:
+                    index.setdefault(fold(sub.name), sub)
             self._index[key.offset] = index
         return index.get(fold(name))
 
@@ -344,21 +386,30 @@ class Hive:
             yield self._vk(offset)
 
     def _vk(self, offset):
+        found = self._vks.get(offset)
+        if found is not None:
+            return found
+        self.values_read += 1
+        if self.values_read > MAX_VALUES_READ:
+            self._fail(errors.LimitReached, 'more than %d values read',
+                       MAX_VALUES_READ)
         _, fixed = self._cell(offset, _VK.size, 'value')
         sig, name_len, length, data, vtype, flags, _ = _VK.unpack(fixed)
         if sig != b'vk':
             self._fail(errors.Corrupt, 'cell 0x%x is not a value', offset)
-        _, raw = self._cell(offset, _VK.size + name_len, 'value name')
-        name = self._name(raw[_VK.size:], flags & _VALUE_COMP_NAME, offset)
-        return Value(offset, name, vtype, length & ~_INLINE,
-                     bool(length & _INLINE), data)
+        name, long = self._name(offset, _VK.size, name_len,
+                                flags & _VALUE_COMP_NAME, 'value')
+        found = Value(offset, name, vtype, length & ~_INLINE,
+                      bool(length & _INLINE), data, long)
+        self._vks[offset] = found
+        return found
 
     def find_value(self, key, name):
         """The Value of ``key`` called ``name`` (ASCII case folded, the
         first match, as hivex_node_get_value), or None."""
         wanted = fold(name)
         for value in self.values(key):
-            if fold(value.name) == wanted:
+            if not value.long and fold(value.name) == wanted:
                 return value
         return None
 

@@ -248,7 +248,8 @@ def _software_registry(hive, data):
         return
     values = {}
     for value in hive.values(node):
-        values.setdefault(value.name, value)
+        if not value.long:      # never one of the names below
+            values.setdefault(value.name, value)
 
     def get(name):
         found = values.get(name)

@@ -342,21 +342,68 @@ def test_a_million_keys_is_a_limit():
         h.child(h.key('Software\\Other'), 'x')
 
 
-def test_huge_flat_list_stops_at_the_keys_cap():
-    # 60 000 entries (fewer than hivex's 70 000), all the same key.
-    data = small()
-    h = regf.open_hive(data)
-    other = h.key('Software\\Other')
-    count = 60000
+def nk(parent, name, flags=0x20):
+    return struct.pack('<2sHqIIIIIIIIIIHHIIIIHH', b'nk', flags, 0, 0, parent,
+                       0, 0, 0xffffffff, 0xffffffff, 0, 0xffffffff,
+                       0xffffffff, 0xffffffff, 0, 0, 0, 0, 0, 0, len(name),
+                       0) + name
+
+
+def with_children(data, path, children):
+    """The key at ``path`` given one lf list of the ``children``
+    offsets (any number of times the same)."""
+    key = regf.open_hive(data).key(path)
     data, (lf,) = append_cells(
-        data, [b'lf' + struct.pack('<H', count)
-               + struct.pack('<II', other.offset, 0) * count])
-    data = patch(data, other.offset, NK_SUBKEY_LIST, '<I', lf)
-    data = patch(data, other.offset, NK_SUBKEY_COUNT, '<I', count)
+        data, [b'lf' + struct.pack('<H', len(children)) + b''.join(
+            struct.pack('<II', c, 0) for c in children)])
+    data = patch(data, key.offset, NK_SUBKEY_LIST, '<I', lf)
+    return patch(data, key.offset, NK_SUBKEY_COUNT, '<I', len(children))
+
+
+def test_many_distinct_keys_stop_at_the_keys_cap():
+    data = small()
+    parent = regf.open_hive(data).key('Software\\Other').offset
+    data, cells = append_cells(data, [nk(parent, b'K%05d' % i)
+                                      for i in range(6000)])
+    data = with_children(data, 'Software\\Other', cells)
     h = regf.open_hive(data, max_keys=5000)
     with pytest.raises(errors.LimitReached, match='keys read'):
         h.child(h.key('Software\\Other'), 'x')
     assert h.keys_read == 5001
+
+
+def test_one_key_listed_60000_times_costs_one_read():
+    data = small()
+    h = regf.open_hive(data)
+    other = h.key('Software\\Other')
+    data, (child,) = append_cells(data, [nk(other.offset, b'Same')])
+    data = with_children(data, 'Software\\Other', [child] * 60000)
+    h = regf.open_hive(data)
+    assert h.child(h.key('Software\\Other'), 'same').offset == child
+    assert h.keys_read < 10
+
+
+def test_names_of_64_kib_are_bounded_and_never_match():
+    data = small()
+    h = regf.open_hive(data)
+    other = h.key('Software\\Other')
+    name = b'Z' * 65535
+    data, (child,) = append_cells(data, [nk(other.offset, name)])
+    data = with_children(data, 'Software\\Other', [child] * 60000)
+    vk = struct.pack('<2sHIIIHH', b'vk', len(name), 0x80000004, 7, 4, 1,
+                     0) + name
+    data, (value,) = append_cells(data, [vk])
+    data, (vlist,) = append_cells(data, [struct.pack('<I', value) * 100000])
+    data = patch(data, other.offset, NK_VALUE_LIST, '<I', vlist)
+    data = patch(data, other.offset, NK_VALUE_COUNT, '<I', 100000)
+    h = regf.open_hive(data)
+    key = h.key('Software\\Other')
+    subkeys = h.subkeys(key)
+    assert len(subkeys) == 60000 and len({id(k) for k in subkeys}) == 1
+    assert subkeys[0].long and len(subkeys[0].name) == regf.MAX_NAME_BYTES
+    assert h.child(key, subkeys[0].name) is None
+    assert h.value(key, 'Z' * 10) is None
+    assert h.values_read == 1
 
 
 @pytest.mark.parametrize('length, error', [
@@ -525,3 +572,15 @@ def test_utf16_key_names_fold_ascii_only_as_hivex():
          str(path), '\u00dcN\u00efCODE', '\u00fcn\u00efcode'],
         check=True, capture_output=True).stdout
     assert found == b'yn'
+
+
+def test_corrupt_structure_in_a_dirty_hive_is_a_torn_read():
+    data = small()
+    h = regf.open_hive(data)
+    other = h.key('Software\\Other')
+    data = bytearray(patch(data, other.offset, NK_VALUE_LIST, '<I',
+                           0x7ffffff0))
+    struct.pack_into('<I', data, 4, 43)
+    h = regf.open_hive(reseal(data))
+    with pytest.raises(errors.TornRead, match='being written'):
+        h.value(h.key('Software\\Other'), 'x')
