@@ -413,33 +413,36 @@ class Hive:
                 return value
         return None
 
-    def value(self, key, name):
+    def value(self, key, name, limit=None):
         """(type, data bytes) of a value of ``key``, or None."""
         found = self.find_value(key, name)
         if found is None:
             return None
-        return found.type, self.data(found)
+        return found.type, self.data(found, limit)
 
-    def data(self, value):
-        """The data of ``value``, as hivex_value_value returns it."""
+    def data(self, value, limit=None):
+        """The data of ``value``, as hivex_value_value returns it; only
+        its first ``limit`` bytes when given (the structure is checked
+        all the same)."""
         length = value.length
         what = 'value %r' % value.name[:64]
         if value.inline:
             if length > 4:
                 self._fail(errors.Corrupt, '%s: inline data of %d bytes',
                            what, length)
-            return struct.pack('<I', value.data_field)[:length]
+            return struct.pack('<I', value.data_field)[:length][:limit]
         if length > min(self.max_value_bytes, HIVEX_MAX_VALUE_LEN):
             self._fail(errors.LimitReached, '%s claims %d bytes, more than '
                        '%d', what, length, self.max_value_bytes)
         if length == 0:
             return b''
+        want = length if limit is None else min(length, limit)
         size, _ = self._cell(value.data_field, 0, what)
         if length <= size - 4:
-            return self._cell(value.data_field, length, what)[1]
-        return self._big_data(value.data_field, length, what)
+            return self._cell(value.data_field, want, what)[1]
+        return self._big_data(value.data_field, length, want, what)
 
-    def _big_data(self, offset, length, what):
+    def _big_data(self, offset, length, want, what):
         _, head = self._cell(offset, 8, what)
         sig, count, segments = struct.unpack('<2sHI', head)
         if sig != b'db':
@@ -449,11 +452,11 @@ class Hive:
         out = []
         done = 0
         for (segment,) in struct.iter_unpack('<I', body):
-            if done >= length:
+            if done >= want:
                 break
             size, _ = self._cell(segment, 0, what)
             # hivex copies all but the cell's last 4 bytes.
-            take = min(size - 8, length - done)
+            take = min(size - 8, want - done)
             if take <= 0:
                 self._fail(errors.Corrupt, '%s: empty big data segment',
                            what)

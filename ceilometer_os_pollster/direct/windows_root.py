@@ -418,7 +418,8 @@ def read_software_hive(hive, root=None):
 
 
 def _value(hive, key, name):
-    found = hive.value(key, name)
+    # registry_value looks at no more than this.
+    found = hive.value(key, name, guest_formats.MAX_VALUE_BYTES)
     if found is None:
         return None
     return guest_formats.registry_value(*found)
@@ -433,7 +434,7 @@ def _instance_names(hive):
         if names is None:
             continue
         for value in hive.values(names):
-            data = hive.data(value)
+            data = hive.data(value, guest_formats.MAX_VALUE_BYTES)
             yield server, guest_formats.registry_value(value.type, data)
 
 

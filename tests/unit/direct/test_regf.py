@@ -584,3 +584,17 @@ def test_corrupt_structure_in_a_dirty_hive_is_a_torn_read():
     h = regf.open_hive(reseal(data))
     with pytest.raises(errors.TornRead, match='being written'):
         h.value(h.key('Software\\Other'), 'x')
+
+
+@pytest.mark.parametrize('db', [False, True])
+def test_value_prefix_reads_only_what_is_asked(db):
+    data = small()
+    if db:
+        data = as_big_data(data, 'Software\\Vendor\\Product', 'big')
+    h = regf.open_hive(data)
+    key = h.key('Software\\Vendor\\Product')
+    before = h.bytes_read
+    assert h.value(key, 'big', 100) == (hive.REG_BINARY, BIG[:100])
+    assert h.bytes_read - before <= 3 * regf.PAGE
+    assert h.value(key, 'big', 17000) == (hive.REG_BINARY, BIG[:17000])
+    assert h.value(key, 'dword', 2) == (hive.REG_DWORD, b'\xef\xbe')
