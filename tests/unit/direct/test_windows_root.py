@@ -15,6 +15,10 @@ import struct
 import tempfile
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from ceilometer_os_pollster import facts
 from ceilometer_os_pollster import raw_facts
@@ -363,19 +367,22 @@ def test_dirty_hive_read_as_is_and_said():
     assert W.dirty_hives(root) == ['SOFTWARE']
 
 
+_BASE = 'Microsoft\\Microsoft SQL Server'
+SQL = {_BASE + '\\Instance Names\\SQL': {
+           'A': hive.sz('MSSQL16.A'), 'B': hive.sz('MSSQL16.B'),
+           'C': hive.sz('mssql16.a')},
+       _BASE + '\\MSSQL16.A\\Setup': {
+           'Edition': hive.sz('Express Edition (64-bit)')},
+       _BASE + '\\MSSQL16.B\\Setup': {
+           'edition': hive.sz('Standard Edition (64-bit)')},
+       'WOW6432Node\\' + _BASE + '\\Instance Names\\SQL': {
+           'X': hive.sz('MSSQL16.X')},
+       'WOW6432Node\\' + _BASE + '\\MSSQL16.X\\SETUP': {
+           'Edition': hive.sz('Developer Edition')}}
+
+
 def test_sql_instances_shared_rules():
-    base = 'Microsoft\\Microsoft SQL Server'
-    sql = {base + '\\Instance Names\\SQL': {
-               'A': hive.sz('MSSQL16.A'), 'B': hive.sz('MSSQL16.B'),
-               'C': hive.sz('mssql16.a')},
-           base + '\\MSSQL16.A\\Setup': {
-               'Edition': hive.sz('Express Edition (64-bit)')},
-           base + '\\MSSQL16.B\\Setup': {
-               'edition': hive.sz('Standard Edition (64-bit)')},
-           'WOW6432Node\\' + base + '\\Instance Names\\SQL': {
-               'X': hive.sz('MSSQL16.X')},
-           'WOW6432Node\\' + base + '\\MSSQL16.X\\SETUP': {
-               'Edition': hive.sz('Developer Edition')}}
+    sql = SQL
     root = W.windows_root(tree(soft=software(sql=sql)), 'd', 0)
     assert root.sql_complete is True
     # Case-folded lookups (hivex's), the duplicate in other case read
@@ -383,3 +390,28 @@ def test_sql_instances_shared_rules():
     assert root.sql_editions == ['Express Edition (64-bit)',
                                  'Standard Edition (64-bit)',
                                  'Developer Edition']
+
+
+# --------------------------------------------------------------------------
+# fuzz: a flipped SOFTWARE hive (checksum resealed) ends with a root or a
+# DirectError, never another exception
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(1, 255)),
+                min_size=1, max_size=8))
+def test_fuzz_flipped_software_hive(changes):
+    base = software(sql=SQL)
+    data = bytearray(base)
+    for pos, xor in changes:
+        data[0x1000 + pos % (len(data) - 0x1000)] ^= xor
+    struct.pack_into('<I', data, 0x1fc, hive.checksum(bytes(data)))
+    try:
+        root = W.windows_root(tree(soft=bytes(data)), 'd', 0)
+    except errors.DirectError as exc:
+        assert exc.reason
+    else:
+        assert root.type == 'windows'
+        assert isinstance(root.windows, dict)
+        assert len(root.sql_editions) <= 4
