@@ -66,11 +66,21 @@ _HIVEX_DWORD_TYPES = (regf.REG_DWORD, regf.REG_DWORD_BIG_ENDIAN)
 # The reasons of dirty hives read, by RootFacts (kept beside the facts:
 # RootFacts has no field for it).
 _DIRTY = '_direct_dirty_hives'
+_SCANNED = '_direct_inspection_fails'
 
 
 class _InspectionFails(Exception):
     """libguestfs' inspection of this filesystem would raise, failing
     inspect_os: the appliance path then scans by hand."""
+
+
+def inspection_fails(root):
+    """Whether libguestfs' inspection would have failed on this root's
+    filesystem (so this RootFacts is the hand scan's).  In the appliance
+    that failure is inspect_os' for the whole handle: every other root
+    of the instance is then found by the scan too, which the caller may
+    mirror."""
+    return bool(getattr(root, _SCANNED, False))
 
 
 def dirty_hives(root):
@@ -363,7 +373,10 @@ def windows_root(fs, device, disk_index):
         root, software = _inspected_root(fs, systemroot, device,
                                          disk_index)
     except _InspectionFails:
-        return scanned_root(fs, device, disk_index)
+        root = scanned_root(fs, device, disk_index)
+        if root is not None:
+            setattr(root, _SCANNED, True)
+        return root
     if software is not None:
         # _read_details: hivex_open of inspect_get_windows_software_hive
         # (without a SOFTWARE hive it fails, and the details stay empty).

@@ -183,6 +183,7 @@ def test_catalog_guests_as_libguestfs_says():
     assert (bad.arch, bad.product_name, bad.osinfo, bad.major) == (
         '', '', 'unknown', 0)
     assert bad.windows['ProductName'] == 'Windows Server 2022 Standard'
+    assert W.inspection_fails(bad) and not W.inspection_fails(root)
     # No SOFTWARE hive: a root with libguestfs' answers only.
     nosoft, = guest_roots('windows-no-software')
     assert (nosoft.arch, nosoft.product_name, nosoft.windows) == (
