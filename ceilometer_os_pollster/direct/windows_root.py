@@ -129,7 +129,8 @@ def _boot_ini_systemroot(fs):
         match = _BOOT_INI_OS.match(line[:linux_root.MAX_MATCHED])
         if not match:
             continue
-        if any(len(match.group(n)) > 18 for n in range(2, 6)):
+        if any(int(match.group(n)) > linux_root.MAX_VERSION
+               for n in range(2, 6)):
             # int_of_string overflows: libguestfs' inspection fails.
             raise _InspectionFails()
         path = match.group(6).replace('\\', '/')
@@ -160,7 +161,7 @@ def _cmd_arch(fs, systemroot):
     if arch is None:
         if size > PE_READ and header[:2] == b'MZ':
             (lfanew,) = struct.unpack_from('<I', header.ljust(0x40), 0x3c)
-            if PE_READ <= lfanew < size:
+            if lfanew + 26 > PE_READ and lfanew < size:
                 raise errors.Unsupported(
                     'windows: cmd.exe has its PE header past %d KiB'
                     % (PE_READ // 1024))
