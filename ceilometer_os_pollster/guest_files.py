@@ -213,8 +213,42 @@ def read_software_hive(g, hive):
 
 
 def _sql_editions(g, top):
+    """sql_editions over the appliance's hivex calls; a failed call is
+    an unreadable list, unless the appliance itself is gone."""
+    return sql_editions(_instance_names(g, top),
+                        lambda server, instance: _instance_edition(
+                            g, server, instance),
+                        unreadable=(RuntimeError,),
+                        on_unreadable=lambda exc: _check_alive(g))
+
+
+def _instance_names(g, top):
+    for path in SQL_SERVER_KEYS:
+        server = _child(g, top, path)
+        names = _child(g, server, ('Instance Names', 'SQL'))
+        for item in g.hivex_node_values(names) if names else ():
+            valueh = item['hivex_value_h']
+            yield server, guest_formats.registry_value(
+                g.hivex_value_type(valueh), g.hivex_value_value(valueh))
+
+
+def _instance_edition(g, server, instance):
+    setup = _child(g, server, (instance, 'Setup'))
+    return _value(g, setup, 'Edition') if setup else None
+
+
+def sql_editions(instance_names, edition_of, unreadable=(),
+                 on_unreadable=None):
     """(Setup\\Edition of every SQL Server instance, deduplicated;
-    whether every instance was read).
+    whether every instance was read), whichever method reads the hive.
+
+    ``instance_names`` yields (server key, 'Instance Names\\SQL' value as
+    guest_formats.registry_value gives it) in registry order over
+    SQL_SERVER_KEYS, lazily: it is not read past the bound.
+    ``edition_of(server, instance)`` is that instance's Setup\\Edition
+    value or None.  Exceptions of the ``unreadable`` types mean the
+    registry could not be read (``on_unreadable(exc)`` may re-raise
+    when the reader itself is gone).
 
     Every instance is read, in registry order, and ranked afterwards by
     windows.sql_server_edition.  The work stops early at an edition
@@ -228,24 +262,26 @@ def _sql_editions(g, top):
     seen = set()
     budget = MAX_SQL_INSTANCE_NAMES
     try:
-        for path in SQL_SERVER_KEYS:
-            server = _child(g, top, path)
-            names = _child(g, server, ('Instance Names', 'SQL'))
-            for item in g.hivex_node_values(names) if names else ():
-                if budget <= 0:
-                    LOG.warning('more than %d SQL Server instance names in '
-                                'the registry: billed as the highest '
-                                'edition', MAX_SQL_INSTANCE_NAMES)
-                    return editions, False
-                budget -= 1
-                edition = _instance_edition(g, server, item, seen)
-                if edition and edition not in editions:
-                    editions.append(edition)
-                    if (windows.sql_edition(edition)[0]
-                            >= windows.SQL_TOP_RANK):
-                        return editions, True
-    except RuntimeError as exc:
-        _check_alive(g)
+        for server, name in instance_names:
+            if budget <= 0:
+                LOG.warning('more than %d SQL Server instance names in '
+                            'the registry: billed as the highest '
+                            'edition', MAX_SQL_INSTANCE_NAMES)
+                return editions, False
+            budget -= 1
+            instance = guest_formats.registry_text(name)
+            if not instance or instance in seen:
+                continue
+            seen.add(instance)
+            edition = edition_of(server, instance)
+            if edition and edition not in editions:
+                editions.append(edition)
+                if (windows.sql_edition(edition)[0]
+                        >= windows.SQL_TOP_RANK):
+                    return editions, True
+    except unreadable as exc:
+        if on_unreadable is not None:
+            on_unreadable(exc)
         LOG.warning('SQL Server instances unreadable (%s): billed as the '
                     'highest edition', sanitize.clean_text(exc, 120))
         return editions, False
@@ -257,20 +293,6 @@ def _check_alive(g):
     read then says nothing about the guest's registry, and must not bill
     it as the highest edition."""
     g.ping_daemon()
-
-
-def _instance_edition(g, server, item, seen):
-    """Setup\\Edition of the instance one 'Instance Names' value names,
-    or None (no such instance, or one already read)."""
-    valueh = item['hivex_value_h']
-    instance = guest_formats.registry_text(
-        guest_formats.registry_value(g.hivex_value_type(valueh),
-                                     g.hivex_value_value(valueh)))
-    if not instance or instance in seen:
-        return None
-    seen.add(instance)
-    setup = _child(g, server, (instance, 'Setup'))
-    return _value(g, setup, 'Edition') if setup else None
 
 
 def scanned_root(g, device, devices):

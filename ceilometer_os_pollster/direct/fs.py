@@ -169,8 +169,9 @@ def readlink_at(fs, path):
 def _modules():
     # Imported here: the modules import this one for the interface.
     from ceilometer_os_pollster.direct import ext4
+    from ceilometer_os_pollster.direct import ntfs
     from ceilometer_os_pollster.direct import xfs
-    return (ext4, xfs)
+    return (ext4, xfs, ntfs)
 
 
 def open_filesystem(source, budget):
