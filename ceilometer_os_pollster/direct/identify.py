@@ -1,8 +1,8 @@
 """What a volume holds, from its magic numbers alone (pure).
 
 ``identify(source)`` reads a few sectors and names the content the way
-the inspection needs it: a filesystem we read (ext, xfs), one the
-appliance reads (ntfs, btrfs), one that holds no OS (swap, vfat), an
+the inspection needs it: a filesystem we read (ext, xfs, ntfs), one the
+appliance reads (btrfs), one that holds no OS (swap, vfat), an
 encrypted volume (LUKS, BitLocker), an LVM physical volume, an md-raid
 member, nothing at all (zeros), or None for anything else.  Guest data
 chooses the answer, never what is opened: each answer only picks which
@@ -78,8 +78,7 @@ def identify(source):
 def unsupported(kind, device):
     """The Unsupported error for a kind the direct method leaves to the
     appliance."""
-    why = {NTFS: 'NTFS (Windows) is read by the appliance',
-           BTRFS: 'btrfs is read by the appliance',
+    why = {BTRFS: 'btrfs is read by the appliance',
            MDRAID: 'md-raid members are assembled by the appliance',
            None: 'unknown filesystem or volume type'}.get(kind, kind)
     return errors.Unsupported('%s: %s' % (device, why))

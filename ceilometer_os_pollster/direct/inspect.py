@@ -6,10 +6,11 @@ policy (``facts``) bills whatever read the disks.  The stack, each layer
 a window over the one below: the disk (a host file or block device, raw
 or qcow2 along the chain ``overlay.local_tree`` pins, formats never
 probed) -> its partition table (or none) -> LVM physical volumes and
-their logical volumes -> a filesystem -> the Linux facts.  Device names
+their logical volumes -> a filesystem (ext2/3/4, XFS, NTFS) -> the Linux
+or Windows facts (the registry read by ``regf``).  Device names
 follow the appliance's (/dev/sda2, /dev/VG/LV) so reasons read alike.
 
-Anything it does not read (a network disk, NTFS, btrfs, md-raid, an
+Anything it does not read (a network disk, btrfs, md-raid, an
 unknown filesystem, an unsupported LV) or a bound it reaches raises an
 ``errors.DirectError``: the worker falls back to the appliance
 (``inspection_method = auto``) or reports it (``direct``).
@@ -28,6 +29,7 @@ from ceilometer_os_pollster.direct import lvm
 from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import qcow2
 from ceilometer_os_pollster.direct import source as source_mod
+from ceilometer_os_pollster.direct import windows_root
 
 # Partitions and logical volumes looked at per inspection; a real guest
 # has a handful.  More falls back to the appliance (which bounds itself).
@@ -123,14 +125,23 @@ def _read_volume(volume, budget, result, pvs):
     if kind in (id_mod.SWAP, id_mod.VFAT):
         result.filesystems += 1
         return None
-    if kind not in (id_mod.EXT, id_mod.XFS):
+    if kind not in (id_mod.EXT, id_mod.XFS, id_mod.NTFS):
         raise id_mod.unsupported(kind, volume.device)
     filesystem = fs_mod.open_filesystem(volume.source, budget)
     if filesystem is None:
         raise id_mod.unsupported(None, volume.device)
     result.filesystems += 1
-    return linux_root.linux_root(filesystem, volume.device,
+    root = linux_root.linux_root(filesystem, volume.device,
                                  volume.disk_index)
+    if root is None:
+        root = windows_root.windows_root(filesystem, volume.device,
+                                         volume.disk_index)
+    if root is not None:
+        for hive in windows_root.dirty_hives(root):
+            result.warnings.append(
+                '%s %s hive not closed cleanly: read as it is'
+                % (volume.device, hive))
+    return root
 
 
 def _logical_volumes(pvs):
@@ -185,6 +196,13 @@ def inspect(specs, stage=None, budget=None):
                 if root is not None:
                     roots.append(root)
             volumes, pvs = (_logical_volumes(pvs) if pvs else []), []
+        if len(roots) > 1 and any(windows_root.inspection_fails(r)
+                                  for r in roots):
+            # libguestfs fails inspect_os for the whole handle then, and
+            # the appliance path scans every filesystem by hand: let it.
+            raise errors.Unsupported(
+                'a Windows root libguestfs cannot inspect beside other '
+                'roots')
         if len(roots) > MAX_ROOTS:
             result.limits.append('%d roots, more than %d read'
                                  % (len(roots), MAX_ROOTS))

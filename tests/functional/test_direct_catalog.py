@@ -21,11 +21,8 @@ from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog
 
-# Guests the direct method leaves to the appliance (issue 24 brings
-# NTFS and the registry; issue 25 brings btrfs), and why.
-NOT_DIRECT = {
-    name: 'NTFS (Windows) is read by the appliance'
-    for name, guest in catalog.GUESTS.items() if guest.family == 'windows'}
+# Guests the direct method leaves to the appliance, and why.
+NOT_DIRECT = {}
 # An ext4 magic over a garbage superblock: the appliance has the last
 # word on what it is (it says 'unknown').
 NOT_DIRECT['corrupt-fs'] = 'ext4: block size'

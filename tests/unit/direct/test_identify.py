@@ -35,7 +35,6 @@ def test_kind_of_head(data, btrfs, kind):
 
 
 @pytest.mark.parametrize('kind,reason', [
-    (ID.NTFS, '/dev/sda2: NTFS (Windows) is read by the appliance'),
     (ID.BTRFS, '/dev/sda2: btrfs is read by the appliance'),
     (None, '/dev/sda2: unknown filesystem or volume type'),
 ])
