@@ -37,7 +37,7 @@ MAX_LOG_MESSAGES = 100
 KILL_GRACE = 5.0            # seconds a killed worker is waited for
 _READ = 65536
 
-STOP_POLL = 0.05
+STOP_POLL = 0.05            # how often stop() looks at the killed groups
 
 
 @dataclasses.dataclass
