@@ -85,6 +85,7 @@ class Engine:
         self._argv = list(worker_argv)
         self._clock = clock
         self.deadline = self._opts.inspection_deadline
+        self._workers = supervisor.Workers()
 
     def request(self, job, private_dir):
         """The worker's request (JSON bytes): job, options, directory."""
@@ -119,7 +120,8 @@ class Engine:
                 outcome = supervisor.run(
                     self._argv, self.request(job, private.path),
                     self.deadline, cwd=private.path,
-                    on_message=lambda m: self._relay(job, m))
+                    on_message=lambda m: self._relay(job, m),
+                    workers=self._workers, label=job.instance_id)
             finally:
                 private.remove()
         except drives.DomainXMLError as exc:
@@ -136,6 +138,11 @@ class Engine:
                       'storage); it is left to exit on its own',
                       job.instance_id)
         rec, reason = outcome_record(job, outcome, self.deadline)
+        if outcome.cancelled:
+            LOG.info('inspection of instance %s (%s) cancelled: the '
+                     'service is stopping', job.instance_id, job.domain_name)
+            return record.OSRecord.failed(job.instance_id, reason,
+                                          fingerprint, self._elapsed(start))
         if reason:
             return self._failed(job, reason, fingerprint, start)
         rec = rec.replace(fingerprint=fingerprint,
@@ -145,6 +152,14 @@ class Engine:
                  rec.os_distro, rec.os_info, rec.duration,
                  ' (%s)' % rec.reason if rec.reason else '')
         return rec
+
+    def stop(self, timeout):
+        """End every inspection this engine runs, and any it is asked
+        for from now on, with everything they started (qemu, qemu-img);
+        wait at most ``timeout`` seconds until all of it is gone.
+        Returns (how many were running, ['pid name (instance id)' of each
+        process still alive])."""
+        return self._workers.stop(timeout)
 
     @staticmethod
     def _relay(job, message):
@@ -220,6 +235,8 @@ def _signal_name(number):
 def outcome_record(job, outcome, deadline):
     """(record, '') for a worker run that produced a valid record, else
     (None, public reason).  Pure."""
+    if outcome.cancelled:
+        return None, 'inspection cancelled: the service stopped'
     if outcome.start_error:
         return None, ('cannot start the inspection worker: %s'
                       % outcome.start_error)

@@ -180,6 +180,10 @@ class Scheduler:
                 return previous.record
             started = time.monotonic()
             record = self._safe_inspect(job)
+            if self._stopping:
+                # Most likely killed by the service's stop(): not the
+                # guest's doing, nothing to remember.
+                return record
             seconds = time.monotonic() - started
             fraction = self._rng.random()
             for _attempt in range(3):
@@ -231,6 +235,17 @@ class Scheduler:
                 args['kept'] = entry.record.status
         LOG.info(message, args)
 
+    def close(self):
+        """Start no inspection from now on and drop the queued ones;
+        results that arrive afterwards are not written to the cache.
+        Returns the background threads (for stop() to join)."""
+        with self._cond:
+            self._stopping = True
+            self._queued.clear()
+            self._heap.clear()
+            self._cond.notify_all()
+            return list(self._workers)
+
     def stop(self, timeout=5.0):
         """Stop taking work and let the workers exit; True if they did.
 
@@ -241,12 +256,7 @@ class Scheduler:
         daemon threads, so a timed-out one does not block process exit.
         lookup() keeps serving the cache afterwards, queuing nothing.
         """
-        with self._cond:
-            self._stopping = True
-            self._queued.clear()
-            self._heap.clear()
-            self._cond.notify_all()
-            workers = list(self._workers)
+        workers = self.close()
         deadline = None if timeout is None else time.monotonic() + timeout
         for worker in workers:
             if worker is threading.current_thread():
@@ -274,9 +284,9 @@ class Scheduler:
         if not jobs:
             return results
         workers = min(self.settings.concurrency, len(jobs))
-        with concurrent.futures.ThreadPoolExecutor(
-                max_workers=workers,
-                thread_name_prefix='os-inspection-now') as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix='os-inspection-now')
+        try:
             futures = {pool.submit(self._run_one, job, force): n
                        for n, job in enumerate(jobs)}
             done = concurrent.futures.as_completed(futures)
@@ -285,6 +295,12 @@ class Scheduler:
                 results[n] = future.result()
                 if progress is not None:
                     progress(jobs[n], results[n], index, len(jobs))
+        except BaseException:
+            # Interrupted (^C): do not wait here for the inspections
+            # running; the caller's stop() kills them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return results
 
     def _run_one(self, job, force):
@@ -308,7 +324,7 @@ class Scheduler:
                     return record
                 # Someone else is inspecting it: their result will be as
                 # fresh as ours, so wait for it instead of inspecting.
-                if time.monotonic() >= wait_until:
+                if time.monotonic() >= wait_until or self._stopping:
                     break
                 waited = True
                 time.sleep(_LOCK_POLL)

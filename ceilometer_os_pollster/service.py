@@ -8,6 +8,7 @@ import time or per sample) and stopped when the process exits.
 import atexit
 import functools
 import threading
+import time
 
 from oslo_log import log
 
@@ -18,6 +19,9 @@ from ceilometer_os_pollster import options
 LOG = log.getLogger(__name__)
 
 _BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
+# How long stop() waits for killed inspections' processes to go: they
+# die at once unless stuck in the kernel (hung NFS, FUSE).
+STOP_WAIT = 10.0
 
 
 def host_boot_id(path=_BOOT_ID_PATH):
@@ -115,17 +119,32 @@ class InspectionService:
     def end_cycle(self, alive_ids):
         self.scheduler.end_cycle(alive_ids)
 
-    def stop(self):
-        """Stop the background work: running inspections are killed
-        (their whole process groups), queued ones dropped."""
-        if self._scheduler is not None:
-            from ceilometer_os_pollster import supervisor
-            with self._lock:
-                killed = supervisor.kill_all() if self._scheduler else 0
-            if killed:
-                LOG.info('OS inspection: %d running inspection(s) killed '
-                         'at shutdown', killed)
-            self._scheduler.stop()
+    def stop(self, timeout=STOP_WAIT):
+        """Stop the background work: queued inspections are dropped and
+        running ones killed with everything they started (qemu,
+        qemu-img), including one whose worker is being started at this
+        moment; no inspection starts afterwards.  Returns once those
+        processes are gone, or after ``timeout`` seconds, naming what is
+        left in one WARNING.  The processes left ([] when none)."""
+        with self._lock:
+            scheduler, engine = self._scheduler, self._engine
+        if scheduler is None:
+            return []
+        end = time.monotonic() + timeout
+        scheduler.close()
+        # A test's stand-in engine may have no stop().
+        stop_engine = getattr(engine, 'stop', None)
+        killed, left = stop_engine(timeout) if stop_engine else (0, [])
+        if killed:
+            LOG.info('OS inspection: %d running inspection(s) killed '
+                     'at shutdown', killed)
+        if left:
+            LOG.warning('OS inspection: %d process(es) still alive %.0f s '
+                        'after being killed at shutdown (stuck in the '
+                        'kernel, e.g. on hung storage): %s', len(left),
+                        timeout, ', '.join(left))
+        scheduler.stop(max(0.0, end - time.monotonic()))
+        return left
 
 
 _SERVICE = None

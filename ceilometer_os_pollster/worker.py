@@ -12,8 +12,8 @@ record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
 Everything that can block on guest storage happens here, never in the
 agent: the agent only waits on the pipe and kills this process group at
 the deadline.  The worker dies with the thread that started it
-(PR_SET_PDEATHSIG), so an agent that is killed leaves no inspection
-running.
+(PR_SET_PDEATHSIG), and a guard it forks then kills what it started
+(qemu-img), so an agent that is killed leaves no inspection running.
 """
 
 import ctypes
@@ -81,6 +81,29 @@ def die_with_parent(parent_pid):
         pass
     if parent_pid and os.getppid() != parent_pid:
         os._exit(3)
+
+
+def guard_group():
+    """Fork a guard that SIGKILLs this worker's process group as soon as
+    the worker is gone, however it went.  Killed with the agent
+    (PR_SET_PDEATHSIG, the agent's SIGTERM), the worker would otherwise
+    leave its qemu-img waiting for storage that does not answer,
+    re-parented to init.  Call once, before any other thread exists."""
+    worker = os.getpid()
+    if os.getpgrp() != worker:
+        return      # not started by the agent: the group is our parent's
+    prctl = _libc().prctl
+    if os.fork():
+        return
+    try:
+        os.closerange(0, 1 << 16)       # the agent must see our pipes close
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+        prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
+        if os.getppid() == worker:
+            signal.sigwait([signal.SIGUSR1])
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
 
 def _write_line(path, text):
@@ -265,6 +288,7 @@ def main(stdin=None):
     request = json.loads(stdin.read(MAX_REQUEST))
     root.setLevel(request.get('log_level', logging.INFO))
     die_with_parent(request.get('parent_pid'))
+    guard_group()
     opts = options_namespace(request['options'])
     problem = lower_priority(opts.worker_nice, opts.worker_io_class)
     if problem:

@@ -61,6 +61,9 @@ class CountingEngine:
         with self._lock:
             return len(self.calls)
 
+    def stop(self, timeout):
+        return self.real.stop(timeout)
+
 
 def _guestfs_pids():
     """Pids of processes whose command line mentions guestfs."""

@@ -21,6 +21,7 @@ import pytest
 
 from ceilometer_os_pollster import engine as engine_mod
 from tests.functional import agent as agent_mod
+from tests.functional import conftest
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog
@@ -50,12 +51,25 @@ class CountingEngine:
         finally:
             self.in_flight.discard(job.instance_id)
 
+    def stop(self, timeout):
+        return self.real.stop(timeout)
+
 
 def leftovers():
-    """qemu, qemu-img and worker processes descending from this one."""
-    return sorted(pid for marker in (b'qemu', b'.worker')
-                  for pid in H.proc_children(os.getpid(), marker)
-                  if H.alive(pid))
+    """{pid: command line} of the qemu, qemu-img and worker processes
+    descending from this one, or orphaned in a worker's session."""
+    found = {}
+    for marker in (b'qemu', b'.worker'):
+        for pid in H.proc_children(os.getpid(), marker):
+            if H.alive(pid):
+                try:
+                    with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                        found[pid] = f.read(200).replace(b'\0', b' ')
+                except OSError:
+                    pass
+    found.update((pid, cmd) for (pid, _), cmd
+                 in conftest.inspection_processes().items())
+    return found
 
 
 def _parent(pid):
@@ -128,7 +142,7 @@ def test_frozen_nbd_storage_never_stalls_the_agent(rig, tmp_path,
         healthy_records = {u: agent.svc.cache.get(u).record
                            for u in healthy}
     finally:
-        agent.stop()
+        left_at_stop = agent.svc.stop()
         os.kill(nbd_pid, signal.SIGCONT)
     assert done(samples), (samples, engine.calls)
     # Cycles ran, one after the other, while the frozen inspection was in
@@ -141,9 +155,14 @@ def test_frozen_nbd_storage_never_stalls_the_agent(rig, tmp_path,
         rec = healthy_records[uuid]
         assert catalog.mismatches(catalog.GUESTS[guest].expected,
                                   rec) == [], rec
-    # The retry in flight was killed with the agent's service; nothing
-    # it or the first attempt started is left, nor any private file.
-    assert _until(lambda: leftovers() == [], 30), leftovers()
+    # The retry in flight (started just before stop(): done() counts its
+    # inspect() call) was killed with the agent's service, and stop()
+    # waited until its processes were gone; nothing it or the first
+    # attempt started is left, nor any private file.  Nothing that
+    # stop() killed may outlive an inspection's deadline.
+    assert left_at_stop == []
+    assert _until(lambda: leftovers() == {}, DEADLINE), (
+        'left %d s after stop(): %s' % (DEADLINE, leftovers()))
     assert list(tmp_root.iterdir()) == []
 
 
@@ -172,7 +191,7 @@ def test_killed_and_raising_workers_are_failed_records(tmp_path):
     assert rec.status == 'failed'
     assert rec.reason == ('inspection worker killed by SIGKILL while '
                           'launching the appliance (out of memory?)')
-    assert _until(lambda: leftovers() == [], 30), leftovers()
+    assert _until(lambda: leftovers() == {}, 30), leftovers()
     assert list(tmp_root.iterdir()) == []
     # A worker whose code raises: a failed record naming the error.
     raising = H.make_engine(tmp_root, worker_argv=[sys.executable, '-c',
