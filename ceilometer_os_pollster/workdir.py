@@ -9,6 +9,7 @@ whose lock nobody holds belongs to a process that died (agent killed,
 host crash) and is removed at the next start.
 """
 
+import errno
 import fcntl
 import os
 import shutil
@@ -30,15 +31,20 @@ UNLOCKED_GRACE = 600
 class PrivateDir:
     """A private directory for one inspection; a context manager."""
 
-    def __init__(self, tmp_root=None):
+    def __init__(self, tmp_root=None, owner=None):
         self.root = tmp_root or tempfile.gettempdir()
         self.path = ''
         self._fd = None
+        # (uid, gid) of the worker user a root agent hands the directory
+        # to, or None.
+        self._owner = owner
 
     def __enter__(self):
         self.path = tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=self.root)
         try:
             self._fd = _hold_owner_lock(self.path)
+            if self._owner is not None:
+                _hand_over(self.path, *self._owner)
         except OSError:
             shutil.rmtree(self.path, ignore_errors=True)
             raise
@@ -66,6 +72,20 @@ def _hold_owner_lock(directory):
     return fd
 
 
+def _hand_over(path, uid, gid):
+    """Give the directory we just made (mkdtemp: new, 0700) to the
+    worker user, through a handle that cannot follow a symlink; our lock
+    file in it stays ours."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                 os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise PermissionError(errno.EPERM, 'not our directory', path)
+        os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
+
+
 def _orphaned(path, now):
     try:
         fd = os.open(os.path.join(path, OWNER_LOCK),
@@ -81,13 +101,15 @@ def _orphaned(path, now):
     return True
 
 
-def remove_orphan_dirs(tmp_root=None, clock=time.time):
+def remove_orphan_dirs(tmp_root=None, clock=time.time, owners=()):
     """Remove private dirs left by killed processes; their names.
 
-    Only our own directories (prefix, owner uid, real directory) whose
-    owner lock nobody holds.  Never raises.
+    Only our own directories (prefix, owner uid: ours or one of
+    ``owners``, the worker user's, real directory) whose owner lock
+    nobody holds.  Never raises.
     """
     tmp_root = tmp_root or tempfile.gettempdir()
+    owners = {os.geteuid()} | set(owners)
     removed = []
     try:
         names = os.listdir(tmp_root)
@@ -101,7 +123,7 @@ def remove_orphan_dirs(tmp_root=None, clock=time.time):
         try:
             info = os.lstat(path)
             if (not stat.S_ISDIR(info.st_mode) or
-                    info.st_uid != os.geteuid() or not _orphaned(path, now)):
+                    info.st_uid not in owners or not _orphaned(path, now)):
                 continue
         except OSError:
             continue

@@ -151,9 +151,15 @@ def options_namespace(values):
     return types.SimpleNamespace(**merged)
 
 
-def inspect(opts, job, private_dir, stage, appliance_factory=None):
-    """The OSRecord of one job: the whole one-way flow.  Never raises."""
+def inspect(opts, job, private_dir, stage, appliance_factory=None, *,
+            hv=None, space_problem=None):
+    """The OSRecord of one job: the whole one-way flow.  Never raises.
+
+    ``hv``: the hypervisor wrapper that confines qemu (see
+    ``confinement``); ``space_problem(path, opts, drives)`` says why the
+    private directory's filesystem cannot take the overlays."""
     from ceilometer_os_pollster import appliance as appliance_mod
+    from ceilometer_os_pollster import confinement
     from ceilometer_os_pollster import drives
     from ceilometer_os_pollster import facts as facts_mod
     from ceilometer_os_pollster import record
@@ -177,7 +183,28 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None):
         logging.getLogger(__name__).debug(
             'inspecting instance %s: %s', instance_id,
             '; '.join(drives.describe(s) for s in chosen))
-        facts = factory(opts, chosen, private_dir, stage=stage).inspect()
+        problem = (space_problem or confinement.space_problem)(
+            private_dir, opts, len(chosen))
+        if problem:
+            return record.OSRecord.failed(instance_id, problem, fingerprint,
+                                          elapsed())
+        extra = {'hv': hv} if hv else {}
+        try:
+            facts = factory(opts, chosen, private_dir, stage=stage,
+                            **extra).inspect()
+            failure = ''
+        except appliance_mod.ApplianceError as exc:
+            facts, failure = None, exc.reason
+        # qemu has exited (the handle is closed): the sizes are final.
+        # Whatever the appliance made of the refused write (the guest
+        # may see no OS at all), the record must not be cheaper for it.
+        full = confinement.limit_hit(confinement.overlay_sizes(private_dir),
+                                     opts)
+        if full:
+            failure = confinement.limit_reason(full, opts)
+        if failure:
+            return record.OSRecord.failed(instance_id, failure, fingerprint,
+                                          elapsed())
         return facts_mod.normalise(facts, instance_id, fingerprint,
                                    elapsed())
     except drives.DomainXMLError as exc:
@@ -189,7 +216,37 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None):
                                       elapsed())
 
 
+def confine(opts, private_dir, environ=None):
+    """Switch to the worker user (when root and asked) and keep every
+    temporary file of libguestfs and qemu in the private directory.
+    Returns the hypervisor wrapper factory for the appliance; raises
+    ConfinementError when the inspection must not run."""
+    from ceilometer_os_pollster import confinement
+    environ = os.environ if environ is None else environ
+    account = confinement.worker_account(opts.worker_user)
+    if account is not None:
+        confinement.drop_privileges(opts.worker_user, account)
+        environ['HOME'] = private_dir
+        environ['USER'] = environ['LOGNAME'] = opts.worker_user
+    confinement.private_environment(private_dir, environ)
+    # qemu must die at its file-size limit rather than answer the guest
+    # with write errors it may ignore; Python ignores SIGXFSZ and exec
+    # (libguestfs' fork, the wrapper, prlimit) would pass that on.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+    def wrapper(qemu):
+        try:
+            return confinement.write_wrapper(private_dir, qemu, opts)
+        except OSError as exc:
+            # Seen by the appliance as a libguestfs error: a failed record.
+            raise RuntimeError('cannot write the qemu wrapper: %s'
+                               % exc.strerror) from None
+    return wrapper
+
+
 def main(stdin=None):
+    from ceilometer_os_pollster import confinement
+    from ceilometer_os_pollster import record
     channel = _Channel()
     handler = _ChannelHandler(channel)
     root = logging.getLogger()
@@ -197,14 +254,24 @@ def main(stdin=None):
     stdin = stdin or sys.stdin.buffer
     request = json.loads(stdin.read(MAX_REQUEST))
     root.setLevel(request.get('log_level', logging.INFO))
-    die_with_parent(request.get('parent_pid'))
     opts = options_namespace(request['options'])
+    job = request['job']
+    try:
+        hv = confine(opts, request['private_dir'])
+    except (confinement.ConfinementError, OSError) as exc:
+        result = record.OSRecord.failed(
+            job['instance_id'], 'inspection not confined: %s' % exc,
+            job.get('fingerprint', ''), 0.0)
+        channel.send(record=result.to_dict())
+        return 0
+    # After the switch of user: a change of credentials clears it.
+    die_with_parent(request.get('parent_pid'))
     problem = lower_priority(opts.worker_nice, opts.worker_io_class)
     if problem:
         logging.getLogger(__name__).warning(
             'inspection worker priority not lowered: %s', problem)
-    result = inspect(opts, request['job'], request['private_dir'],
-                     lambda name: channel.send(stage=name))
+    result = inspect(opts, job, request['private_dir'],
+                     lambda name: channel.send(stage=name), hv=hv)
     channel.send(record=result.to_dict())
     return 0
 

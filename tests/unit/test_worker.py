@@ -11,6 +11,7 @@ import types
 import pytest
 
 from ceilometer_os_pollster import appliance as A
+from ceilometer_os_pollster import confinement as C
 from ceilometer_os_pollster import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import worker as W
@@ -38,6 +39,13 @@ def opts(**changes):
     return W.options_namespace(dict(OPTS, **changes))
 
 
+@pytest.fixture(autouse=True)
+def roomy(monkeypatch):
+    """The private directories here ('/p') are not real: plenty of room
+    (the space check has tests of its own below)."""
+    monkeypatch.setattr(C, 'space_problem', lambda path, opts, drives: '')
+
+
 class Recorder:
     """An appliance factory that records what it was given."""
 
@@ -46,8 +54,9 @@ class Recorder:
         self.error = error
         self.specs = None
 
-    def __call__(self, opts, specs, private_dir, stage):
+    def __call__(self, opts, specs, private_dir, stage, hv=None):
         self.opts, self.specs, self.private_dir = opts, specs, private_dir
+        self.hv = hv
         stage('opening disks')
         return self
 
