@@ -169,7 +169,8 @@ class Engine:
         make inspections fail (the preflight) and remove the private
         directories of inspections whose process was killed (overlays,
         and a Ceph keyring a worker killed before its launch could not
-        delete).  The preflight's problems."""
+        delete) and the socket directories root workers leave in /tmp.
+        The preflight's problems."""
         problems = self.preflight()
         try:
             account = confinement.worker_account(self._opts.worker_user)
@@ -182,6 +183,7 @@ class Engine:
                             'dedicated unprivileged user', options.GROUP)
         workdir.remove_orphan_dirs(self._opts.tmp_dir or None,
                                    owners=[account[0]] if account else [])
+        workdir.remove_orphan_sockdirs()
         return problems
 
     def preflight(self):

@@ -12,6 +12,7 @@ host crash) and is removed at the next start.
 import errno
 import fcntl
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -26,6 +27,11 @@ OWNER_LOCK = '.owner'
 # A private dir without a lock file is only spared this long (it may be
 # between mkdtemp and the lock).
 UNLOCKED_GRACE = 600
+# libguestfs 1.48 puts a root process's socket directory in /tmp
+# whatever it is told (a non-root one's goes in the private dir).
+ROOT_SOCKDIR = '/tmp'
+_SOCKDIR_NAME = re.compile(r'libguestfs[A-Za-z0-9]{6}\Z')
+_SOCKDIR_FILES = frozenset(['guestfsd.sock', 'console.sock'])
 
 
 class PrivateDir:
@@ -133,3 +139,80 @@ def remove_orphan_dirs(tmp_root=None, clock=time.time, owners=()):
         LOG.warning('removed %d temporary director(y/ies) of killed '
                     'inspections in %s', len(removed), tmp_root)
     return removed
+
+
+def _open_sockets(unix='/proc/net/unix'):
+    """Paths of the unix sockets bound by a live process (an accepted
+    connection shows its listener's path too)."""
+    try:
+        with open(unix, 'rb') as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    paths = set()
+    for line in lines:
+        fields = line.split(None, 7)
+        if len(fields) == 8:
+            paths.add(os.fsdecode(fields[7]))
+    return paths
+
+
+def remove_orphan_sockdirs(root=ROOT_SOCKDIR, clock=time.time,
+                           unix='/proc/net/unix'):
+    """Remove libguestfs socket directories of killed root workers;
+    their names.
+
+    Only directories named as libguestfs names them, owned by us, older
+    than UNLOCKED_GRACE, holding nothing but libguestfs' sockets, none
+    of them open: an administrator's guestfish on the same host uses
+    the same names.  Never raises.
+    """
+    removed = []
+    live = _open_sockets(unix)
+    if live is None:
+        return removed          # cannot tell live ones apart
+    now = clock()
+    try:
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return removed
+    try:
+        for name in os.listdir(top):
+            if not _SOCKDIR_NAME.match(name):
+                continue
+            path = os.path.join(root, name)
+            try:
+                if _remove_sockdir(top, name, path, live, now):
+                    removed.append(name)
+            except OSError:
+                continue
+    finally:
+        os.close(top)
+    if removed:
+        LOG.warning('removed %d libguestfs socket director(y/ies) of '
+                    'killed inspections in %s', len(removed), root)
+    return removed
+
+
+def _remove_sockdir(top, name, path, live, now):
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                 os.O_CLOEXEC, dir_fd=top)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or now - info.st_mtime < \
+                UNLOCKED_GRACE:
+            return False
+        entries = os.listdir(fd)
+        if not entries:
+            return False        # a live handle's temporary directory?
+        for entry in entries:
+            if (entry not in _SOCKDIR_FILES or
+                    os.path.join(path, entry) in live or
+                    not stat.S_ISSOCK(os.lstat(entry, dir_fd=fd).st_mode)):
+                return False
+        for entry in entries:
+            os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=top)
+    return True

@@ -5,8 +5,10 @@ tests/functional/test_confinement.py)."""
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -263,3 +265,47 @@ def test_appliance_refuses_a_qemu_without_its_sandbox(tmp_path):
                private_dir=str(tmp_path))
     assert wrapped == ['/usr/bin/qemu-system-x86_64']
     assert module.handle.settings['hv'] == str(tmp_path / C.WRAPPER_NAME)
+
+
+# ------------------------------------- root's socket directories in /tmp
+
+def sockdir(root, name, sockets=('guestfsd.sock',), age=3600, extra=()):
+    path = root / name
+    path.mkdir()
+    for entry in sockets:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(path / entry))
+    for entry in extra:
+        (path / entry).write_text('x')
+    when = time.time() - age
+    os.utime(path, (when, when))
+    return path
+
+
+def test_socket_dirs_of_killed_root_workers_are_removed(tmp_path):
+    root = tmp_path / 'tmp'
+    root.mkdir()
+    dead = sockdir(root, 'libguestfsAb12Cd')
+    live = sockdir(root, 'libguestfsLive00')
+    young = sockdir(root, 'libguestfsYoung0', age=10)
+    other = sockdir(root, 'libguestfsOther0', extra=['overlay.qcow2'])
+    empty = sockdir(root, 'libguestfsEmpty0', sockets=())
+    named = sockdir(root, 'libguestfs-not-ours')
+    unix = tmp_path / 'net-unix'
+    unix.write_text(
+        'Num       RefCount Protocol Flags    Type St Inode Path\n'
+        '0000: 00000003 00000000 00000000 0001 03 77677\n'
+        '0001: 00000003 00000000 00000000 0001 03 78127 %s\n'
+        % (live / 'guestfsd.sock'))
+    assert workdir.remove_orphan_sockdirs(str(root), unix=str(unix)) == [
+        dead.name]
+    assert not dead.exists()
+    for kept in (live, young, other, empty, named):
+        assert kept.exists()
+
+
+def test_socket_dirs_are_kept_when_open_sockets_are_unknown(tmp_path):
+    dead = sockdir(tmp_path, 'libguestfsAb12Cd')
+    assert workdir.remove_orphan_sockdirs(
+        str(tmp_path), unix=str(tmp_path / 'missing')) == []
+    assert dead.exists()
