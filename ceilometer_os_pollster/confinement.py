@@ -147,6 +147,15 @@ def write_wrapper(private_dir, qemu, opts):
                  | os.O_CLOEXEC, 0o700)
     with os.fdopen(fd, 'w') as f:
         f.write(wrapper_script(qemu, opts))
+    # libguestfs caches what it probed of its qemu in the appliance
+    # cache under the hypervisor's size and mtime: with qemu's mtime the
+    # wrappers of all inspections share one entry (renewed when qemu is
+    # upgraded) instead of adding one, and a probe, per inspection.
+    try:
+        mtime = os.stat(qemu).st_mtime_ns
+    except OSError:
+        return path             # libguestfs will say qemu is missing
+    os.utime(path, ns=(mtime, mtime))
     return path
 
 

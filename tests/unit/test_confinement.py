@@ -135,6 +135,20 @@ def test_wrapper_limits_and_sandboxes_qemu(tmp_path):
         % (64 * MIB, (768 + 3072) * MIB))
 
 
+def test_wrappers_share_libguestfs_probe_cache(tmp_path):
+    # Same size and mtime (libguestfs' cache key) for every inspection.
+    qemu = tmp_path / 'qemu'
+    qemu.write_text('')
+    os.utime(qemu, (1000000, 1000000))
+    paths = []
+    for n in range(2):
+        (tmp_path / str(n)).mkdir()
+        paths.append(C.write_wrapper(str(tmp_path / str(n)), str(qemu),
+                                     opts()))
+    keys = {(os.stat(p).st_size, os.stat(p).st_mtime) for p in paths}
+    assert keys == {(os.stat(paths[0]).st_size, 1000000)}
+
+
 def test_wrapper_quotes_an_odd_qemu_path():
     text = C.wrapper_script("/opt/my qemu/q'emu", opts())
     assert "'/opt/my qemu/q'\"'\"'emu' \"$@\"" in text
