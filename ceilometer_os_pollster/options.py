@@ -105,9 +105,8 @@ OPTS = [
              'copy of the appliance disk. Empty means the '
              'system temporary directory ($TMPDIR or /tmp). Use a local '
              'filesystem with a short path (unix socket paths are limited '
-             'to 107 bytes) and room for overlay_max_mb per disk; running '
-             'as root, it must not be writable by other users unless it '
-             'has the sticky bit (like /tmp).'),
+             'to 107 bytes) and room for overlay_max_mb per disk (see '
+             'tmp_min_free_mb).'),
     cfg.IntOpt(
         'overlay_max_mb',
         default=4096, min=64,
