@@ -3,7 +3,10 @@
 ``python -m ceilometer_os_pollster.worker`` is started by the agent
 (``engine`` through ``supervisor``) for every inspection.  It reads one
 JSON request on stdin (the job, the ``[os_inspection]`` option values,
-its private directory), lowers its own CPU and I/O priority, runs the
+its private directory), confines itself (``confinement``: a root worker
+becomes ``worker_user``; temporary files and sockets in the private
+directory; qemu started through a limiting, sandboxing wrapper), lowers
+its own CPU and I/O priority, runs the
 one-way flow (domain XML -> drive specs -> appliance -> raw facts -> OS
 record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
 ``{"log": [level, text]}`` for its log messages and finally
