@@ -215,10 +215,13 @@ def test_worker_user_runs_qemu_unprivileged(shared_dir, tmp_path):
     assert list(tmp_root.iterdir()) == []
 
 
-# qemu for libguestfs' probes; hangs instead of booting the appliance.
+# qemu for libguestfs' probes; hangs instead of booting the appliance,
+# after saying where libguestfs put its socket.
 HANG = '''#!{python}
 import os, sys, time
 if '-kernel' in sys.argv:
+    with open({record!r}, 'w') as f:
+        f.write('\\n'.join(sys.argv))
     time.sleep(3600)
 os.execv({qemu!r}, [{qemu!r}] + sys.argv[1:])
 '''
@@ -230,8 +233,12 @@ def test_worker_killed_at_the_deadline_leaves_nothing_in_tmp(
         pytest.skip('needs root to switch to the worker user')
     import guestfs
     hang = shared_dir / 'qemu-hang'
+    seen = shared_dir / 'seen'
+    seen.mkdir()
+    seen.chmod(0o777)
     hang.write_text(HANG.format(python=sys.executable,
-                                qemu=guestfs.GuestFS().get_hv()))
+                                qemu=guestfs.GuestFS().get_hv(),
+                                record=str(seen / 'argv')))
     hang.chmod(0o755)
     monkeypatch.setenv('LIBGUESTFS_HV', str(hang))
     tmp_root, engine = worker_user_engine(shared_dir)
@@ -243,6 +250,13 @@ def test_worker_killed_at_the_deadline_leaves_nothing_in_tmp(
     assert (rec.status, rec.reason) == (
         'failed', 'deadline: inspection killed after 20 s while launching '
         'the appliance')
+    # The appliance was being started, its socket in the private dir.
+    argv = (seen / 'argv').read_text().split('\n')
+    sockets = [a.split(',')[1][len('path='):] for a in argv
+               if a.startswith('socket,path=')]
+    assert sockets and all(
+        p.startswith('%s/os-inspection-' % tmp_root) for p in sockets)
+    assert not any(os.path.exists(os.path.dirname(p)) for p in sockets)
     assert list(tmp_root.iterdir()) == []
     # Other agents share /tmp: only libguestfs' own names are ours.
     assert [n for n in after - before if n.startswith('libguestfs')] == []
