@@ -154,20 +154,68 @@ def options_namespace(values):
     return types.SimpleNamespace(**merged)
 
 
+class _ConfinedAppliance:
+    """An appliance inside the worker's bounds on disk writes: it does
+    not start without room for every overlay at its file-size limit, and
+    an overlay found at its limit fails the inspection, whatever the
+    appliance made of the refused write (the guest may have seen no OS
+    at all): never a cheaper record for it."""
+
+    def __init__(self, factory, hv, space_problem, opts, specs, private_dir,
+                 stage):
+        self._factory, self._hv, self._space = factory, hv, space_problem
+        self._opts, self._specs = opts, specs
+        self._dir, self._stage = private_dir, stage
+
+    def inspect(self):
+        from ceilometer_os_pollster import appliance as appliance_mod
+        from ceilometer_os_pollster import confinement
+        problem = self._space(self._dir, self._opts, len(self._specs))
+        if problem:
+            raise appliance_mod.ApplianceError(problem)
+        extra = {'hv': self._hv} if self._hv else {}
+        try:
+            facts = self._factory(self._opts, self._specs, self._dir,
+                                  stage=self._stage, **extra).inspect()
+            failure = None
+        except appliance_mod.ApplianceError as exc:
+            facts, failure = None, exc
+        # qemu has exited (the handle is closed): the sizes are final.
+        full = confinement.limit_hit(confinement.overlay_sizes(self._dir),
+                                     self._opts)
+        if full:
+            raise appliance_mod.ApplianceError(
+                confinement.limit_reason(full, self._opts))
+        if failure is not None:
+            raise failure
+        return facts
+
+
+def confined(factory, hv=None, space_problem=None):
+    """``factory`` (an appliance factory) within the worker's bounds;
+    ``hv`` is the hypervisor wrapper that confines qemu (see
+    ``confinement``), ``space_problem(path, opts, drives)`` says why the
+    private directory's filesystem cannot take the overlays."""
+    from ceilometer_os_pollster import confinement
+    check = space_problem or confinement.space_problem
+
+    def make(opts, specs, private_dir, stage):
+        return _ConfinedAppliance(factory, hv, check, opts, specs,
+                                  private_dir, stage)
+    return make
+
+
 def inspect(opts, job, private_dir, stage, appliance_factory=None, *,
             hv=None, space_problem=None):
     """The OSRecord of one job: the whole one-way flow.  Never raises.
-
-    ``hv``: the hypervisor wrapper that confines qemu (see
-    ``confinement``); ``space_problem(path, opts, drives)`` says why the
-    private directory's filesystem cannot take the overlays."""
+    ``hv`` and ``space_problem``: see ``confined``."""
     from ceilometer_os_pollster import appliance as appliance_mod
-    from ceilometer_os_pollster import confinement
     from ceilometer_os_pollster import drives
     from ceilometer_os_pollster import facts as facts_mod
     from ceilometer_os_pollster import record
 
-    factory = appliance_factory or appliance_mod.Appliance
+    factory = confined(appliance_factory or appliance_mod.Appliance, hv,
+                       space_problem)
     start = time.monotonic()
 
     def elapsed():
@@ -186,28 +234,7 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None, *,
         logging.getLogger(__name__).debug(
             'inspecting instance %s: %s', instance_id,
             '; '.join(drives.describe(s) for s in chosen))
-        problem = (space_problem or confinement.space_problem)(
-            private_dir, opts, len(chosen))
-        if problem:
-            return record.OSRecord.failed(instance_id, problem, fingerprint,
-                                          elapsed())
-        extra = {'hv': hv} if hv else {}
-        try:
-            facts = factory(opts, chosen, private_dir, stage=stage,
-                            **extra).inspect()
-            failure = ''
-        except appliance_mod.ApplianceError as exc:
-            facts, failure = None, exc.reason
-        # qemu has exited (the handle is closed): the sizes are final.
-        # Whatever the appliance made of the refused write (the guest
-        # may see no OS at all), the record must not be cheaper for it.
-        full = confinement.limit_hit(confinement.overlay_sizes(private_dir),
-                                     opts)
-        if full:
-            failure = confinement.limit_reason(full, opts)
-        if failure:
-            return record.OSRecord.failed(instance_id, failure, fingerprint,
-                                          elapsed())
+        facts = factory(opts, chosen, private_dir, stage=stage).inspect()
         return facts_mod.normalise(facts, instance_id, fingerprint,
                                    elapsed())
     except drives.DomainXMLError as exc:
