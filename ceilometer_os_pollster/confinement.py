@@ -143,6 +143,10 @@ def write_wrapper(private_dir, qemu, opts):
     """Write the wrapper (mode 0700) into the private directory; its
     path."""
     path = os.path.join(private_dir, WRAPPER_NAME)
+    try:
+        os.unlink(path)         # an earlier appliance of this inspection
+    except FileNotFoundError:
+        pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                  | os.O_CLOEXEC, 0o700)
     with os.fdopen(fd, 'w') as f:

@@ -149,6 +149,13 @@ def test_wrappers_share_libguestfs_probe_cache(tmp_path):
     assert keys == {(os.stat(paths[0]).st_size, 1000000)}
 
 
+def test_a_second_appliance_of_one_inspection_gets_its_wrapper(tmp_path):
+    first = C.write_wrapper(str(tmp_path), '/usr/bin/qemu-one', opts())
+    second = C.write_wrapper(str(tmp_path), '/usr/bin/qemu-two', opts())
+    assert first == second
+    assert '/usr/bin/qemu-two "$@"' in open(second).read()
+
+
 def test_wrapper_quotes_an_odd_qemu_path():
     text = C.wrapper_script("/opt/my qemu/q'emu", opts())
     assert "'/opt/my qemu/q'\"'\"'emu' \"$@\"" in text
