@@ -36,6 +36,7 @@ import re
 
 from oslo_log import log
 
+from ceilometer_os_pollster import confinement
 from ceilometer_os_pollster import guest_files
 from ceilometer_os_pollster import overlay as overlay_mod
 from ceilometer_os_pollster import qemu_nodes
@@ -101,7 +102,9 @@ class Appliance:
     first, ``private_dir`` a directory only this inspection uses (the
     overlays and any keyring go there; the caller removes it).
     ``stage(name)`` is told where the inspection is, for the agent's
-    deadline reason.  The keyword arguments exist for tests.
+    deadline reason.  ``hv`` is a qemu path, or a function from
+    libguestfs' qemu path to the one to start (the worker's confinement
+    wrapper); the other keyword arguments exist for tests.
     """
 
     def __init__(self, opts, specs, private_dir, *, stage=None,
@@ -188,6 +191,10 @@ class Appliance:
         except (RuntimeError, OSError) as exc:
             raise ApplianceError('refused: cannot read the appliance qemu '
                                  'command line (%s)' % short_error(exc))
+        if callable(self._hv) and not confinement.sandbox_in(argv):
+            # Our wrapper was bypassed (a qemu that drops arguments?).
+            raise ApplianceError('refused: appliance qemu runs without '
+                                 'its sandbox')
         problems = qemu_nodes.drive_problems(argv, self._overlays.paths)
         if problems:
             LOG.warning('refusing to inspect: the qemu started by '
@@ -227,7 +234,11 @@ class Appliance:
         g.set_tmpdir(self._private_dir)
         if opts.appliance_cache_dir:
             g.set_cachedir(opts.appliance_cache_dir)
-        if self._hv:
+        if callable(self._hv):
+            # The worker's confinement (limits, -sandbox) wraps whichever
+            # qemu libguestfs would start (LIBGUESTFS_HV or its default).
+            g.set_hv(self._hv(g.get_hv()))
+        elif self._hv:
             g.set_hv(self._hv)
         g.set_event_callback(self._on_event,
                              module.EVENT_APPLIANCE | module.EVENT_WARNING)

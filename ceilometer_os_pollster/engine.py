@@ -21,6 +21,7 @@ import time
 from oslo_log import log
 
 from ceilometer_os_pollster import appliance as appliance_mod
+from ceilometer_os_pollster import confinement
 from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
@@ -109,7 +110,13 @@ class Engine:
                     drives.drive_specs(job.domain_xml), job.image_id,
                     job.boot_identity, self._opts.inspect_all_disks)
                 job = dataclasses.replace(job, fingerprint=fingerprint)
-            private = workdir.PrivateDir(self._opts.tmp_dir or None)
+            try:
+                account = confinement.worker_account(self._opts.worker_user)
+            except confinement.ConfinementError as exc:
+                return self._failed(job, 'inspection not confined: %s'
+                                    % exc, fingerprint, start)
+            private = workdir.PrivateDir(self._opts.tmp_dir or None,
+                                         owner=account and account[:2])
             try:
                 private.__enter__()
             except OSError as exc:
@@ -177,9 +184,21 @@ class Engine:
         make inspections fail (the preflight) and remove the private
         directories of inspections whose process was killed (overlays,
         and a Ceph keyring a worker killed before its launch could not
-        delete).  The preflight's problems."""
+        delete) and the socket directories root workers leave in /tmp.
+        The preflight's problems."""
         problems = self.preflight()
-        workdir.remove_orphan_dirs(self._opts.tmp_dir or None)
+        try:
+            account = confinement.worker_account(self._opts.worker_user)
+        except confinement.ConfinementError:
+            account = None      # the preflight said why
+        else:
+            if account is None and os.geteuid() == 0:
+                LOG.warning('OS inspections run as root and so does the '
+                            'appliance\'s qemu: set [%s] worker_user to a '
+                            'dedicated unprivileged user', options.GROUP)
+        workdir.remove_orphan_dirs(self._opts.tmp_dir or None,
+                                   owners=[account[0]] if account else [])
+        workdir.remove_orphan_sockdirs()
         return problems
 
     def preflight(self):
@@ -207,6 +226,10 @@ class Engine:
             if path and not os.access(path, os.W_OK | os.X_OK):
                 problems.append('[%s] %s = %s is not a writable directory'
                                 % (options.GROUP, name, path))
+        try:
+            confinement.worker_account(self._opts.worker_user)
+        except confinement.ConfinementError as exc:
+            problems.append('%s: every inspection will fail' % exc)
         for problem in problems:
             LOG.warning('OS inspection preflight: %s', problem)
         return problems

@@ -102,8 +102,64 @@ OPTS = [
     cfg.StrOpt(
         'tmp_dir',
         default='',
-        help='Where libguestfs creates its temporary overlays and sockets '
-             '(LIBGUESTFS_TMPDIR). Empty means the libguestfs default.'),
+        help='Where each inspection gets its private directory '
+             '(os-inspection-*, mode 0700, removed when the inspection '
+             'ends; left-overs of killed processes are removed at the '
+             'next start). It holds the disks\' overlays, where the '
+             'appliance\'s writes land (e.g. a journal replayed at '
+             'mount), libguestfs\' temporary files and sockets (the '
+             'sockets only when the worker is not root: libguestfs 1.48 '
+             'puts root\'s in /tmp, see worker_user) and qemu\'s scratch '
+             'copy of the appliance disk. Empty means the '
+             'system temporary directory ($TMPDIR or /tmp). Use a local '
+             'filesystem with a short path (unix socket paths are limited '
+             'to 107 bytes) and room for overlay_max_mb per disk (see '
+             'tmp_min_free_mb).'),
+    cfg.IntOpt(
+        'overlay_max_mb',
+        default=4096, min=64,
+        help='Largest file, in MiB, the appliance\'s qemu may write: each '
+             'disk\'s overlay and its scratch copy of the appliance disk '
+             '(enforced with a file-size limit, RLIMIT_FSIZE, on qemu). '
+             'A guest can make the appliance write a lot, e.g. a '
+             'filesystem journal of tens of GiB replayed at mount; at this '
+             'size qemu is stopped and the instance is recorded "failed" '
+             'with the reason "overlay write limit reached ...", which '
+             'bills it at the unverified rate, never cheaper. Ordinary '
+             'journals are at most 1 GiB (ext4) or 2 GiB (XFS).'),
+    cfg.IntOpt(
+        'tmp_min_free_mb',
+        default=1024, min=0,
+        help='Free space, in MiB, that inspections must leave on the '
+             'filesystem of tmp_dir. Before the appliance starts, the '
+             'filesystem must have (number of disks + 1) x overlay_max_mb '
+             '+ this much free, or the inspection is recorded "failed" '
+             '("not enough free space for the overlays ..."), so even '
+             'overlays written to their limit never fill the host\'s '
+             'disk. Each running inspection checks on its own: with '
+             'concurrency above 1, add (concurrency - 1) x 2 x '
+             'overlay_max_mb here.'),
+    cfg.IntOpt(
+        'appliance_address_space_mb',
+        default=0, min=0,
+        help='Address-space limit (RLIMIT_AS), in MiB, of the appliance\'s '
+             'qemu. 0 means appliance_memory_mb + 3072: qemu maps about '
+             '1.5 GiB beyond the guest memory under TCG emulation (its '
+             'code buffer), less with KVM. An appliance that fails to '
+             'start with "cannot allocate memory" needs more.'),
+    cfg.StrOpt(
+        'worker_user',
+        default='',
+        help='User that inspections run as when the inspecting process '
+             'is root (the privilege-separated mode\'s timer and '
+             '"ceilometer-os-pollster inspect" run by root): the worker '
+             'switches to it and its groups before reading anything, so '
+             'qemu-img and the appliance\'s qemu never run as root. Use a '
+             'dedicated user (e.g. "os-inspector") that can read the '
+             'instance disks and their backing files (see README, '
+             '"Permissions"; and /dev/kvm through the kvm group) and '
+             'nothing else. Empty: root inspections run qemu as root '
+             '(logged as a WARNING at start). Ignored when not root.'),
     cfg.StrOpt(
         'inspection_method',
         default='auto', choices=['auto', 'direct', 'appliance'],

@@ -3,7 +3,10 @@
 ``python -m ceilometer_os_pollster.worker`` is started by the agent
 (``engine`` through ``supervisor``) for every inspection.  It reads one
 JSON request on stdin (the job, the ``[os_inspection]`` option values,
-its private directory), lowers its own CPU and I/O priority, runs the
+its private directory), confines itself (``confinement``: a root worker
+becomes ``worker_user``; temporary files and sockets in the private
+directory; qemu started through a limiting, sandboxing wrapper), lowers
+its own CPU and I/O priority, runs the
 one-way flow (domain XML -> drive specs -> appliance -> raw facts -> OS
 record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
 ``{"log": [level, text]}`` for its log messages and finally
@@ -213,16 +216,70 @@ def read_disks(opts, specs, private_dir, stage, appliance_factory,
     return facts, record.METHOD_APPLIANCE, why
 
 
+class _ConfinedAppliance:
+    """An appliance inside the worker's bounds on disk writes: it does
+    not start without room for every overlay at its file-size limit, and
+    an overlay found at its limit fails the inspection, whatever the
+    appliance made of the refused write (the guest may have seen no OS
+    at all): never a cheaper record for it."""
+
+    def __init__(self, factory, hv, space_problem, opts, specs, private_dir,
+                 stage):
+        self._factory, self._hv, self._space = factory, hv, space_problem
+        self._opts, self._specs = opts, specs
+        self._dir, self._stage = private_dir, stage
+
+    def inspect(self):
+        from ceilometer_os_pollster import appliance as appliance_mod
+        from ceilometer_os_pollster import confinement
+        problem = self._space(self._dir, self._opts, len(self._specs))
+        if problem:
+            raise appliance_mod.ApplianceError(problem)
+        extra = {'hv': self._hv} if self._hv else {}
+        try:
+            facts = self._factory(self._opts, self._specs, self._dir,
+                                  stage=self._stage, **extra).inspect()
+            failure = None
+        except appliance_mod.ApplianceError as exc:
+            facts, failure = None, exc
+        # qemu has exited (the handle is closed): the sizes are final.
+        full = confinement.limit_hit(confinement.overlay_sizes(self._dir),
+                                     self._opts)
+        if full:
+            raise appliance_mod.ApplianceError(
+                confinement.limit_reason(full, self._opts))
+        if failure is not None:
+            raise failure
+        return facts
+
+
+def confined(factory, hv=None, space_problem=None):
+    """``factory`` (an appliance factory) within the worker's bounds;
+    ``hv`` is the hypervisor wrapper that confines qemu (see
+    ``confinement``), ``space_problem(path, opts, drives)`` says why the
+    private directory's filesystem cannot take the overlays."""
+    from ceilometer_os_pollster import confinement
+    check = space_problem or confinement.space_problem
+
+    def make(opts, specs, private_dir, stage):
+        return _ConfinedAppliance(factory, hv, check, opts, specs,
+                                  private_dir, stage)
+    return make
+
+
 def inspect(opts, job, private_dir, stage, appliance_factory=None,
-            direct_reader=None):
-    """The OSRecord of one job: the whole one-way flow.  Never raises."""
+            direct_reader=None, *, hv=None, space_problem=None):
+    """The OSRecord of one job: the whole one-way flow.  Never raises.
+    ``hv`` and ``space_problem``: see ``confined``; ``direct_reader``
+    replaces direct.inspect.inspect (tests)."""
     from ceilometer_os_pollster import appliance as appliance_mod
     from ceilometer_os_pollster import drives
     from ceilometer_os_pollster import facts as facts_mod
     from ceilometer_os_pollster import record
     from ceilometer_os_pollster import sanitize
 
-    factory = appliance_factory or appliance_mod.Appliance
+    factory = confined(appliance_factory or appliance_mod.Appliance, hv,
+                       space_problem)
     if direct_reader is None:
         from ceilometer_os_pollster.direct import inspect as direct_mod
         direct_reader = direct_mod.inspect
@@ -279,7 +336,37 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
             'direct: %s' % exc, fingerprint, elapsed())
 
 
+def confine(opts, private_dir, environ=None):
+    """Switch to the worker user (when root and asked) and keep every
+    temporary file of libguestfs and qemu in the private directory.
+    Returns the hypervisor wrapper factory for the appliance; raises
+    ConfinementError when the inspection must not run."""
+    from ceilometer_os_pollster import confinement
+    environ = os.environ if environ is None else environ
+    account = confinement.worker_account(opts.worker_user)
+    if account is not None:
+        confinement.drop_privileges(opts.worker_user, account)
+        environ['HOME'] = private_dir
+        environ['USER'] = environ['LOGNAME'] = opts.worker_user
+    confinement.private_environment(private_dir, environ)
+    # qemu must die at its file-size limit rather than answer the guest
+    # with write errors it may ignore; Python ignores SIGXFSZ and exec
+    # (libguestfs' fork, the wrapper, prlimit) would pass that on.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+    def wrapper(qemu):
+        try:
+            return confinement.write_wrapper(private_dir, qemu, opts)
+        except OSError as exc:
+            # Seen by the appliance as a libguestfs error: a failed record.
+            raise RuntimeError('cannot write the qemu wrapper: %s'
+                               % exc.strerror) from None
+    return wrapper
+
+
 def main(stdin=None):
+    from ceilometer_os_pollster import confinement
+    from ceilometer_os_pollster import record
     channel = _Channel()
     handler = _ChannelHandler(channel)
     root = logging.getLogger()
@@ -287,15 +374,25 @@ def main(stdin=None):
     stdin = stdin or sys.stdin.buffer
     request = json.loads(stdin.read(MAX_REQUEST))
     root.setLevel(request.get('log_level', logging.INFO))
+    opts = options_namespace(request['options'])
+    job = request['job']
+    try:
+        hv = confine(opts, request['private_dir'])
+    except (confinement.ConfinementError, OSError) as exc:
+        result = record.OSRecord.failed(
+            job['instance_id'], 'inspection not confined: %s' % exc,
+            job.get('fingerprint', ''), 0.0)
+        channel.send(record=result.to_dict())
+        return 0
+    # After the switch of user: a change of credentials clears it.
     die_with_parent(request.get('parent_pid'))
     guard_group()
-    opts = options_namespace(request['options'])
     problem = lower_priority(opts.worker_nice, opts.worker_io_class)
     if problem:
         logging.getLogger(__name__).warning(
             'inspection worker priority not lowered: %s', problem)
-    result = inspect(opts, request['job'], request['private_dir'],
-                     lambda name: channel.send(stage=name))
+    result = inspect(opts, job, request['private_dir'],
+                     lambda name: channel.send(stage=name), hv=hv)
     channel.send(record=result.to_dict())
     return 0
 

@@ -14,6 +14,7 @@ import pytest
 
 from ceilometer_os_pollster import appliance as A
 from ceilometer_os_pollster.direct import errors as DE
+from ceilometer_os_pollster import confinement as C
 from ceilometer_os_pollster import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import worker as W
@@ -44,6 +45,13 @@ def opts(**changes):
     return W.options_namespace(dict(OPTS, **changes))
 
 
+@pytest.fixture(autouse=True)
+def roomy(monkeypatch):
+    """The private directories here ('/p') are not real: plenty of room
+    (the space check has tests of its own below)."""
+    monkeypatch.setattr(C, 'space_problem', lambda path, opts, drives: '')
+
+
 class Recorder:
     """An appliance factory that records what it was given."""
 
@@ -52,8 +60,9 @@ class Recorder:
         self.error = error
         self.specs = None
 
-    def __call__(self, opts, specs, private_dir, stage):
+    def __call__(self, opts, specs, private_dir, stage, hv=None):
         self.opts, self.specs, self.private_dir = opts, specs, private_dir
+        self.hv = hv
         stage('opening disks')
         return self
 
@@ -371,3 +380,64 @@ def test_appliance_method_never_reads_directly():
                         result=rhel_facts()),
                     direct_reader=Direct(errors=[AssertionError('no')]))
     assert (rec.inspection_method, rec.reason) == ('appliance', '')
+
+
+# ------------------------------------------------- bounds on disk writes
+
+class Filler(Recorder):
+    """An appliance whose overlay ends at the given size."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def inspect(self):
+        with open(os.path.join(self.private_dir, 'vda.qcow2'), 'wb') as f:
+            f.truncate(self.size)
+        return super().inspect()
+
+
+@pytest.mark.parametrize('error', [None, A.ApplianceError(
+    'appliance closed the connection unexpectedly')])
+def test_an_overlay_at_its_limit_fails_the_inspection(tmp_path, error):
+    # A guest whose replay hit the limit may look like no OS at all, or
+    # kill the appliance: either way the record says why, never cheaper.
+    factory = Filler(64 << 20, result=RF.ApplianceFacts(drives=1),
+                     error=error)
+    rec = W.inspect(opts(overlay_max_mb=64),
+                    job(domain(DISK % ('raw', '/d', 'vda'))), str(tmp_path),
+                    print, appliance_factory=factory)
+    assert (rec.status, rec.reason) == ('failed', (
+        'overlay write limit reached: the appliance wrote 64 MiB into the '
+        'overlay of vda (e.g. replaying a journal); [os_inspection] '
+        'overlay_max_mb'))
+
+
+def test_an_overlay_below_its_limit_is_an_ordinary_result(tmp_path):
+    factory = Filler(32 << 20, result=rhel_facts())
+    rec = W.inspect(opts(overlay_max_mb=64),
+                    job(domain(DISK % ('raw', '/d', 'vda'))), str(tmp_path),
+                    print, appliance_factory=factory)
+    assert (rec.status, rec.os_distro) == ('ok', 'rhel')
+
+
+def test_no_appliance_without_room_for_its_overlays():
+    factory = Recorder(error=AssertionError('no appliance expected'))
+    seen = []
+
+    def no_room(path, o, drives):
+        seen.append((path, drives))
+        return 'not enough free space for the overlays: ...'
+    rec = W.inspect(opts(inspect_all_disks=True), job(domain(
+        DISK % ('raw', '/d/a', 'vda'), DISK % ('raw', '/d/b', 'vdb'))),
+        '/p', print, appliance_factory=factory, space_problem=no_room)
+    assert (rec.status, rec.reason) == (
+        'failed', 'not enough free space for the overlays: ...')
+    assert seen == [('/p', 2)] and factory.specs is None
+
+
+def test_the_wrapper_reaches_the_appliance():
+    factory = Recorder(result=rhel_facts())
+    W.inspect(opts(), job(domain(DISK % ('raw', '/d', 'vda'))), '/p', print,
+              appliance_factory=factory, hv='/p/qemu-confined')
+    assert factory.hv == '/p/qemu-confined'
