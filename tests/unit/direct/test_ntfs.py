@@ -4,6 +4,7 @@ truncation) and fuzzed."""
 
 import contextlib
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -63,7 +64,14 @@ def _mounted(image, mountpoint):
     finally:
         if os.path.ismount(mountpoint):
             subprocess.run(['umount', str(mountpoint)], check=True)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            # A mount namespace made meanwhile by another process keeps
+            # the FUSE connection open: SIGTERM makes ntfs-3g flush and
+            # exit as an unmount would.
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def _write_backwards(path, clusters):
@@ -119,7 +127,22 @@ def _fill(mnt):
     # FILE_ATTRIBUTE_DIRECTORY | COMPRESSED: new files in it compress.
     os.setxattr(mnt / 'Comp', 'system.ntfs_attrib_be',
                 (0x810).to_bytes(4, 'big'))
-    (mnt / 'Comp' / 'SOFTWARE').write_bytes(b'compress me ' * 5000)
+    rng = random.Random(24)
+    words = [bytes(rng.choice(b'abcdefghij') for _ in range(rng.randint(
+        2, 9))) for _ in range(300)]
+    text = b' '.join(rng.choice(words) for _ in range(100000))
+    compressed = {'SOFTWARE': text,
+                  'random': os.urandom(200000),
+                  'mixed': text[:70000] + os.urandom(50000)
+                  + bytes(100000) + text[:12345],
+                  'just-over-a-unit': text[:65536 + 100]}
+    for name, data in compressed.items():
+        (mnt / 'Comp' / name).write_bytes(data)
+        expected['/Comp/' + name] = data
+    fd = os.open(mnt / 'Comp' / 'sparse', os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, text[:5000], 300000)
+    os.close(fd)
+    expected['/Comp/sparse'] = bytes(300000) + text[:5000]
     for name, target, relative in (
             ('rel-link', 'Windows\\System32\\config\\small', True),
             ('abs-link', '\\??\\C:\\Windows', False)):
@@ -270,15 +293,46 @@ def test_hard_links_are_one_record(volume):
     assert len(names) >= 2
 
 
-def test_compressed_data_is_unsupported(volume):
-    image, _, _ = volume
-    f, _ = _open(image)
-    node = fs.resolve(f, '/comp/software')
-    assert f.kind_of(node) == fs.FILE
-    assert f.size(node) == 12 * 5000
-    with pytest.raises(errors.Unsupported) as exc:
-        f.read(node, 100)
-    assert exc.value.reason == 'ntfs: \\Comp\\SOFTWARE is compressed'
+def test_compressed_data_is_decompressed(volume):
+    image, expected, _ = volume
+    f, budget = _open(image)
+    for name in ('SOFTWARE', 'random', 'mixed', 'just-over-a-unit',
+                 'sparse'):
+        node = fs.resolve(f, '/comp/' + name.upper())
+        flags = [a.flags for a in node.file.attrs if a.type == ntfs.AT_DATA]
+        assert flags[0] & ntfs.ATTR_COMPRESSION_MASK, name
+        stream = f.open_stream(node)
+        assert isinstance(stream, ntfs.CompressedStream)
+        data = expected['/Comp/' + name]
+        assert f.size(node) == len(data)
+        assert f.read(node, 64 * MiB) == data, name
+        middle = len(data) // 2
+        assert stream.read_at(middle, 5) == data[middle:middle + 5]
+    # The text compresses: fewer bytes read than it has.
+    before = budget.used
+    fs.read_file(f, '/Comp/SOFTWARE', 64 * MiB)
+    assert budget.used - before < len(expected['/Comp/SOFTWARE']) * 3 // 4
+
+
+@pytest.mark.parametrize('data, reason', [
+    (b'\x05\xb0\x01ab', 'past its unit'),
+    (b'\x02\xb0\x01\x00\x00', 'before its chunk'),
+    (b'\x03\xb0\x02a\x00\x10', 'before its chunk'),
+    (b'\x02\xb0\x02a\x00', 'truncated'),
+    (b'\x03\xb0\x02a\xff\x0f', 'larger than 4 KiB'),
+])
+def test_lznt1_hostile(data, reason):
+    with pytest.raises(errors.Corrupt) as exc:
+        ntfs.lznt1(data, 65536, 'ntfs: x')
+    assert reason in exc.value.reason
+
+
+def test_lznt1_output_is_capped():
+    # A chunk of one literal and a long repeat, many times over.
+    chunk = b'\x03\xb0\x02a\xfc\x0f'
+    out = ntfs.lznt1(chunk * 1000, 8192, 'ntfs: x')
+    assert len(out) == 8192 and set(out) == {ord('a')}
+    assert ntfs.lznt1(b'\x03\x30abcd', 100, 'x') == b'abcd'
 
 
 def test_reparse_points(volume):
