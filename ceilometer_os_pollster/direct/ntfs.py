@@ -30,6 +30,11 @@ never look absent.  NTFS-compressed ``$DATA`` (LZNT1 in units of 16
 clusters of at most 4 KiB) is decompressed, a unit at a time, each
 unit's output capped at its size.
 
+Beyond ``fs.Filesystem``: ``open_stream(node)`` gives a file's data as
+a Source to read piecewise (a registry hive larger than one wants in
+memory), ``listdir(node)`` a directory's names (bounded), and a node's
+``path`` is the path as the volume spells it, for reasons.
+
 Live disks: a fixup mismatch (a record or index block written while we
 read it), a directory entry naming a record that is free, reused (its
 sequence number changed) or no longer has a name in that directory is a
@@ -463,8 +468,9 @@ def lznt1(data, limit, what):
                 if offset >= length:
                     out += out[src:src + length]
                 else:
-                    for i in range(length):
-                        out.append(out[src + i])
+                    # An overlapping copy repeats the last ``offset``.
+                    pattern = out[src:]
+                    out += (pattern * (length // offset + 1))[:length]
                 if len(out) - start > LZNT1_CHUNK:
                     raise errors.Corrupt('%s: compressed chunk larger than '
                                          '4 KiB' % what)

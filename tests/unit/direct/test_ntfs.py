@@ -500,6 +500,38 @@ def test_absurd_sizes(volume, field, value):
     assert 'size' in reason
 
 
+@pytest.mark.parametrize('flags, unit, expected', [
+    (0x4000, None, 'is encrypted'),
+    (0x0001, 0, 'is compressed in a way Windows does not write'),
+    (0x0002, 4, 'is compressed in a way Windows does not write'),
+])
+def test_unsupported_data(volume, flags, unit, expected):
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, CONFIG + '/SOFTWARE')
+    base, pos, _, _ = _data_runs_at(f, node.number)
+    patches = {base + pos + 0x0C: struct.pack('<H', flags)}
+    if unit is not None:
+        patches[base + pos + 0x22] = bytes([unit])
+    reason = _hostile(image, patches, CONFIG + '/SOFTWARE',
+                      errors.Unsupported)
+    assert reason.startswith('ntfs: \\Windows\\System32\\config\\SOFTWARE '
+                             + expected)
+
+
+def test_index_block_fixup_mismatch_is_a_torn_read(volume):
+    image = volume[0]
+    f, _ = _open(image)
+    many = fs.resolve(f, '/Many')
+    root, block_size, stream, _ = f._index(many)
+    child = next(c for _, _, _, c in root if c is not None)
+    unit = f.cluster_size if block_size >= f.cluster_size else 512
+    at = _stream_offset(f, stream, child * unit + 510)
+    reason = _hostile(image, {at: b'\xde\xad'}, '/Many/File-0000.txt',
+                      errors.TornRead)
+    assert 'index block %d: update sequence mismatch' % child in reason
+
+
 def test_absurd_run_length(volume):
     image = volume[0]
     f, _ = _open(image)
@@ -595,19 +627,21 @@ def test_budget_ends_a_large_read(volume):
 
 FUZZED_PATH = CONFIG + '/SOFTWARE'
 FUZZED_LOOKUP = '/Many/' + _many(1234)
+FUZZED_COMPRESSED = '/Comp/mixed'
 
 
 @pytest.fixture(scope='module')
 def clean_reads(volume):
     """The (offset, length) structure reads of a clean read of the
-    SOFTWARE hive's first KiB and of a lookup in a directory of index
-    blocks ($UpCase's 128 KiB left out)."""
+    SOFTWARE hive's first KiB, of a lookup in a directory of index
+    blocks and of a compressed file ($UpCase's 128 KiB left out)."""
     budget = S.Budget()
     with S.FileSource(str(volume[0]), budget) as disk:
         spy = Spy(disk)
         f = ntfs.Filesystem(spy, budget)
         fs.read_file(f, '/WINDOWS/System32/config/software', 1024)
         fs.read_file(f, FUZZED_LOOKUP, 100)
+        fs.read_file(f, FUZZED_COMPRESSED, 4096)
     return [(o, n) for o, n in spy.reads if n < 64 * 1024]
 
 
@@ -622,7 +656,7 @@ def test_fuzzed_volumes_end_within_bounds(volume, clean_reads, flips):
         source = Patched(disk, patches)
         try:
             found = fs.open_filesystem(source, budget)
-            for path in (FUZZED_PATH, FUZZED_LOOKUP):
+            for path in (FUZZED_PATH, FUZZED_LOOKUP, FUZZED_COMPRESSED):
                 result = (None if found is None
                           else fs.read_file(found, path, 4096))
                 assert result is None or isinstance(result, bytes)
