@@ -19,7 +19,11 @@ from hypothesis import strategies as st
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
 from ceilometer_os_pollster.direct import ntfs
+from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import source as S
+from tests.guests import builder
+from tests.guests import catalog
+from tests.unit.direct.loops import loop_device
 from tests.unit.direct.test_fs import patches_at
 from tests.unit.direct.test_fs import Patched
 from tests.unit.direct.test_fs import Spy
@@ -357,6 +361,36 @@ def test_open_stream_reads_piecewise(volume):
     with pytest.raises(errors.Corrupt):
         stream.read_at(len(data) - 1, 2)
     assert budget.used < MiB
+
+
+@pytest.mark.parametrize('name', catalog.WINDOWS)
+def test_catalog_windows_hives_equal_ntfscat(name):
+    """Each Windows guest of the catalog (MBR with System Reserved,
+    GPT with ESP/MSR/Recovery): the hives read through direct.partitions
+    and this reader are the bytes ntfs-3g's ntfscat reads."""
+    image = builder.build(name)
+    budget = S.Budget()
+    found = {}
+    with S.FileSource(str(image), budget) as disk:
+        table = partitions.read_table(disk)
+        for part, window in partitions.partition_sources(disk, table):
+            f = fs.open_filesystem(window, budget)
+            if f is None or f.kind != 'ntfs':
+                continue
+            for hive in ('SOFTWARE', 'SYSTEM'):
+                data = fs.read_file(f, '/windows/system32/config/' + hive,
+                                    64 * MiB)
+                if data is not None:
+                    found[(part.start, part.size, hive)] = data
+    assert any(hive == 'SYSTEM' for _, _, hive in found)
+    assert budget.used < 4 * MiB
+    for (start, size, hive), data in found.items():
+        with loop_device(image, '-r', '-o', str(start), '--sizelimit',
+                         str(size)) as dev:
+            expected = subprocess.run(
+                ['ntfscat', dev, CONFIG + '/' + hive], check=True,
+                capture_output=True).stdout
+        assert data == expected, (start, hive)
 
 
 # --------------------------------------------------------------------------
