@@ -485,6 +485,40 @@ def test_reused_record_is_a_torn_read(volume):
     assert 'free or reused' in reason
 
 
+def test_record_named_elsewhere_is_a_torn_read(volume):
+    """The record's only name is now in another directory (moved or
+    reused while we read the index)."""
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, CONFIG + '/SOFTWARE')
+    pos, raw = _attribute_at(f, node.number, ntfs.AT_FILE_NAME)
+    value = pos + struct.unpack_from('<H', raw, pos + 0x14)[0]
+    at = _record_offset(f, node.number) + value
+    reason = _hostile(image, {at: struct.pack('<Q', ntfs.ROOT_RECORD)},
+                      CONFIG + '/SOFTWARE', errors.TornRead)
+    assert 'has no name in its directory' in reason
+
+
+def test_record_saying_it_is_another(volume):
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, CONFIG + '/SOFTWARE')
+    at = _record_offset(f, node.number) + 0x2C
+    reason = _hostile(image, {at: struct.pack('<I', node.number + 1)},
+                      CONFIG + '/SOFTWARE', errors.Corrupt)
+    assert 'says it is record %d' % (node.number + 1) in reason
+
+
+def test_free_extension_record_is_a_torn_read(volume):
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, '/frag')
+    extension = max(a.record for a in node.file.attrs)
+    at = _record_offset(f, extension) + 0x16
+    reason = _hostile(image, {at: b'\x00\x00'}, '/frag', errors.TornRead)
+    assert 'extension record %d is free' % extension in reason
+
+
 def test_attribute_list_naming_another_files_record(volume):
     image = volume[0]
     f, _ = _open(image)
