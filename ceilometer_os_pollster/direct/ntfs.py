@@ -732,7 +732,7 @@ class Filesystem(fs_mod.Filesystem):
     def size(self, inode):
         if inode.kind != fs_mod.FILE:
             return 0
-        # From the first extent, unchecked: a compressed file has a size.
+        # The first extent says, whatever its runs (cheap, never raises).
         for a in inode.file.attrs:
             if a.type == AT_DATA and not a.name and a.lowest_vcn == 0:
                 return max(0, a.data_size)

@@ -44,6 +44,7 @@ UNICODE_DIR = 'Ünïcødé'
 UNICODE_NAME = 'Фaйл-日本-\U0001d11e.txt'
 LONG_NAME = 'A long file name.txt'
 DOS_NAME = 'ALONGF~1.TXT'
+WOF_TAG = 0x80000017
 
 
 def _many(i):
@@ -153,6 +154,10 @@ def _fill(mnt):
         (mnt / name).write_bytes(b'')
         os.setxattr(mnt / name, 'system.ntfs_reparse_data',
                     _reparse_symlink(target, relative))
+    # A WOF-compressed system file: its data is elsewhere.
+    (mnt / 'wof.dll').write_bytes(b'MZ' + bytes(100))
+    os.setxattr(mnt / 'wof.dll', 'system.ntfs_reparse_data',
+                struct.pack('<IHH', WOF_TAG, 8, 0) + bytes(8))
     return expected
 
 
@@ -349,6 +354,13 @@ def test_reparse_points(volume):
     absolute = fs.resolve(f, '/abs-link')
     assert f.kind_of(absolute) == fs.OTHER
     assert fs.read_file(f, '/abs-link', 100) is None
+    # Other tags on a file: never absent, never the wrong bytes.
+    wof = fs.resolve(f, '/WOF.DLL')
+    assert f.kind_of(wof) == fs.FILE
+    with pytest.raises(errors.Unsupported) as exc:
+        f.read(wof, 100)
+    assert exc.value.reason == ('ntfs: \\wof.dll is a reparse point '
+                                '(tag 0x80000017)')
 
 
 def test_open_stream_reads_piecewise(volume):
