@@ -179,6 +179,54 @@ def volume(tmp_path_factory):
     shutil.rmtree(work, ignore_errors=True)
 
 
+# mkntfs geometries: index blocks larger than clusters, smaller than
+# clusters (their VCNs count 512-byte blocks), 4 KiB sectors and records.
+GEOMETRIES = {
+    'clusters-512': ['-c', '512'],
+    'clusters-64k': ['-c', '65536'],
+    'sectors-4k': ['-s', '4096'],
+    'sectors-1k-clusters-2k': ['-s', '1024', '-c', '2048'],
+}
+
+
+@pytest.fixture(scope='module')
+def geometries(tmp_path_factory):
+    """{geometry: (image, SOFTWARE's bytes)}, each with a directory
+    /d of 300 names."""
+    work = tmp_path_factory.mktemp('ntfs-geometry')
+    built = {}
+    for name, options in GEOMETRIES.items():
+        image = work / (name + '.img')
+        with open(image, 'wb') as stream:
+            stream.truncate(16 * MiB)
+        subprocess.run(['mkntfs', '-F', '-Q', '-q', *options, str(image)],
+                       check=True, capture_output=True)
+        mnt = work / ('mnt-' + name)
+        mnt.mkdir()
+        data = os.urandom(200000)
+        with _mounted(image, mnt):
+            (mnt / CONFIG.lstrip('/')).mkdir(parents=True)
+            (mnt / CONFIG.lstrip('/') / 'SOFTWARE').write_bytes(data)
+            (mnt / 'd').mkdir()
+            for i in range(300):
+                (mnt / 'd' / ('name-%d' % i)).write_bytes(b'%d' % i)
+        built[name] = (image, data)
+    yield built
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize('geometry', sorted(GEOMETRIES))
+def test_geometries(geometries, geometry):
+    image, data = geometries[geometry]
+    f, budget = _open(image)
+    assert fs.read_file(f, '/WINDOWS/System32/config/software',
+                        64 * MiB) == data
+    for i in range(0, 300, 7):
+        assert fs.read_file(f, '/d/NAME-%d' % i, 10) == b'%d' % i
+    assert len(f.listdir(fs.resolve(f, '/d'))) == 300
+    assert budget.used < 2 * MiB
+
+
 def _open(image, budget=None, patches=None):
     budget = budget or S.Budget()
     source = S.FileSource(str(image), budget)
