@@ -453,6 +453,114 @@ def test_catalog_windows_hives_equal_ntfscat(name):
         assert data == expected, (start, hive)
 
 
+def _pairs(runs):
+    """Mapping pairs for [(count, lcn)] (no sparse runs)."""
+    out = bytearray()
+    previous = 0
+    for count, lcn in runs:
+        length = count.to_bytes(8, 'little', signed=True).rstrip(b'\0')
+        length = length + b'\0' if length[-1] & 0x80 else length
+        delta = lcn - previous
+        size = 1
+        while not -(1 << (8 * size - 1)) <= delta < 1 << (8 * size - 1):
+            size += 1
+        out += bytes([size << 4 | len(length)]) + length + delta.to_bytes(
+            size, 'little', signed=True)
+        previous = lcn
+    out += b'\0'
+    return bytes(out + bytes(-len(out) % 8))
+
+
+def _with_fixups(record):
+    """``record`` (fixed-up bytes) as written on disk."""
+    record = bytearray(record)
+    usa = struct.unpack_from('<H', record, 4)[0]
+    usn = record[usa:usa + 2]
+    for i in range(len(record) // 512):
+        end = (i + 1) * 512 - 2
+        record[usa + 2 + 2 * i:usa + 4 + 2 * i] = record[end:end + 2]
+        record[end:end + 2] = usn
+    return bytes(record)
+
+
+def test_mft_with_an_attribute_list(volume):
+    """The $MFT's own runs split over record 0 and an extension record
+    (as on a volume whose MFT grew in many fragments): found through the
+    first extent, then every record read through both."""
+    image, expected, _ = volume
+    f, _ = _open(image)
+    split, extension = 4, 15                # records 0-15 in clusters 0-3
+    runs = [(vcn, count, lcn) for vcn, count, lcn in f._mft.runs]
+    assert runs[0][1] > split
+    head = [(split, runs[0][2])]
+    tail = [(runs[0][1] - split, runs[0][2] + split)] + [
+        (count, lcn) for _, count, lcn in runs[1:]]
+    end_vcn = sum(count for _, count, _ in runs) - 1
+    raw0 = ntfs.apply_fixups(bytearray(f._record_bytes(0)), b'FILE', 't')
+    attrs_at = struct.unpack_from('<H', raw0, 0x14)[0]
+    seq0 = struct.unpack_from('<H', raw0, 0x10)[0]
+    attributes = []
+    pos = attrs_at
+    while struct.unpack_from('<I', raw0, pos)[0] != ntfs.AT_END:
+        length = struct.unpack_from('<I', raw0, pos + 4)[0]
+        attributes.append(bytearray(raw0[pos:pos + length]))
+        pos += length
+    ref0 = seq0 << 48
+    entries = b''
+    for atype, lowest, ref in ((ntfs.AT_STANDARD_INFORMATION, 0, ref0),
+                               (ntfs.AT_DATA, 0, ref0),
+                               (ntfs.AT_DATA, split, extension)):
+        entries += struct.pack('<IHBBQQH6x', atype, 32, 0, 0x1A, lowest,
+                               ref, 0)
+    alist = struct.pack('<IIBBHHHIHBB', ntfs.AT_ATTRIBUTE_LIST,
+                        24 + len(entries), 0, 0, 0, 0, 0, len(entries), 24,
+                        0, 0) + entries
+    rebuilt = []
+    for attr in attributes:
+        atype = struct.unpack_from('<I', attr, 0)[0]
+        if atype == ntfs.AT_DATA and not attr[9]:
+            pairs = _pairs(head)
+            attr = attr[:0x40] + pairs
+            struct.pack_into('<I', attr, 4, len(attr))
+            struct.pack_into('<HBB', attr, 0x20, 0x40, 0, 0)
+            struct.pack_into('<q', attr, 0x18, split - 1)
+        rebuilt.append(bytes(attr))
+        if atype == ntfs.AT_STANDARD_INFORMATION:
+            rebuilt.append(alist)
+    body = b''.join(rebuilt) + struct.pack('<II', ntfs.AT_END, 0)
+    record0 = bytearray(raw0)
+    record0[attrs_at:] = bytes(len(record0) - attrs_at)
+    record0[attrs_at:attrs_at + len(body)] = body
+    struct.pack_into('<I', record0, 0x18, attrs_at + len(body))
+    # The extension: record 0's header, then the rest of the runs.
+    data = bytearray(struct.pack('<IIBBHHHqqHB5xqqq', ntfs.AT_DATA, 0, 1, 0,
+                                 0, 0, 1, split, end_vcn, 0x40, 0, 0, 0, 0))
+    data += _pairs(tail)
+    struct.pack_into('<I', data, 4, len(data))
+    ext = bytearray(len(raw0))
+    ext[:attrs_at] = raw0[:attrs_at]
+    ext[attrs_at:attrs_at + len(data) + 8] = data + struct.pack(
+        '<II', ntfs.AT_END, 0)
+    struct.pack_into('<HH', ext, 0x14, attrs_at, ntfs.MFT_IN_USE)
+    struct.pack_into('<I', ext, 0x18, attrs_at + len(data) + 8)
+    struct.pack_into('<Q', ext, 0x20, ref0)
+    struct.pack_into('<I', ext, 0x2C, extension)
+    patches = {_record_offset(f, 0): _with_fixups(record0),
+               _record_offset(f, extension): _with_fixups(ext)}
+    g, budget = _open(image, patches=patches)
+    mft = g._file(0)
+    assert sorted(a.record for a in mft.attrs if a.type == ntfs.AT_DATA
+                  and not a.name) == [0, extension]
+    assert len(g._mft.runs) == len(runs) + 1        # the split run
+    assert fs.read_file(g, CONFIG + '/SOFTWARE', 64 * MiB) == \
+        expected[CONFIG + '/SOFTWARE']
+    assert fs.read_file(g, '/Many/' + _many(1999), 100) == b'1999\n'
+    # Without its extension, the MFT ends at record 15.
+    patches[_record_offset(f, extension) + 0x16] = b'\0\0'
+    with pytest.raises(errors.TornRead):
+        _open(image, patches=patches)
+
+
 # --------------------------------------------------------------------------
 # Hostile volumes
 
