@@ -24,9 +24,16 @@ Kinds.  A reparse point that is a relative symbolic link is a 'symlink'
 (its target with '/' separators); other symbolic links and junctions
 name drive letters we cannot map, so they are 'other'.  A file with any
 other reparse tag (WOF, deduplication, cloud files) or whose ``$DATA``
-is compressed or encrypted is a 'file' whose read is Unsupported, with
-its path in the reason: a hive we cannot read must fall back to the
-appliance, never look absent.
+is encrypted is a 'file' whose read is Unsupported, with its path in
+the reason: a hive we cannot read must fall back to the appliance,
+never look absent.  NTFS-compressed ``$DATA`` (LZNT1 in units of 16
+clusters of at most 4 KiB) is decompressed, a unit at a time, each
+unit's output capped at its size.
+
+Beyond ``fs.Filesystem``: ``open_stream(node)`` gives a file's data as
+a Source to read piecewise (a registry hive larger than one wants in
+memory), ``listdir(node)`` a directory's names (bounded), and a node's
+``path`` is the path as the volume spells it, for reasons.
 
 Live disks: a fixup mismatch (a record or index block written while we
 read it), a directory entry naming a record that is free, reused (its
@@ -76,8 +83,11 @@ AT_INDEX_ALLOCATION = 0xA0
 AT_REPARSE_POINT = 0xC0
 AT_END = 0xFFFFFFFF
 
-# Attribute flags.
+# Attribute flags (sparse files may have a compression unit too: only
+# the flag says a stream is compressed).
 ATTR_COMPRESSION_MASK = 0x00FF
+COMPRESSION_LZNT1 = 0x0001
+LZNT1_CHUNK = 4096
 ATTR_ENCRYPTED = 0x4000
 
 # MFT record flags.
@@ -340,6 +350,133 @@ class Stream(source_mod.Source):
         return bytes(out)
 
 
+class CompressedStream(source_mod.Source):
+    """An LZNT1-compressed stream's bytes.  In each compression unit of
+    ``unit`` clusters: all clusters allocated means stored as is, none
+    means zeros, some then sparse means those clusters hold LZNT1
+    chunks of the unit's bytes."""
+
+    def __init__(self, raw, unit, size, initialized, name):
+        self.stream = raw
+        self.runs = raw.runs
+        self.unit = unit
+        self.unit_bytes = unit * raw.cluster_size
+        self.size = size
+        self.initialized = min(initialized, size)
+        self.name = name
+        self._cached = (None, None)
+
+    def _unit(self, index):
+        if self._cached[0] == index:
+            return self._cached[1]
+        cs = self.stream.cluster_size
+        first = index * self.unit
+        allocated = 0
+        for vcn in range(first, first + self.unit):
+            lcn = self._lcn(vcn)
+            if lcn is None:
+                break
+            allocated += 1
+        start = first * cs
+        if allocated == self.unit:
+            data = self._raw(start, self.unit_bytes)
+        elif allocated == 0:
+            data = bytes(self.unit_bytes)
+        else:
+            data = lznt1(self._raw(start, allocated * cs), self.unit_bytes,
+                         self.name)
+            data = data + bytes(self.unit_bytes - len(data))
+        self._cached = (index, data)
+        return data
+
+    def _lcn(self, vcn):
+        runs = self.stream.runs
+        i = bisect.bisect_right(self.stream._starts, vcn) - 1
+        if i < 0 or vcn >= runs[i][0] + runs[i][1]:
+            return None             # past the runs: nothing stored
+        return runs[i][2]
+
+    def _raw(self, start, length):
+        # The stream's own bounds are the allocated size here, not the
+        # decompressed size.
+        end = min(length, max(0, self.stream.size - start))
+        raw = self.stream.read_at(start, end) if end else b''
+        return raw + bytes(length - len(raw))
+
+    def _read(self, offset, length):
+        out = bytearray()
+        pos, end = offset, offset + length
+        while pos < end:
+            index, inner = divmod(pos, self.unit_bytes)
+            n = min(end - pos, self.unit_bytes - inner)
+            if pos >= self.initialized:
+                out += bytes(n)
+            else:
+                out += self._unit(index)[inner:inner + n]
+            pos += n
+        return bytes(out)
+
+
+def lznt1(data, limit, what):
+    """Decompress LZNT1 ``data`` (chunks of 4 KiB with a 2-byte header)
+    to at most ``limit`` bytes (a few more are cut)."""
+    out = bytearray()
+    pos = 0
+    while pos + 2 <= len(data) and len(out) < limit:
+        header = data[pos] | data[pos + 1] << 8
+        pos += 2
+        if header == 0:
+            break
+        end = pos + (header & 0xFFF) + 1
+        if end > len(data):
+            raise errors.Corrupt('%s: compressed chunk past its unit'
+                                 % what)
+        if not header & 0x8000:
+            out += data[pos:end]
+            pos = end
+            continue
+        start = len(out)
+        while pos < end:
+            flags = data[pos]
+            pos += 1
+            for bit in range(8):
+                if pos >= end:
+                    break
+                if not flags >> bit & 1:
+                    out.append(data[pos])
+                    pos += 1
+                    continue
+                if pos + 2 > end:
+                    raise errors.Corrupt('%s: truncated compressed token'
+                                         % what)
+                token = data[pos] | data[pos + 1] << 8
+                pos += 2
+                done = len(out) - start
+                # The split between offset and length bits grows with
+                # the position in the chunk.
+                length_mask, offset_shift, p = 0xFFF, 12, done - 1
+                while p >= 0x10:
+                    length_mask >>= 1
+                    offset_shift -= 1
+                    p >>= 1
+                length = (token & length_mask) + 3
+                offset = (token >> offset_shift) + 1
+                if done == 0 or offset > done:
+                    raise errors.Corrupt('%s: compressed back-reference '
+                                         'before its chunk' % what)
+                src = len(out) - offset
+                if offset >= length:
+                    out += out[src:src + length]
+                else:
+                    # An overlapping copy repeats the last ``offset``.
+                    pattern = out[src:]
+                    out += (pattern * (length // offset + 1))[:length]
+                if len(out) - start > LZNT1_CHUNK:
+                    raise errors.Corrupt('%s: compressed chunk larger than '
+                                         '4 KiB' % what)
+    return bytes(out[:limit])
+
+
 class Filesystem(fs_mod.Filesystem):
     """An NTFS volume on a Source (the partition)."""
 
@@ -530,12 +667,27 @@ class Filesystem(fs_mod.Filesystem):
         for a in extents:
             if a.flags & ATTR_ENCRYPTED:
                 raise errors.Unsupported('%s is encrypted' % what)
-            # Sparse files may have a compression unit too: the flag says.
-            if a.flags & ATTR_COMPRESSION_MASK:
-                raise errors.Unsupported('%s is compressed' % what)
         if len(extents) == 1 and extents[0].resident:
             return extents[0].value, None
-        return None, self._stream_of(extents, what)
+        stream = self._stream_of(extents, what)
+        if extents[0].flags & ATTR_COMPRESSION_MASK:
+            return None, self._compressed(extents[0], stream, what)
+        return None, stream
+
+    def _compressed(self, first, stream, what):
+        if (first.flags & ATTR_COMPRESSION_MASK != COMPRESSION_LZNT1
+                or first.compression_unit != 4
+                or self.cluster_size > 4096):
+            raise errors.Unsupported(
+                '%s is compressed in a way Windows does not write (unit '
+                '2^%d of %d-byte clusters)' % (what, first.compression_unit,
+                                               self.cluster_size))
+        # The compressed bytes of a unit may lie past the data size.
+        end = stream.runs[-1][0] + stream.runs[-1][1] if stream.runs else 0
+        raw = Stream(self.source, self.cluster_size, stream.runs,
+                     end * self.cluster_size, end * self.cluster_size, what)
+        return CompressedStream(raw, 1 << first.compression_unit,
+                                stream.size, stream.initialized, what)
 
     # -------------------------------------------------------- interface
 
@@ -580,7 +732,7 @@ class Filesystem(fs_mod.Filesystem):
     def size(self, inode):
         if inode.kind != fs_mod.FILE:
             return 0
-        # From the first extent, unchecked: a compressed file has a size.
+        # The first extent says, whatever its runs (cheap, never raises).
         for a in inode.file.attrs:
             if a.type == AT_DATA and not a.name and a.lowest_vcn == 0:
                 return max(0, a.data_size)

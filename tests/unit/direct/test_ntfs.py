@@ -4,6 +4,7 @@ truncation) and fuzzed."""
 
 import contextlib
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -18,7 +19,11 @@ from hypothesis import strategies as st
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
 from ceilometer_os_pollster.direct import ntfs
+from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import source as S
+from tests.guests import builder
+from tests.guests import catalog
+from tests.unit.direct.loops import loop_device
 from tests.unit.direct.test_fs import patches_at
 from tests.unit.direct.test_fs import Patched
 from tests.unit.direct.test_fs import Spy
@@ -39,6 +44,7 @@ UNICODE_DIR = 'Ünïcødé'
 UNICODE_NAME = 'Фaйл-日本-\U0001d11e.txt'
 LONG_NAME = 'A long file name.txt'
 DOS_NAME = 'ALONGF~1.TXT'
+WOF_TAG = 0x80000017
 
 
 def _many(i):
@@ -63,7 +69,14 @@ def _mounted(image, mountpoint):
     finally:
         if os.path.ismount(mountpoint):
             subprocess.run(['umount', str(mountpoint)], check=True)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            # A mount namespace made meanwhile by another process keeps
+            # the FUSE connection open: SIGTERM makes ntfs-3g flush and
+            # exit as an unmount would.
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def _write_backwards(path, clusters):
@@ -119,13 +132,32 @@ def _fill(mnt):
     # FILE_ATTRIBUTE_DIRECTORY | COMPRESSED: new files in it compress.
     os.setxattr(mnt / 'Comp', 'system.ntfs_attrib_be',
                 (0x810).to_bytes(4, 'big'))
-    (mnt / 'Comp' / 'SOFTWARE').write_bytes(b'compress me ' * 5000)
+    rng = random.Random(24)
+    words = [bytes(rng.choice(b'abcdefghij') for _ in range(rng.randint(
+        2, 9))) for _ in range(300)]
+    text = b' '.join(rng.choice(words) for _ in range(100000))
+    compressed = {'SOFTWARE': text,
+                  'random': os.urandom(200000),
+                  'mixed': text[:70000] + os.urandom(50000)
+                  + bytes(100000) + text[:12345],
+                  'just-over-a-unit': text[:65536 + 100]}
+    for name, data in compressed.items():
+        (mnt / 'Comp' / name).write_bytes(data)
+        expected['/Comp/' + name] = data
+    fd = os.open(mnt / 'Comp' / 'sparse', os.O_CREAT | os.O_WRONLY, 0o644)
+    os.pwrite(fd, text[:5000], 300000)
+    os.close(fd)
+    expected['/Comp/sparse'] = bytes(300000) + text[:5000]
     for name, target, relative in (
             ('rel-link', 'Windows\\System32\\config\\small', True),
             ('abs-link', '\\??\\C:\\Windows', False)):
         (mnt / name).write_bytes(b'')
         os.setxattr(mnt / name, 'system.ntfs_reparse_data',
                     _reparse_symlink(target, relative))
+    # A WOF-compressed system file: its data is elsewhere.
+    (mnt / 'wof.dll').write_bytes(b'MZ' + bytes(100))
+    os.setxattr(mnt / 'wof.dll', 'system.ntfs_reparse_data',
+                struct.pack('<IHH', WOF_TAG, 8, 0) + bytes(8))
     return expected
 
 
@@ -145,6 +177,54 @@ def volume(tmp_path_factory):
         listing = sorted(os.fsencode(n) for n in os.listdir(mnt / 'Many'))
     yield image, expected, listing
     shutil.rmtree(work, ignore_errors=True)
+
+
+# mkntfs geometries: index blocks larger than clusters, smaller than
+# clusters (their VCNs count 512-byte blocks), 4 KiB sectors and records.
+GEOMETRIES = {
+    'clusters-512': ['-c', '512'],
+    'clusters-64k': ['-c', '65536'],
+    'sectors-4k': ['-s', '4096'],
+    'sectors-1k-clusters-2k': ['-s', '1024', '-c', '2048'],
+}
+
+
+@pytest.fixture(scope='module')
+def geometries(tmp_path_factory):
+    """{geometry: (image, SOFTWARE's bytes)}, each with a directory
+    /d of 300 names."""
+    work = tmp_path_factory.mktemp('ntfs-geometry')
+    built = {}
+    for name, options in GEOMETRIES.items():
+        image = work / (name + '.img')
+        with open(image, 'wb') as stream:
+            stream.truncate(16 * MiB)
+        subprocess.run(['mkntfs', '-F', '-Q', '-q', *options, str(image)],
+                       check=True, capture_output=True)
+        mnt = work / ('mnt-' + name)
+        mnt.mkdir()
+        data = os.urandom(200000)
+        with _mounted(image, mnt):
+            (mnt / CONFIG.lstrip('/')).mkdir(parents=True)
+            (mnt / CONFIG.lstrip('/') / 'SOFTWARE').write_bytes(data)
+            (mnt / 'd').mkdir()
+            for i in range(300):
+                (mnt / 'd' / ('name-%d' % i)).write_bytes(b'%d' % i)
+        built[name] = (image, data)
+    yield built
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize('geometry', sorted(GEOMETRIES))
+def test_geometries(geometries, geometry):
+    image, data = geometries[geometry]
+    f, budget = _open(image)
+    assert fs.read_file(f, '/WINDOWS/System32/config/software',
+                        64 * MiB) == data
+    for i in range(0, 300, 7):
+        assert fs.read_file(f, '/d/NAME-%d' % i, 10) == b'%d' % i
+    assert len(f.listdir(fs.resolve(f, '/d'))) == 300
+    assert budget.used < 2 * MiB
 
 
 def _open(image, budget=None, patches=None):
@@ -270,15 +350,46 @@ def test_hard_links_are_one_record(volume):
     assert len(names) >= 2
 
 
-def test_compressed_data_is_unsupported(volume):
-    image, _, _ = volume
-    f, _ = _open(image)
-    node = fs.resolve(f, '/comp/software')
-    assert f.kind_of(node) == fs.FILE
-    assert f.size(node) == 12 * 5000
-    with pytest.raises(errors.Unsupported) as exc:
-        f.read(node, 100)
-    assert exc.value.reason == 'ntfs: \\Comp\\SOFTWARE is compressed'
+def test_compressed_data_is_decompressed(volume):
+    image, expected, _ = volume
+    f, budget = _open(image)
+    for name in ('SOFTWARE', 'random', 'mixed', 'just-over-a-unit',
+                 'sparse'):
+        node = fs.resolve(f, '/comp/' + name.upper())
+        flags = [a.flags for a in node.file.attrs if a.type == ntfs.AT_DATA]
+        assert flags[0] & ntfs.ATTR_COMPRESSION_MASK, name
+        stream = f.open_stream(node)
+        assert isinstance(stream, ntfs.CompressedStream)
+        data = expected['/Comp/' + name]
+        assert f.size(node) == len(data)
+        assert f.read(node, 64 * MiB) == data, name
+        middle = len(data) // 2
+        assert stream.read_at(middle, 5) == data[middle:middle + 5]
+    # The text compresses: fewer bytes read than it has.
+    before = budget.used
+    fs.read_file(f, '/Comp/SOFTWARE', 64 * MiB)
+    assert budget.used - before < len(expected['/Comp/SOFTWARE']) * 3 // 4
+
+
+@pytest.mark.parametrize('data, reason', [
+    (b'\x05\xb0\x01ab', 'past its unit'),
+    (b'\x02\xb0\x01\x00\x00', 'before its chunk'),
+    (b'\x03\xb0\x02a\x00\x10', 'before its chunk'),
+    (b'\x02\xb0\x02a\x00', 'truncated'),
+    (b'\x03\xb0\x02a\xff\x0f', 'larger than 4 KiB'),
+])
+def test_lznt1_hostile(data, reason):
+    with pytest.raises(errors.Corrupt) as exc:
+        ntfs.lznt1(data, 65536, 'ntfs: x')
+    assert reason in exc.value.reason
+
+
+def test_lznt1_output_is_capped():
+    # A chunk of one literal and a long repeat, many times over.
+    chunk = b'\x03\xb0\x02a\xfc\x0f'
+    out = ntfs.lznt1(chunk * 1000, 8192, 'ntfs: x')
+    assert len(out) == 8192 and set(out) == {ord('a')}
+    assert ntfs.lznt1(b'\x03\x30abcd', 100, 'x') == b'abcd'
 
 
 def test_reparse_points(volume):
@@ -291,6 +402,13 @@ def test_reparse_points(volume):
     absolute = fs.resolve(f, '/abs-link')
     assert f.kind_of(absolute) == fs.OTHER
     assert fs.read_file(f, '/abs-link', 100) is None
+    # Other tags on a file: never absent, never the wrong bytes.
+    wof = fs.resolve(f, '/WOF.DLL')
+    assert f.kind_of(wof) == fs.FILE
+    with pytest.raises(errors.Unsupported) as exc:
+        f.read(wof, 100)
+    assert exc.value.reason == ('ntfs: \\wof.dll is a reparse point '
+                                '(tag 0x80000017)')
 
 
 def test_open_stream_reads_piecewise(volume):
@@ -303,6 +421,144 @@ def test_open_stream_reads_piecewise(volume):
     with pytest.raises(errors.Corrupt):
         stream.read_at(len(data) - 1, 2)
     assert budget.used < MiB
+
+
+@pytest.mark.parametrize('name', catalog.WINDOWS)
+def test_catalog_windows_hives_equal_ntfscat(name):
+    """Each Windows guest of the catalog (MBR with System Reserved,
+    GPT with ESP/MSR/Recovery): the hives read through direct.partitions
+    and this reader are the bytes ntfs-3g's ntfscat reads."""
+    image = builder.build(name)
+    budget = S.Budget()
+    found = {}
+    with S.FileSource(str(image), budget) as disk:
+        table = partitions.read_table(disk)
+        for part, window in partitions.partition_sources(disk, table):
+            f = fs.open_filesystem(window, budget)
+            if f is None or f.kind != 'ntfs':
+                continue
+            for hive in ('SOFTWARE', 'SYSTEM'):
+                data = fs.read_file(f, '/windows/system32/config/' + hive,
+                                    64 * MiB)
+                if data is not None:
+                    found[(part.start, part.size, hive)] = data
+    assert any(hive == 'SYSTEM' for _, _, hive in found)
+    assert budget.used < 4 * MiB
+    for (start, size, hive), data in found.items():
+        with loop_device(image, '-r', '-o', str(start), '--sizelimit',
+                         str(size)) as dev:
+            expected = subprocess.run(
+                ['ntfscat', dev, CONFIG + '/' + hive], check=True,
+                capture_output=True).stdout
+        assert data == expected, (start, hive)
+
+
+def _pairs(runs):
+    """Mapping pairs for [(count, lcn)] (no sparse runs)."""
+    out = bytearray()
+    previous = 0
+    for count, lcn in runs:
+        length = count.to_bytes(8, 'little', signed=True).rstrip(b'\0')
+        length = length + b'\0' if length[-1] & 0x80 else length
+        delta = lcn - previous
+        size = 1
+        while not -(1 << (8 * size - 1)) <= delta < 1 << (8 * size - 1):
+            size += 1
+        out += bytes([size << 4 | len(length)]) + length + delta.to_bytes(
+            size, 'little', signed=True)
+        previous = lcn
+    out += b'\0'
+    return bytes(out + bytes(-len(out) % 8))
+
+
+def _with_fixups(record):
+    """``record`` (fixed-up bytes) as written on disk."""
+    record = bytearray(record)
+    usa = struct.unpack_from('<H', record, 4)[0]
+    usn = record[usa:usa + 2]
+    for i in range(len(record) // 512):
+        end = (i + 1) * 512 - 2
+        record[usa + 2 + 2 * i:usa + 4 + 2 * i] = record[end:end + 2]
+        record[end:end + 2] = usn
+    return bytes(record)
+
+
+def test_mft_with_an_attribute_list(volume):
+    """The $MFT's own runs split over record 0 and an extension record
+    (as on a volume whose MFT grew in many fragments): found through the
+    first extent, then every record read through both."""
+    image, expected, _ = volume
+    f, _ = _open(image)
+    split, extension = 4, 15                # records 0-15 in clusters 0-3
+    runs = [(vcn, count, lcn) for vcn, count, lcn in f._mft.runs]
+    assert runs[0][1] > split
+    head = [(split, runs[0][2])]
+    tail = [(runs[0][1] - split, runs[0][2] + split)] + [
+        (count, lcn) for _, count, lcn in runs[1:]]
+    end_vcn = sum(count for _, count, _ in runs) - 1
+    raw0 = ntfs.apply_fixups(bytearray(f._record_bytes(0)), b'FILE', 't')
+    attrs_at = struct.unpack_from('<H', raw0, 0x14)[0]
+    seq0 = struct.unpack_from('<H', raw0, 0x10)[0]
+    attributes = []
+    pos = attrs_at
+    while struct.unpack_from('<I', raw0, pos)[0] != ntfs.AT_END:
+        length = struct.unpack_from('<I', raw0, pos + 4)[0]
+        attributes.append(bytearray(raw0[pos:pos + length]))
+        pos += length
+    ref0 = seq0 << 48
+    entries = b''
+    for atype, lowest, ref in ((ntfs.AT_STANDARD_INFORMATION, 0, ref0),
+                               (ntfs.AT_DATA, 0, ref0),
+                               (ntfs.AT_DATA, split, extension)):
+        entries += struct.pack('<IHBBQQH6x', atype, 32, 0, 0x1A, lowest,
+                               ref, 0)
+    alist = struct.pack('<IIBBHHHIHBB', ntfs.AT_ATTRIBUTE_LIST,
+                        24 + len(entries), 0, 0, 0, 0, 0, len(entries), 24,
+                        0, 0) + entries
+    rebuilt = []
+    for attr in attributes:
+        atype = struct.unpack_from('<I', attr, 0)[0]
+        if atype == ntfs.AT_DATA and not attr[9]:
+            pairs = _pairs(head)
+            attr = attr[:0x40] + pairs
+            struct.pack_into('<I', attr, 4, len(attr))
+            struct.pack_into('<HBB', attr, 0x20, 0x40, 0, 0)
+            struct.pack_into('<q', attr, 0x18, split - 1)
+        rebuilt.append(bytes(attr))
+        if atype == ntfs.AT_STANDARD_INFORMATION:
+            rebuilt.append(alist)
+    body = b''.join(rebuilt) + struct.pack('<II', ntfs.AT_END, 0)
+    record0 = bytearray(raw0)
+    record0[attrs_at:] = bytes(len(record0) - attrs_at)
+    record0[attrs_at:attrs_at + len(body)] = body
+    struct.pack_into('<I', record0, 0x18, attrs_at + len(body))
+    # The extension: record 0's header, then the rest of the runs.
+    data = bytearray(struct.pack('<IIBBHHHqqHB5xqqq', ntfs.AT_DATA, 0, 1, 0,
+                                 0, 0, 1, split, end_vcn, 0x40, 0, 0, 0, 0))
+    data += _pairs(tail)
+    struct.pack_into('<I', data, 4, len(data))
+    ext = bytearray(len(raw0))
+    ext[:attrs_at] = raw0[:attrs_at]
+    ext[attrs_at:attrs_at + len(data) + 8] = data + struct.pack(
+        '<II', ntfs.AT_END, 0)
+    struct.pack_into('<HH', ext, 0x14, attrs_at, ntfs.MFT_IN_USE)
+    struct.pack_into('<I', ext, 0x18, attrs_at + len(data) + 8)
+    struct.pack_into('<Q', ext, 0x20, ref0)
+    struct.pack_into('<I', ext, 0x2C, extension)
+    patches = {_record_offset(f, 0): _with_fixups(record0),
+               _record_offset(f, extension): _with_fixups(ext)}
+    g, budget = _open(image, patches=patches)
+    mft = g._file(0)
+    assert sorted(a.record for a in mft.attrs if a.type == ntfs.AT_DATA
+                  and not a.name) == [0, extension]
+    assert len(g._mft.runs) == len(runs) + 1        # the split run
+    assert fs.read_file(g, CONFIG + '/SOFTWARE', 64 * MiB) == \
+        expected[CONFIG + '/SOFTWARE']
+    assert fs.read_file(g, '/Many/' + _many(1999), 100) == b'1999\n'
+    # Without its extension, the MFT ends at record 15.
+    patches[_record_offset(f, extension) + 0x16] = b'\0\0'
+    with pytest.raises(errors.TornRead):
+        _open(image, patches=patches)
 
 
 # --------------------------------------------------------------------------
@@ -397,6 +653,40 @@ def test_reused_record_is_a_torn_read(volume):
     assert 'free or reused' in reason
 
 
+def test_record_named_elsewhere_is_a_torn_read(volume):
+    """The record's only name is now in another directory (moved or
+    reused while we read the index)."""
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, CONFIG + '/SOFTWARE')
+    pos, raw = _attribute_at(f, node.number, ntfs.AT_FILE_NAME)
+    value = pos + struct.unpack_from('<H', raw, pos + 0x14)[0]
+    at = _record_offset(f, node.number) + value
+    reason = _hostile(image, {at: struct.pack('<Q', ntfs.ROOT_RECORD)},
+                      CONFIG + '/SOFTWARE', errors.TornRead)
+    assert 'has no name in its directory' in reason
+
+
+def test_record_saying_it_is_another(volume):
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, CONFIG + '/SOFTWARE')
+    at = _record_offset(f, node.number) + 0x2C
+    reason = _hostile(image, {at: struct.pack('<I', node.number + 1)},
+                      CONFIG + '/SOFTWARE', errors.Corrupt)
+    assert 'says it is record %d' % (node.number + 1) in reason
+
+
+def test_free_extension_record_is_a_torn_read(volume):
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, '/frag')
+    extension = max(a.record for a in node.file.attrs)
+    at = _record_offset(f, extension) + 0x16
+    reason = _hostile(image, {at: b'\x00\x00'}, '/frag', errors.TornRead)
+    assert 'extension record %d is free' % extension in reason
+
+
 def test_attribute_list_naming_another_files_record(volume):
     image = volume[0]
     f, _ = _open(image)
@@ -444,6 +734,38 @@ def test_absurd_sizes(volume, field, value):
     reason = _hostile(image, {base + pos + field: struct.pack('<q', value)},
                       CONFIG + '/SOFTWARE', errors.Corrupt)
     assert 'size' in reason
+
+
+@pytest.mark.parametrize('flags, unit, expected', [
+    (0x4000, None, 'is encrypted'),
+    (0x0001, 0, 'is compressed in a way Windows does not write'),
+    (0x0002, 4, 'is compressed in a way Windows does not write'),
+])
+def test_unsupported_data(volume, flags, unit, expected):
+    image = volume[0]
+    f, _ = _open(image)
+    node = fs.resolve(f, CONFIG + '/SOFTWARE')
+    base, pos, _, _ = _data_runs_at(f, node.number)
+    patches = {base + pos + 0x0C: struct.pack('<H', flags)}
+    if unit is not None:
+        patches[base + pos + 0x22] = bytes([unit])
+    reason = _hostile(image, patches, CONFIG + '/SOFTWARE',
+                      errors.Unsupported)
+    assert reason.startswith('ntfs: \\Windows\\System32\\config\\SOFTWARE '
+                             + expected)
+
+
+def test_index_block_fixup_mismatch_is_a_torn_read(volume):
+    image = volume[0]
+    f, _ = _open(image)
+    many = fs.resolve(f, '/Many')
+    root, block_size, stream, _ = f._index(many)
+    child = next(c for _, _, _, c in root if c is not None)
+    unit = f.cluster_size if block_size >= f.cluster_size else 512
+    at = _stream_offset(f, stream, child * unit + 510)
+    reason = _hostile(image, {at: b'\xde\xad'}, '/Many/File-0000.txt',
+                      errors.TornRead)
+    assert 'index block %d: update sequence mismatch' % child in reason
 
 
 def test_absurd_run_length(volume):
@@ -541,19 +863,21 @@ def test_budget_ends_a_large_read(volume):
 
 FUZZED_PATH = CONFIG + '/SOFTWARE'
 FUZZED_LOOKUP = '/Many/' + _many(1234)
+FUZZED_COMPRESSED = '/Comp/mixed'
 
 
 @pytest.fixture(scope='module')
 def clean_reads(volume):
     """The (offset, length) structure reads of a clean read of the
-    SOFTWARE hive's first KiB and of a lookup in a directory of index
-    blocks ($UpCase's 128 KiB left out)."""
+    SOFTWARE hive's first KiB, of a lookup in a directory of index
+    blocks and of a compressed file ($UpCase's 128 KiB left out)."""
     budget = S.Budget()
     with S.FileSource(str(volume[0]), budget) as disk:
         spy = Spy(disk)
         f = ntfs.Filesystem(spy, budget)
         fs.read_file(f, '/WINDOWS/System32/config/software', 1024)
         fs.read_file(f, FUZZED_LOOKUP, 100)
+        fs.read_file(f, FUZZED_COMPRESSED, 4096)
     return [(o, n) for o, n in spy.reads if n < 64 * 1024]
 
 
@@ -568,7 +892,7 @@ def test_fuzzed_volumes_end_within_bounds(volume, clean_reads, flips):
         source = Patched(disk, patches)
         try:
             found = fs.open_filesystem(source, budget)
-            for path in (FUZZED_PATH, FUZZED_LOOKUP):
+            for path in (FUZZED_PATH, FUZZED_LOOKUP, FUZZED_COMPRESSED):
                 result = (None if found is None
                           else fs.read_file(found, path, 4096))
                 assert result is None or isinstance(result, bytes)
