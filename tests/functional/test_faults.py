@@ -363,7 +363,8 @@ conf([])
 svc = service.InspectionService(conf)
 for name, value in dict(libguestfs_backend_settings=['force_tcg'],
                         tmp_dir=tmp_root, cache_dir=cache_dir,
-                        inspection_deadline=900).items():
+                        inspection_deadline=900,
+                        inspection_method='appliance').items():
     conf.set_override(name, value, 'os_inspection')
 job = H.job('killed', H.DISK.format(path=image))
 print(svc.scheduler.run_now([job]), flush=True)
