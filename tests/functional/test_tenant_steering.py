@@ -7,9 +7,15 @@ bootloader that chain-loads Windows on vdb, and a btrfs subvolume flood
 inspected with ``max_filesystems`` lowered to 16.  Each test asserts the
 billed fields (the catalog's Expected, written from the billing
 contract) and the reason: how many roots, which one was billed, which
-bound.  One worker and one appliance per guest, as in the product
-(about a minute each under TCG); each guest is inspected once.  The
-first tests check the disk plans themselves (no appliance).
+bound.  One worker and one appliance per guest, as in the product;
+each guest is inspected once.  Under TCG the decoy guests take longest
+(nine roots for inspect_os: ~2 min each on a loaded 2-core host, the
+others under a minute idle).  The first tests check the disk plans
+themselves (no appliance).
+
+The worker is a subprocess: from a git worktree, set PYTHONPATH to it,
+or the worker imports whatever checkout the venv's editable install
+points at.
 """
 
 import uuid
