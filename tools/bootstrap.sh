@@ -24,7 +24,7 @@ DEBS=(
   qemu-system-x86 qemu-utils
   libvirt-daemon-system libvirt-clients
   ntfs-3g libwin-hivex-perl cryptsetup-bin cryptsetup
-  e2fsprogs xfsprogs dosfstools lvm2 util-linux fdisk mtools file
+  e2fsprogs xfsprogs dosfstools btrfs-progs lvm2 util-linux fdisk mtools file
   qemu-block-extra sudo libfuse2
   ceph-mon ceph-osd ceph-common ceph-base
   # the billing services (tools/bootstrap-billing.sh); gnocchi's

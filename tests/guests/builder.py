@@ -2,8 +2,9 @@
 
 Owns the I/O half of tests/guests: carrying out a layout.Disk plan with
 host tools (sfdisk, mkfs.ext4 -d, mkntfs + ntfs-3g, mkfs.vfat + mtools,
-mkswap, cryptsetup, hivexregedit), the image cache, and qcow2 helpers
-built on qemu-img.  No libguestfs appliance is needed to build.
+mkswap, cryptsetup, hivexregedit, mkfs.btrfs + a loop mount for its
+subvolumes), the image cache, and qcow2 helpers built on qemu-img.  No
+libguestfs appliance is needed to build.
 
 Cache: one raw image per guest, ``<name>-<key>.raw`` in ``cache_root()``
 (env OS_POLLSTER_GUEST_CACHE, else tests/.guest-cache), where the key
@@ -99,6 +100,16 @@ def build(name, cache_dir=None):
         os.replace(image, dest)
     _drop_stale(name, dest)
     return dest
+
+
+def disk_images(name, cache_dir=None):
+    """[raw image path] of every disk of guest ``name``, boot disk first
+    (a guest with a ``second_disk`` has two)."""
+    paths = [build(name, cache_dir)]
+    second = catalog.GUESTS[name].second_disk
+    if second:
+        paths.append(build(second, cache_dir))
+    return paths
 
 
 def build_all(names=None, cache_dir=None, jobs=None):
@@ -214,6 +225,8 @@ def _make_filesystem(part, fs_image, stage, work):
     elif fs.kind == 'vfat':
         _stage(fs.files, stage, work)
         _mkfs_vfat(fs, fs_image, stage)
+    elif fs.kind == 'btrfs':
+        _mkfs_btrfs(fs, fs_image, work)
     elif fs.kind == 'swap':
         _run(['mkswap', '-q', '-L', fs.label, '-U', fs.uuid, str(fs_image)])
     elif fs.kind == 'luks':
@@ -362,6 +375,28 @@ def _ntfs_mounted(fs_image, mountpoint):
             raise BuildError('ntfs-3g did not exit after unmounting')
         finally:
             proc.stderr.close()
+
+
+def _mkfs_btrfs(fs, fs_image, work):
+    """btrfs with ``fs.subvolumes`` empty subvolumes.  mkfs.btrfs 6.2
+    cannot make subvolumes, so the image is loop-mounted (root, and a
+    kernel with btrfs) to create them."""
+    # Mixed block groups: a btrfs this small (24 MiB) needs them.
+    _run(['mkfs.btrfs', '-q', '-f', '--mixed', '-L', fs.label, '-U',
+          fs.uuid, str(fs_image)])
+    if not fs.subvolumes:
+        return
+    mountpoint = work / ('mnt-%s' % fs_image.stem)
+    mountpoint.mkdir()
+    # -o loop: the loop device goes away with the unmount (autoclear).
+    _run(['mount', '-t', 'btrfs', '-o', 'loop', str(fs_image),
+          str(mountpoint)])
+    try:
+        for number in range(1, fs.subvolumes + 1):
+            _run(['btrfs', '-q', 'subvolume', 'create',
+                  str(mountpoint / ('sv%04d' % number))])
+    finally:
+        _run(['umount', str(mountpoint)])
 
 
 def _mkfs_vfat(fs, fs_image, stage):

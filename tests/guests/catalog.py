@@ -10,6 +10,12 @@ nothing here does I/O.
 Expected field values follow OSRecord's names; ``ANY`` (None) marks a
 field that is not scored exactly (hostile guests: the test checks only
 that the value is clean and bounded).
+
+A guest is usually one disk holding one system.  ``systems`` puts
+several side by side on one GPT boot disk (what a tenant does to steer
+its bill), and ``second_disk`` names the catalog guest attached as the
+second drive: that guest's Expected is for both disks inspected together
+(``inspect_all_disks``).
 """
 
 import dataclasses
@@ -131,14 +137,30 @@ class Linux:
 
 
 @dataclasses.dataclass(frozen=True)
+class Subvolumes:
+    """A btrfs filesystem holding nothing but ``count`` empty subvolumes
+    (libguestfs lists each one as a filesystem of its own)."""
+
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Guest:
     name: str
     description: str
     expected: Expected
-    # Exactly one of windows/linux, or a non-OS kind below.
+    # Exactly one of windows/linux/systems, or a non-OS kind below.
     windows: Windows = None
     linux: Linux = None
-    kind: str = ''                 # blank, data, corrupt, luks ('' = OS)
+    # Windows (firmware 'uefi': the disk is GPT), Linux or Subvolumes,
+    # one partition each on one GPT disk, in this order.
+    systems: tuple = ()
+    kind: str = ''                 # blank, data, corrupt, luks,
+    #                                bootloader ('' = OS)
+    # Another catalog guest attached as the second disk (vdb).
+    second_disk: str = ''
+    # ((name, value), ...): [os_inspection] options ``expected`` assumes.
+    options: tuple = ()
     # Strings are hostile: score only that they come out clean.
     hostile: bool = False
 
@@ -148,6 +170,8 @@ class Guest:
             return 'windows'
         if self.linux:
             return 'linux'
+        if self.systems:
+            return 'several'
         return self.kind
 
 
@@ -245,6 +269,57 @@ _HOSTILE_PRODUCT = ('Windows Server 2019 Datacenter\r\n\x1b[31mRED\x1b[0m'
                     + '\x07X\t' * 3300)[:10000]
 
 
+_W2022_CORE = _server(
+    'Windows Server 2022 Datacenter', 'ServerDatacenter', '20348',
+    'Datacenter', 'win2k22', variant='Server Core', display_version='21H2',
+    release_id='2009', ubr=2461, hostname='W2022CORE', firmware='uefi')
+
+_UBUNTU_2204 = _linux(
+    'ubuntu', 22, 4, 'ubuntu22.04', 'Ubuntu 22.04.4 LTS',
+    _os_release(PRETTY_NAME='Ubuntu 22.04.4 LTS', NAME='Ubuntu',
+                VERSION_ID='22.04', VERSION='22.04.4 LTS (Jammy Jellyfish)',
+                VERSION_CODENAME='jammy', ID='ubuntu', ID_LIKE='debian',
+                HOME_URL='https://www.ubuntu.com/', UBUNTU_CODENAME='jammy'),
+    ((b'/etc/lsb-release',
+      b'DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\n'
+      b'DISTRIB_CODENAME=jammy\n'
+      b'DISTRIB_DESCRIPTION="Ubuntu 22.04.4 LTS"\n'),
+     (b'/etc/debian_version', b'bookworm/sid\n')),
+    hostname='ubuntu2204')
+
+# --- Several systems on one boot disk, or a boot disk that chain-loads
+# another: what a tenant can do to its own disks to pay less.  Each is
+# billed at least as its dearest system (issue 21), and the reason says
+# how many roots there were and which one was billed.
+
+_SQL_ENTERPRISE = (
+    SqlInstance('MSSQLSERVER', 'MSSQL16.MSSQLSERVER',
+                'Enterprise Edition: Core-based Licensing (64-bit)',
+                'Enterprise Edition'),)
+
+_W2022_DC_SQL = _server(
+    'Windows Server 2022 Datacenter', 'ServerDatacenter', '20348',
+    'Datacenter', 'win2k22', display_version='21H2', release_id='2009',
+    ubr=2461, hostname='W2022DCSQL', firmware='uefi', sql=_SQL_ENTERPRISE,
+    sql_edition='Enterprise')
+
+_W2022_STD_UEFI = _server(
+    'Windows Server 2022 Standard', 'ServerStandard', '20348', 'Standard',
+    'win2k22', display_version='21H2', release_id='2009', ubr=2461,
+    hostname='W2022STDGPT', firmware='uefi')
+
+_DECOYS = (_UBUNTU_2204['linux'],) * 8
+
+# Past a bound the inspection cannot vouch for what it did not visit:
+# billed as the dearest product, Windows Server Datacenter with SQL
+# Server Enterprise, described by the Windows root the bounded scan
+# found (no inspect_os: libguestfs names no architecture).
+_FLOOD_BOUND = 16
+_FLOOD = dataclasses.replace(
+    _W2022_STD_UEFI['expected'], os_edition='Datacenter',
+    sql_server_edition='Enterprise', os_arch=ANY)
+
+
 _TABLE = [
     # --- Windows Server ----------------------------------------------------
     ('win2016-standard', 'Windows Server 2016 Standard (BIOS/MBR)',
@@ -261,10 +336,7 @@ _TABLE = [
              release_id='2009', ubr=2461, hostname='W2022STD')),
     ('win2022-datacenter-core',
      'Windows Server 2022 Datacenter, Server Core installation (UEFI/GPT)',
-     _server('Windows Server 2022 Datacenter', 'ServerDatacenter', '20348',
-             'Datacenter', 'win2k22', variant='Server Core',
-             display_version='21H2', release_id='2009', ubr=2461,
-             hostname='W2022CORE', firmware='uefi')),
+     _W2022_CORE),
     ('win2025-datacenter',
      'Windows Server 2025 Datacenter (UEFI/GPT; libguestfs 1.48 says '
      'win2k16)',
@@ -371,21 +443,7 @@ _TABLE = [
            b'Server for SAP Applications 15 SP5</summary>\n</product>\n'),
           (b'/etc/products.d/baseproduct', b'->SLES_SAP.prod')),
          hostname='slessap155'))),
-    ('ubuntu-22.04', 'Ubuntu 22.04.4 LTS',
-     _linux('ubuntu', 22, 4, 'ubuntu22.04', 'Ubuntu 22.04.4 LTS',
-            _os_release(PRETTY_NAME='Ubuntu 22.04.4 LTS', NAME='Ubuntu',
-                        VERSION_ID='22.04',
-                        VERSION='22.04.4 LTS (Jammy Jellyfish)',
-                        VERSION_CODENAME='jammy', ID='ubuntu',
-                        ID_LIKE='debian',
-                        HOME_URL='https://www.ubuntu.com/',
-                        UBUNTU_CODENAME='jammy'),
-            ((b'/etc/lsb-release',
-              b'DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\n'
-              b'DISTRIB_CODENAME=jammy\n'
-              b'DISTRIB_DESCRIPTION="Ubuntu 22.04.4 LTS"\n'),
-             (b'/etc/debian_version', b'bookworm/sid\n')),
-            hostname='ubuntu2204')),
+    ('ubuntu-22.04', 'Ubuntu 22.04.4 LTS', _UBUNTU_2204),
     ('debian-12', 'Debian 12.5 with a swap partition',
      _linux('debian', 12, 5, 'debian12', 'Debian GNU/Linux 12 (bookworm)',
             _os_release(PRETTY_NAME='Debian GNU/Linux 12 (bookworm)',
@@ -503,6 +561,33 @@ _TABLE = [
               edition_id='ServerStandard', installation_type='Client',
               build='20348', display_version='21H2', release_id='2009',
               ubr=2461, hostname='DISAGREE'))),
+    # --- steering the bill (issue 21) --------------------------------------
+    ('decoy-roots-before',
+     'Eight small Ubuntu roots, then Windows Server 2022 Datacenter with '
+     'SQL Server Enterprise, on one GPT disk',
+     dict(systems=_DECOYS + (_W2022_DC_SQL['windows'],),
+          expected=_W2022_DC_SQL['expected'])),
+    ('decoy-roots-after',
+     'Windows Server 2022 Datacenter with SQL Server Enterprise, then eight '
+     'small Ubuntu roots, on one GPT disk',
+     dict(systems=(_W2022_DC_SQL['windows'],) + _DECOYS,
+          expected=_W2022_DC_SQL['expected'])),
+    ('two-windows-roots',
+     'Windows Server 2022 Standard without SQL Server, then Datacenter '
+     'with SQL Server Enterprise, on one GPT disk',
+     dict(systems=(_W2022_STD_UEFI['windows'], _W2022_DC_SQL['windows']),
+          expected=_W2022_DC_SQL['expected'])),
+    ('subvolume-flood',
+     'A btrfs filesystem of 40 empty subvolumes, then Windows Server 2022 '
+     'Standard, on one GPT disk; inspected with max_filesystems=%d'
+     % _FLOOD_BOUND,
+     dict(systems=(Subvolumes(40), _W2022_STD_UEFI['windows']),
+          options=(('max_filesystems', _FLOOD_BOUND),), expected=_FLOOD)),
+    ('chain-loader-boot',
+     'A GPT disk with only an EFI system partition whose GRUB chain-loads '
+     'Windows on the second disk (win2022-datacenter-core)',
+     dict(kind='bootloader', second_disk='win2022-datacenter-core',
+          expected=_W2022_CORE['expected'])),
 ]
 
 
@@ -526,7 +611,9 @@ ODD_REGISTRY = ('windows-lookalike-edition', 'windows-disagreeing-values')
 # BIOS disk: to map MountedDevices to drive letters, libguestfs runs
 # parted on each disk in turn until the MBR signature matches, and
 # parted's "unrecognised disk label" on a blank disk fails inspect_os.
+# Guests that need options or a second disk of their own are not.
 SHAREABLE = tuple(sorted(
     (n for n, g in GUESTS.items()
-     if not (g.windows and not g.windows.cmd_exe_is_pe)),
+     if not (g.windows and not g.windows.cmd_exe_is_pe)
+     and not g.options and not g.second_disk),
     key=lambda n: GUESTS[n].kind == 'blank'))

@@ -6,7 +6,8 @@ frozen data; builder.py carries it out with mkfs/sfdisk/hivexregedit.
 Identifiers (disk ids, filesystem and partition UUIDs) derive from the
 guest's name, so a plan, and the image, is the same on every build.
 
-File contents in a plan are bytes, or one of the markers below: a
+A btrfs Filesystem holds ``subvolumes`` empty subvolumes instead of
+files.  File contents in a plan are bytes, or one of the markers below: a
 ``Symlink``, a ``Hive`` (built by hivexregedit), ``HOST_ELF`` (a copy of
 the host's /bin/ls, so libguestfs finds a real ELF for the arch), or
 ``DIRECTORY``.
@@ -17,6 +18,7 @@ import hashlib
 import struct
 import uuid
 
+from tests.guests import catalog
 from tests.guests import hive
 
 MIB = 1 << 20
@@ -29,6 +31,7 @@ MBR_NTFS = '7'
 GPT_ESP = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B'
 GPT_MSR = 'E3C9E316-0B5C-4DB8-817D-F92DF00215AE'
 GPT_BASIC_DATA = 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7'
+GPT_LINUX = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
 
 _NAMESPACE = uuid.UUID('0b6b2a4e-0d3c-4c43-9f0e-6f5f1c1a7e11')
 
@@ -62,11 +65,13 @@ DIRECTORY = _Marker('directory')
 
 @dataclasses.dataclass(frozen=True)
 class Filesystem:
-    # ext4, ntfs, vfat, swap, luks, or corrupt-ext4 (superblock garbage)
+    # ext4, ntfs, vfat, swap, luks, btrfs, or corrupt-ext4 (superblock
+    # garbage)
     kind: str
     label: str = ''
     uuid: str = ''
     files: tuple = ()            # ((path, content), ...)
+    subvolumes: int = 0          # btrfs: empty subvolumes sv0001, ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,11 +331,15 @@ def _windows_disk(guest):
         )
         table, label_id, size = ('dos', '0x%08x' % disk_signature(name),
                                  64)
-    files = _windows_files(name, spec, c_drive)
-    c_drive = dataclasses.replace(
-        c_drive, fs=dataclasses.replace(c_drive.fs, files=files))
     return Disk(size_mib=size, table=table, label_id=label_id,
-                partitions=boot + (c_drive,))
+                partitions=boot + (_with_windows_files(name, spec,
+                                                       c_drive),))
+
+
+def _with_windows_files(guest_name, spec, c_drive):
+    files = _windows_files(guest_name, spec, c_drive)
+    return dataclasses.replace(
+        c_drive, fs=dataclasses.replace(c_drive.fs, files=files))
 
 
 # ---------------------------------------------------------------------------
@@ -340,15 +349,15 @@ _MERGED_USR_LINKS = (('/bin', 'usr/bin'), ('/sbin', 'usr/sbin'),
                      ('/lib', 'usr/lib'), ('/lib64', 'usr/lib64'))
 
 
-def _linux_files(guest, root_uuid, boot_uuid, swap_uuid):
-    spec = guest.linux
+def _linux_files(seed, spec, hostile, root_uuid, boot_uuid, swap_uuid):
+    """Files of a Linux root; ``seed`` names it (machine-id)."""
     fstab = ['# /etc/fstab: static file system information.',
              'UUID=%s /     ext4 defaults 1 1' % root_uuid]
     if boot_uuid:
         fstab.append('UUID=%s /boot ext4 defaults 1 2' % boot_uuid)
     if swap_uuid:
         fstab.append('UUID=%s none  swap sw 0 0' % swap_uuid)
-    machine_id = uuid.UUID(stable_uuid(guest.name, 'machine-id')).hex
+    machine_id = uuid.UUID(stable_uuid(seed, 'machine-id')).hex
     files = {
         '/etc/fstab': ('\n'.join(fstab) + '\n').encode(),
         '/etc/hostname': spec.hostname.encode() + b'\n',
@@ -364,7 +373,7 @@ def _linux_files(guest, root_uuid, boot_uuid, swap_uuid):
         '/tmp': DIRECTORY,
         '/var/log': DIRECTORY,
     }
-    if guest.hostile:
+    if hostile:
         files['/etc/os-release'] = spec.os_release
     else:
         # As shipped by systemd distros: the file lives in /usr.
@@ -409,13 +418,59 @@ def _linux_disk(guest):
     parts.append(Partition(
         start, root_size, MBR_LINUX, bootable=not boot_uuid,
         fs=Filesystem('ext4', 'root', root_uuid,
-                      _linux_files(guest, root_uuid, boot_uuid,
-                                   swap_uuid))))
+                      _linux_files(name, spec, guest.hostile, root_uuid,
+                                   boot_uuid, swap_uuid))))
     if swap_uuid:
         parts.append(Partition(start + root_size, 8, MBR_SWAP,
                                fs=Filesystem('swap', 'swap', swap_uuid)))
     return Disk(size_mib=64, table='dos',
                 label_id='0x%08x' % disk_signature(name),
+                partitions=tuple(parts))
+
+
+# ---------------------------------------------------------------------------
+# Several systems side by side on one GPT disk
+
+SYSTEM_SIZES_MIB = {'windows': 56, 'linux': 4, 'btrfs': 24}
+
+
+def _system_partition(guest_name, index, spec, start):
+    """Partition ``index`` (1-based) of a ``systems`` guest."""
+    part_uuid = stable_uuid(guest_name, 'part-%d' % index)
+    fs_uuid = stable_uuid(guest_name, 'fs-%d' % index)
+    if isinstance(spec, catalog.Windows):
+        if spec.firmware != 'uefi':
+            # MountedDevices names C: by its GPT partition GUID.
+            raise ValueError('%s: Windows system %d must be uefi'
+                             % (guest_name, index))
+        part = Partition(start, SYSTEM_SIZES_MIB['windows'], GPT_BASIC_DATA,
+                         uuid=part_uuid, name='Basic data partition',
+                         fs=Filesystem('ntfs', label='Windows',
+                                       uuid=fs_uuid))
+        return _with_windows_files(guest_name, spec, part)
+    if isinstance(spec, catalog.Linux):
+        files = _linux_files('%s/%d' % (guest_name, index), spec, False,
+                             fs_uuid, '', '')
+        return Partition(start, SYSTEM_SIZES_MIB['linux'], GPT_LINUX,
+                         uuid=part_uuid, name='root%d' % index,
+                         fs=Filesystem('ext4', 'root', fs_uuid, files))
+    if isinstance(spec, catalog.Subvolumes):
+        return Partition(start, SYSTEM_SIZES_MIB['btrfs'], GPT_LINUX,
+                         uuid=part_uuid, name='data',
+                         fs=Filesystem('btrfs', 'data', fs_uuid,
+                                       subvolumes=spec.count))
+    raise ValueError('%s: unknown system %r' % (guest_name, spec))
+
+
+def _systems_disk(guest):
+    parts = []
+    start = 1
+    for index, spec in enumerate(guest.systems, 1):
+        part = _system_partition(guest.name, index, spec, start)
+        parts.append(part)
+        start += part.size_mib
+    return Disk(size_mib=start + 1, table='gpt',
+                label_id=stable_uuid(guest.name, 'disk'),
                 partitions=tuple(parts))
 
 
@@ -429,6 +484,17 @@ def _data_files():
             ('/exports/2024-q1.csv', b'id,host,value\n' + rows),
             ('/exports/2024-q2.csv', b'id,host,value\n' + rows[::-1]),
             ('/backups', DIRECTORY))
+
+
+def _chain_loader_files(guest):
+    """An EFI system partition whose GRUB only chain-loads Windows Boot
+    Manager from the second disk's EFI system partition."""
+    volume_id = uuid.UUID(stable_uuid(guest.second_disk, 'esp')).hex[:8]
+    grub = ('search --no-floppy --set=root --fs-uuid %s-%s\n'
+            'chainloader ($root)/EFI/Microsoft/Boot/bootmgfw.efi\n'
+            'boot\n' % (volume_id[:4].upper(), volume_id[4:].upper()))
+    return (('/EFI/BOOT/BOOTX64.EFI', pe_image(subsystem=10)),
+            ('/EFI/BOOT/grub.cfg', grub.encode()))
 
 
 def _other_disk(guest):
@@ -451,6 +517,12 @@ def _other_disk(guest):
         return Disk(64, 'dos', label_id, (
             Partition(1, 16, MBR_LINUX, boot, bootable=True),
             Partition(17, 47, MBR_LINUX, luks)))
+    if guest.kind == 'bootloader':
+        esp = Filesystem('vfat', 'ESP', stable_uuid(name, 'esp'),
+                         _chain_loader_files(guest))
+        return Disk(34, 'gpt', stable_uuid(name, 'disk'), (
+            Partition(1, 32, GPT_ESP, esp, uuid=stable_uuid(name, 'part-1'),
+                      name='EFI system partition'),))
     raise ValueError('guest %s: unknown kind %r' % (name, guest.kind))
 
 
@@ -460,4 +532,6 @@ def plan(guest):
         return _windows_disk(guest)
     if guest.linux:
         return _linux_disk(guest)
+    if guest.systems:
+        return _systems_disk(guest)
     return _other_disk(guest)
