@@ -236,6 +236,17 @@ OPTS = [
              'appliance launch: with the default of 4 hours a blank VM '
              'costs about 6 launches a day.'),
     cfg.IntOpt(
+        'changed_requeue_interval',
+        default=3600, min=0,
+        help='Seconds during which an instance whose boot disk, image or '
+             'qemu process changed (stop/start, hard reboot, rebuild) '
+             'jumps the inspection queue only once. A further change '
+             'within this time is inspected with the expired records and '
+             'retries instead, after any retry backoff, so a guest '
+             'restarted in a loop cannot hold the inspection slots. The '
+             'old record is published meanwhile. 0: every change jumps '
+             'the queue.'),
+    cfg.IntOpt(
         'carry_over_max_age',
         default=259200, min=0,
         help='How long, in seconds after the last good inspection, the '

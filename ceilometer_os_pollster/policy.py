@@ -16,10 +16,16 @@ operator's version):
   already there at start-up (a cold cache); both serve a pending record;
 * fingerprint changed (boot disk, image or qemu restart; data volumes do
   not count) -> queue INVALIDATED at once, even during a retry backoff,
-  and keep serving the old record (stale-while-revalidate);
+  and keep serving the old record (stale-while-revalidate); but at most
+  once per changed_requeue_interval per instance: a guest restarted in a
+  loop is then queued as REFRESH, after its retry backoff if it has one;
 * ok/encrypted past expires_at -> queue REFRESH, serve the old record;
 * failed/unknown -> retried with exponential backoff (retry_at) capped
-  at retry_max_delay (failed) or unknown_retry_max_delay (unknown);
+  at retry_max_delay (failed) or unknown_retry_max_delay (unknown), and
+  never sooner than the failed inspection took, so one instance that
+  keeps running into the deadline holds a slot at most half the time;
+* within a priority, instances with fewer consecutive failures go first
+  (``queue_rank``): a repeatedly failing one waits behind the others;
 * a failed/unknown result for the same boot disk as a good record keeps
   the good facts, with a reason saying so, for carry_over_max_age after
   the good inspection: a torn read must not unbill a Windows VM.
@@ -62,12 +68,15 @@ class Settings:
     carry_over_max_age: float = options.DEFAULTS['carry_over_max_age']
     forget_after: float = options.DEFAULTS['forget_after']
     inspection_deadline: float = options.DEFAULTS['inspection_deadline']
+    changed_requeue_interval: float = options.DEFAULTS[
+        'changed_requeue_interval']
 
     @property
     def horizon(self):
         """The furthest in the future a time this policy writes can be."""
         return max(self.record_ttl * (1.0 + self.record_ttl_jitter),
-                   self.retry_max_delay, self.unknown_retry_max_delay)
+                   self.retry_max_delay, self.unknown_retry_max_delay,
+                   self.inspection_deadline)
 
     @classmethod
     def from_conf(cls, group):
@@ -84,24 +93,50 @@ def as_settings(conf_group_or_settings):
 
 # -- policy (pure) ---------------------------------------------------
 
-def decide(entry, job, now, settled=True):
+def decide(entry, job, now, settled=True, jumped_at=None,
+           requeue_interval=None):
     """The priority to queue the job at, or None if the cache will do.
 
     ``settled`` is False during this process's first poll cycle: an
     instance without a record then is backlog (NEW), afterwards it has
-    just arrived on the host (ARRIVED).
+    just arrived on the host (ARRIVED).  ``jumped_at`` is when this
+    instance was last queued INVALIDATED (None: never); within
+    ``requeue_interval`` seconds of it a change does not jump again.
     """
     if entry is None:
         return ARRIVED if settled else NEW
     if entry.record.fingerprint != job.fingerprint:
-        # Never held back by a backoff: a rebuilt "unknown" VM may be a
-        # Windows VM now.
-        return INVALIDATED
+        if not jumped_recently(jumped_at, now, requeue_interval):
+            # Not held back by a backoff: a rebuilt "unknown" VM may be
+            # a Windows VM now.
+            return INVALIDATED
+        # A guest restarted in a loop: a qemu restart each time, and
+        # each a launch that may run to the deadline.  Its turn comes
+        # with the retries, after its backoff.
+        if entry.failures:
+            return REFRESH if now >= entry.retry_at else None
+        return REFRESH
     if entry.failures:
         return REFRESH if now >= entry.retry_at else None
     if now >= entry.expires_at:
         return REFRESH
     return None
+
+
+def jumped_recently(jumped_at, now, interval):
+    """Whether an INVALIDATED queuing at ``jumped_at`` is less than
+    ``interval`` seconds old (a time in the future counts as old: a
+    clock set back must not hold an instance back for long)."""
+    if jumped_at is None or not interval:
+        return False
+    return 0.0 <= now - jumped_at < interval
+
+
+def queue_rank(priority, entry):
+    """The queue's sort key before arrival order: the priority, then the
+    consecutive failures, so that within a priority an instance that
+    keeps failing goes behind those that do not."""
+    return (priority, entry.failures if entry is not None else 0)
 
 
 def served(entry, job):
@@ -172,8 +207,11 @@ def next_entry(previous, record, now, settings, fraction):
     cap = (settings.unknown_retry_max_delay
            if record.status == record_mod.STATUS_UNKNOWN
            else settings.retry_max_delay)
-    retry_at = now + retry_delay(failures, settings.retry_initial_delay,
-                                 cap)
+    # Never sooner than the failure took: a guest whose disk runs every
+    # inspection into the deadline must not hold a slot most of the time.
+    took = min(max(record.duration, 0.0), settings.inspection_deadline)
+    retry_at = now + max(retry_delay(failures, settings.retry_initial_delay,
+                                     cap), took)
     if carries_over(previous, record, now, settings.carry_over_max_age):
         # The job's fingerprint, so the backoff (not an invalidation)
         # decides the next look; same_disks() keeps holding.

@@ -275,6 +275,7 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         service = service_mod.get_service(self.conf)
         alive = []
         exported = []
+        published = []      # (ids, record) for the unverified gauge
         for instance in resources:
             alive.append(instance.id)
             try:
@@ -287,6 +288,8 @@ class OSMetadataPollster(plugin_base.PollsterBase):
                 labels = prometheus.label_values(
                     instance.id, instance.tenant_id, instance.user_id,
                     observed.record)
+                seen = (instance.id, instance.tenant_id, instance.user_id,
+                        observed.record)
             except Exception as err:
                 if _vanished(err):
                     LOG.debug('Instance %s vanished while polling',
@@ -299,10 +302,11 @@ class OSMetadataPollster(plugin_base.PollsterBase):
                            'err': err})
                 continue
             exported.append((labels, sample_.volume))
+            published.append(seen)
             yield sample_
         try:
             service.end_cycle(alive)
             if self.conf.polling.enable_prometheus_exporter:
-                prometheus.publish(exported)
+                prometheus.publish(exported, published)
         except Exception:
             LOG.exception('OS inspection bookkeeping failed')

@@ -33,6 +33,7 @@ class _Queued:
     priority: int
     seq: int
     job: object
+    rank: tuple = ()        # policy.queue_rank: the heap's sort key
 
 
 class Scheduler:
@@ -47,7 +48,8 @@ class Scheduler:
         self._rng = rng if rng is not None else random.Random()
         self._cond = threading.Condition()
         self._queued = {}       # id -> _Queued
-        self._heap = []         # (priority, seq, id); stale ones skipped
+        self._heap = []         # (rank, seq, id); stale ones skipped
+        self._jumped = {}       # id -> when last queued INVALIDATED
         self._seq = itertools.count()
         self._running = {}      # id -> number of threads inspecting it
         self._workers = []
@@ -62,9 +64,16 @@ class Scheduler:
     def lookup(self, job):
         """The record to publish now; queues work, never waits for it."""
         entry = self.cache.get(job.instance_id)
-        priority = policy.decide(entry, job, self._clock(), self._settled)
+        now = self._clock()
+        priority = policy.decide(
+            entry, job, now, self._settled,
+            jumped_at=self._jumped.get(job.instance_id),
+            requeue_interval=self.settings.changed_requeue_interval)
         if priority is not None:
-            self._enqueue(job, priority)
+            rank = policy.queue_rank(priority, entry)
+            if (self._enqueue(job, priority, rank)
+                    and priority == policy.INVALIDATED):
+                self._jumped[job.instance_id] = now
         return policy.served(entry, job)
 
     def end_cycle(self, alive_ids):
@@ -80,8 +89,10 @@ class Scheduler:
         with self._cond:
             for instance_id in [i for i in self._queued if i not in alive]:
                 del self._queued[instance_id]
+            for instance_id in [i for i in self._jumped if i not in alive]:
+                del self._jumped[instance_id]
             if len(self._heap) > 2 * len(self._queued) + 64:
-                self._heap = [(q.priority, q.seq, i)
+                self._heap = [(q.rank, q.seq, i)
                               for i, q in self._queued.items()]
                 heapq.heapify(self._heap)
         stats = self.stats()
@@ -95,22 +106,23 @@ class Scheduler:
                     'running': sum(self._running.values()),
                     'cached': len(self.cache)}
 
-    def _enqueue(self, job, priority):
+    def _enqueue(self, job, priority, rank=None):
         instance_id = job.instance_id
+        rank = rank if rank is not None else (priority,)
         with self._cond:
             if self._stopping or instance_id in self._running:
                 return False
             item = self._queued.get(instance_id)
             if item is None:
-                item = _Queued(priority, next(self._seq), job)
+                item = _Queued(priority, next(self._seq), job, rank)
                 self._queued[instance_id] = item
             else:
                 item.job = job  # always inspect the newest snapshot
                 if priority >= item.priority:
                     return False
                 item.priority, item.seq = priority, next(self._seq)
-            heapq.heappush(self._heap, (item.priority, item.seq,
-                                        instance_id))
+                item.rank = rank
+            heapq.heappush(self._heap, (item.rank, item.seq, instance_id))
             self._start_workers()
             self._cond.notify()
             return True
@@ -131,7 +143,7 @@ class Scheduler:
         with self._cond:
             while not self._stopping:
                 while self._heap:
-                    priority, seq, instance_id = heapq.heappop(self._heap)
+                    _rank, seq, instance_id = heapq.heappop(self._heap)
                     item = self._queued.get(instance_id)
                     if item is None or item.seq != seq:
                         continue  # superseded by an upgrade or dropped

@@ -25,10 +25,16 @@
 # cores") are applied before hashmap by the pyscripts rating module:
 # etc/cloudkitty/licence-minimums.sh.
 #
-# Which records are not billed here (see README.rst): pending,
-# unknown and failed records have no OS, so no mapping matches.
-# Encrypted guests hide their OS; the last group below is one possible
-# policy (a per-VM charge), set ENCRYPTED_PER_VM=0 to drop it.
+# Records without a verified OS (see README.rst, "What each status
+# means for billing") are priced per VM by os_inspection_status, in the
+# last group below, so that no disk a tenant controls makes an instance
+# free: "encrypted" (the tenant hides its OS) at ENCRYPTED_PER_VM,
+# "failed" (the inspection could not finish, e.g. killed at the
+# deadline) and "unknown" (no OS recognised) at UNVERIFIED_PER_VM, the
+# "unverified OS" rate.  Set either to 0 to drop that charge.  "pending"
+# (not inspected yet, a new VM's first minutes) is not priced: the
+# inspection is the operator's to do, and it ends within the deadline
+# as ok, unknown, encrypted or failed.
 #
 # Environment: OPENSTACK (client command, default openstack; the
 # "rating" commands come from python-cloudkittyclient).
@@ -49,6 +55,7 @@ SLES_FOR_SAP_PER_VM=${SLES_FOR_SAP_PER_VM:-0.0900}
 SLE_HPC_PER_VM=${SLE_HPC_PER_VM:-0.0700}
 SLE_MICRO_PER_VM=${SLE_MICRO_PER_VM:-0.0300}
 ENCRYPTED_PER_VM=${ENCRYPTED_PER_VM:-0.0600}
+UNVERIFIED_PER_VM=${UNVERIFIED_PER_VM:-0.0600}
 
 hashmap() {
     $OPENSTACK rating hashmap "$@"
@@ -121,10 +128,13 @@ vm_edition=$(new_id "Field ID" field create "$vm" os_edition)
 flat "$vm_edition" "$linux" "SAP" "$SLES_FOR_SAP_PER_VM"
 flat "$vm_edition" "$linux" "HPC" "$SLE_HPC_PER_VM"
 
-# Policy for guests whose disks are encrypted (status "encrypted").
-encrypted=$(new_id "Group ID" group create encrypted_guest_per_vm)
+# Guests whose OS was not verified, by os_inspection_status: a group of
+# its own, so it adds to nothing else (such a record has no OS fields).
+unverified=$(new_id "Group ID" group create unverified_os_per_vm)
 status=$(new_id "Field ID" field create "$vm" os_inspection_status)
-flat "$status" "$encrypted" "encrypted" "$ENCRYPTED_PER_VM"
+flat "$status" "$unverified" "encrypted" "$ENCRYPTED_PER_VM"
+flat "$status" "$unverified" "failed" "$UNVERIFIED_PER_VM"
+flat "$status" "$unverified" "unknown" "$UNVERIFIED_PER_VM"
 
 echo "hashmap rules created: services os_license_vcpu, sql_license_vcpu," \
      "os_license_vm" >&2

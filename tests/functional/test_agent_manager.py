@@ -192,6 +192,14 @@ def test_prometheus_exporter_label_sets_stay_consistent(agent):
     statuses = {s.labels['os_inspection_status'] for s in
                 second['ceilometer_compute_instance_os_info'].samples}
     assert statuses == {'ok'}
+    # pending at first: each instance in the unverified series, by id;
+    # once verified, none
+    unverified = first[prometheus.UNVERIFIED_METRIC].samples
+    assert sorted(s.labels['resource'] for s in unverified) == UUIDS
+    assert {s.labels['os_inspection_status'] for s in unverified} == {
+        'pending'}
+    assert all(s.value >= 0 for s in unverified)
+    assert second[prometheus.UNVERIFIED_METRIC].samples == []
     assert {s.value for s in
             second['ceilometer_compute_instance_os_info'].samples} == {
                 1.0, 2.0, 3.0}

@@ -10,9 +10,10 @@ module-scoped chain runs what an operator runs, in order:
 2. etc/cloudkitty/hashmap-example.sh and licence-minimums.sh run
    unchanged with the real ``openstack rating`` client;
 3. a real Ceilometer AgentManager polls running domains of every billed
-   kind (real appliances, one launch per guest); once they are inspected
-   a last instance is started, so the published cycle also carries a
-   still-pending record;
+   kind (real appliances, one launch per guest), one of them with its
+   boot disk removed under the running qemu, so that its inspection
+   fails; once they are inspected a last instance is started, so the
+   published cycle also carries a still-pending record;
 4. Ceilometer's own Gnocchi publisher, configured from our
    etc/gnocchi/gnocchi_resources.yaml merged into Ceilometer's file as
    that file says, stores the samples of that cycle;
@@ -29,6 +30,7 @@ import decimal
 import io
 import json
 import logging
+import os
 import re
 import time
 import urllib.parse
@@ -73,8 +75,9 @@ class Instance:
     project: str
 
 
-# Every kind the issue names, in two projects; 'pending-4' is started
-# only after the others are inspected.
+# Every kind the issue names, in two projects; 'unreadable-1' loses its
+# boot disk file once running (a real inspection that fails), 'pending-4'
+# is started only after the others are inspected.
 INSTANCES = (
     Instance('datacenter-12', 'win2019-datacenter', 12, A),
     Instance('standard-2', 'win2022-standard', 2, A),
@@ -85,7 +88,9 @@ INSTANCES = (
     Instance('ubuntu-2', 'ubuntu-22.04', 2, A),
     Instance('luks-2', 'luks', 2, B),
     Instance('blank-1', 'blank', 1, A),
+    Instance('unreadable-1', 'blank', 1, B),
 )
+FAILED = 'unreadable-1'
 PENDING = Instance('pending-4', 'ubuntu-22.04', 4, B)
 
 
@@ -103,8 +108,8 @@ def pyscript_minimums(path=MINIMUMS_PYSCRIPT):
 def expected_prices():
     """{instance name: {rating type: price}}, by hand from the policy
     (README "Billing"): per vCPU with Microsoft's minimums, per VM for
-    RHEL/SLES, free editions and pending/unknown at 0, encrypted at the
-    script's per-VM policy."""
+    RHEL/SLES, free editions and pending at 0, encrypted at the script's
+    per-VM policy, failed and unknown at its "unverified OS" rate."""
     p = script_prices()
     m = pyscript_minimums()
     win_min = m['WINDOWS_SERVER_MIN_CORES_PER_VM']
@@ -124,7 +129,8 @@ def expected_prices():
         'sles-1': {'os_license_vm': p['SLES_PER_VM']},
         'ubuntu-2': {},
         'luks-2': {'os_license_vm': p['ENCRYPTED_PER_VM']},
-        'blank-1': {},
+        'blank-1': {'os_license_vm': p['UNVERIFIED_PER_VM']},
+        FAILED: {'os_license_vm': p['UNVERIFIED_PER_VM']},
         'pending-4': {},
     }
 
@@ -214,6 +220,10 @@ def chain(billing_services, libvirt_daemons, tmp_path_factory):
         # names grows with the pending instance: discovery sees it
         mgr = agent_mod.agent_manager(conf, svc, names, held.mp)
         world = e2e.World(the_rig, mgr, svc, svc, dict(names))
+        # qemu keeps its open file; the inspector finds none to open
+        failed_dom = next(d for d in the_rig.domains
+                          if d.display_name == FAILED)
+        os.unlink(failed_dom.boot_disk.chain[0])
         world.cycle()                     # queues every inspection
         world.wait_idle(list(names))
         add(PENDING)
@@ -334,8 +344,13 @@ def test_the_published_cycle_has_every_kind_and_one_pending(chain):
     want = {i.name: catalog.GUESTS[i.guest].expected.status
             for i in INSTANCES}
     want[PENDING.name] = 'pending'
+    want[FAILED] = 'failed'
     assert chain.statuses == want
+    assert 'No such file or directory' in \
+        chain.samples[FAILED]['resource_metadata']['os_inspection_reason']
     for inst in INSTANCES:
+        if inst.name == FAILED:
+            continue
         md = chain.samples[inst.name]['resource_metadata']
         assert catalog.mismatches(catalog.GUESTS[inst.guest].expected,
                                   md) == [], inst.name
@@ -380,6 +395,20 @@ def test_rated_amount_per_project(chain):
             row['price']
     assert {p: money(v) for p, v in got.items()} == \
         {p: money(v) for p, v in want.items()}
+
+
+def test_failed_and_unknown_are_rated_at_the_unverified_price(chain):
+    # a record without a verified OS is never free: per VM, whatever
+    # the vCPUs, at the operator's "unverified OS" rate
+    by_instance = rated(chain)
+    unverified = script_prices()['UNVERIFIED_PER_VM']
+    assert unverified > 0
+    for name, status in ((FAILED, 'failed'), ('blank-1', 'unknown')):
+        assert chain.statuses[name] == status
+        qty, price = by_instance[name]['os_license_vm']
+        assert (qty, money(price)) == (1, money(unverified)), name
+        assert by_instance[name]['os_license_vcpu'][1] == 0, name
+        assert by_instance[name]['sql_license_vcpu'][1] == 0, name
 
 
 def test_minimums_raise_the_licensed_cores_of_small_vms(chain):
@@ -461,6 +490,7 @@ def test_report_counts_the_hosts_licences(chain, tmp_path):
         (B, 'Windows Server', 'Standard'): (1, 2, win),
         (B, 'Windows Server', 'Standard Evaluation'): (1, 4, 4),
         (B, '(encrypted)', ''): (1, 2, 2),
+        (B, '(failed)', ''): (1, 1, 1),
         (B, 'ubuntu', ''): (1, 4, 4),
     }
     table = run_report(chain, tmp_path)

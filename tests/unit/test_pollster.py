@@ -1,5 +1,6 @@
 """The Ceilometer-facing pollster, with a fake inspector and fake service."""
 
+import datetime
 import logging
 import sys
 import threading
@@ -16,6 +17,7 @@ from ceilometer.polling import plugin_base
 from ceilometer import service as ceilo_service
 
 from ceilometer_os_pollster import pollster as pollster_mod
+from ceilometer_os_pollster import prometheus
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import service as service_mod
 
@@ -491,3 +493,94 @@ def test_pollster_refuses_to_load_next_to_a_dynamic_twin(conf, tmp_path,
     assert len(errors) == 1
     assert str(twin) in errors[0] and 'metered twice' in errors[0]
     inspector_factory.assert_not_called()
+
+
+# -- Prometheus: how long an instance stays unverified -----------------------
+
+T0 = 1_800_000_000.0
+
+
+def rec(status, inspected_at=None):
+    if status == 'pending':
+        return record.OSRecord.pending('i')
+    if status == 'ok':
+        return record.OSRecord(
+            instance_id='i', status='ok', os_family='linux',
+            os_distro='rhel', inspected_at=record.utc_timestamp())
+    when = record.utc_timestamp(datetime.datetime.fromtimestamp(
+        inspected_at, datetime.timezone.utc)) if inspected_at else ''
+    return record.OSRecord.failed('i', 'why', status=status).replace(
+        inspected_at=when)
+
+
+@pytest.mark.parametrize('since, status, inspected_at, expected', [
+    (None, 'ok', None, None),
+    (T0 - 50, 'ok', None, None),                # verified: the time ends
+    (None, 'pending', None, T0),                # counted from now
+    (None, 'failed', T0 - 600, T0 - 600),       # from the inspection
+    (None, 'unknown', T0 - 60, T0 - 60),
+    (None, 'encrypted', T0 - 7, T0 - 7),
+    (None, 'failed', T0 + 3600, T0),            # never in the future
+    (T0 - 900, 'failed', T0 - 60, T0 - 900),    # runs on over retries
+    (T0 - 900, 'unknown', T0 - 60, T0 - 900),   # and status changes
+])
+def test_unverified_since(since, status, inspected_at, expected):
+    assert prometheus.unverified_since(
+        since, rec(status, inspected_at), T0) == expected
+
+
+def test_unverified_rows_forget_verified_and_gone_instances():
+    since = {'a': T0 - 100, 'b': T0 - 100, 'gone': T0 - 100}
+    observed = [('a', 'p', 'u', rec('failed', T0 - 10)),
+                ('b', 'p', 'u', rec('ok')),
+                ('c', 'p', None, rec('pending'))]
+    since, rows = prometheus.unverified_rows(since, observed, T0)
+    assert since == {'a': T0 - 100, 'c': T0}
+    assert rows == [(('a', 'p', 'u', 'failed'), 100.0),
+                    (('c', 'p', '', 'pending'), 0.0)]
+
+
+def exported(metric, labels):
+    from ceilometer.polling import prom_exporter
+    return prom_exporter.CEILOMETER_REGISTRY.get_sample_value(metric, labels)
+
+
+def test_poll_exports_how_long_each_instance_stays_unverified(
+        make_pollster, conf, monkeypatch):
+    conf.set_override('enable_prometheus_exporter', True, group='polling')
+    clock = [T0]
+    monkeypatch.setattr(prometheus.time, 'time', lambda: clock[0])
+    monkeypatch.setattr(prometheus, '_SINCE', {})
+    ok_id, failed_id, new_id = UUIDS[:3]
+    records = {ok_id: rec('ok'), failed_id: rec('failed', T0 - 300)}
+    svc = FakeService(records)
+    p, _, _ = make_pollster([FakeDomain(u) for u in UUIDS[:3]], svc)
+    instances = [make_instance(u) for u in UUIDS[:3]]
+
+    def seconds(uuid, status):
+        return exported(prometheus.UNVERIFIED_METRIC, {
+            'resource': uuid, 'project': 'project-' + uuid[:4],
+            'user': 'user-' + uuid[:4], 'os_inspection_status': status})
+
+    poll(p, instances)
+    assert seconds(failed_id, 'failed') == 300
+    assert seconds(new_id, 'pending') == 0
+    assert seconds(ok_id, 'ok') is None
+    # An hour later the new instance's inspection failed too; the failed
+    # one was retried (a newer inspection time) and still fails.
+    clock[0] += 3600
+    records[new_id] = rec('failed', clock[0] - 5)
+    records[failed_id] = rec('failed', clock[0] - 1)
+    poll(p, instances)
+    assert seconds(failed_id, 'failed') == 3900
+    assert seconds(new_id, 'failed') == 3600
+    assert seconds(new_id, 'pending') is None
+    # Verified: its series goes, and a later failure counts afresh.
+    records[failed_id] = rec('ok')
+    poll(p, instances[:2])
+    assert seconds(failed_id, 'failed') is None
+    assert seconds(new_id, 'failed') is None        # gone from the host
+    records[failed_id] = rec('unknown', clock[0])
+    clock[0] += 60
+    poll(p, instances[:2])
+    assert seconds(failed_id, 'unknown') == 60

@@ -856,3 +856,181 @@ def test_result_written_after_a_write_underneath_decides_again(make, cache,
     assert served.reason.startswith('carried over')
     reread = cache_mod.RecordCache(cache.directory, clock=clock).get(iid(1))
     assert reread.record == served and reread.failures == 1
+
+
+# -- a failing or restarted instance does not hold the queue -----------------
+
+HOUR = 3600.0
+# name, entry, job fingerprint, jumped_at (None: never), expected
+AFTER_A_JUMP = [
+    ('first change jumps', entry_of(ok(iid(1), FP)), RESTARTED, None,
+     policy.INVALIDATED),
+    ('change an hour after the last jump', entry_of(ok(iid(1), FP)),
+     RESTARTED, NOW - HOUR, policy.INVALIDATED),
+    ('change within the hour: with the refreshes', entry_of(ok(iid(1), FP)),
+     RESTARTED, NOW - HOUR + 1, policy.REFRESH),
+    ('rebuilt within the hour: with the refreshes', entry_of(
+        ok(iid(1), FP)), REBUILT, NOW - 1, policy.REFRESH),
+    ('failing, restarted within the hour: waits for its backoff', entry_of(
+        failed(iid(1), fingerprint=FP), failures=4, retry_at=NOW + 1),
+     RESTARTED, NOW - 10, None),
+    ('failing, restarted within the hour, retry due', entry_of(
+        failed(iid(1), fingerprint=FP), failures=4, retry_at=NOW),
+     RESTARTED, NOW - 10, policy.REFRESH),
+    ('failing, restarted after the hour: jumps the backoff', entry_of(
+        failed(iid(1), fingerprint=FP), failures=4, retry_at=NOW + 999),
+     RESTARTED, NOW - HOUR, policy.INVALIDATED),
+    ('a jump dated in the future (clock set back) does not hold it',
+     entry_of(unknown(iid(1), FP), failures=2, retry_at=NOW + 999),
+     REBUILT, NOW + 60, policy.INVALIDATED),
+    ('unchanged: the jump does not matter', entry_of(ok(iid(1), FP)), FP,
+     NOW - 1, None),
+]
+
+
+@pytest.mark.parametrize('name, entry, fingerprint, jumped_at, expected',
+                         AFTER_A_JUMP, ids=[d[0] for d in AFTER_A_JUMP])
+def test_decide_after_a_jump(name, entry, fingerprint, jumped_at, expected):
+    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
+                             domain_xml='', fingerprint=fingerprint)
+    assert policy.decide(entry, j, NOW, True, jumped_at=jumped_at,
+                         requeue_interval=HOUR) == expected
+
+
+def test_zero_interval_lets_every_change_jump():
+    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
+                             domain_xml='', fingerprint=RESTARTED)
+    assert policy.decide(entry_of(ok(iid(1), FP)), j, NOW, True,
+                         jumped_at=NOW - 1,
+                         requeue_interval=0) == policy.INVALIDATED
+
+
+@pytest.mark.parametrize('priority, entry, expected', [
+    (policy.ARRIVED, None, (policy.ARRIVED, 0)),
+    (policy.REFRESH, entry_of(ok(iid(1)), expires_at=NOW - 1),
+     (policy.REFRESH, 0)),
+    (policy.REFRESH, entry_of(failed(iid(1)), failures=7, retry_at=NOW),
+     (policy.REFRESH, 7)),
+    (policy.INVALIDATED, entry_of(unknown(iid(1)), failures=2),
+     (policy.INVALIDATED, 2)),
+])
+def test_queue_rank(priority, entry, expected):
+    assert policy.queue_rank(priority, entry) == expected
+
+
+def test_queue_rank_orders_priority_before_failures():
+    assert (policy.queue_rank(policy.INVALIDATED, entry_of(
+        failed(iid(1)), failures=9)) < policy.queue_rank(
+            policy.REFRESH, None))
+
+
+@pytest.mark.parametrize('duration, deadline, expected_delays', [
+    # quick failures: the usual doubling
+    (0.5, 500, [100, 200, 400, 800, 1000]),
+    # every try runs into a 500 s deadline: never retried sooner
+    (500, 500, [500, 500, 500, 800, 1000]),
+    # a duration beyond the deadline (kill grace) counts as the deadline
+    (9999, 500, [500, 500, 500, 800, 1000]),
+])
+def test_retry_never_sooner_than_the_failure_took(duration, deadline,
+                                                  expected_delays):
+    settings = dataclasses.replace(SETTINGS, inspection_deadline=deadline)
+    previous, delays = None, []
+    for _ in expected_delays:
+        result = failed(iid(1)).replace(duration=duration)
+        previous = policy.next_entry(previous, result, NOW, settings, 0.5)
+        delays.append(previous.retry_at - NOW)
+    assert delays == expected_delays
+    assert max(delays) <= settings.horizon
+
+
+def test_repeatedly_failing_instance_waits_behind_the_others(make, cache,
+                                                             clock):
+    # All due at the same priority (REFRESH), queued most-failing first.
+    cache.put(entry_of(failed(iid(10)), failures=6,
+                       retry_at=clock.now - 1))
+    cache.put(entry_of(unknown(iid(11)), failures=2,
+                       retry_at=clock.now - 1))
+    cache.put(entry_of(ok(iid(12)), expires_at=clock.now - 1))
+    cache.put(entry_of(failed(iid(13)), failures=6,
+                       retry_at=clock.now - 1))
+    scheduler, fake = make()
+    fake.hold()
+    scheduler.lookup(job(1))            # takes the only slot
+    fake.wait_entered()
+    for n in (10, 11, 12, 13):
+        scheduler.lookup(job(n))
+    fake.release()
+    wait_idle(scheduler)
+    assert fake.ids() == [iid(1), iid(12), iid(11), iid(10), iid(13)]
+
+
+def test_restart_loop_jumps_the_queue_once_an_hour(make, cache, clock):
+    cache.put(entry_of(ok(iid(5), 'run1'), expires_at=clock.now + 9999))
+    scheduler, fake = make()
+    settings = scheduler.settings
+    assert settings.changed_requeue_interval == HOUR
+
+    def restart_while_busy(fingerprint, expired):
+        """Restart instance 5 while the slot is busy and instance
+        ``expired`` waits for its refresh: the inspection order."""
+        cache.put(entry_of(ok(iid(expired)), expires_at=clock.now - 1))
+        fake.jobs.clear()
+        fake.hold()
+        scheduler.lookup(job(1, 'busy-%s' % fingerprint))
+        fake.wait_entered()
+        scheduler.lookup(job(expired))
+        served = scheduler.lookup(job(5, fingerprint))
+        fake.release()
+        wait_idle(scheduler)
+        return served, fake.ids()
+
+    scheduler.lookup(job(1))
+    wait_idle(scheduler)
+    # First restart: ahead of the refresh, the old record served.
+    served, order = restart_while_busy('run2', 20)
+    assert served.fingerprint == 'run1'
+    assert order == [iid(1), iid(5), iid(20)]
+    # Restarted again ten minutes later: behind the refresh.
+    clock.advance(600)
+    served, order = restart_while_busy('run3', 21)
+    assert served.fingerprint == 'run2'
+    assert order == [iid(1), iid(21), iid(5)]
+    # An hour after the first jump it jumps again.
+    clock.advance(HOUR - 600)
+    served, order = restart_while_busy('run4', 22)
+    assert order == [iid(1), iid(5), iid(22)]
+    assert scheduler.lookup(job(5, 'run4')).fingerprint == 'run4'
+
+
+def test_failing_instance_restarted_in_a_loop_keeps_its_backoff(make,
+                                                                clock):
+    scheduler, fake = make(FakeEngine(
+        lambda j: failed(j.instance_id, fingerprint=j.fingerprint)))
+    scheduler.lookup(job(1, 'run1'))
+    wait_idle(scheduler)
+    clock.advance(10)
+    scheduler.lookup(job(1, 'run2'))    # first restart: at once
+    wait_idle(scheduler)
+    assert len(fake.jobs) == 2
+    entry = scheduler.cache.get(iid(1))
+    assert entry.failures == 2 and entry.retry_at == clock.now + 200
+    for n in range(3, 8):               # restarts every 30 s
+        clock.advance(30)
+        assert scheduler.lookup(job(1, 'run%d' % n)).status == 'failed'
+        assert scheduler.stats()['queued'] == 0
+    assert len(fake.jobs) == 2
+    clock.advance(200 - 5 * 30)         # the backoff is over
+    scheduler.lookup(job(1, 'run8'))
+    wait_idle(scheduler)
+    assert [j.fingerprint for j in fake.jobs] == ['run1', 'run2', 'run8']
+
+
+def test_end_cycle_forgets_the_jumps_of_gone_instances(make, cache, clock):
+    cache.put(entry_of(ok(iid(5), 'run1')))
+    scheduler, fake = make()
+    scheduler.lookup(job(5, 'run2'))
+    wait_idle(scheduler)
+    assert scheduler._jumped == {iid(5): clock.now}
+    scheduler.end_cycle([iid(1)])
+    assert scheduler._jumped == {}
