@@ -159,7 +159,9 @@ class TreeSampler:
                   or OLD_MODULE.encode() in cmd):
                 kind = 'driver'
             else:
-                kind = ''
+                # Not cached: a process caught mid-exec may show its
+                # new name before its new command line.
+                return '', key
             self._kind[key] = kind
         return self._kind[key], key
 
@@ -276,11 +278,12 @@ def check_old_imports(env):
 
 
 # Fields of the old script's metric (libguestfs' inspect_get_*) and
-# virt-inspector's XML that a catalog Expected states.
+# virt-inspector's XML that a catalog Expected states and that decide a
+# bill.  Their os_info is libguestfs' own name (sles15sp5 where
+# osinfo-db and our records say sle15sp5): shown, not scored.
 _RAW_FIELDS = (('os_type', 'os_family'), ('os_distro', 'os_distro'),
                ('os_version_major', 'os_version_major'),
-               ('os_version_minor', 'os_version_minor'),
-               ('os_info', 'os_info'))
+               ('os_version_minor', 'os_version_minor'))
 
 
 def check_raw(vm, found):
@@ -542,6 +545,11 @@ def main(argv=None):
                         help='no qcow2-overlay copies of the guests')
     args = parser.parse_args(argv)
     common.quiet()
+    # The workers (python -m ceilometer_os_pollster.worker, started in
+    # a private directory) import the code this process runs, not
+    # whatever tree the venv's editable install points at.
+    os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, (
+        str(common.HERE.parent), os.environ.get('PYTHONPATH'))))
     why = common.ensure_libvirtd()
     if why:
         print('direct: skipped, %s' % why)
