@@ -26,8 +26,9 @@ Methods, each from an empty cache:
   its appliance) through the real Scheduler, ``inspection_method =
   appliance``.
 * **auto**: the same with the default ``inspection_method = auto`` and
-  every other option at its default.  It runs first and last; the
-  ratio uses the slower of the two.
+  every other option at its default.  It runs first and again after
+  the appliance rows; the ratio uses the slower of the two.  Then auto
+  with ``worker_nice = 0`` and auto on the qcow2 overlays.
 
 The old script and virt-inspector run at our workers' default CPU and
 I/O priority (nice 10, idle I/O class), as in cold_start.
