@@ -1,0 +1,601 @@
+"""Direct method: cold inspection of the same VMs by the old script, by
+our appliance method and by ``auto`` (issue 23), in one run.
+
+A throw-away rig (tests.rig) runs nova-like qemu domains on phony
+Linux guest images (tests.guests) in raw files: the old script adds
+every file disk with ``format='raw'``, so on qcow2 overlays it would
+find nothing, and every method must read the same bytes.  The same
+guests on nova's qcow2 overlays run too, for one more ``auto`` row.
+Methods, each from an empty cache:
+
+* **old script**: Debian's ``ceilometer-instance-poller`` 0.1.5-1 (the
+  tool this project replaces), fetched with ``apt-get download`` and
+  unpacked with ``dpkg -x`` into a temporary directory (never
+  installed), its own code run by ``/usr/bin/python3`` with
+  python3-guestfs/python3-libvirt from the host and oslo.config/oslo.log
+  from the venv (the same libraries Ceilometer uses), its cache in a
+  fresh temporary directory.  It lists the running domains of
+  ``qemu:///system``; a wrapper keeps the benchmark's raw domains only
+  (other people's tests run domains on this host), nothing else of it
+  is changed.  Serial, one appliance per VM, ``inspect_os`` and the
+  ``inspect_get_*`` calls, no timeout.
+* **virt-inspector** (``--with-virt-inspector``): one per VM, with
+  ``--no-applications --no-icon`` (the phony guests have no package
+  database, which fails its application listing).
+* **appliance**: our Engine (one worker process per VM, which launches
+  its appliance) through the real Scheduler, ``inspection_method =
+  appliance``.
+* **auto**: the same with the default ``inspection_method = auto`` and
+  every other option at its default.  It runs first and again after
+  the appliance rows; the ratio uses the slower of the two.  Then auto
+  with ``worker_nice = 0`` and auto on the qcow2 overlays.
+
+The old script and virt-inspector run at our workers' default CPU and
+I/O priority (nice 10, idle I/O class), as in cold_start.
+
+Measured per row: wall time for the whole set; CPU seconds of every
+process the row started (``RUSAGE_CHILDREN``: a worker's appliance qemu
+is reaped by the worker, so it is counted in it); the peak RSS
+(VmHWM) of the process driving the inspection (our worker, the old
+script's interpreter, virt-inspector) and of the appliance qemu, from a
+sampler that walks this process's descendants through
+``/proc/PID/task/TID/children`` every 10 ms; appliance launches (the
+distinct libguestfs qemu processes that sampler saw).  Our rows run
+each VM through ``Scheduler.run_now`` on its own (concurrency 1, the
+default, does them one after the other anyway), so their CPU and RSS
+are per VM.  Bytes read by the direct method: ``direct.inspect`` called
+in this process on the same drive specs with a fresh
+``direct.source.Budget`` (``Budget.used``: every byte read from the
+host files, qcow2 metadata included), its record checked like the
+worker's.
+
+Every record is checked against the catalog's Expected for a row to
+count (``correct``); for the old script and virt-inspector, which print
+libguestfs' raw answers, the fields they report (family, distro,
+version, osinfo) are compared.
+
+Usage: python -m benchmarks.direct [--guests A,B,C]
+                                   [--with-virt-inspector]
+                                   [--no-overlays]
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+
+from ceilometer_os_pollster import cache as cache_mod
+from ceilometer_os_pollster import drives
+from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster import facts as facts_mod
+from ceilometer_os_pollster import options
+from ceilometer_os_pollster import scheduler as scheduler_mod
+from ceilometer_os_pollster.direct import inspect as direct_mod
+from ceilometer_os_pollster.direct import source as source_mod
+
+from benchmarks import cold_start
+from benchmarks import common
+
+DEFAULT_GUESTS = ('rhel-9.4', 'ubuntu-22.04', 'debian-12', 'sles-15-sp5')
+OLD_PACKAGE = 'ceilometer-instance-poller'
+OLD_MODULE = 'ceilometer_instance_poller'
+SAMPLE_INTERVAL = 0.01
+APPLIANCE_DEADLINE = 900
+
+
+# -- processes -------------------------------------------------------------
+
+def _children(pid):
+    """Direct children of ``pid`` (every thread's), from /proc."""
+    found = []
+    try:
+        tasks = os.listdir('/proc/%d/task' % pid)
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open('/proc/%d/task/%s/children' % (pid, tid)) as f:
+                found += [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _comm(pid):
+    try:
+        with open('/proc/%d/comm' % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ''
+
+
+def _cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read()
+    except OSError:
+        return b''
+
+
+class TreeSampler:
+    """Peak memory of this process's descendants, and appliances seen.
+
+    Walks the process tree from this process through the kernel's
+    children lists (a few small reads, unlike a scan of /proc), so it
+    can sample every 10 ms and catch a worker that lives half a second.
+    Per process the kernel's high-water mark (VmHWM).  A process is an
+    appliance when it is a qemu with libguestfs on its command line, a
+    driver when it is our worker, the old script or virt-inspector.
+    """
+
+    def __init__(self, interval=SAMPLE_INTERVAL):
+        self.interval = interval
+        self.driver_kib = 0
+        self.qemu_kib = 0
+        self.appliances = set()
+        self.drivers = set()
+        self.samples = 0
+        self._kind = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='tree-sampler')
+
+    def _classify(self, pid):
+        # Keyed by name too: a fork is its parent's copy until it execs
+        # (then its name, command line and high-water mark change).
+        comm = _comm(pid)
+        key = (pid, comm)
+        if key not in self._kind:
+            cmd = _cmdline(pid)
+            if comm.startswith('qemu-system') and b'guestfs' in cmd:
+                kind = 'appliance'
+            elif (comm == 'virt-inspector' or common.WORKER_MARK in cmd
+                  or OLD_MODULE.encode() in cmd):
+                kind = 'driver'
+            else:
+                # Not cached: a process caught mid-exec may show its
+                # new name before its new command line.
+                return '', key
+            self._kind[key] = kind
+        return self._kind[key], key
+
+    def sample(self):
+        todo = _children(os.getpid())
+        while todo:
+            pid = todo.pop()
+            todo += _children(pid)
+            kind, key = self._classify(pid)
+            if not kind:
+                continue
+            hwm = common.status_kib(pid, 'VmHWM')
+            if kind == 'appliance':
+                self.appliances.add(key)
+                self.qemu_kib = max(self.qemu_kib, hwm)
+            else:
+                self.drivers.add(key)
+                self.driver_kib = max(self.driver_kib, hwm)
+        self.samples += 1
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def result(self):
+        return {'driver_mib': round(self.driver_kib / 1024, 1),
+                'qemu_mib': round(self.qemu_kib / 1024, 1),
+                'launches': len(self.appliances),
+                'drivers': len(self.drivers), 'samples': self.samples}
+
+
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Measured:
+    """Wall time, children's CPU and a TreeSampler around a block."""
+
+    def __enter__(self):
+        self.sampler = TreeSampler().__enter__()
+        self._cpu = _children_cpu()
+        self._began = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall_s = common.elapsed(self._began)
+        self.cpu_s = _children_cpu() - self._cpu
+        self.sampler.__exit__(*exc)
+        self.mem = self.sampler.result()
+
+
+# -- the old script --------------------------------------------------------
+
+def fetch_old_script(into):
+    """Unpack Debian's package under ``into``; its dist-packages path
+    and version.  ``apt-get download`` + ``dpkg -x``: nothing is
+    installed on the host."""
+    subprocess.run(['apt-get', 'download', OLD_PACKAGE], cwd=into,
+                   check=True, capture_output=True, timeout=300)
+    debs = [n for n in os.listdir(into) if n.endswith('.deb')]
+    if len(debs) != 1:
+        raise RuntimeError('apt-get download left %s' % debs)
+    deb = os.path.join(into, debs[0])
+    root = os.path.join(into, 'root')
+    subprocess.run(['dpkg', '-x', deb, root], check=True, timeout=120)
+    version = subprocess.run(
+        ['dpkg-deb', '-f', deb, 'Version'], capture_output=True, text=True,
+        check=True).stdout.strip()
+    return os.path.join(root, 'usr/lib/python3/dist-packages'), version
+
+
+# Runs the package's own entry point (what /usr/bin/ceilometer-instance-
+# poller does) with its domain listing limited to the given UUIDs.
+_OLD_WRAPPER = '''
+import sys
+from ceilometer_instance_poller import instance_poller as poller
+wanted = set(sys.argv.pop(1).split(','))
+listed = poller._list_all_domains
+poller._list_all_domains = lambda conn: [
+    d for d in listed(conn) if d.UUIDString() in wanted]
+poller.run_instance_poller()
+'''
+
+
+def old_script_env(pkg_dir):
+    """Environment for /usr/bin/python3: the package, then oslo from
+    our venv (the host has python3-guestfs and python3-libvirt)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [pkg_dir, sysconfig.get_paths()['purelib']])
+    settings = cold_start.backend_settings()
+    if settings:
+        env['LIBGUESTFS_BACKEND_SETTINGS'] = ':'.join(settings)
+    return env
+
+
+def check_old_imports(env):
+    """'' when the old script's dependencies import, else the error."""
+    proc = subprocess.run(
+        ['/usr/bin/python3', '-c', 'import guestfs, libvirt, oslo_config, '
+         'oslo_log, %s.instance_poller' % OLD_MODULE],
+        env=env, capture_output=True, text=True, timeout=120)
+    return proc.stderr.strip()[-300:] if proc.returncode else ''
+
+
+# Fields of the old script's metric (libguestfs' inspect_get_*) and
+# virt-inspector's XML that a catalog Expected states and that decide a
+# bill.  Their os_info is libguestfs' own name (sles15sp5 where
+# osinfo-db and our records say sle15sp5): shown, not scored.
+_RAW_FIELDS = (('os_type', 'os_family'), ('os_distro', 'os_distro'),
+               ('os_version_major', 'os_version_major'),
+               ('os_version_minor', 'os_version_minor'))
+
+
+def check_raw(vm, found):
+    """Mismatches of libguestfs' raw answer against the catalog."""
+    from tests.guests import catalog
+    want = catalog.GUESTS[vm.guest].expected
+    problems = []
+    for theirs, ours in _RAW_FIELDS:
+        if found.get(theirs) != getattr(want, ours):
+            problems.append('%s: want %r got %r' % (
+                theirs, getattr(want, ours), found.get(theirs)))
+    return problems
+
+
+def run_old_script(pkg_dir, vms):
+    env = old_script_env(pkg_dir)
+    with tempfile.TemporaryDirectory(prefix='bench-old-cache-') as cache:
+        argv = cold_start.same_priority() + [
+            '/usr/bin/python3', '-c', _OLD_WRAPPER,
+            ','.join(vm.job.instance_id for vm in vms),
+            '--instance_info_cache_path', cache]
+        with Measured() as m:
+            proc = subprocess.run(argv, env=env, capture_output=True,
+                                  text=True, timeout=3600)
+        cached = len(os.listdir(cache))
+    try:
+        metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        metrics = []
+    by_id = {x.get('resource_id'): x for x in metrics}
+    per_vm = []
+    for vm in vms:
+        found = by_id.get(vm.job.instance_id, {})
+        per_vm.append({
+            'vm': vm.label, 'guest': vm.guest, 'method': '',
+            'os': '%s %s' % (found.get('os_distro', ''),
+                             found.get('os_info', '')),
+            'problems': check_raw(vm, found) if found else ['no metric'],
+        })
+    return {'name': 'old script', 'vms': len(vms), 'wall_s': m.wall_s,
+            'cpu_s': m.cpu_s, 'mem': m.mem, 'per_vm': per_vm,
+            'returncode': proc.returncode, 'cache_files': cached,
+            'error': proc.stderr.strip()[-500:] if proc.returncode else '',
+            'correct': (proc.returncode == 0 and cached == len(vms)
+                        and not any(v['problems'] for v in per_vm))}
+
+
+# -- virt-inspector --------------------------------------------------------
+
+_TAG = re.compile(r'<(name|distro|major_version|minor_version|osinfo)>'
+                  r'([^<]*)<')
+
+
+def run_virt_inspector(vms):
+    env = old_script_env('')
+    per_vm = []
+    with Measured() as m:
+        for vm in vms:
+            proc = subprocess.run(
+                cold_start.same_priority() + [
+                    'virt-inspector', '--no-applications', '--no-icon',
+                    '--format=%s' % vm.boot_format, '-a', vm.boot_path],
+                capture_output=True, text=True, env=env, timeout=1800)
+            tags = {}
+            for tag, value in _TAG.findall(proc.stdout):
+                tags.setdefault(tag, value)
+            found = {'os_type': tags.get('name'),
+                     'os_distro': tags.get('distro'),
+                     'os_info': tags.get('osinfo')}
+            for key in ('major_version', 'minor_version'):
+                try:
+                    found['os_version_' + key.split('_')[0]] = int(
+                        tags.get(key, ''))
+                except ValueError:
+                    pass
+            per_vm.append({
+                'vm': vm.label, 'guest': vm.guest, 'method': '',
+                'os': '%s %s' % (found['os_distro'], found['os_info']),
+                'problems': (check_raw(vm, found) if proc.returncode == 0
+                             else [proc.stderr.strip()[-200:]])})
+    return {'name': 'virt-inspector', 'vms': len(vms), 'wall_s': m.wall_s,
+            'cpu_s': m.cpu_s, 'mem': m.mem, 'per_vm': per_vm,
+            'correct': not any(v['problems'] for v in per_vm)}
+
+
+# -- our engine ------------------------------------------------------------
+
+def run_engine(name, vms, method, **overrides):
+    """Our Engine through the real Scheduler, from an empty cache, with
+    ``inspection_method = method`` and every other option at its
+    default (TCG where KVM is unusable) unless overridden; each VM
+    measured on its own."""
+    with tempfile.TemporaryDirectory(prefix='bench-direct-') as tmp:
+        conf = cold_start.make_conf(1, tmp_dir=tmp)
+        overrides['inspection_method'] = method
+        for option, value in overrides.items():
+            conf.set_override(option, value, options.GROUP)
+        engine = engine_mod.Engine(conf)
+        cache = cache_mod.RecordCache(os.path.join(tmp, 'cache'))
+        sched = scheduler_mod.Scheduler(conf[options.GROUP], cache,
+                                        engine.inspect)
+        per_vm = []
+        began = time.perf_counter()
+        for vm in vms:
+            with Measured() as m:
+                rec, = sched.run_now([vm.job], force=True)
+            per_vm.append({
+                'vm': vm.label, 'guest': vm.guest, 'status': rec.status,
+                'method': rec.inspection_method, 'reason': rec.reason,
+                'os': '%s %s' % (rec.os_distro, rec.os_info),
+                'seconds': m.wall_s, 'cpu_s': m.cpu_s, 'mem': m.mem,
+                'problems': cold_start.check(vm, rec)})
+        wall = common.elapsed(began)
+        sched.stop()
+        leftovers = sorted(n for n in os.listdir(tmp) if n != 'cache')
+    return {'name': name, 'vms': len(vms), 'wall_s': wall,
+            'cpu_s': sum(v['cpu_s'] for v in per_vm),
+            'mem': {'driver_mib': max(v['mem']['driver_mib']
+                                      for v in per_vm),
+                    'qemu_mib': max(v['mem']['qemu_mib'] for v in per_vm),
+                    'launches': sum(v['mem']['launches'] for v in per_vm),
+                    'drivers': sum(v['mem']['drivers'] for v in per_vm)},
+            'per_vm': per_vm, 'leftovers': leftovers,
+            'correct': (not leftovers
+                        and not any(v['problems'] for v in per_vm))}
+
+
+def direct_in_process(vms):
+    """Bytes the direct readers read per VM (Budget.used), their wall
+    and CPU time in this process, and their answer checked."""
+    out = []
+    for vm in vms:
+        specs = drives.boot_drives(drives.drive_specs(vm.job.domain_xml))
+        budget = source_mod.Budget()
+        began, cpu = time.perf_counter(), time.process_time()
+        try:
+            facts = direct_mod.inspect(specs, budget=budget)
+        except Exception as exc:      # reported: the row then fails
+            out.append({'vm': vm.label, 'guest': vm.guest,
+                        'bytes': budget.used, 'problems': [repr(exc)]})
+            continue
+        seconds = common.elapsed(began)
+        cpu = time.process_time() - cpu
+        rec = facts_mod.normalise(facts, vm.job.instance_id)
+        out.append({'vm': vm.label, 'guest': vm.guest,
+                    'bytes': budget.used, 'seconds': seconds,
+                    'cpu_s': cpu, 'problems': cold_start.check(vm, rec)})
+    return out
+
+
+# -- report ----------------------------------------------------------------
+
+def _f(value, fmt='%.1f'):
+    return fmt % value if isinstance(value, (int, float)) else '-'
+
+
+def report(runs, bytes_rows, ratios):
+    rows = []
+    for r in runs:
+        n = r['vms']
+        rows.append([r['name'], n, _f(r['wall_s']),
+                     _f(r['wall_s'] / n, '%.2f'),
+                     _f(r['cpu_s'] / n, '%.2f'),
+                     _f(r['mem']['driver_mib'], '%.0f'),
+                     _f(r['mem']['qemu_mib'], '%.0f'),
+                     '%d' % r['mem']['launches'],
+                     '%d / %d' % (sum(1 for v in r['per_vm']
+                                      if not v['problems']), n)
+                     + ('' if r['correct'] else ' NO')])
+    print(common.table(['method', 'VMs', 'wall s', 's/VM', 'CPU s/VM',
+                        'driver MiB', 'qemu MiB', 'launches', 'correct'],
+                       rows))
+    print('CPU s/VM: every process the row started (workers, their '
+          'appliances, the old script, virt-inspector); driver MiB: peak '
+          'RSS (VmHWM) of one worker / the old script / virt-inspector; '
+          'qemu MiB: of one appliance.')
+    vm_rows = []
+    for r in runs:
+        for v in r['per_vm']:
+            vm_rows.append([r['name'], v['guest'], _f(v.get('seconds'),
+                                                      '%.2f'),
+                            _f(v.get('cpu_s'), '%.2f'),
+                            _f((v.get('mem') or {}).get('driver_mib'),
+                               '%.0f'),
+                            v.get('method') or '-', v['os'].strip()[:30],
+                            '; '.join(v['problems'])[:70]])
+    print(common.table(['method', 'guest', 's', 'CPU s', 'MiB', 'decided by',
+                        'os', 'problems'], vm_rows))
+    print(common.table(
+        ['direct in-process', 'bytes read', 'KiB', 'ms', 'CPU ms',
+         'problems'],
+        [[b['guest'] + (' (qcow2)' if b.get('qcow2') else ''), b['bytes'],
+          '%.0f' % (b['bytes'] / 1024), _f(b.get('seconds', 0) * 1e3, '%.0f'),
+          _f(b.get('cpu_s', 0) * 1e3, '%.0f'),
+          '; '.join(b['problems'])[:60]] for b in bytes_rows]))
+    for name, value in ratios.items():
+        print('%s: %.1f' % (name, value))
+
+
+def ratios_of(runs):
+    by = {r['name']: r for r in runs}
+    autos = [r for r in runs if r['name'] in ('auto', 'auto (again)')]
+    out = {}
+    if autos and 'old script' in by:
+        slow = max(autos, key=lambda r: r['wall_s'])
+        out['old script / auto (wall, slower auto run)'] = common.ratio(
+            by['old script']['wall_s'], slow['wall_s'])
+    if autos and 'appliance' in by:
+        slow = max(autos, key=lambda r: r['wall_s'])
+        out['appliance / auto (wall)'] = common.ratio(
+            by['appliance']['wall_s'], slow['wall_s'])
+    if 'old script' in by and 'appliance' in by:
+        out['old script / appliance (wall)'] = common.ratio(
+            by['old script']['wall_s'], by['appliance']['wall_s'])
+    if 'virt-inspector' in by and autos:
+        out['virt-inspector / auto (wall)'] = common.ratio(
+            by['virt-inspector']['wall_s'],
+            max(r['wall_s'] for r in autos))
+    return out
+
+
+def experiment(raw_vms, overlay_vms, args, pkg_dir):
+    runs = []
+
+    def step(run):
+        runs.append(run)
+        print('%s: %.1f s, correct %s' % (run['name'], run['wall_s'],
+                                          run['correct']), flush=True)
+
+    step(run_engine('auto', raw_vms, 'auto'))
+    step(run_old_script(pkg_dir, raw_vms))
+    # The old script has no timeout; on a loaded host an appliance under
+    # TCG can take minutes, so ours gets a patient deadline too.
+    step(run_engine('appliance', raw_vms, 'appliance',
+                    inspection_deadline=APPLIANCE_DEADLINE))
+    if args.with_virt_inspector:
+        step(run_virt_inspector(raw_vms))
+    step(run_engine('auto (again)', raw_vms, 'auto'))
+    # What the worker's default nice 10 costs in wall time on a busy
+    # host (the old script ran at nice 10 too).
+    step(run_engine('auto, worker_nice 0', raw_vms, 'auto', worker_nice=0))
+    if overlay_vms:
+        step(run_engine('auto, qcow2 overlays', overlay_vms, 'auto'))
+    bytes_rows = direct_in_process(raw_vms)
+    for row in direct_in_process(overlay_vms):
+        row['qcow2'] = True
+        bytes_rows.append(row)
+    return runs, bytes_rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m benchmarks.direct')
+    parser.add_argument('--guests', default=','.join(DEFAULT_GUESTS),
+                        help='catalog names of Linux guests')
+    parser.add_argument('--with-virt-inspector', action='store_true',
+                        help='also one virt-inspector per VM (~1 min '
+                             'each under TCG)')
+    parser.add_argument('--no-overlays', action='store_true',
+                        help='no qcow2-overlay copies of the guests')
+    args = parser.parse_args(argv)
+    common.quiet()
+    # The workers (python -m ceilometer_os_pollster.worker, started in
+    # a private directory) import the code this process runs, not
+    # whatever tree the venv's editable install points at.
+    os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, (
+        str(common.HERE.parent), os.environ.get('PYTHONPATH'))))
+    why = common.ensure_libvirtd()
+    if why:
+        print('direct: skipped, %s' % why)
+        return 1
+    from tests.guests import builder
+    from tests.rig import rig as rig_mod
+    guests = [g.strip() for g in args.guests.split(',') if g.strip()]
+    began = time.perf_counter()
+    images = [builder.build(g) for g in guests]
+    with tempfile.TemporaryDirectory(prefix='bench-old-pkg-') as pkg:
+        pkg_dir, version = fetch_old_script(pkg)
+        env = old_script_env(pkg_dir)
+        problem = check_old_imports(env)
+        if problem:
+            print('direct: the old script cannot run: %s' % problem)
+            return 1
+        print('%s %s unpacked; guest images ready in %.0f s; backend '
+              'settings %s' % (OLD_PACKAGE, version, common.elapsed(began),
+                               cold_start.backend_settings()), flush=True)
+        layouts = [rig_mod.RAW] + ([] if args.no_overlays
+                                   else [rig_mod.OVERLAY])
+        plan = [('bench-%s-%s' % (g, layout), str(image),
+                 dict(layout=layout, vcpus=2))
+                for layout in layouts for g, image in zip(guests, images)]
+        pairs = [(g, None) for g in guests]
+        with common.bench_rig('direct', plan) as (rig, doms):
+            raw_vms = cold_start.rig_vms(rig, doms[:len(guests)], pairs)
+            overlay_vms = cold_start.rig_vms(rig, doms[len(guests):], pairs)
+            runs, bytes_rows = experiment(raw_vms, overlay_vms, args,
+                                          pkg_dir)
+    ratios = ratios_of(runs)
+    print('Direct method, %d Linux VMs (raw files%s), %s %s'
+          % (len(guests), '' if args.no_overlays else
+             ' + the same on qcow2 overlays', OLD_PACKAGE, version))
+    report(runs, bytes_rows, ratios)
+    path = common.write_result('direct', {
+        'guests': guests, 'old_script_version': version, 'runs': runs,
+        'direct_in_process': bytes_rows, 'ratios': ratios,
+        'wall_s': common.elapsed(began),
+        'backend_settings': cold_start.backend_settings()})
+    print('-> %s' % path)
+    ok = all(r['correct'] for r in runs) and not any(
+        b['problems'] for b in bytes_rows)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
