@@ -279,12 +279,6 @@ class Filesystem(fs_mod.Filesystem):
     def key(self, inode):
         return inode.ino
 
-    def kind_of(self, inode):
-        return inode.kind
-
-    def size(self, inode):
-        return inode.size
-
     def lookup(self, dir_inode, name):
         if isinstance(name, str):
             name = name.encode('utf-8', 'surrogateescape')

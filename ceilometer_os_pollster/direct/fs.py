@@ -34,7 +34,8 @@ class Filesystem:
     """What every filesystem module provides (see the module docstring).
 
     Inode handles are the module's own objects; callers only pass them
-    back.  ``key(inode)`` names an inode uniquely (for loop detection).
+    back.  ``key(inode)`` names an inode uniquely (for loop detection);
+    by default a handle carries its ``kind`` and ``size``.
     """
 
     kind = ''
@@ -44,13 +45,15 @@ class Filesystem:
         raise NotImplementedError
 
     def kind_of(self, inode):
-        raise NotImplementedError
+        """The handle's ``kind`` (FILE, DIRECTORY, SYMLINK or OTHER)."""
+        return inode.kind
 
     def read(self, inode, limit):
         raise NotImplementedError
 
     def size(self, inode):
-        raise NotImplementedError
+        """The handle's ``size`` in bytes."""
+        return inode.size
 
     def readlink(self, inode):
         raise NotImplementedError

@@ -726,9 +726,6 @@ class Filesystem(fs_mod.Filesystem):
     def key(self, inode):
         return inode.file.number
 
-    def kind_of(self, inode):
-        return inode.kind
-
     def size(self, inode):
         if inode.kind != fs_mod.FILE:
             return 0
