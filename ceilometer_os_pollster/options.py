@@ -203,8 +203,10 @@ OPTS = [
              'the instance changed (disks, image, qemu restart). After '
              'that it is refreshed in the background; the old record is '
              'served until then. Default: once a day. A change of the boot '
-             'disk, the image or the qemu process is re-inspected at once, '
-             'whatever this value. Records of disks with no recognisable OS '
+             'disk, the image or the qemu process is re-inspected at once '
+             '(at most once per changed_requeue_interval ahead of the '
+             'queue), whatever this value. Records of disks with no '
+             'recognisable OS '
              '("unknown") follow unknown_retry_max_delay instead.'),
     cfg.FloatOpt(
         'record_ttl_jitter',
