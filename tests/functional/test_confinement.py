@@ -157,8 +157,10 @@ def test_journal_replay_stops_at_the_write_limit(tmp_path, small_fs):
     # 50000 blocks: ~195 MiB the appliance would write at mount, most of
     # the filesystem.
     image = journal_image(tmp_path / 'journal.raw', 50000)
+    # The appliance method: it is the appliance's writes that are
+    # bounded (the direct readers write nothing and replay no journal).
     engine = H.make_engine(tmp_root, overlay_max_mb=LIMIT_MB,
-                           tmp_min_free_mb=0)
+                           tmp_min_free_mb=0, inspection_method='appliance')
     free_before = free_bytes(tmp_root)
     sampler = Sampler(tmp_path, tmp_root)
     try:
@@ -192,6 +194,7 @@ def worker_user_engine(shared_dir, **overrides):
     tmp_root = shared_dir / 'inspections'
     tmp_root.mkdir()
     tmp_root.chmod(0o755)
+    overrides.setdefault('inspection_method', 'appliance')
     return tmp_root, H.make_engine(tmp_root, worker_user=WORKER_USER,
                                    **overrides)
 
