@@ -401,11 +401,9 @@ class Appliance:
         unvisited = candidates[MAX_SCANNED_FILESYSTEMS:]
         boot_root = any(root.disk_index == 0 for root in roots)
         if any(disk == 0 or not boot_root for disk, _, _ in unvisited):
-            result.limits.append(
-                '%s%d filesystems, more than %d scanned' % (
-                    (flood + ': bounded scan, Windows first; ')
-                    if flood else '', len(candidates),
-                    MAX_SCANNED_FILESYSTEMS))
+            result.limits.append('%s; %d scanned by hand, Windows first' % (
+                flood or '%d filesystems' % len(candidates),
+                MAX_SCANNED_FILESYSTEMS))
         elif flood:
             result.warnings.append(flood + ': scanned by hand')
         return roots

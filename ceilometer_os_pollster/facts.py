@@ -217,7 +217,7 @@ def _limits(facts):
     limits = getattr(facts, 'limits', None)
     if not isinstance(limits, (list, tuple)):
         return []
-    return [sanitize.clean_text(limit, 120) for limit in limits if limit]
+    return [sanitize.clean_text(limit, 160) for limit in limits if limit]
 
 
 def _sql_fields(candidates, root, fields):

@@ -170,7 +170,9 @@ def test_killed_and_raising_workers_are_failed_records(tmp_path):
     blank = builder.build('blank')
     tmp_root = tmp_path / 'tmp'
     tmp_root.mkdir()
-    engine = H.make_engine(tmp_root)
+    # The appliance method: the worker is killed while it launches one
+    # (the direct readers would answer for a blank disk at once).
+    engine = H.make_engine(tmp_root, inspection_method='appliance')
     job = H.job('killed', H.DISK.format(path=blank))
     result = {}
     thread = threading.Thread(
@@ -256,9 +258,11 @@ def test_disk_on_storage_that_never_answers_costs_only_a_deadline(
     finally:
         stop.set()
         thread.join()
+    # The direct readers (auto, the default) are the first to wait for
+    # the file system.
     assert (rec.status, rec.reason) == (
-        'failed', 'deadline: inspection killed after 30 s while opening '
-        'disks')
+        'failed', 'deadline: inspection killed after 30 s while reading '
+        'disks directly')
     # The worker sits in the kernel waiting for the file system: even
     # SIGKILL cannot end it, yet the call returned, said so once, and the
     # agent's other threads kept running meanwhile (a held GIL would have

@@ -1087,12 +1087,17 @@ def test_a_subvolume_flood_is_not_walked_by_inspect_os(image):
     assert len(calls(handle, 'part_to_dev')) < 10
     assert facts.roots[0].type == 'windows'
     assert facts.limits == [
-        '5002 filesystems and subvolumes, more than max_filesystems 512: '
-        'bounded scan, Windows first; 5002 filesystems, more than 32 '
-        'scanned']
+        '5002 filesystems and subvolumes, more than max_filesystems 512; '
+        '32 scanned by hand, Windows first']
     rec = F.normalise(facts, 'i')
     assert (rec.os_family, rec.os_edition, rec.sql_server_edition) == (
         'windows', 'Datacenter', 'Enterprise')
+    # The whole bound is said, within the reason's 255 characters.
+    assert rec.reason == (
+        'bound reached (5002 filesystems and subvolumes, more than '
+        'max_filesystems 512; 32 scanned by hand, Windows first): billed '
+        'as Windows Server Datacenter with SQL Server Enterprise; dearest '
+        'root seen: /dev/sda1')
 
 
 def test_a_small_flood_scanned_to_its_end_is_billed_as_found(image):
