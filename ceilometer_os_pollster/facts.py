@@ -62,12 +62,6 @@ def dearness(root):
     return (0 if family == UNKNOWN else 1, 0, 0)
 
 
-def licence_weight(root):
-    """The family part of dearness() (kept for callers that rank
-    families only)."""
-    return dearness(root)[0]
-
-
 def billing_candidates(roots):
     """(roots that may be billed, whether they are on the boot disk).
 

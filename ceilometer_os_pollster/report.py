@@ -14,6 +14,7 @@ the report counts the cores the invoice charges.
 import dataclasses
 
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster import windows
 
 # Microsoft Product Terms, licensing an individual virtual machine by
 # core (SPLA likewise): Windows Server counts at least 8 cores per VM,
@@ -25,7 +26,7 @@ SQL_SERVER_MIN_CORES_PER_VM = 4
 # or unknown) counts as Windows Server: better over- than under-report.
 # The pollster says 'Client' only when no registry value says Server,
 # and an Evaluation edition only when EditionID and ProductName agree.
-WINDOWS_CLIENT_VARIANTS = ('Client',)
+WINDOWS_CLIENT_VARIANTS = windows.CLIENT_VARIANTS
 FREE_WINDOWS_EDITIONS = ('Standard Evaluation', 'Datacenter Evaluation')
 FREE_SQL_EDITIONS = ('Developer', 'Express', 'Evaluation')
 
