@@ -1,5 +1,6 @@
 """Filesystems read directly: the interface every filesystem module
-implements, the path walker over it, and the choice of module.
+implements and the path walker over it (``filesystems`` chooses the
+module for a volume).
 
 A filesystem module (``ext4``, ``xfs``) has a cheap ``probe(source)``
 (magic only) and a ``Filesystem`` class: ``kind``, ``root`` (the root
@@ -167,24 +168,6 @@ def readlink_at(fs, path):
     if inode is None or fs.kind_of(inode) != SYMLINK:
         return None
     return fs.readlink(inode)
-
-
-def _modules():
-    # Imported here: the modules import this one for the interface.
-    from ceilometer_os_pollster.direct import ext4
-    from ceilometer_os_pollster.direct import ntfs
-    from ceilometer_os_pollster.direct import xfs
-    return (ext4, xfs, ntfs)
-
-
-def open_filesystem(source, budget):
-    """The Filesystem on ``source`` (a Source), or None when no module
-    recognises its magic.  A recognised but unreadable filesystem raises
-    its DirectError (Unsupported, Corrupt...)."""
-    for module in _modules():
-        if module.probe(source):
-            return module.Filesystem(source, budget)
-    return None
 
 
 def extent_bytes(source, block_size, extents, size, limit, what):

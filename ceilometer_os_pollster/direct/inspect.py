@@ -22,7 +22,7 @@ from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import overlay
 from ceilometer_os_pollster import raw_facts
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import fs as fs_mod
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import identify as id_mod
 from ceilometer_os_pollster.direct import linux_root
 from ceilometer_os_pollster.direct import lvm
@@ -127,7 +127,7 @@ def _read_volume(volume, budget, result, pvs):
         return None
     if kind not in (id_mod.EXT, id_mod.XFS, id_mod.NTFS):
         raise id_mod.unsupported(kind, volume.device)
-    filesystem = fs_mod.open_filesystem(volume.source, budget)
+    filesystem = filesystems.open_filesystem(volume.source, budget)
     if filesystem is None:
         raise id_mod.unsupported(None, volume.device)
     result.filesystems += 1

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import ext4
 from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import linux_root
 from ceilometer_os_pollster.direct import source as S
 from tests.unit.direct.test_fs import patches_at
@@ -158,7 +159,7 @@ def test_open_filesystem_finds_ext4(images, variant):
     budget = S.Budget()
     source = S.FileSource(str(images[variant][0]), budget)
     assert ext4.probe(source)
-    assert fs.open_filesystem(source, budget).kind == 'ext4'
+    assert filesystems.open_filesystem(source, budget).kind == 'ext4'
 
 
 def test_structures_are_the_ones_meant(images):
@@ -368,7 +369,7 @@ def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
     with S.FileSource(str(images[variant][0]), budget) as disk:
         source = Patched(disk, patches)
         try:
-            found = fs.open_filesystem(source, budget)
+            found = filesystems.open_filesystem(source, budget)
             result = (None if found is None
                       else fs.read_file(found, '/etc/os-release', 4096))
             assert result is None or isinstance(result, bytes)

@@ -6,6 +6,7 @@ import pytest
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import source as S
 
 
@@ -194,7 +195,7 @@ def test_extent_bytes_refuses_huge_reads():
 
 @pytest.mark.parametrize('data', [b'', bytes(4096), b'\xff' * 70000])
 def test_open_filesystem_none_for_unknown(data):
-    assert fs.open_filesystem(S.BytesSource(data), S.Budget()) is None
+    assert filesystems.open_filesystem(S.BytesSource(data), S.Budget()) is None
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from ceilometer_os_pollster import facts
 from ceilometer_os_pollster import raw_facts
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import linux_root
 from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import source as S
@@ -42,7 +42,7 @@ def _roots(name):
         assert [(p.start, p.size) for p, _ in found_parts] == [
             (p.offset, p.size) for p in layout.plan(guest).partitions]
         for part, window in found_parts:
-            found = fs.open_filesystem(window, budget)
+            found = filesystems.open_filesystem(window, budget)
             if found is None:
                 continue
             root = linux_root.linux_root(found, '/dev/sda%d' % part.number,
@@ -312,7 +312,7 @@ def test_rhel_on_xfs(tmp_path):
                        capture_output=True)
     budget = S.Budget()
     with S.FileSource(str(image), budget) as source:
-        found = fs.open_filesystem(source, budget)
+        found = filesystems.open_filesystem(source, budget)
         assert found.kind == 'xfs'
         root = linux_root.linux_root(found, '/dev/sda2', 0)
     record = facts.normalise(raw_facts.ApplianceFacts(roots=[root],

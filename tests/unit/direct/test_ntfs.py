@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import ntfs
 from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import source as S
@@ -243,11 +244,12 @@ def test_probe_and_open_filesystem(volume):
     budget = S.Budget()
     source = S.FileSource(str(volume[0]), budget)
     assert ntfs.probe(source)
-    found = fs.open_filesystem(source, budget)
+    found = filesystems.open_filesystem(source, budget)
     assert found.kind == 'ntfs'
     assert found.cluster_size == 4096 and found.record_size == 1024
     assert not ntfs.probe(S.BytesSource(bytes(4096)))
-    assert fs.open_filesystem(S.BytesSource(bytes(4096)), budget) is None
+    assert filesystems.open_filesystem(S.BytesSource(bytes(4096)),
+                                       budget) is None
 
 
 def test_files_read_back_byte_identical(volume):
@@ -434,7 +436,7 @@ def test_catalog_windows_hives_equal_ntfscat(name):
     with S.FileSource(str(image), budget) as disk:
         table = partitions.read_table(disk)
         for part, window in partitions.partition_sources(disk, table):
-            f = fs.open_filesystem(window, budget)
+            f = filesystems.open_filesystem(window, budget)
             if f is None or f.kind != 'ntfs':
                 continue
             for hive in ('SOFTWARE', 'SYSTEM'):
@@ -891,7 +893,7 @@ def test_fuzzed_volumes_end_within_bounds(volume, clean_reads, flips):
     with S.FileSource(str(volume[0]), budget) as disk:
         source = Patched(disk, patches)
         try:
-            found = fs.open_filesystem(source, budget)
+            found = filesystems.open_filesystem(source, budget)
             for path in (FUZZED_PATH, FUZZED_LOOKUP, FUZZED_COMPRESSED):
                 result = (None if found is None
                           else fs.read_file(found, path, 4096))

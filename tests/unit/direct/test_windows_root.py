@@ -24,6 +24,7 @@ from ceilometer_os_pollster import facts
 from ceilometer_os_pollster import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import source as S
 from ceilometer_os_pollster.direct import windows_root as W
@@ -49,7 +50,7 @@ def image_roots(name):
             (p.offset, p.size)
             for p in layout.plan(catalog.GUESTS[name]).partitions]
         for part, window in found:
-            volume = fs.open_filesystem(window, budget)
+            volume = filesystems.open_filesystem(window, budget)
             if volume is None:
                 continue
             root = W.windows_root(volume, '/dev/sda%d' % part.number, 0)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import source as S
 from ceilometer_os_pollster.direct import xfs
 from tests.unit.direct.test_fs import patches_at
@@ -209,7 +210,7 @@ def test_files_equal_the_kernels(images, variant):
 def test_open_filesystem_finds_xfs(images, variant):
     budget = S.Budget()
     source = S.FileSource(str(images[variant][0]), budget)
-    found = fs.open_filesystem(source, budget)
+    found = filesystems.open_filesystem(source, budget)
     assert found.kind == 'xfs'
     assert found.sb.version == (4 if variant.startswith('v4') else 5)
     assert found.sb.ftype == (variant != 'v4-no-ftype')
@@ -415,7 +416,7 @@ def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
     with S.FileSource(str(images[variant][0]), budget) as disk:
         source = Patched(disk, patches)
         try:
-            found = fs.open_filesystem(source, budget)
+            found = filesystems.open_filesystem(source, budget)
             result = (None if found is None
                       else fs.read_file(found, '/etc/os-release', 4096))
             assert result is None or isinstance(result, bytes)
