@@ -411,7 +411,8 @@ def run_virt_inspector(vms):
                 'vm': vm.label, 'guest': vm.guest, 'method': '',
                 'os': '%s %s' % (found['os_distro'], found['os_info']),
                 'problems': (check_raw(vm, found) if proc.returncode == 0
-                             else [proc.stderr.strip()[-200:]])})
+                             else [proc.stderr.strip()[-200:]]),
+                'not_reported': not_reported(vm)})
     return {'name': 'virt-inspector', 'vms': len(vms), 'wall_s': m.wall_s,
             'cpu_s': m.cpu_s, 'mem': m.mem, 'per_vm': per_vm,
             'correct': not any(v['problems'] for v in per_vm)}
