@@ -108,6 +108,9 @@ class Windows:
     release_id: str = ''
     ubr: int = 0
     hostname: str = 'WIN'
+    # Before (10, 0) the registry has CurrentVersion 'major.minor' and no
+    # Current{Major,Minor}VersionNumber DWORDs.
+    nt_version: tuple = (10, 0)
     firmware: str = 'bios'         # bios: MBR + System Reserved; uefi: GPT
     sql: tuple = ()                # SqlInstance...
     # 'Instance Names' values naming instances that do not exist, listed
@@ -196,7 +199,9 @@ def _server(product, edition_id, build, edition, os_info, *,
                         installation_type=variant, build=build, **windows),
         expected=Expected(
             status=STATUS_OK, os_family='windows', os_distro='windows',
-            os_info=os_info, os_version_major=10, os_version_minor=0,
+            os_info=os_info,
+            os_version_major=windows.get('nt_version', (10, 0))[0],
+            os_version_minor=windows.get('nt_version', (10, 0))[1],
             os_build=build, os_product_name=product,
             os_product_variant=variant, os_edition=edition,
             os_arch='x86_64', sql_server_edition=sql_edition))
@@ -326,6 +331,12 @@ _TABLE = [
      _server('Windows Server 2016 Standard', 'ServerStandard', '14393',
              'Standard', 'win2k16', release_id='1607', ubr=6897,
              hostname='W2016STD')),
+    ('win2012r2-standard',
+     'Windows Server 2012 R2 Standard (BIOS/MBR; NT 6.3 read from '
+     'CurrentVersion: no Current*VersionNumber before Windows 10)',
+     _server('Windows Server 2012 R2 Standard', 'ServerStandard', '9600',
+             'Standard', 'win2k12r2', nt_version=(6, 3), ubr=21620,
+             hostname='W2012R2STD')),
     ('win2019-datacenter', 'Windows Server 2019 Datacenter (BIOS/MBR)',
      _server('Windows Server 2019 Datacenter', 'ServerDatacenter', '17763',
              'Datacenter', 'win2k19', release_id='1809', ubr=5936,

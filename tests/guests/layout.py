@@ -180,10 +180,8 @@ def _software_keys(spec):
         'InstallationType': hive.sz(spec.installation_type),
         'CurrentBuildNumber': hive.sz(spec.build),
         'CurrentBuild': hive.sz(spec.build),
-        'CurrentMajorVersionNumber': hive.dword(10),
-        'CurrentMinorVersionNumber': hive.dword(0),
         # Frozen at 6.3 since Windows 8.1 for old programs' sake.
-        'CurrentVersion': hive.sz('6.3'),
+        'CurrentVersion': hive.sz('%d.%d' % min(spec.nt_version, (6, 3))),
         'CurrentType': hive.sz('Multiprocessor Free'),
         'UBR': hive.dword(spec.ubr),
         'SystemRoot': hive.sz('C:\\Windows'),
@@ -192,6 +190,10 @@ def _software_keys(spec):
         'RegisteredOwner': hive.sz('Windows User'),
         'InstallDate': hive.dword(1704067200),
     }
+    if spec.nt_version >= (10, 0):
+        # Windows 10 added these; before it CurrentVersion is the version.
+        current['CurrentMajorVersionNumber'] = hive.dword(spec.nt_version[0])
+        current['CurrentMinorVersionNumber'] = hive.dword(spec.nt_version[1])
     if spec.display_version:
         current['DisplayVersion'] = hive.sz(spec.display_version)
     if spec.release_id:

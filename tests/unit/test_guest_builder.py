@@ -250,7 +250,12 @@ def test_plan_windows_software_values(name):
     assert current['ProductName'] == hive.sz(spec.product_name)
     assert current['EditionID'] == hive.sz(spec.edition_id)
     assert current['CurrentBuildNumber'] == hive.sz(spec.build)
-    assert current['CurrentMajorVersionNumber'] == hive.dword(10)
+    if spec.nt_version >= (10, 0):
+        assert current['CurrentMajorVersionNumber'] == hive.dword(10)
+    else:
+        assert 'CurrentMajorVersionNumber' not in current
+        assert current['CurrentVersion'] == hive.sz('%d.%d'
+                                                    % spec.nt_version)
     for override, value in spec.current_version_overrides:
         assert current[override] == value
     sql = 'Microsoft\\Microsoft SQL Server'
@@ -296,8 +301,8 @@ def test_sfdisk_script():
 # --------------------------------------------------------------------------
 # Catalog expectations follow the billing policy
 
-SERVER_BUILDS = {'14393': 'win2k16', '17763': 'win2k19', '20348': 'win2k22',
-                 '26100': 'win2k25'}
+SERVER_BUILDS = {'9600': 'win2k12r2', '14393': 'win2k16', '17763': 'win2k19',
+                 '20348': 'win2k22', '26100': 'win2k25'}
 EDITIONS = {'ServerStandard': 'Standard', 'ServerDatacenter': 'Datacenter',
             'ServerStandardEval': 'Standard Evaluation',
             'Professional': 'Professional', 'Enterprise': 'Enterprise'}
@@ -317,6 +322,7 @@ def test_catalog_windows_expectations(name):
         assert exp.os_info == ('win11' if int(spec.build) >= 22000
                                else 'win10')
     assert exp.os_build == spec.build
+    assert (exp.os_version_major, exp.os_version_minor) == spec.nt_version
     assert exp.os_product_variant == spec.installation_type
     if not guest.hostile:
         assert exp.os_edition == EDITIONS[spec.edition_id]

@@ -331,8 +331,14 @@ def test_a_server_is_never_reported_as_client(edition_id, installation,
 # read the same guests from disk images)
 
 def catalog_root(spec):
+    # Before NT 10 the version is libguestfs' (from CurrentVersion).
+    nt10 = spec.nt_version >= (10, 0)
     root = windows_root(spec.build, spec.edition_id, spec.installation_type,
                         spec.product_name,
+                        major=spec.nt_version[0] if nt10 else None,
+                        minor=spec.nt_version[1] if nt10 else None,
+                        lg_major=spec.nt_version[0],
+                        lg_minor=spec.nt_version[1],
                         sql=[inst.edition for inst in spec.sql])
     root.sql_complete = not spec.sql_fake_names
     return root
