@@ -70,9 +70,6 @@ FLAG_EXTENTS = 0x80000
 FLAG_INLINE_DATA = 0x10000000
 FLAG_CASEFOLD = 0x40000000
 
-S_IFMT = 0xF000
-_KINDS = {0x8000: fs_mod.FILE, 0x4000: fs_mod.DIRECTORY,
-          0xA000: fs_mod.SYMLINK}
 
 # In-inode extended attributes.
 XATTR_MAGIC = 0xEA020000
@@ -186,7 +183,7 @@ class Inode:
 
     @property
     def kind(self):
-        return _KINDS.get(self.mode & S_IFMT, fs_mod.OTHER)
+        return fs_mod.kind_of_mode(self.mode)
 
 
 class Filesystem(fs_mod.Filesystem):

@@ -69,11 +69,21 @@ _ENTRY_TYPES = {0x8000: 1, 0x4000: 2, 0x2000: 3, 0x6000: 4, 0x1000: 5,
                 0xC000: 6, 0xA000: 7}
 
 
+# POSIX file types in an inode's mode (ext2/3/4 and XFS alike).
+S_IFMT = 0xF000
+_MODE_KINDS = {0x8000: FILE, 0x4000: DIRECTORY, 0xA000: SYMLINK}
+
+
+def kind_of_mode(mode):
+    """FILE, DIRECTORY, SYMLINK or OTHER for an inode's POSIX mode."""
+    return _MODE_KINDS.get(mode & S_IFMT, OTHER)
+
+
 def check_entry_type(fs_kind, name, entry_type, mode):
     """TornRead when a directory entry's file type (0: not recorded)
     is not its inode's: the directory or the inode changed while we read
     them (a live disk), or the inode was reused."""
-    if entry_type and _ENTRY_TYPES.get(mode & 0xF000) != entry_type:
+    if entry_type and _ENTRY_TYPES.get(mode & S_IFMT) != entry_type:
         raise errors.TornRead('%s: directory entry %r does not match its '
                               'inode' % (fs_kind, name[:64].decode(
                                   'utf-8', 'replace')))

@@ -59,9 +59,6 @@ KNOWN_INCOMPAT = (INCOMPAT_FTYPE | INCOMPAT_SPINODES | INCOMPAT_META_UUID
 DIFLAG_REALTIME = 0x1
 DIFLAG2_NREXT64 = 1 << 4
 
-S_IFMT = 0xF000
-_KINDS = {0x8000: fs_mod.FILE, 0x4000: fs_mod.DIRECTORY,
-          0xA000: fs_mod.SYMLINK}
 
 _DATA_MAGICS = {b'XD2B': (16, True), b'XD2D': (16, False),
                 b'XDB3': (64, True), b'XDD3': (64, False)}
@@ -149,7 +146,7 @@ class Inode:
 
     @property
     def kind(self):
-        return _KINDS.get(self.mode & S_IFMT, fs_mod.OTHER)
+        return fs_mod.kind_of_mode(self.mode)
 
 
 class Filesystem(fs_mod.Filesystem):
