@@ -293,7 +293,34 @@ def is_driver(pid, comm):
     return comm in DRIVER_COMMS or WORKER_MARK in _cmdline(pid)
 
 
-class RssSampler:
+class Sampler:
+    """A thread calling ``sample()`` every ``interval`` seconds while the
+    ``with`` block runs (subclasses set the state and ``sample``)."""
+
+    def __init__(self, interval, name):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=name)
+
+    def sample(self):
+        raise NotImplementedError
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class RssSampler(Sampler):
     """Samples the memory of the processes descended from this process.
 
     Every ``interval`` seconds: the appliance qemu processes we launched
@@ -308,7 +335,7 @@ class RssSampler:
     """
 
     def __init__(self, interval=0.5):
-        self.interval = interval
+        super().__init__(interval, 'rss-sampler')
         self.peak_total_kib = 0       # qemu processes at once
         self.peak_single_kib = 0      # one qemu (VmHWM)
         self.peak_driver_kib = 0      # one worker / virt-inspector (VmHWM)
@@ -319,9 +346,6 @@ class RssSampler:
         self.drivers_seen = set()
         self.max_foreign = 0
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name='rss-sampler')
 
     def sample(self):
         me = os.getpid()
@@ -349,19 +373,6 @@ class RssSampler:
         self.max_foreign = max(self.max_foreign,
                                len(foreign_appliances(procs)))
         self.samples += 1
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def result(self):
         def mib(kib):

@@ -80,7 +80,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 
 from ceilometer_os_pollster import cache as cache_mod
@@ -145,7 +144,7 @@ def _cmdline(pid):
         return b''
 
 
-class TreeSampler:
+class TreeSampler(common.Sampler):
     """Peak memory of this process's descendants, and appliances seen.
 
     Walks the process tree from this process through the kernel's
@@ -157,16 +156,13 @@ class TreeSampler:
     """
 
     def __init__(self, interval=SAMPLE_INTERVAL):
-        self.interval = interval
+        super().__init__(interval, 'tree-sampler')
         self.driver_kib = 0
         self.qemu_kib = 0
         self.appliances = set()
         self.drivers = set()
         self.samples = 0
         self._kind = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name='tree-sampler')
 
     def _classify(self, pid):
         # Keyed by name too: a fork is its parent's copy until it execs
@@ -203,19 +199,6 @@ class TreeSampler:
                 self.drivers.add(key)
                 self.driver_kib = max(self.driver_kib, hwm)
         self.samples += 1
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def result(self):
         return {'driver_mib': round(self.driver_kib / 1024, 1),
