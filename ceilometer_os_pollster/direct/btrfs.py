@@ -6,7 +6,8 @@ system chunk array and the chunk tree (logical to physical addresses),
 B-trees of nodes and leaves, the root tree (subvolumes, their names and
 parents, the ``default`` entry), and in a subvolume's tree the inodes,
 directory entries (by name hash), inode refs and file extents (inline,
-regular, preallocated, holes; zlib/zstd-compressed, lzo refused).
+regular, preallocated, holes; zlib, zstd and lzo-compressed: LZO1X
+decoded by our own pure-Python code).
 
 ``Filesystem(source)`` is the default subvolume's view: what the kernel
 shows when the whole device is mounted.  Beside it, ``subvolumes()``,
@@ -17,7 +18,8 @@ naming a subvolume enters that subvolume's tree, as the kernel does.
 Bounds, since every byte is the tenant's: one device only (single, DUP
 and RAID1 chunks), tree depth <= 8, blocks visited per operation, items
 per leaf by the node size, subvolumes, extents per file, decompressed
-bytes per extent (128 KiB, btrfs' own maximum) and per read.  A tree
+bytes per extent (128 KiB, btrfs' own maximum; zstd windows of 1 MiB)
+and per read.  A tree
 block must name its own address, its level, its filesystem and the
 generation its parent recorded (else the read is torn: a live disk
 changed under us); a block met twice in one operation is a loop.
@@ -1141,10 +1143,152 @@ def decompress(compression, raw, cap, what):
                                  'bytes' % (what, cap))
         return out
     if compression == COMPRESS_LZO:
-        raise errors.Unsupported('%s: lzo-compressed extents are read by '
-                                 'the appliance (no pure-Python lzo here)'
-                                 % what)
+        return _btrfs_lzo(bytes(raw), cap, what)
     raise errors.Corrupt('%s: unknown compression %d' % (what, compression))
+
+
+LZO_SEGMENT = 4096      # btrfs' lzo: each segment is one 4 KiB page
+
+
+def _btrfs_lzo(raw, cap, what):
+    """btrfs' lzo framing: a LE32 total length, then segments, each a
+    LE32 length and one LZO1X stream of at most a page; a segment's
+    header never straddles a 4 KiB boundary (zero padding instead)."""
+    if len(raw) < 4:
+        raise errors.Corrupt('%s: lzo extent is truncated' % what)
+    total = struct.unpack_from('<I', raw, 0)[0]
+    if total > len(raw) or total < 4:
+        raise errors.Corrupt('%s: lzo extent of %d bytes in %d'
+                             % (what, total, len(raw)))
+    out = bytearray()
+    pos = 4
+    while pos < total and len(out) < cap:
+        if LZO_SEGMENT - pos % LZO_SEGMENT < 4:
+            pos += LZO_SEGMENT - pos % LZO_SEGMENT
+            continue
+        if pos + 4 > total:
+            raise errors.Corrupt('%s: lzo segment header is truncated'
+                                 % what)
+        length = struct.unpack_from('<I', raw, pos)[0]
+        pos += 4
+        if length == 0 or pos + length > total:
+            raise errors.Corrupt('%s: lzo segment of %d bytes past the '
+                                 'extent' % (what, length))
+        out += lzo1x_decompress(raw[pos:pos + length],
+                                min(LZO_SEGMENT, cap - len(out) + 1), what)
+        if len(out) > cap:
+            raise errors.Corrupt('%s: lzo extent expands beyond its %d '
+                                 'bytes' % (what, cap))
+        pos += length
+    return bytes(out)
+
+
+def lzo1x_decompress(src, cap, what):
+    """An LZO1X stream (bitstream version 0, as the kernel's lzo1x_1
+    compressor writes it) decompressed to at most ``cap`` bytes; past
+    that, or any malformed instruction, is Corrupt.  Written from the
+    format's public description (the kernel's lzo.rst)."""
+    out = bytearray()
+    n = len(src)
+    ip = 0
+
+    def bad(why):
+        return errors.Corrupt('%s: lzo stream %s' % (what, why))
+
+    def need(k):
+        if ip + k > n:
+            raise bad('is truncated')
+
+    def extend(base):
+        # A length of 0 continues in following bytes: 255 per zero byte.
+        nonlocal ip
+        extra = 0
+        while True:
+            need(1)
+            b = src[ip]
+            ip += 1
+            if b:
+                return base + extra + b
+            extra += 255
+
+    def literals(k):
+        nonlocal ip
+        need(k)
+        if len(out) + k > cap:
+            raise bad('expands beyond %d bytes' % cap)
+        out.extend(src[ip:ip + k])
+        ip += k
+
+    def match(distance, length):
+        if distance <= 0 or distance > len(out):
+            raise bad('refers before its start')
+        if len(out) + length > cap:
+            raise bad('expands beyond %d bytes' % cap)
+        start = len(out) - distance
+        if distance >= length:
+            out.extend(out[start:start + length])
+        else:
+            chunk = bytes(out[start:])
+            out.extend((chunk * (length // distance + 1))[:length])
+
+    need(1)
+    state = 0
+    if src[0] > 17:
+        count = src[0] - 17
+        ip = 1
+        literals(count)
+        state = 4 if count >= 4 else count
+    elif src[0] == 17:
+        raise bad('of an unknown bitstream version (lzo-rle)')
+    while True:
+        need(1)
+        op = src[ip]
+        ip += 1
+        if op < 16:
+            if state == 0:
+                literals(3 + (op or extend(15)))
+                state = 4
+                continue
+            need(1)
+            h = src[ip]
+            ip += 1
+            if state == 4:
+                match((h << 2) + (op >> 2) + 2049, 3)
+            else:
+                match((h << 2) + (op >> 2) + 1, 2)
+            trailing = op & 3
+        elif op < 32:
+            length = 2 + ((op & 7) or extend(7))
+            need(2)
+            le = src[ip] | src[ip + 1] << 8
+            ip += 2
+            distance = 16384 + ((op & 8) << 11) + (le >> 2)
+            if distance == 16384:
+                if length != 3:
+                    raise bad('ends with a bad marker')
+                return bytes(out)
+            match(distance, length)
+            trailing = le & 3
+        elif op < 64:
+            length = 2 + ((op & 31) or extend(31))
+            need(2)
+            le = src[ip] | src[ip + 1] << 8
+            ip += 2
+            match((le >> 2) + 1, length)
+            trailing = le & 3
+        else:
+            need(1)
+            h = src[ip]
+            ip += 1
+            if op < 128:
+                length = 3 + ((op >> 5) & 1)
+            else:
+                length = 5 + ((op >> 5) & 3)
+            match((h << 3) + ((op >> 2) & 7) + 1, length)
+            trailing = op & 3
+        if trailing:
+            literals(trailing)
+        state = trailing
 
 
 def _show(name):
