@@ -19,16 +19,17 @@ Bounds, since every byte is the tenant's: one device only (single, DUP
 and RAID1 chunks), tree depth <= 8, blocks visited per operation, items
 per leaf by the node size, subvolumes, extents per file, decompressed
 bytes per extent (128 KiB, btrfs' own maximum; zstd windows of 1 MiB)
-and per read.  A tree
-block must name its own address, its level, its filesystem and the
-generation its parent recorded (else the read is torn: a live disk
-changed under us); a block met twice in one operation is a loop.
+and per read.  A tree block must name its own address, its level, its
+filesystem and the generation its parent recorded (else the read is
+torn: a live disk changed under us); a block met twice in one operation
+is a loop.
 
 Checksums: the superblock's is verified for crc32c (a table in pure
 Python), sha256 and blake2b (hashlib); xxhash64 is recognised and not
 verified.  Tree block and data checksums are not verified (16 KiB of
 pure-Python crc32c per block costs milliseconds); the structural checks
-above stand in for them.  The log tree is not replayed.  Little-endian.
+above stand in for them.  The log tree is not replayed (what was
+fsync'd after the last commit is not seen).  Little-endian.
 """
 
 import bisect
@@ -55,7 +56,7 @@ SYS_CHUNK_ARRAY_MAX = 2048
 # Bounds a hostile filesystem can reach.
 MAX_LEVEL = 8                   # BTRFS_MAX_LEVEL: levels 0..7
 MAX_BLOCKS_PER_OP = 4096        # tree blocks visited in one search
-MAX_CACHED_BLOCKS = 256
+CACHE_BYTES = 4 << 20           # parsed tree blocks kept
 MAX_CHUNKS = 16384
 MAX_SUBVOLUMES = 4096
 MAX_SUBVOLUME_DEPTH = 64        # subvolumes nested in subvolumes
@@ -552,7 +553,7 @@ class Volume:
         node = self._cache.get(bytenr)
         if node is None:
             node = self._parse_node(bytenr, op.what)
-            if len(self._cache) >= MAX_CACHED_BLOCKS:
+            if len(self._cache) * self.sb.nodesize >= CACHE_BYTES:
                 self._cache.clear()
             self._cache[bytenr] = node
         if node.level != level:

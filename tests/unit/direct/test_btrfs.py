@@ -591,7 +591,31 @@ def test_budget_ends_a_large_read(images):
     assert reason == 'read more than 262144 bytes of the disks'
 
 
-FUZZED = ['single-zstd', 'dup-zlib']
+@pytest.mark.parametrize('bound, value, path, words', [
+    ('MAX_SUBVOLUMES', 3, None, 'more than 3 subvolumes'),
+    ('MAX_BLOCKS_PER_OP', 1, '/@/many/name-1', 'more than 1 tree blocks'),
+    ('MAX_EXTENTS', 10, '/@/fragmented', 'more than 10 extents'),
+    ('MAX_DECOMPRESSED_PER_READ', 200 * 1024, '/@/big',
+     'more than 0 MiB decompressed'),
+    ('MAX_DIR_ENTRIES', 100, 'listdir', 'more than 100 entries'),
+])
+def test_bounds(images, monkeypatch, bound, value, path, words):
+    monkeypatch.setattr(btrfs, bound, value)
+    budget = S.Budget(8 * MiB)
+    with pytest.raises(errors.LimitReached) as exc:
+        f, _ = _open(images['single-zstd'][0], budget)
+        top = f.subvolume(5)
+        if path is None:
+            f.subvolumes()
+        elif path == 'listdir':
+            top.listdir(fs.resolve(top, '/@/many'))
+        else:
+            fs.read_file(top, path, 64 * MiB)
+    assert words in exc.value.reason
+    assert budget.used <= 8 * MiB
+
+
+FUZZED = ['single-zstd', 'dup-zlib', 'mixed-lzo']
 
 
 @pytest.fixture(scope='module')
@@ -629,6 +653,31 @@ def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
                     result = fs.read_file(found, path, 4096)
                     assert result is None or isinstance(result, bytes)
                 assert isinstance(found.subvolumes(), list)
+        except errors.DirectError as exc:
+            assert exc.reason
+    assert budget.used <= 8 * MiB
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.integers(0x20, btrfs.SUPER_SIZE - 1),
+                                st.integers(1, 255)), min_size=1,
+                      max_size=4))
+def test_fuzzed_superblocks_end_within_bounds(images, flips):
+    """Bytes flipped in the primary superblock, its checksum made right
+    again and the mirror spoilt: the system chunk array and every
+    superblock field are parsed as the tenant wrote them."""
+    image = images['single-zstd'][0]
+    raw = _superblock(image)
+    for at, xor in flips:
+        raw[at] ^= xor
+    patches = {btrfs.SUPER_OFFSETS[0]: _with_crc(raw),
+               btrfs.SUPER_OFFSETS[1] + 0x40: b'XXXXXXXX'}
+    budget = S.Budget(8 * MiB)
+    with S.FileSource(str(image), budget) as disk:
+        try:
+            found = btrfs.Filesystem(Patched(disk, patches), budget)
+            result = fs.read_file(found, '/etc/os-release', 4096)
+            assert result is None or isinstance(result, bytes)
         except errors.DirectError as exc:
             assert exc.reason
     assert budget.used <= 8 * MiB
