@@ -397,8 +397,9 @@ class ChunkMap:
                 return chunk
         return None
 
-    def physical(self, logical, length, what):
-        """[(physical, length)] of a logical range, checked."""
+    def physical(self, logical, length, what, copy=0):
+        """[(physical, length)] of a logical range, checked: the
+        ``copy``-th copy of DUP/RAID1 chunks (the last one if fewer)."""
         out = []
         while length > 0:
             chunk = self.find(logical)
@@ -407,7 +408,8 @@ class ChunkMap:
                                      'chunk' % (what, logical))
             inner = logical - chunk.logical
             n = min(length, chunk.length - inner)
-            out.append((chunk.physical + inner, n))
+            base = chunk.copies[min(copy, len(chunk.copies) - 1)]
+            out.append((base + inner, n))
             logical += n
             length -= n
         return out
@@ -530,13 +532,14 @@ class Volume:
                                       self.source.size)[0])
         return ChunkMap(chunks)
 
-    def read_logical(self, logical, length, what):
+    def read_logical(self, logical, length, what, copy=0):
         """``length`` bytes at a logical address (<= MAX_READ)."""
         if length > source_mod.MAX_READ:
             raise errors.LimitReached('btrfs: %s of %d bytes is more than '
                                       'one read' % (what, length))
         parts = [self.source.read_at(p, n)
-                 for p, n in self.chunks.physical(logical, length, what)]
+                 for p, n in self.chunks.physical(logical, length, what,
+                                                  copy)]
         return parts[0] if len(parts) == 1 else b''.join(parts)
 
     # ------------------------------------------------------------- trees
@@ -573,11 +576,24 @@ class Volume:
         return node
 
     def _parse_node(self, bytenr, what):
-        sb = self.sb
-        if bytenr % sb.sectorsize:
+        """The block at ``bytenr``; when a DUP/RAID1 block's first copy
+        is broken, the kernel reads the other: so do we."""
+        if bytenr % self.sb.sectorsize:
             raise errors.Corrupt('btrfs: %s: block %d is not aligned'
                                  % (what, bytenr))
-        raw = self.read_logical(bytenr, sb.nodesize, what)
+        chunk = self.chunks.find(bytenr)
+        copies = len(chunk.copies) if chunk is not None else 1
+        first = None
+        for copy in range(copies):
+            try:
+                return self._parse_copy(bytenr, what, copy)
+            except (errors.Corrupt, errors.TornRead) as e:
+                first = first or e
+        raise first
+
+    def _parse_copy(self, bytenr, what, copy):
+        sb = self.sb
+        raw = self.read_logical(bytenr, sb.nodesize, what, copy)
         (_, fsid, hbytenr, _, _, generation, owner, nritems,
          level) = HEADER.unpack_from(raw, 0)
         if hbytenr != bytenr:
@@ -962,7 +978,8 @@ class Filesystem(fs_mod.Filesystem):
                 root = (self.volume.root(objectid)
                         if _subvolume_id(objectid) else None)
                 if root is None:
-                    return None         # deleted: the kernel says ENOENT
+                    # Deleted: the kernel shows an empty directory.
+                    return None
                 inode = self.inode(objectid, root.root_dirid)
             elif type_ == INODE_ITEM:
                 inode = self.inode(dir_inode.tree, objectid)

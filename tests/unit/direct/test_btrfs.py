@@ -482,6 +482,25 @@ def test_tree_block_pointing_to_itself(images):
         node.refs[0][0])
 
 
+def test_broken_first_copy_of_dup_metadata(images):
+    image, kernel = images['dup-zlib']
+    f, _ = _open(image)
+    chunk = f.volume.chunks.find(f.sb.root)
+    assert len(chunk.copies) == 2
+    first = f.volume.chunks.physical(f.sb.root, 1, 'test', 0)[0][0]
+    second = f.volume.chunks.physical(f.sb.root, 1, 'test', 1)[0][0]
+    assert first != second
+    # The root tree's first copy names another address: the second is
+    # read, as the kernel would.
+    spoilt = {first + 0x30: struct.pack('<Q', 4096)}
+    f, _ = _open(image, patches=spoilt)
+    assert f.default_subvolume() == kernel['default']
+    assert fs.read_file(f, '/etc/os-release', 4096) == SNAP_RELEASE
+    spoilt[second + 0x30] = struct.pack('<Q', 4096)
+    reason = _hostile(image, spoilt, '/etc/os-release', errors.TornRead)
+    assert 'names address 4096' in reason
+
+
 def test_stale_child_is_torn(images):
     image = images['single-zstd'][0]
     f, _ = _open(image)
