@@ -163,11 +163,33 @@ def images(tmp_path_factory):
     shutil.rmtree(work, ignore_errors=True)
 
 
+class Resummed(Patched):
+    """Patched, with the crc32c of every patched tree block made right
+    again (a tenant computes it as easily as the kernel): the checks
+    behind the checksum are what is tested."""
+
+    def __init__(self, parent, patches):
+        super().__init__(parent, patches)
+        raw = parent.read_at(btrfs.SUPER_OFFSETS[0], btrfs.SUPER_SIZE)
+        self.fsid = raw[0x20:0x30]
+        self.nodesize = struct.unpack_from('<I', raw, 0x94)[0]
+
+    def _read(self, offset, length):
+        data = super()._read(offset, length)
+        touched = any(offset <= at < offset + length for at in self.patches)
+        if (touched and length == self.nodesize
+                and data[0x20:0x30] == self.fsid):
+            data = bytearray(data)
+            struct.pack_into('<I', data, 0, btrfs.crc32c(bytes(data[32:])))
+            data = bytes(data)
+        return data
+
+
 def _open(path, budget=None, patches=None):
     budget = budget or S.Budget()
     source = S.FileSource(str(path), budget)
     if patches:
-        source = Patched(source, patches)
+        source = Resummed(source, patches)
     return btrfs.Filesystem(source, budget), budget
 
 
@@ -450,8 +472,8 @@ def test_default_subvolume_that_does_not_exist(images):
     reason = _hostile(image, patches, '/etc/os-release', errors.Corrupt)
     assert reason == 'btrfs: default subvolume 999 does not exist'
     # The subvolumes are still listed.
-    volume = btrfs.Volume(Patched(S.FileSource(str(image), S.Budget()),
-                                  patches))
+    volume = btrfs.Volume(Resummed(S.FileSource(str(image), S.Budget()),
+                                   patches))
     assert len(volume.subvolumes()) == len(images['single-zstd'][1][
         'subvolumes'])
 
@@ -472,8 +494,8 @@ def test_tree_block_pointing_to_itself(images):
     second = ptr_at + btrfs.KEY_PTR.size
     patches = {second: struct.pack('<Q', node.refs[0][0]),
                second + 8: struct.pack('<Q', node.refs[0][1])}
-    volume = btrfs.Volume(Patched(S.FileSource(str(image), S.Budget()),
-                                  patches))
+    volume = btrfs.Volume(Resummed(S.FileSource(str(image), S.Budget()),
+                                   patches))
     with pytest.raises(errors.Corrupt) as exc:
         for _ in volume.items(volume.root(root.tree), (0, 0, 0),
                               (btrfs.MAX_KEY, 255, btrfs.MAX_KEY), 'all'):
@@ -499,6 +521,21 @@ def test_broken_first_copy_of_dup_metadata(images):
     spoilt[second + 0x30] = struct.pack('<Q', 4096)
     reason = _hostile(image, spoilt, '/etc/os-release', errors.TornRead)
     assert 'names address 4096' in reason
+
+
+def test_tree_block_failing_its_checksum_is_torn(images):
+    image = images['single-zstd'][0]
+    f, _ = _open(image)
+    root = f.volume.root(f.subvolume_at('@'))
+    at = _physical(f, root.bytenr) + f.sb.nodesize - 1
+    budget = S.Budget()
+    with pytest.raises(errors.TornRead) as exc:
+        f = btrfs.Filesystem(Patched(S.FileSource(str(image), budget),
+                                     {at: b'\x01'}), budget)
+        fs.read_file(f.subvolume(root.tree), '/usr/lib/os-release', 100)
+    assert exc.value.reason == (
+        'btrfs: subvolume %d: block %d fails its crc32c checksum'
+        % (root.tree, root.bytenr))
 
 
 def test_stale_child_is_torn(images):
@@ -656,15 +693,16 @@ def clean_reads(images):
 
 @pytest.mark.parametrize('variant', FUZZED)
 @FUZZ
-@given(flips=FLIPS)
+@given(flips=FLIPS, resum=st.booleans())
 def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
-                                         flips):
-    """Bytes flipped where a clean read looks: the read ends with data,
-    None or a DirectError, within the budget."""
+                                         flips, resum):
+    """Bytes flipped where a clean read looks (tree block checksums
+    made right again, or not): the read ends with data, None or a
+    DirectError, within the budget."""
     patches = patches_at(clean_reads[variant], flips)
     budget = S.Budget(8 * MiB)
     with S.FileSource(str(images[variant][0]), budget) as disk:
-        source = Patched(disk, patches)
+        source = (Resummed if resum else Patched)(disk, patches)
         try:
             found = filesystems.open_filesystem(source, budget)
             if found is not None:
