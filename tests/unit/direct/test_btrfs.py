@@ -292,6 +292,37 @@ def test_compressed_and_fragmented_extents_are_the_ones_meant(images):
     assert (btrfs.EXTENT_PREALLOC, btrfs.COMPRESS_NONE) in kinds['prealloc']
 
 
+@pytest.mark.parametrize('csum, csum_type', [
+    ('sha256', btrfs.CSUM_SHA256), ('blake2', btrfs.CSUM_BLAKE2),
+    ('xxhash', btrfs.CSUM_XXHASH)])
+def test_other_checksum_types(tmp_path, csum, csum_type):
+    """mkfs.btrfs --rootdir fills the image itself (no mount: the
+    kernel may lack the hash)."""
+    (tmp_path / 'root/etc').mkdir(parents=True)
+    (tmp_path / 'root/etc/os-release').write_bytes(ROOT_RELEASE)
+    image = tmp_path / 'csum.img'
+    with open(image, 'wb') as stream:
+        stream.truncate(128 * MiB)
+    _run('mkfs.btrfs', '-q', '-f', '--csum', csum, '--rootdir',
+         str(tmp_path / 'root'), str(image))
+    f, _ = _open(image)
+    assert f.sb.csum_type == csum_type
+    assert fs.read_file(f, '/etc/os-release', 4096) == ROOT_RELEASE
+    # Both copies of the root tree's block (metadata is DUP).
+    damage = {f.volume.chunks.physical(f.sb.root, 1, 'test', copy)[0][0]
+              + f.sb.nodesize - 1: b'\x01' for copy in (0, 1)}
+    assert len(damage) == 2
+    budget = S.Budget()
+    source = Patched(S.FileSource(str(image), budget), damage)
+    if csum_type == btrfs.CSUM_XXHASH:
+        # Not verified: the damage is in an unused byte.
+        assert btrfs.Filesystem(source, budget).default_subvolume() == 5
+    else:
+        with pytest.raises(errors.TornRead) as exc:
+            btrfs.Filesystem(source, budget)
+        assert 'checksum' in exc.value.reason
+
+
 def test_crc32c_and_name_hash():
     assert btrfs.crc32c(b'123456789') == 0xE3069283
     assert btrfs.crc32c(b'') == 0
