@@ -1120,7 +1120,8 @@ class Filesystem(fs_mod.Filesystem):
                                       'one read' % (
                                           what,
                                           MAX_DECOMPRESSED_PER_READ >> 20))
-        plain = decompress(compression, raw, ram_bytes, what)
+        plain = decompress(compression, raw, ram_bytes, what,
+                           self.sb.sectorsize)
         if len(plain) < ram_bytes:
             # The kernel zero-fills a short stream (the tail of a page).
             plain += bytes(ram_bytes - len(plain))
@@ -1137,7 +1138,7 @@ class Filesystem(fs_mod.Filesystem):
         return target
 
 
-def decompress(compression, raw, cap, what):
+def decompress(compression, raw, cap, what, sectorsize=4096):
     """At most ``cap`` bytes decompressed from one extent's ``raw``
     bytes; more is Corrupt (the extent expands beyond its size)."""
     if compression == COMPRESS_ZLIB:
@@ -1170,17 +1171,15 @@ def decompress(compression, raw, cap, what):
                                  'bytes' % (what, cap))
         return out
     if compression == COMPRESS_LZO:
-        return _btrfs_lzo(bytes(raw), cap, what)
+        return _btrfs_lzo(bytes(raw), cap, what, sectorsize)
     raise errors.Corrupt('%s: unknown compression %d' % (what, compression))
 
 
-LZO_SEGMENT = 4096      # btrfs' lzo: each segment is one 4 KiB page
-
-
-def _btrfs_lzo(raw, cap, what):
+def _btrfs_lzo(raw, cap, what, sector):
     """btrfs' lzo framing: a LE32 total length, then segments, each a
-    LE32 length and one LZO1X stream of at most a page; a segment's
-    header never straddles a 4 KiB boundary (zero padding instead)."""
+    LE32 length and one LZO1X stream of at most a sector (a page in
+    older kernels: the same size on the filesystems they could mount);
+    a segment's header never straddles a sector (zero padding instead)."""
     if len(raw) < 4:
         raise errors.Corrupt('%s: lzo extent is truncated' % what)
     total = struct.unpack_from('<I', raw, 0)[0]
@@ -1190,8 +1189,8 @@ def _btrfs_lzo(raw, cap, what):
     out = bytearray()
     pos = 4
     while pos < total and len(out) < cap:
-        if LZO_SEGMENT - pos % LZO_SEGMENT < 4:
-            pos += LZO_SEGMENT - pos % LZO_SEGMENT
+        if sector - pos % sector < 4:
+            pos += sector - pos % sector
             continue
         if pos + 4 > total:
             raise errors.Corrupt('%s: lzo segment header is truncated'
@@ -1202,7 +1201,7 @@ def _btrfs_lzo(raw, cap, what):
             raise errors.Corrupt('%s: lzo segment of %d bytes past the '
                                  'extent' % (what, length))
         out += lzo1x_decompress(raw[pos:pos + length],
-                                min(LZO_SEGMENT, cap - len(out) + 1), what)
+                                min(sector, cap - len(out) + 1), what)
         if len(out) > cap:
             raise errors.Corrupt('%s: lzo extent expands beyond its %d '
                                  'bytes' % (what, cap))
