@@ -927,9 +927,11 @@ class Filesystem(fs_mod.Filesystem):
     def subvolume_at(self, path):
         """The id of the subvolume at ``path`` from the top level (what
         ``subvol=`` names: '@/.snapshots/1/snapshot', '/root'), or None
-        when the path does not end at a subvolume's root."""
+        when the path does not end at a subvolume's root (the kernel
+        refuses to mount it then).  Symlinks are followed, as the
+        kernel's path walk for ``subvol=`` does."""
         top = self.subvolume(FS_TREE_OBJECTID)
-        inode = fs_mod.resolve(top, path, follow_last=False)
+        inode = fs_mod.resolve(top, path)
         if inode is None:
             return None
         root = self.volume.root(inode.tree)
