@@ -323,9 +323,87 @@ def test_other_checksum_types(tmp_path, csum, csum_type):
         assert 'checksum' in exc.value.reason
 
 
-def test_crc32c_and_name_hash():
+class _Sb:
+    sectorsize = 4096
+    devid = 1
+
+
+def _chunk_item(length, type_, stripes):
+    return btrfs.CHUNK.pack(length, 2, 65536, type_, 4096, 4096, 4096,
+                            len(stripes), 0) + b''.join(
+        btrfs.STRIPE.pack(devid, offset, bytes(16))
+        for devid, offset in stripes)
+
+
+@pytest.mark.parametrize('type_, stripes, expected', [
+    (btrfs.BG_DATA, [(1, 8192)], (8192,)),
+    (btrfs.BG_METADATA | btrfs.BG_DUP, [(1, 8192), (1, 65536)],
+     (8192, 65536)),
+    (btrfs.BG_SYSTEM | btrfs.BG_RAID1, [(1, 8192), (1, 65536)],
+     (8192, 65536)),
+    (btrfs.BG_DATA, [(1, 8192), (1, 65536)], errors.Corrupt),
+    (btrfs.BG_DATA | btrfs.BG_RAID10, [(1, 8192)], errors.Unsupported),
+    (btrfs.BG_DATA | btrfs.BG_RAID1C3, [(1, 8192)], errors.Unsupported),
+    (btrfs.BG_DATA | btrfs.BG_RAID5, [(1, 8192)], errors.Unsupported),
+    (btrfs.BG_DATA, [(2, 8192)], errors.Unsupported),
+    (btrfs.BG_DATA, [(1, MiB - 4096)], errors.Corrupt),    # past the end
+    (btrfs.BG_DATA, [], errors.Corrupt),
+])
+def test_parse_chunk(type_, stripes, expected):
+    data = _chunk_item(8192, type_, stripes)
+    if isinstance(expected, tuple):
+        chunk, used = btrfs.parse_chunk(1 << 20, data, _Sb, MiB)
+        assert chunk.copies == expected and used == len(data)
+        assert (chunk.logical, chunk.length) == (1 << 20, 8192)
+    else:
+        with pytest.raises(expected):
+            btrfs.parse_chunk(1 << 20, data, _Sb, MiB)
+
+
+def _chunk(logical, length, *copies):
+    return btrfs.Chunk(logical, length, copies[0], btrfs.BG_DATA, copies)
+
+
+@pytest.mark.parametrize('chunks, words', [
+    ([_chunk(0, 8192, 0), _chunk(4096, 8192, 65536)], 'overlap'),
+    ([_chunk(0, 8192, 0), _chunk(8192, 8192, 4096)], 'device offset'),
+    ([_chunk(0, 8192, 0, 16384), _chunk(8192, 8192, 20480)],
+     'device offset'),
+])
+def test_chunk_map_refuses_overlaps(chunks, words):
+    with pytest.raises(errors.Corrupt) as exc:
+        btrfs.ChunkMap(chunks)
+    assert words in exc.value.reason
+
+
+def test_chunk_map_addresses():
+    # The system chunk again from the chunk tree: one chunk.
+    m = btrfs.ChunkMap([_chunk(8192, 8192, 0), _chunk(0, 8192, 65536),
+                        _chunk(8192, 8192, 0)])
+    assert len(m.chunks) == 2
+    assert m.physical(4096, 8192, 'x') == [(65536 + 4096, 4096), (0, 4096)]
+    dup = btrfs.ChunkMap([_chunk(0, 8192, 0, 16384)])
+    assert dup.physical(100, 10, 'x', copy=1) == [(16384 + 100, 10)]
+    assert dup.physical(100, 10, 'x', copy=5) == [(16384 + 100, 10)]
+    with pytest.raises(errors.Corrupt) as exc:
+        m.physical(16384, 1, 'block')
+    assert exc.value.reason == 'btrfs: block at logical 16384 is in no chunk'
+
+
+def test_crc32c_and_name_hash(images):
     assert btrfs.crc32c(b'123456789') == 0xE3069283
     assert btrfs.crc32c(b'') == 0
+    # Every DIR_ITEM the kernel wrote is keyed by the hash of its names.
+    f, _ = _open(images['single-zstd'][0])
+    node = fs.resolve(f.subvolume(5), '/@/many')
+    count = 0
+    for key, data in f.volume.items(
+            f.volume.root(node.tree), (node.ino, btrfs.DIR_ITEM, 0),
+            (node.ino, btrfs.DIR_ITEM, btrfs.MAX_KEY), 'test'):
+        for name, _, _ in btrfs._parse_dir_entries(data, 'test'):
+            assert key[2] == btrfs.name_hash(name)
+            count += 1
+    assert count == ENTRIES
 
 
 # --------------------------------------------------------------------------
