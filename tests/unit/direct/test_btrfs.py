@@ -737,6 +737,18 @@ def test_lzo_streams():
         btrfs.decompress(btrfs.COMPRESS_LZO, framed[:-1], 4096, 'test')
 
 
+@FUZZ
+@given(stream=st.binary(max_size=300), cap=st.integers(0, 8192))
+def test_any_lzo_stream_ends_within_its_cap(stream, cap):
+    for decode in (lambda: btrfs.lzo1x_decompress(stream, cap, 'test'),
+                   lambda: btrfs.decompress(btrfs.COMPRESS_LZO, stream, cap,
+                                            'test')):
+        try:
+            assert len(decode()) <= cap
+        except errors.Corrupt as exc:
+            assert exc.reason.startswith('test: lzo')
+
+
 def test_extent_past_the_device(images):
     image = images['single-zstd'][0]
     f, _ = _open(image)
