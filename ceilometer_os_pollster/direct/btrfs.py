@@ -62,6 +62,7 @@ MAX_CHUNKS = 16384
 MAX_SUBVOLUMES = 4096
 MAX_SUBVOLUME_DEPTH = 64        # subvolumes nested in subvolumes
 MAX_PATH_COMPONENTS = 256       # directories from a subvolume to its root
+MAX_NAME_LOOKUPS = 65536        # INODE_REFs read to name all subvolumes
 MAX_EXTENTS = 65536             # extent items of one file read
 MAX_DIR_ENTRIES = 100000
 MAX_COMPRESSED_EXTENT = 128 << 10       # BTRFS_MAX_UNCOMPRESSED
@@ -490,6 +491,7 @@ class Volume:
         self._cache = {}
         self._roots = {}
         self._decompressed = (None, None)
+        self._lookups = 0
         self.chunks = self._read_chunks()
         self.root_tree = Root()
         self.root_tree.tree = ROOT_TREE_OBJECTID
@@ -745,6 +747,7 @@ class Volume:
                 backrefs[objectid] = (offset, _parse_root_ref(data))
         out = []
         paths = {FS_TREE_OBJECTID: ''}
+        self._lookups = 0
         for tree in ids:
             if tree not in backrefs:
                 continue                # deleted, being cleaned up
@@ -793,6 +796,11 @@ class Volume:
                                           'deeper than %d' % (
                                               root.tree,
                                               MAX_PATH_COMPONENTS))
+            self._lookups += 1
+            if self._lookups > MAX_NAME_LOOKUPS:
+                raise errors.LimitReached('btrfs: more than %d directory '
+                                          'names read to name the '
+                                          'subvolumes' % MAX_NAME_LOOKUPS)
             ref = None
             for key, data in self.items(root, (ino, INODE_REF, 0),
                                         (ino, INODE_REF, MAX_KEY),

@@ -770,6 +770,8 @@ def test_budget_ends_a_large_read(images):
 
 @pytest.mark.parametrize('bound, value, path, words', [
     ('MAX_SUBVOLUMES', 3, None, 'more than 3 subvolumes'),
+    ('MAX_NAME_LOOKUPS', 2, None, 'more than 2 directory names'),
+    ('MAX_PATH_COMPONENTS', 2, None, 'a directory deeper than 2'),
     ('MAX_BLOCKS_PER_OP', 1, '/@/many/name-1', 'more than 1 tree blocks'),
     ('MAX_EXTENTS', 10, '/@/fragmented', 'more than 10 extents'),
     ('MAX_DECOMPRESSED_PER_READ', 200 * 1024, '/@/big',
