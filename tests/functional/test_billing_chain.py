@@ -159,15 +159,20 @@ class Chain:
     cache_dir: str
 
 
-def _publisher(services, tmp):
+def _publisher(services, tmp, archive_policy=None):
+    """Ceilometer's Gnocchi publisher with the merged resources file;
+    ``archive_policy`` overrides the metrics' policy (publisher URL)."""
     resources, _ = configs.merged_resources(tmp)
     conf_file = tmp / 'publisher.conf'
     conf_file.write_text(billing._ini(
         {'service_credentials': services.ceilometer_credentials()}))
     conf = ceilo_service.prepare_service([], [str(conf_file)])
+    query = {'enable_filter_project': 'false',
+             'resources_definition_file': str(resources)}
+    if archive_policy:
+        query['archive_policy'] = archive_policy
     url = urllib.parse.urlparse(
-        'gnocchi://?enable_filter_project=false&resources_definition_file='
-        + str(resources))
+        'gnocchi://?' + urllib.parse.urlencode(query))
     return gnocchi_publisher.GnocchiPublisher(conf, url)
 
 
