@@ -30,7 +30,8 @@ Asserted from CloudKitty's rated data frames: every period the new
 agent ran in is rated once per rating type, 12 vCPUs at the Datacenter
 price, although Gnocchi holds several points in it (they are not added
 up) and the stop left a gap; the old agent's instance has no rated
-frame for the period across whose end it was stopped.
+frame for the period across whose end it was stopped.  About three
+minutes beyond the session's billing services and rules.
 """
 
 import threading
@@ -388,6 +389,19 @@ def test_gnocchi_holds_several_points_in_a_rated_period(continuity):
               if b1 <= billing.epoch(p[0]) < b2]
     assert len(points) >= 6, points
     assert {p[2] for p in points} == {VCPUS}
+
+
+def test_rated_periods_have_gaps(continuity):
+    # What CloudKitty rates is not the period's first point slot: P0
+    # holds points only from the agent's start (LEAD before B1), P1 none
+    # after the stop (STOP_BEFORE before B2).
+    b0, b1, b2 = continuity['periods']
+    got = {billing.epoch(p[0]) for p in
+           continuity['points'][continuity['new'].instance_id]}
+    granularity = scaled(shipped_granularity())
+    assert not {t for t in got if b0 <= t < b1 - LEAD - granularity}
+    assert {t for t in got if b0 <= t < b1}
+    assert not {t for t in got if b2 - STOP_BEFORE < t < b2}
 
 
 def test_every_period_of_the_new_ratio_is_rated_once(continuity):

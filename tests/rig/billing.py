@@ -447,12 +447,13 @@ class Services:
                         'qty': decimal.Decimal(str(item['volume'])),
                         'price': decimal.Decimal(str(item['rating'])),
                         'desc': item['desc'],
-                        'begin': _epoch(frame['begin'])})
+                        'begin': epoch(frame['begin'])})
         return rows
 
 
-def _epoch(iso):
-    """Epoch seconds of CloudKitty's UTC times ('...Z' or naive)."""
+def epoch(iso):
+    """Epoch seconds of an ISO 8601 time (UTC if naive, as CloudKitty
+    gives them)."""
     when = datetime.datetime.fromisoformat(iso.replace('Z', '+00:00'))
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
