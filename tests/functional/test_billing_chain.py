@@ -2,7 +2,9 @@
 
 Session-scoped services (tests/rig/billing.py): PostgreSQL, Gnocchi and
 CloudKitty on 127.0.0.1, processes of the billing virtualenv.  One
-module-scoped chain runs what an operator runs, in order:
+module-scoped chain runs what an operator runs, in order (steps 1 and 2
+once per session, shared with test_billing_continuity.py: the
+billing_rules fixture):
 
 1. ``ceilometer-upgrade`` creates Ceilometer's resource types, then our
    etc/gnocchi/resource-type-update.sh runs unchanged with the real
@@ -55,10 +57,8 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
 
 METER = 'compute.instance.os.metadata'
 README = billing.ROOT / 'README.rst'
-HASHMAP_SCRIPT = billing.ETC / 'cloudkitty' / 'hashmap-example.sh'
-MINIMUMS_SCRIPT = billing.ETC / 'cloudkitty' / 'licence-minimums.sh'
+HASHMAP_SCRIPT = billing.HASHMAP_SCRIPT
 MINIMUMS_PYSCRIPT = billing.ETC / 'cloudkitty' / 'licence-minimums.py'
-RESOURCE_TYPE_SCRIPT = billing.ETC / 'gnocchi' / 'resource-type-update.sh'
 RATED_OUTPUT = 'billing-rated-output'
 REPORT_OUTPUT = 'billing-report-output'
 
@@ -159,15 +159,20 @@ class Chain:
     cache_dir: str
 
 
-def _publisher(services, tmp):
+def _publisher(services, tmp, archive_policy=None):
+    """Ceilometer's Gnocchi publisher with the merged resources file;
+    ``archive_policy`` overrides the metrics' policy (publisher URL)."""
     resources, _ = configs.merged_resources(tmp)
     conf_file = tmp / 'publisher.conf'
     conf_file.write_text(billing._ini(
         {'service_credentials': services.ceilometer_credentials()}))
     conf = ceilo_service.prepare_service([], [str(conf_file)])
+    query = {'enable_filter_project': 'false',
+             'resources_definition_file': str(resources)}
+    if archive_policy:
+        query['archive_policy'] = archive_policy
     url = urllib.parse.urlparse(
-        'gnocchi://?enable_filter_project=false&resources_definition_file='
-        + str(resources))
+        'gnocchi://?' + urllib.parse.urlencode(query))
     return gnocchi_publisher.GnocchiPublisher(conf, url)
 
 
@@ -181,24 +186,13 @@ def _as_sample(payload):
         source=payload['source'], id=payload['message_id'])
 
 
-def _operator_steps(services):
-    outputs = {}
-    services.ceilometer_upgrade(billing.agent_bin())
-    outputs['resource-type'] = services.run_script(RESOURCE_TYPE_SCRIPT,
-                                                   'gnocchi')
-    outputs['resource-type-again'] = services.run_script(
-        RESOURCE_TYPE_SCRIPT, 'gnocchi')
-    outputs['hashmap'] = services.run_script(HASHMAP_SCRIPT, 'cloudkitty')
-    outputs['minimums'] = services.run_script(MINIMUMS_SCRIPT, 'cloudkitty')
-    return outputs
-
-
 @pytest.fixture(scope='module')
-def chain(billing_services, libvirt_daemons, tmp_path_factory):
+def chain(billing_services, billing_rules, libvirt_daemons,
+          tmp_path_factory):
     services = billing_services
     tmp = tmp_path_factory.mktemp('billing-chain')
-    outputs = _operator_steps(services)
-    rules_at = time.time()
+    outputs = billing_rules.outputs
+    rules_at = billing_rules.created_at
     conf = agent_mod.agent_conf(tmp, libvirtd.URI, host=e2e.HOST,
                                 **agent_mod.RIG_INSPECTIONS)
     with rig_mod.Rig(tmp / 'rig') as the_rig, \

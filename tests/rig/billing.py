@@ -41,6 +41,10 @@ HELPER = pathlib.Path(__file__).resolve().parent / 'billing_helper.py'
 VENV_ENV = 'BILLING_VENV'
 DEFAULT_VENV = ROOT / '.venv-billing'
 PG_BIN = pathlib.Path('/usr/lib/postgresql/15/bin')
+# What an operator runs once, in this order (README "Billing").
+RESOURCE_TYPE_SCRIPT = ETC / 'gnocchi' / 'resource-type-update.sh'
+HASHMAP_SCRIPT = ETC / 'cloudkitty' / 'hashmap-example.sh'
+MINIMUMS_SCRIPT = ETC / 'cloudkitty' / 'licence-minimums.sh'
 HOST = '127.0.0.1'
 GNOCCHI_USER = 'admin'
 # CloudKitty's collect period in the test: five minutes, the granularity
@@ -257,16 +261,20 @@ class Services:
         }))
         return path
 
-    def cloudkitty_conf(self):
-        path = self.workdir / 'cloudkitty.conf'
+    def cloudkitty_conf(self, period=PERIOD, metrics_conf=None,
+                        name='cloudkitty.conf'):
+        """CloudKitty's configuration, by default with PERIOD and the
+        shipped etc/cloudkitty/metrics.yml; another ``period`` and
+        ``metrics_conf`` give a time-compressed copy in file ``name``."""
+        path = self.workdir / name
+        metrics_conf = metrics_conf or ETC / 'cloudkitty' / 'metrics.yml'
         path.write_text(_ini({
             'DEFAULT': {'auth_strategy': 'noauth',
                         'transport_url': 'fake://'},
             # SQLAlchemy 2.1: plain postgresql:// would want psycopg 3
             'database': {'connection': self.postgres.url('cloudkitty')},
-            'collect': {'collector': 'gnocchi', 'period': PERIOD,
-                        'wait_periods': 0,
-                        'metrics_conf': ETC / 'cloudkitty' / 'metrics.yml'},
+            'collect': {'collector': 'gnocchi', 'period': period,
+                        'wait_periods': 0, 'metrics_conf': metrics_conf},
             'collector_gnocchi': {'gnocchi_auth_type': 'basic',
                                   'gnocchi_user': GNOCCHI_USER,
                                   'gnocchi_endpoint': self.gnocchi_url},
@@ -364,6 +372,20 @@ class Services:
         run([pathlib.Path(agent_bin) / 'ceilometer-upgrade',
              '--config-file', conf], self.log)
 
+    def operator_steps(self, agent_bin):
+        """Ceilometer's resource types, then the shipped scripts (the
+        resource-type one twice: the second run must add nothing);
+        {step: what the operator's command printed}."""
+        outputs = {}
+        self.ceilometer_upgrade(agent_bin)
+        outputs['resource-type'] = self.run_script(RESOURCE_TYPE_SCRIPT,
+                                                   'gnocchi')
+        outputs['resource-type-again'] = self.run_script(
+            RESOURCE_TYPE_SCRIPT, 'gnocchi')
+        outputs['hashmap'] = self.run_script(HASHMAP_SCRIPT, 'cloudkitty')
+        outputs['minimums'] = self.run_script(MINIMUMS_SCRIPT, 'cloudkitty')
+        return outputs
+
     def run_script(self, script, service):
         """A shipped etc/ script, unchanged, with the real client."""
         return run(['/bin/sh', script], self.log,
@@ -373,9 +395,15 @@ class Services:
         return run([self.bin('openstack')] + list(args), self.log,
                    env=self.client_env(service))
 
-    def gnocchi(self, path):
-        request = urllib.request.Request(self.gnocchi_url + path,
-                                         headers=self.gnocchi_headers())
+    def gnocchi(self, path, body=None):
+        """GET ``path`` of Gnocchi's API, or POST ``body`` as JSON."""
+        headers = self.gnocchi_headers()
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers['Content-Type'] = 'application/json'
+        request = urllib.request.Request(self.gnocchi_url + path, data=data,
+                                         headers=headers)
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)
 
@@ -389,20 +417,24 @@ class Services:
                 % (resource_id, metric))
         return values
 
-    def rate(self, begin):
+    def rate(self, begin, conf=None, projects=None):
         """One CloudKitty processing pass over the period starting at
-        ``begin`` (epoch seconds) for every project."""
+        ``begin`` (epoch seconds) for every project (or ``projects``),
+        with cloudkitty_conf() or ``conf``."""
         run([self.bin('python'), '-W', 'ignore', HELPER, 'rate',
-             self.cloudkitty_conf(), int(begin)] + list(self.projects),
-            self.log)
+             conf or self.cloudkitty_conf(), int(begin)] +
+            list(projects or self.projects), self.log)
 
-    def dataframes(self, begin):
-        """The rated period from CloudKitty's v1 storage API:
-        [{'project_id', 'service', 'qty', 'price', 'desc'}]."""
+    def dataframes(self, begin, end=None, projects=None):
+        """The rated periods from ``begin`` to ``end`` (default: one
+        PERIOD) from CloudKitty's v1 storage API, for every project (or
+        ``projects``): [{'project_id', 'service', 'qty', 'price', 'desc',
+        'begin'}], 'begin' in epoch seconds."""
+        end = begin + PERIOD if end is None else end
         query = urllib.parse.urlencode({
-            'begin': _iso(begin), 'end': _iso(begin + PERIOD)})
+            'begin': _iso(begin), 'end': _iso(end)})
         rows = []
-        for project in self.projects:
+        for project in projects or self.projects:
             url = '%s/v1/storage/dataframes?%s&tenant_id=%s' % (
                 self.cloudkitty_url, query, project)
             with urllib.request.urlopen(url, timeout=60) as response:
@@ -414,8 +446,18 @@ class Services:
                         'service': item['service'],
                         'qty': decimal.Decimal(str(item['volume'])),
                         'price': decimal.Decimal(str(item['rating'])),
-                        'desc': item['desc']})
+                        'desc': item['desc'],
+                        'begin': epoch(frame['begin'])})
         return rows
+
+
+def epoch(iso):
+    """Epoch seconds of an ISO 8601 time (UTC if naive, as CloudKitty
+    gives them)."""
+    when = datetime.datetime.fromisoformat(iso.replace('Z', '+00:00'))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 def _iso(epoch):

@@ -12,7 +12,8 @@ from tests.rig import ceph as ceph_mod
 from tests.rig import libvirtd
 from tests.rig import rig as rig_mod
 
-__all__ = ['billing_services', 'ceph_cluster', 'libvirt_daemons', 'rig']
+__all__ = ['billing_rules', 'billing_services', 'ceph_cluster',
+           'libvirt_daemons', 'rig']
 
 
 def _no_domains_left():
@@ -84,3 +85,16 @@ def billing_services(tmp_path_factory):
                     % (exc, '; '.join(problems)), pytrace=False)
     yield services
     assert services.stop() == []
+
+
+@pytest.fixture(scope='session')
+def billing_rules(billing_services):
+    """What an operator runs once against billing_services (resource
+    types, hashmap rules, the minimums script), once per session for
+    every billing test: ``outputs`` {step: printed text} and
+    ``created_at`` (epoch seconds; rules rate only later periods)."""
+    import time
+    import types
+    from tests.rig import billing
+    outputs = billing_services.operator_steps(billing.agent_bin())
+    return types.SimpleNamespace(outputs=outputs, created_at=time.time())

@@ -23,3 +23,13 @@ def test_rating_window(rules_at, now, want):
 def test_ini_renders_sections_in_order():
     assert billing._ini({'a': {'x': 1}, 'b': {'y': 'z'}}) == \
         '[a]\nx = 1\n\n[b]\ny = z\n'
+
+
+@pytest.mark.parametrize('text', [
+    '2026-12-06T08:40:00',              # CloudKitty's naive UTC
+    '2026-12-06T08:40:00Z',
+    '2026-12-06T08:40:00+00:00',        # Gnocchi, Ceilometer
+    '2026-12-06T09:40:00+01:00',
+])
+def test_epoch_reads_utc_times(text):
+    assert billing.epoch(text) == 1796546400.0

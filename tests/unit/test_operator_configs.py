@@ -389,6 +389,33 @@ def test_metrics_yml_reads_what_gnocchi_stores(tmp_path):
     assert types['os_license_vm']['mutate'] == 'NUMBOOL'
 
 
+POLLING_SAMPLE = ETC / 'polling.yaml.sample'
+README = ETC.parent / 'README.rst'
+CLOUDKITTY_PERIOD = 3600        # CloudKitty's [collect] period default
+
+
+def test_every_rated_period_rests_on_many_samples(tmp_path):
+    # Issue 26: a period without a sample is not rated, so no period may
+    # rest on one poll; and the many samples must be rated once.
+    (source,) = [s for s in
+                 yaml.safe_load(POLLING_SAMPLE.read_text())['sources']
+                 if METER in s['meters']]
+    interval = source['interval']
+    rating_types = yaml.safe_load(METRICS_YML.read_text())['metrics'][METER]
+    (granularity,) = {t['extra_args']['force_granularity']
+                      for t in rating_types}
+    assert interval <= granularity
+    assert CLOUDKITTY_PERIOD // interval >= 12
+    for rating_type in rating_types:
+        args = rating_type['extra_args']
+        # the vCPUs whatever the number of samples in a point
+        assert args['aggregation_method'] in ('mean', 'max')
+        assert args['re_aggregation_method'] in ('mean', 'max')
+    # README shows the interval shipped
+    enabling = README.read_text().split('Enabling the meter\n')[1]
+    assert 'interval: %d\n' % interval in enabling.split('\n\n\n')[0]
+
+
 def _seconds(text):
     number, unit = text.split()
     return int(number) * {'second': 1, 'seconds': 1, 'minute': 60,
