@@ -1,0 +1,267 @@
+"""licence-report's reader (on a fake Gnocchi adapter), renderings and
+CLI glue; the counting itself is in test_licence_periods.py."""
+
+import csv
+import datetime
+import io
+import json
+import math
+import urllib.parse
+
+import pytest
+
+from ceilometer_os_pollster import cli
+from ceilometer_os_pollster import gnocchi_history as gh
+from ceilometer_os_pollster import licence_cli
+from ceilometer_os_pollster import licence_periods as lp
+from ceilometer_os_pollster import licence_render
+
+
+def ts(epoch):
+    return datetime.datetime.fromtimestamp(
+        epoch, datetime.timezone.utc).isoformat()
+
+
+class Response:
+    def __init__(self, body, status=200, link=None):
+        self.status_code = status
+        self.reason = 'OK' if status < 400 else 'Bad'
+        self._body = body
+        self.text = json.dumps(body)
+        self.headers = {'Link': link} if link else {}
+
+    def json(self):
+        return self._body
+
+
+class FakeGnocchi:
+    """Serves history pages of ``items`` (sorted as asked) and measures;
+    records every request."""
+
+    def __init__(self, items, measures=None):
+        self.items = items
+        self.measures = measures or {}
+        self.requests = []
+
+    def request(self, path, method, raise_exc=True, params=None, json=None):
+        self.requests.append((method, path, params, json))
+        if path.startswith('/v1/search/'):
+            params = list(params)
+            limit = int(dict(params)['limit'])
+            marker = dict(params).get('marker')
+            start = 0 if marker is None else int(marker.split('@')[1])
+            page = self.items[start:start + limit]
+            link = None
+            if len(page) == limit:
+                link = '<http://g/v1/search/resource/instance?%s>; ' \
+                       'rel="next"' % urllib.parse.urlencode(
+                           [('limit', limit),
+                            ('marker', 'x@%d' % (start + limit))])
+            return Response(page, link=link)
+        metric = path.split('/')[3]
+        if metric not in self.measures:
+            return Response({'description': 'no such metric'}, 404)
+        return Response(self.measures[metric])
+
+
+def item(rid, start, end=None, metric='m-', **attributes):
+    base = {'id': rid, 'revision_start': ts(start),
+            'revision_end': None if end is None else ts(end),
+            'project_id': 'p', 'display_name': 'vm-' + rid,
+            'ended_at': None, 'metrics': {gh.METER: metric + rid}}
+    base.update(attributes)
+    return base
+
+
+def test_revisions_group_per_resource_across_pages():
+    items = [item('a', 0, 10), item('a', 10), item('b', 0),
+             item('c', 0, 5), item('c', 5, 7), item('c', 7)]
+    fake = FakeGnocchi(items)
+    got = [(rid, metric, [r.start for r in revs]) for rid, metric, revs in
+           gh.Reader(fake, page_size=2).revisions(0, 100)]
+    assert got == [('a', 'm-a', [0, 10]), ('b', 'm-b', [0]),
+                   ('c', 'm-c', [0, 5, 7])]
+    # three full pages, then an empty one ends it
+    assert len(fake.requests) == 4
+    method, path, params, query = fake.requests[1]
+    assert (method, path) == ('POST', '/v1/search/resource/instance')
+    assert ('marker', 'x@2') in params and ('history', 'true') in params
+    assert params.count(('sort', 'id:asc')) == 1
+    assert query == gh.history_query(0, 100)
+
+
+def test_revision_of_reads_times_and_cleans_tenant_text():
+    revision = gh.revision_of(item(
+        'a', 0, 3600, display_name='evil\x1b[31m\nname',
+        ended_at='2026-12-01T00:00:00', os_edition='Standard',
+        os_inspection_status='ok', flavor_name='big'))
+    assert (revision.start, revision.end) == (0, 3600)
+    assert revision.name == 'evil name'
+    assert revision.ended_at == datetime.datetime(
+        2026, 12, 1, tzinfo=datetime.timezone.utc).timestamp()
+    assert revision.attributes == {'os_edition': 'Standard',
+                                   'os_inspection_status': 'ok'}
+    assert gh.revision_of(item('a', 0)).end == math.inf
+
+
+def test_measures_take_the_finest_granularity_unless_told():
+    rows = [[ts(0), 3600.0, 4.0], [ts(0), 300.0, 2.0],
+            [ts(300), 300.0, 2.0], [ts(600), 300.0, None]]
+    assert gh.measures_of(rows) == [lp.Measure(0, 300.0, 2.0),
+                                    lp.Measure(300, 300.0, 2.0)]
+    assert gh.measures_of(rows, 3600.0) == [lp.Measure(0, 3600.0, 4.0)]
+    assert gh.measures_of([]) == []
+
+
+def test_measures_are_asked_from_max_gap_before_the_period():
+    fake = FakeGnocchi([], {'m': [[ts(0), 300.0, 2.0]]})
+    assert gh.Reader(fake).measures('m', 7200, 10800, 3600) == [
+        lp.Measure(0, 300.0, 2.0)]
+    _, path, params, _ = fake.requests[0]
+    assert path == '/v1/metric/m/measures'
+    assert params == {'start': gh.iso(3600), 'stop': gh.iso(10800),
+                      'aggregation': 'mean'}
+
+
+def test_a_refusal_names_the_request():
+    fake = FakeGnocchi([])
+    with pytest.raises(gh.GnocchiError, match='404 .* /v1/metric/zz'):
+        gh.Reader(fake).measures('zz', 0, 1, 0)
+
+
+def test_next_marker():
+    assert gh.next_marker('<http://g/x?a=1&marker=id%402>; rel="next"') \
+        == 'id@2'
+    assert gh.next_marker(None) is None
+    assert gh.next_marker('<http://g/x?a=1>; rel="next"') is None
+
+
+# -- the period -----------------------------------------------------------
+
+def utc(*args):
+    return datetime.datetime(*args, tzinfo=datetime.timezone.utc)\
+        .timestamp()
+
+
+@pytest.mark.parametrize('month, start, end', [
+    ('2026-12', utc(2026, 12, 1), utc(2027, 1, 1)),
+    ('2028-02', utc(2028, 2, 1), utc(2028, 3, 1)),
+])
+def test_month_is_the_calendar_month_in_utc(month, start, end):
+    assert licence_cli.period(month) == (start, end)
+    assert end - start in (29 * 86400, 31 * 86400)
+
+
+def test_start_and_end_are_iso_utc_unless_an_offset_is_given():
+    assert licence_cli.period(None, '2026-12-01T00:00:00',
+                              '2026-12-01T02:00:00+01:00') == (
+        utc(2026, 12, 1), utc(2026, 12, 1, 1))
+
+
+@pytest.mark.parametrize('month, start, end, message', [
+    ('2026-13', None, None, 'YYYY-MM'),
+    ('2026-12', '2026-12-01', None, 'not both'),
+    (None, '2026-12-01', None, 'both --start and --end'),
+    (None, '2026-12-02', '2026-12-01', 'after'),
+    (None, 'yesterday', '2026-12-01', 'ISO 8601'),
+])
+def test_bad_periods_say_why(month, start, end, message):
+    with pytest.raises(licence_cli.PeriodError, match=message):
+        licence_cli.period(month, start, end)
+
+
+# -- the command, end to end on the fake ----------------------------------
+
+H = 3600.0
+START = utc(2026, 11, 1)
+
+
+def cloud():
+    items = [
+        item('up', START - H, START + 10 * 24 * H, os_inspection_status='ok',
+             os_family='windows', os_edition='Standard'),
+        item('up', START + 10 * 24 * H, os_inspection_status='ok',
+             os_family='windows', os_edition='Datacenter'),
+        item('bare', START),
+    ]
+    measures = {
+        'm-up': [[ts(START + i * 300), 300.0, 2.0]
+                 for i in range(30 * 24 * 12)],
+        'm-bare': [[ts(START), 300.0, 1.0]],
+    }
+    return FakeGnocchi(items, measures)
+
+
+def run(*argv):
+    fake = cloud()
+    args = cli.build_parser(['licence-report']).parse_args(
+        ['licence-report', '--month', '2026-11'] + list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    code, message = licence_cli.run(args, out, err,
+                                    make_adapter=lambda args: fake)
+    return code, message, out.getvalue(), err.getvalue()
+
+
+def test_json_rows_and_risks():
+    code, message, out, err = run('--format', 'json')
+    assert (code, message) == (0, None)
+    doc = json.loads(out)
+    assert doc['period'] == {'start': '2026-11-01T00:00:00+00:00',
+                             'end': '2026-12-01T00:00:00+00:00',
+                             'hours': 720.0}
+    rows = {(r['project_id'], r['product'], r['edition']): r
+            for r in doc['lines']}
+    assert rows[('p', 'Windows Server', 'Datacenter')] == {
+        'project_id': 'p', 'product': 'Windows Server',
+        'edition': 'Datacenter', 'instances': 1, 'vm_hours': 480.0,
+        'vcpu_hours': 960.0, 'licensed_core_hours': 3840.0,
+        'peak_licensed_cores': 8,
+        'average_licensed_cores': round(3840 / 720.0, 3)}
+    assert rows[('p', '(no OS attributes)', '')]['vm_hours'] == \
+        round(300 / H, 3)
+    kinds = {(r['kind'], r['resource_id'], r['name']) for r in doc['risks']}
+    assert kinds == {('os-changed', 'up', 'vm-up'),
+                     ('no-os-attributes', 'bare', 'vm-bare')}
+    changed = [r for r in doc['risks'] if r['kind'] == 'os-changed'][0]
+    assert changed['at'] == '2026-11-11T00:00:00+00:00'
+    assert 'instances, ' in err
+
+
+def test_csv_has_the_json_keys_then_the_risks():
+    code, _, out, _ = run('--format', 'csv', '--quiet')
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == list(licence_render.LINE_KEYS)
+    blank = rows.index([])
+    assert rows[blank + 1] == list(licence_render.RISK_KEYS)
+    assert len(rows) - blank - 2 == 2
+    assert {r[1] for r in rows[1:blank]} == {
+        'Windows Server', '(no OS attributes)'}
+
+
+def test_table_by_default_and_quiet_means_no_stderr():
+    code, _, out, err = run('--quiet', '--risk-share', '0.5')
+    assert (code, err) == (0, '')
+    assert out.startswith('Licences from 2026-11-01T00:00:00+00:00 to '
+                          '2026-12-01T00:00:00+00:00 (720.00 hours)')
+    assert 'LICENSED CORE-HOURS' in out and 'Revenue risks' in out
+    assert '3840.00' in out
+
+
+def test_bad_arguments_are_usage_errors():
+    assert run('--risk-share', '2')[:2] == (
+        2, '--risk-share must be between 0 and 1')
+    code, message, _, _ = run('--start', '2026-11-01')
+    assert code == 2 and 'not both' in message
+
+
+def test_the_command_is_declared_with_keystoneauth_options(monkeypatch):
+    monkeypatch.setenv('OS_AUTH_TYPE', 'gnocchi-basic')
+    monkeypatch.setenv('GNOCCHI_ENDPOINT', 'http://gnocchi:8041')
+    monkeypatch.setenv('GNOCCHI_USER', 'billing')
+    argv = ['licence-report', '--month', '2026-11']
+    args = cli.build_parser(argv).parse_args(argv)
+    assert (args.os_auth_type, args.os_endpoint, args.os_user) == (
+        'gnocchi-basic', 'http://gnocchi:8041', 'billing')
+    adapter = licence_cli.adapter(args)
+    assert adapter.get_endpoint() == 'http://gnocchi:8041'
