@@ -1,19 +1,17 @@
 """Reading instances' history from Gnocchi's API (I/O).
 
 Owns the requests ``licence-report`` makes, through a keystoneauth
-adapter (service type ``metric``): a paged search of the ``instance``
-resources' revisions overlapping the period, sorted by resource id then
-revision so that each resource's revisions arrive together, and each
+adapter (service type ``metric``): a search of the ``instance``
+resources that may have run in the period, paged by id; the history of
+those whose attributes changed since the period start; and each
 resource's ``compute.instance.os.metadata`` measures for the period at
 the finest granularity stored.  Yields one resource at a time as
-licence_periods records: memory holds one page of revisions and one
-resource's measures, whatever the size of the cloud.
+licence_periods records: memory holds one page of resources and one
+resource's revisions and measures, whatever the size of the cloud.
 """
 
 import datetime
 import math
-import re
-import urllib.parse
 
 from ceilometer_os_pollster import licence_periods
 from ceilometer_os_pollster import sanitize
@@ -21,8 +19,6 @@ from ceilometer_os_pollster import sanitize
 METER = 'compute.instance.os.metadata'
 RESOURCE_TYPE = 'instance'
 PAGE_SIZE = 1000
-
-_MARKER_RE = re.compile(r'<([^>]*)>\s*;\s*rel="next"')
 
 
 class GnocchiError(Exception):
@@ -44,27 +40,25 @@ def epoch(text):
     return moment.timestamp()
 
 
-def history_query(start, end):
-    """The search filter: revisions in effect during [start, end) of
-    resources not ended before start."""
+def resources_query(start, end):
+    """The search filter: resources started before the period's end and
+    not ended before its start."""
     return {'and': [
-        {'<': {'revision_start': iso(end)}},
-        {'or': [{'=': {'revision_end': None}},
-                {'>': {'revision_end': iso(start)}}]},
+        {'<': {'started_at': iso(end)}},
         {'or': [{'=': {'ended_at': None}},
                 {'>': {'ended_at': iso(start)}}]},
     ]}
 
 
-def next_marker(link_header):
-    """The marker of a "Link: <...>; rel=next" header, or None."""
-    match = _MARKER_RE.search(link_header or '')
-    if not match:
-        return None
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(
-        match.group(1)).query)
-    markers = query.get('marker')
-    return markers[0] if markers else None
+def history_query(resource_id, start, end):
+    """The search filter of one resource's revisions in effect during
+    [start, end)."""
+    return {'and': [
+        {'=': {'id': resource_id}},
+        {'<': {'revision_start': iso(end)}},
+        {'or': [{'=': {'revision_end': None}},
+                {'>': {'revision_end': iso(start)}}]},
+    ]}
 
 
 def revision_of(item):
@@ -112,37 +106,62 @@ class Reader:
                 response.text[:500]))
         return response
 
-    def revisions(self, start, end):
-        """(resource id, metric id of METER or None, [Revision]) per
-        instance resource, one page of revisions in memory at a time."""
+    def _current(self, start, end):
+        """The instance resources that may have run in [start, end), as
+        they are now, paged by id.  Gnocchi 4.7 returns the right page
+        but, with details, not in the order asked: the marker is the
+        page's greatest id."""
         marker = None
-        current, rows, metric = None, [], None
-        resources = count = 0
         while True:
-            params = [('history', 'true'), ('details', 'true'),
-                      ('limit', str(self.page_size)),
-                      ('sort', 'id:asc'), ('sort', 'revision_start:asc')]
+            params = [('details', 'true'), ('limit', str(self.page_size)),
+                      ('sort', 'id:asc')]
             if marker:
                 params.append(('marker', marker))
-            response = self._request(
+            page = self._request(
                 'POST', '/v1/search/resource/%s' % RESOURCE_TYPE,
-                params=params, json=history_query(start, end))
-            page = response.json()
-            for item in page:
-                if item['id'] != current:
-                    if current is not None:
-                        yield current, metric, rows
-                        resources += 1
-                    current, rows, metric = item['id'], [], None
-                rows.append(revision_of(item))
-                metric = (item.get('metrics') or {}).get(METER) or metric
-                count += 1
-            self.progress(resources, count)
-            marker = next_marker(response.headers.get('Link'))
-            if not page or len(page) < self.page_size or not marker:
-                break
-        if current is not None:
-            yield current, metric, rows
+                params=params, json=resources_query(start, end)).json()
+            page.sort(key=lambda item: item['id'])
+            yield from page
+            if len(page) < self.page_size:
+                return
+            marker = page[-1]['id']
+
+    def _history(self, resource_id, start, end):
+        """The resource's revisions in effect during [start, end), in
+        one request (the history marker suffers from the same order
+        problem); GnocchiError if a page cannot hold them."""
+        page = self._request(
+            'POST', '/v1/search/resource/%s' % RESOURCE_TYPE,
+            params=[('history', 'true'), ('details', 'true'),
+                    ('limit', str(self.page_size))],
+            json=history_query(resource_id, start, end)).json()
+        if len(page) >= self.page_size:
+            raise GnocchiError(
+                'instance %s has %d or more attribute revisions in the '
+                'period: give a larger --page-size'
+                % (resource_id, self.page_size))
+        return sorted(map(revision_of, page), key=lambda r: r.start)
+
+    def revisions(self, start, end):
+        """(resource id, metric id of METER or None, [Revision in effect
+        during the period]) per instance resource.
+
+        A resource's history is asked for only when its current
+        revision started after the period start: most instances keep
+        their attributes for months.
+        """
+        resources = revisions = 0
+        for item in self._current(start, end):
+            current = revision_of(item)
+            if current.start <= start:
+                found = [current]
+            else:
+                found = self._history(item['id'], start, end)
+            resources += 1
+            revisions += len(found)
+            self.progress(resources, revisions)
+            yield (item['id'], (item.get('metrics') or {}).get(METER),
+                   found)
 
     def measures(self, metric_id, start, end, max_gap):
         """The meter's measures that can count in [start, end): from

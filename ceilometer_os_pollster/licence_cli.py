@@ -191,17 +191,14 @@ def compute(reader, settings, progress):
 
     totals = licence_periods.Totals(settings)
     risks = []
-    count = 0
     for resource_id, metric_id, revisions in reader.revisions(
             settings.start, settings.end):
-        count += 1
         measures = (reader.measures(metric_id, settings.start,
                                     settings.end, settings.max_gap)
-                    if metric_id else [])
+                    if metric_id and revisions else [])
         risks.extend(licence_periods.account(resource_id, revisions,
                                              measures, settings, totals))
-        progress(count, progress.revisions)
-    progress(count, progress.revisions, force=True)
+    progress(progress.resources, progress.revisions, force=True)
     risks.sort(key=lambda r: (r.kind, r.project_id, r.resource_id,
                               r.at or 0))
     return totals.lines(), risks
@@ -228,9 +225,7 @@ def run(args, out, err, make_adapter=adapter):
     progress = Progress(err, not args.quiet)
     reader = gnocchi_history.Reader(
         make_adapter(args), page_size=args.page_size,
-        granularity=args.granularity,
-        progress=lambda resources, revisions: setattr(
-            progress, 'revisions', revisions))
+        granularity=args.granularity, progress=progress)
     try:
         lines, risks = compute(reader, settings, progress)
     except gnocchi_history.GnocchiError as exc:
