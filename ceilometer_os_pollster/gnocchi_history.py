@@ -12,6 +12,7 @@ resource's revisions and measures, whatever the size of the cloud.
 
 import datetime
 import math
+import re
 
 from ceilometer_os_pollster import licence_periods
 from ceilometer_os_pollster import sanitize
@@ -19,6 +20,9 @@ from ceilometer_os_pollster import sanitize
 METER = 'compute.instance.os.metadata'
 RESOURCE_TYPE = 'instance'
 PAGE_SIZE = 1000
+
+
+_TIMESPAN_RE = re.compile(r'^(?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$')
 
 
 class GnocchiError(Exception):
@@ -38,6 +42,24 @@ def epoch(text):
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
+
+
+def seconds(text):
+    """Seconds of Gnocchi's "30 days, 0:00:00" / "0:05:00" spans."""
+    match = _TIMESPAN_RE.match(str(text).strip())
+    if not match:
+        raise GnocchiError('unexpected time span from Gnocchi: %r' % text)
+    days, hours, minutes, secs = match.groups()
+    return (int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60
+            + float(secs))
+
+
+def retention(metric):
+    """(granularity, timespan) in seconds of the finest archive of a
+    metric's policy, as GET /v1/metric/ID shows it."""
+    finest = min(metric['archive_policy']['definition'],
+                 key=lambda d: seconds(d['granularity']))
+    return seconds(finest['granularity']), seconds(finest['timespan'])
 
 
 def resources_query(start, end):
@@ -162,6 +184,11 @@ class Reader:
             self.progress(resources, revisions)
             yield (item['id'], (item.get('metrics') or {}).get(METER),
                    found)
+
+    def retention(self, metric_id):
+        """retention() of one metric."""
+        return retention(self._request(
+            'GET', '/v1/metric/%s' % metric_id).json())
 
     def measures(self, metric_id, start, end, max_gap):
         """The meter's measures that can count in [start, end): from

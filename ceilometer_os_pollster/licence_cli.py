@@ -185,14 +185,39 @@ class Progress:
             self.err.flush()
 
 
-def compute(reader, settings, progress):
-    """(lines, risks) over every instance the reader yields."""
+def retention_warning(granularity, timespan, settings, now):
+    """The warning to print when Gnocchi no longer keeps the measures of
+    the period's start, else None."""
+    kept_since = now - timespan
+    if settings.start >= kept_since:
+        return None
+    from ceilometer_os_pollster import gnocchi_history
+    return ('Gnocchi keeps the %s measures (%g s granularity) for %g '
+            'days only: those before %s are gone and the period from %s '
+            'is UNDER-COUNTED; give the metric an archive policy that '
+            'keeps at least two months (README "Monthly licence report")'
+            % (gnocchi_history.METER, granularity, timespan / 86400.0,
+               gnocchi_history.iso(kept_since),
+               gnocchi_history.iso(settings.start)))
+
+
+def compute(reader, settings, progress, now=None):
+    """(lines, risks, warnings) over every instance the reader yields."""
     from ceilometer_os_pollster import licence_periods
 
+    now = time.time() if now is None else now
     totals = licence_periods.Totals(settings)
-    risks = []
+    risks, warnings = [], []
+    checked = False
     for resource_id, metric_id, revisions in reader.revisions(
             settings.start, settings.end):
+        if metric_id and not checked:
+            # Ceilometer gives every instance's meter the same policy
+            checked = True
+            warning = retention_warning(*reader.retention(metric_id),
+                                        settings, now)
+            if warning:
+                warnings.append(warning)
         measures = (reader.measures(metric_id, settings.start,
                                     settings.end, settings.max_gap)
                     if metric_id and revisions else [])
@@ -201,7 +226,7 @@ def compute(reader, settings, progress):
     progress(progress.resources, progress.revisions, force=True)
     risks.sort(key=lambda r: (r.kind, r.project_id, r.resource_id,
                               r.at or 0))
-    return totals.lines(), risks
+    return totals.lines(), risks, warnings
 
 
 def run(args, out, err, make_adapter=adapter):
@@ -227,7 +252,7 @@ def run(args, out, err, make_adapter=adapter):
         make_adapter(args), page_size=args.page_size,
         granularity=args.granularity, progress=progress)
     try:
-        lines, risks = compute(reader, settings, progress)
+        lines, risks, warnings = compute(reader, settings, progress)
     except gnocchi_history.GnocchiError as exc:
         return 2, str(exc)
     except Exception as exc:
@@ -235,10 +260,14 @@ def run(args, out, err, make_adapter=adapter):
         if type(exc).__module__.startswith('keystoneauth1'):
             return 2, 'cannot reach Gnocchi: %s' % exc
         raise
+    for warning in warnings:
+        err.write('licence-report: WARNING: %s\n' % warning)
     if args.format == 'json':
-        out.write(licence_render.json_text(settings, lines, risks))
+        out.write(licence_render.json_text(settings, lines, risks,
+                                           warnings))
     elif args.format == 'csv':
         out.write(licence_render.csv_text(lines, risks))
     else:
-        out.write(licence_render.table_text(settings, lines, risks))
+        out.write(licence_render.table_text(settings, lines, risks,
+                                            warnings))
     return 0, None

@@ -44,7 +44,7 @@ def risk_document(risk):
     return doc
 
 
-def json_text(settings, lines, risks):
+def json_text(settings, lines, risks, warnings=()):
     return json.dumps({
         'period': {'start': gnocchi_history.iso(settings.start),
                    'end': gnocchi_history.iso(settings.end),
@@ -56,6 +56,7 @@ def json_text(settings, lines, risks):
             'sql_server': settings.minimums.sql_server},
         'lines': [line_document(line) for line in lines],
         'risks': [risk_document(risk) for risk in risks],
+        'warnings': list(warnings),
     }, indent=2) + '\n'
 
 
@@ -85,7 +86,7 @@ def _cell(value, digits=2):
     return value or '-'
 
 
-def table_text(settings, lines, risks):
+def table_text(settings, lines, risks, warnings=()):
     rows = [(line.project_id, line.product, line.edition or '-',
              line.instances, _cell(line.vm_hours), _cell(line.vcpu_hours),
              _cell(line.licensed_core_hours), line.peak_licensed_cores,
@@ -99,6 +100,7 @@ def table_text(settings, lines, risks):
                            gnocchi_history.iso(settings.end),
                            _cell(settings.hours),
                            licence_periods.ALL_PROJECTS),
+             *['WARNING: ' + warning for warning in warnings],
              render.format_table(LINE_HEADERS, rows) if rows
              else '(no running instance in the period)',
              'Revenue risks (status share over %.0f%% of running time, OS '

@@ -407,6 +407,8 @@ def test_revenue_risks(world, report):
     assert risks[('no-os-attributes', 'bare')]['hours'] == pytest.approx(
         5 * DAY / 3600, abs=1e-6)
     assert 'instances' in err
+    # the test policy keeps a day: the whole period is there
+    assert doc['warnings'] == []
 
 
 def test_the_installed_command_prints_the_table(world):
