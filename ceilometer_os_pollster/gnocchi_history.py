@@ -10,6 +10,7 @@ licence_periods records: memory holds one page of resources and one
 resource's revisions and measures, whatever the size of the cloud.
 """
 
+import dataclasses
 import datetime
 import math
 import re
@@ -178,7 +179,9 @@ class Reader:
             if current.start <= start:
                 found = [current]
             else:
-                found = self._history(item['id'], start, end)
+                # ended_at is the resource's, whichever revision set it
+                found = [dataclasses.replace(r, ended_at=current.ended_at)
+                         for r in self._history(item['id'], start, end)]
             resources += 1
             revisions += len(found)
             self.progress(resources, revisions)

@@ -99,6 +99,16 @@ def test_resources_are_paged_and_only_changed_ones_read_history():
     assert histories[0][3] == gh.history_query('a', 100, 200)
 
 
+def test_ended_at_is_the_current_resources():
+    # deleted at 190, the deletion reached Gnocchi after the period
+    history = [item('a', 0, 150), item('a', 150, 250)]
+    current = item('a', 250, ended_at=gh.iso(190))
+    fake = FakeGnocchi([current], history={'a': history})
+    ((_, _, revisions),) = gh.Reader(fake).revisions(100, 200)
+    assert [(r.start, r.ended_at) for r in revisions] == [(0, 190),
+                                                          (150, 190)]
+
+
 def test_a_history_larger_than_a_page_is_refused():
     history = [item('a', 150 + i) for i in range(3)]
     fake = FakeGnocchi([history[-1]], history={'a': history})
