@@ -11,8 +11,10 @@ computation below both use those times.  Measures are written
 afterwards, back-dated, in one batch, as the publisher would have.
 
 The cloud: an instance upgraded from Windows Server Standard to
-Datacenter mid-month, a RHEL one deleted on day 10 (ended_at, with
-measures written past it), one "failed" for its first 5 days, one with
+Datacenter mid-month, a RHEL one deleted at noon on day 9 (ended_at
+inside its last measure's slot; a measure after ended_at would make
+Gnocchi 4.7 clear ended_at: it "restores" the resource), one "failed"
+for its first 5 days, one with
 measures but no OS attributes, and a project of 200 instances starting
 on staggered days, some with a short gap (counted) or a long one (not
 counted) in their measures.  Expected figures are computed here
@@ -21,6 +23,7 @@ written out by hand.
 """
 
 import dataclasses
+import datetime
 import io
 import json
 import logging
@@ -87,7 +90,7 @@ class Plan:
     last_second: int = MONTH         # excluded
     missing: tuple = ()              # seconds without a measure
     changes: tuple = ()              # ((day, attributes), ...)
-    deleted_day: int = None
+    deleted_day: float = None
     rid: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     revisions: list = dataclasses.field(default_factory=list)
 
@@ -97,8 +100,8 @@ def make_plans():
     small, big = 'small-' + run, 'big-' + run
     plans = [
         Plan('upgraded', small, 2, WIN_STD, changes=((15, WIN_DC),)),
-        Plan('deleted', small, 4, RHEL, last_second=12 * DAY,
-             deleted_day=10),
+        Plan('deleted', small, 4, RHEL, last_second=10 * DAY,
+             deleted_day=9.5),
         Plan('failed', small, 2, FAILED, changes=((5, WIN_STD),)),
         Plan('bare', small, 1, {}, first_second=3 * DAY,
              last_second=8 * DAY),
@@ -204,7 +207,8 @@ def world(billing_services):
                                    attributes))
         else:
             api(services, 'PATCH', '/v1/resource/instance/%s' % plan.rid,
-                {'ended_at': iso(start + day * DAY)})
+                {'ended_at': datetime.datetime.fromtimestamp(
+                    start + day * DAY, datetime.timezone.utc).isoformat()})
     time.sleep(max(0.0, end - time.time()))
     # back-dated measures, as the publisher would have written them
     batch = {metrics[plan.rid]: [
@@ -230,7 +234,7 @@ def running_slots(plan, world):
             running.update(range(before + 1, after))
     stop = plan.deleted_day * DAY if plan.deleted_day is not None \
         else MONTH
-    return [(world.start + s, world.start + s + 1)
+    return [(world.start + s, world.start + min(s + 1, stop))
             for s in sorted(running) if 0 <= s < stop]
 
 
