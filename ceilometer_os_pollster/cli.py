@@ -8,6 +8,8 @@ Owns the operator's side of the inspection service:
   the privilege-separated mode (etc/pollsters.d);
 * ``cache list|show|forget``;
 * ``report``: the licence summary (report.py) of the host's instances;
+* ``licence-report``: the cloud's licences over a period, from Gnocchi
+  (licence_cli.py owns it);
 * listing the host's domains with the nova metadata libvirt keeps in
   each one (``domain_xml.instance_info``), so that the CLI sees the
   same instances, owners and vCPUs as the agent's discovery;
@@ -442,7 +444,7 @@ def _common(parser, suppress):
                         help='log DEBUG messages too')
 
 
-def build_parser():
+def build_parser(argv=None):
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=formatter, epilog=EPILOG,
@@ -503,6 +505,11 @@ def build_parser():
              '%(default)s)')
     summary.set_defaults(handler='report')
 
+    from ceilometer_os_pollster import licence_cli
+    licence_cli.add_parser(commands,
+                           sys.argv[1:] if argv is None else argv,
+                           formatter, _common)
+
     cache = commands.add_parser(
         'cache', formatter_class=formatter, epilog=EPILOG,
         help='list, show or forget cached records',
@@ -553,7 +560,7 @@ def main(argv=None, stdout=None, stderr=None, connect=open_libvirt,
     """Run the command; returns the exit status (see EPILOG)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    parser = build_parser()
+    parser = build_parser(argv)
     try:
         # argparse prints help and usage errors itself.
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -599,6 +606,13 @@ def _run(args, json_mode, out, err, connect, service_factory):
     try:
         setup_logging(json_mode, args.verbose, args.debug, args.log_file,
                       err)
+        if args.handler == 'licence-report':
+            # Gnocchi only: no agent configuration needed
+            from ceilometer_os_pollster import licence_cli
+            code, message = licence_cli.run(args, out, err)
+            if message:
+                raise CLIError(code, message)
+            return code
         conf = load_conf(args.config_file)
         if args.handler == 'inspect':
             return cmd_inspect(args, conf, out, err, connect,
