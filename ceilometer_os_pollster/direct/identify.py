@@ -1,8 +1,8 @@
 """What a volume holds, from its magic numbers alone (pure).
 
 ``identify(source)`` reads a few sectors and names the content the way
-the inspection needs it: a filesystem we read (ext, xfs, ntfs), one the
-appliance reads (btrfs), one that holds no OS (swap, vfat), an
+the inspection needs it: a filesystem we read (ext, xfs, ntfs, btrfs),
+one that holds no OS (swap, vfat), an
 encrypted volume (LUKS, BitLocker), an LVM physical volume, an md-raid
 member, nothing at all (zeros), or None for anything else.  Guest data
 chooses the answer, never what is opened: each answer only picks which
@@ -119,7 +119,6 @@ def fs_ids(source, kind):
 def unsupported(kind, device):
     """The Unsupported error for a kind the direct method leaves to the
     appliance."""
-    why = {BTRFS: 'btrfs is read by the appliance',
-           MDRAID: 'md-raid members are assembled by the appliance',
+    why = {MDRAID: 'md-raid members are assembled by the appliance',
            None: 'unknown filesystem or volume type'}.get(kind, kind)
     return errors.Unsupported('%s: %s' % (device, why))

@@ -6,12 +6,18 @@ policy (``facts``) bills whatever read the disks.  The stack, each layer
 a window over the one below: the disk (a host file or block device, raw
 or qcow2 along the chain ``overlay.local_tree`` pins, formats never
 probed) -> its partition table (or none) -> LVM physical volumes and
-their logical volumes -> a filesystem (ext2/3/4, XFS, NTFS) -> the Linux
-or Windows facts (the registry read by ``regf``).  Device names
-follow the appliance's (/dev/sda2, /dev/VG/LV) so reasons read alike.
+their logical volumes -> a filesystem (ext2/3/4, XFS, NTFS, btrfs) ->
+the Linux or Windows facts (the registry read by ``regf``).  Device
+names follow the appliance's (/dev/sda2, /dev/VG/LV, and a btrfs volume
+as libguestfs 1.48's list_filesystems lists it: the device for its
+default subvolume, btrfsvol:/dev/sda2/PATH for each other subvolume),
+so roots and reasons read alike.  A Linux root's billing inputs are
+read through the mounts its /etc/fstab makes (``mounts``), as the
+appliance path mounts it.
 
-Anything it does not read (a network disk, btrfs, md-raid, an
-unknown filesystem, an unsupported LV) or a bound it reaches raises an
+Anything it does not read (a network disk, md-raid, multi-device or
+RAID btrfs, an unknown filesystem, an unsupported LV) or a bound it
+reaches raises an
 ``errors.DirectError``: the worker falls back to the appliance
 (``inspection_method = auto``) or reports it (``direct``).
 """
@@ -22,6 +28,7 @@ from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import facts
 from ceilometer_os_pollster import overlay
 from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.direct import btrfs
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import identify as id_mod
@@ -32,11 +39,6 @@ from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import qcow2
 from ceilometer_os_pollster.direct import source as source_mod
 from ceilometer_os_pollster.direct import windows_root
-
-try:
-    from ceilometer_os_pollster.direct import btrfs
-except ImportError:     # until the btrfs reader lands: the appliance reads
-    btrfs = None
 
 # Partitions and logical volumes looked at per inspection; a real guest
 # has a handful.  More falls back to the appliance (which bounds itself).
@@ -49,7 +51,6 @@ MAX_ROOTS = 16
 # lookups); SUSE's snapper keeps tens.  More, on the disk where the
 # billed root could be, is a limit.
 MAX_SUBVOLUMES = 256
-TOP_LEVEL_SUBVOLUME = 5     # BTRFS_FS_TREE_OBJECTID
 # GPT partition types that hold no filesystem by design.
 _NO_FILESYSTEM_TYPES = (
     '21686148-6449-6e6f-744e-656564454649',     # BIOS boot (grub's core)
@@ -134,12 +135,11 @@ class _Listed:
 
 
 class _Btrfs:
-    """One btrfs volume: its reader and its subvolumes by path."""
+    """One btrfs volume: its device name and reader."""
 
     def __init__(self, device, volume):
         self.device = device
         self.volume = volume
-        self.paths = {}
 
 
 class _Disks:
@@ -175,11 +175,9 @@ class _Disks:
         rest = name[len('btrfsvol:'):]
         for vol in self.btrfs:
             if rest.startswith(vol.device + '/'):
-                path = mounts.canonical_path(
-                    rest[len(vol.device) + 1:]).strip('/')
-                if not path:
-                    return vol.volume.subvolume(TOP_LEVEL_SUBVOLUME)
-                subvolume = vol.paths.get(path)
+                # mount -o subvol=PATH: a path from the top level.
+                subvolume = vol.volume.subvolume_at(
+                    rest[len(vol.device) + 1:])
                 return (vol.volume.subvolume(subvolume)
                         if subvolume is not None else None)
         return None
@@ -207,8 +205,7 @@ def _list_volume(volume, budget, disks, result, pvs):
         disks.listed.append(_Listed(volume.device, volume.disk_index,
                                     kind=kind))
         return
-    if kind == id_mod.BTRFS and btrfs is not None and btrfs.probe(
-            volume.source):
+    if kind == id_mod.BTRFS:
         _list_btrfs(volume, budget, disks, result)
         return
     if kind not in (id_mod.EXT, id_mod.XFS, id_mod.NTFS):
@@ -231,11 +228,7 @@ def _list_btrfs(volume, budget, disks, result):
     disks.btrfs.append(vol)
     disks.add_ids(volume, id_mod.BTRFS)
     default = reader.default_subvolume()
-    subvolumes = list(reader.subvolumes())
-    for subvolume, path, _parent, _snapshot in subvolumes:
-        vol.paths.setdefault(mounts.canonical_path(path).strip('/'),
-                             subvolume)
-    others = [(s, p) for s, p, _, _ in subvolumes if s != default]
+    others = [(s, p) for s, p, _, _ in reader.subvolumes() if s != default]
     result.filesystems += 1 + len(others)
     disks.listed.append(_Listed(volume.device, volume.disk_index, reader,
                                 id_mod.BTRFS))
