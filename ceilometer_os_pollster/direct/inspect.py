@@ -399,6 +399,9 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None):
         if limited:
             result.limits.append('%d roots, more than %d read'
                                  % (len(roots), MAX_ROOTS))
+        elif len(result.roots) < len(roots):
+            result.warnings.append('%d roots read, the %d dearest kept'
+                                   % (len(roots), len(result.roots)))
     return result
 
 

@@ -8,6 +8,7 @@ First over fakes (a btrfs reader of FakeFs subvolumes), then on the
 catalog's btrfs and separate-/usr guests built with the kernel's btrfs.
 """
 
+import dataclasses
 import types
 
 import pytest
@@ -19,6 +20,8 @@ from ceilometer_os_pollster.direct import btrfs
 from ceilometer_os_pollster.direct import inspect as DI
 from ceilometer_os_pollster.direct import source as S
 from tests.guests import builder
+from tests.guests import catalog
+from tests.guests import layout
 from tests.unit.direct.test_fs import FakeFs
 from tests.unit.direct.test_linux_root import ELF_X86_64
 
@@ -287,3 +290,28 @@ def test_catalog_btrfs_guests_read_directly(catalog_facts):
     assert [(r.device, r.distro, r.arch, r.os_release['ID'])
             for r in usr.roots] == [('/dev/sda1', 'sles', 'x86_64',
                                      'sles')]
+
+
+def test_twenty_snapper_snapshots_read_directly(tmp_path):
+    """SLES with 20 snapshots (21 roots, past the appliance's 16 read in
+    detail): every one read, the 16 dearest kept, no bound reached."""
+    guest = catalog.GUESTS['sles-15-sp5-btrfs']
+    guest = dataclasses.replace(guest, name='sles-20-snapshots',
+                                linux=dataclasses.replace(
+                                    guest.linux,
+                                    snapshots=guest.linux.snapshots[1:2]
+                                    * 20))
+    image = tmp_path / 'disk.raw'
+    builder._build_disk(guest, layout.plan(guest), image, tmp_path)
+    from tests.functional.test_direct_catalog import job
+    specs = drives.drive_specs(job(guest.name, [str(image)])['domain_xml'])
+    result = DI.inspect(specs)
+    assert result.limits == []
+    assert len(result.roots) == DI.MAX_ROOTS
+    assert result.warnings == ['21 roots read, the 16 dearest kept']
+    record = facts.normalise(result, 'i')
+    assert (record.status, record.os_distro, record.os_version_minor) == (
+        'ok', 'sles', 5)
+    assert record.reason.startswith(
+        '16 operating systems on the boot disk (15 of them btrfs snapshots '
+        'or other subvolumes), billed the dearest: /dev/sda1')
