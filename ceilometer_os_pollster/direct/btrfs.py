@@ -6,7 +6,8 @@ system chunk array and the chunk tree (logical to physical addresses),
 B-trees of nodes and leaves, the root tree (subvolumes, their names and
 parents, the ``default`` entry), and in a subvolume's tree the inodes,
 directory entries (by name hash), inode refs and file extents (inline,
-regular, preallocated, holes; zlib/zstd-compressed, lzo refused).
+regular, preallocated, holes; zlib, zstd and lzo-compressed: LZO1X
+decoded by our own pure-Python code).
 
 ``Filesystem(source)`` is the default subvolume's view: what the kernel
 shows when the whole device is mounted.  Beside it, ``subvolumes()``,
@@ -17,16 +18,19 @@ naming a subvolume enters that subvolume's tree, as the kernel does.
 Bounds, since every byte is the tenant's: one device only (single, DUP
 and RAID1 chunks), tree depth <= 8, blocks visited per operation, items
 per leaf by the node size, subvolumes, extents per file, decompressed
-bytes per extent (128 KiB, btrfs' own maximum) and per read.  A tree
-block must name its own address, its level, its filesystem and the
-generation its parent recorded (else the read is torn: a live disk
-changed under us); a block met twice in one operation is a loop.
+bytes per extent (128 KiB, btrfs' own maximum; zstd windows of 1 MiB)
+and per read.  A tree block must name its own address, its level, its
+filesystem and the generation its parent recorded (else the read is
+torn: a live disk changed under us); a block met twice in one operation
+is a loop.
 
-Checksums: the superblock's is verified for crc32c (a table in pure
-Python), sha256 and blake2b (hashlib); xxhash64 is recognised and not
-verified.  Tree block and data checksums are not verified (16 KiB of
-pure-Python crc32c per block costs milliseconds); the structural checks
-above stand in for them.  The log tree is not replayed.  Little-endian.
+Checksums: those of the superblock and of every tree block are verified
+for crc32c (a table in pure Python: about 2 ms per 16 KiB block), sha256
+and blake2b (hashlib); xxhash64 is recognised and not verified (the
+structural checks above stand alone then).  A tree block failing its
+checksum is a torn read; its DUP copy is tried first.  Data checksums
+are not verified.  The log tree is not replayed (what was
+fsync'd after the last commit is not seen).  Little-endian.
 """
 
 import bisect
@@ -53,11 +57,12 @@ SYS_CHUNK_ARRAY_MAX = 2048
 # Bounds a hostile filesystem can reach.
 MAX_LEVEL = 8                   # BTRFS_MAX_LEVEL: levels 0..7
 MAX_BLOCKS_PER_OP = 4096        # tree blocks visited in one search
-MAX_CACHED_BLOCKS = 256
+CACHE_BYTES = 4 << 20           # parsed tree blocks kept
 MAX_CHUNKS = 16384
 MAX_SUBVOLUMES = 4096
 MAX_SUBVOLUME_DEPTH = 64        # subvolumes nested in subvolumes
 MAX_PATH_COMPONENTS = 256       # directories from a subvolume to its root
+MAX_NAME_LOOKUPS = 65536        # INODE_REFs read to name all subvolumes
 MAX_EXTENTS = 65536             # extent items of one file read
 MAX_DIR_ENTRIES = 100000
 MAX_COMPRESSED_EXTENT = 128 << 10       # BTRFS_MAX_UNCOMPRESSED
@@ -221,7 +226,7 @@ class Superblock:
         if self.csum_type not in CSUM_NAMES:
             raise errors.Unsupported('btrfs: unknown checksum type %d'
                                      % self.csum_type)
-        if not _verify_super_csum(raw, self.csum_type):
+        if not csum_ok(raw, self.csum_type):
             raise errors.Corrupt('btrfs: superblock at %d fails its %s '
                                  'checksum' % (offset,
                                                CSUM_NAMES[self.csum_type]))
@@ -264,9 +269,10 @@ class Superblock:
                           else self.fsid)
 
 
-def _verify_super_csum(raw, csum_type):
-    """False when a checksum we can compute does not match."""
-    body = raw[32:SUPER_SIZE]
+def csum_ok(raw, csum_type):
+    """False when the checksum of a superblock or tree block (over its
+    bytes from 32 on) is one we compute and does not match."""
+    body = raw[32:]
     if csum_type == CSUM_CRC32C:
         return struct.unpack_from('<I', raw, 0)[0] == crc32c(body)
     if csum_type == CSUM_SHA256:
@@ -394,8 +400,9 @@ class ChunkMap:
                 return chunk
         return None
 
-    def physical(self, logical, length, what):
-        """[(physical, length)] of a logical range, checked."""
+    def physical(self, logical, length, what, copy=0):
+        """[(physical, length)] of a logical range, checked: the
+        ``copy``-th copy of DUP/RAID1 chunks (the last one if fewer)."""
         out = []
         while length > 0:
             chunk = self.find(logical)
@@ -404,7 +411,8 @@ class ChunkMap:
                                      'chunk' % (what, logical))
             inner = logical - chunk.logical
             n = min(length, chunk.length - inner)
-            out.append((chunk.physical + inner, n))
+            base = chunk.copies[min(copy, len(chunk.copies) - 1)]
+            out.append((base + inner, n))
             logical += n
             length -= n
         return out
@@ -483,6 +491,7 @@ class Volume:
         self._cache = {}
         self._roots = {}
         self._decompressed = (None, None)
+        self._lookups = 0
         self.chunks = self._read_chunks()
         self.root_tree = Root()
         self.root_tree.tree = ROOT_TREE_OBJECTID
@@ -527,13 +536,14 @@ class Volume:
                                       self.source.size)[0])
         return ChunkMap(chunks)
 
-    def read_logical(self, logical, length, what):
+    def read_logical(self, logical, length, what, copy=0):
         """``length`` bytes at a logical address (<= MAX_READ)."""
         if length > source_mod.MAX_READ:
             raise errors.LimitReached('btrfs: %s of %d bytes is more than '
                                       'one read' % (what, length))
         parts = [self.source.read_at(p, n)
-                 for p, n in self.chunks.physical(logical, length, what)]
+                 for p, n in self.chunks.physical(logical, length, what,
+                                                  copy)]
         return parts[0] if len(parts) == 1 else b''.join(parts)
 
     # ------------------------------------------------------------- trees
@@ -550,7 +560,7 @@ class Volume:
         node = self._cache.get(bytenr)
         if node is None:
             node = self._parse_node(bytenr, op.what)
-            if len(self._cache) >= MAX_CACHED_BLOCKS:
+            if len(self._cache) * self.sb.nodesize >= CACHE_BYTES:
                 self._cache.clear()
             self._cache[bytenr] = node
         if node.level != level:
@@ -570,11 +580,24 @@ class Volume:
         return node
 
     def _parse_node(self, bytenr, what):
-        sb = self.sb
-        if bytenr % sb.sectorsize:
+        """The block at ``bytenr``; when a DUP/RAID1 block's first copy
+        is broken, the kernel reads the other: so do we."""
+        if bytenr % self.sb.sectorsize:
             raise errors.Corrupt('btrfs: %s: block %d is not aligned'
                                  % (what, bytenr))
-        raw = self.read_logical(bytenr, sb.nodesize, what)
+        chunk = self.chunks.find(bytenr)
+        copies = len(chunk.copies) if chunk is not None else 1
+        first = None
+        for copy in range(copies):
+            try:
+                return self._parse_copy(bytenr, what, copy)
+            except (errors.Corrupt, errors.TornRead) as e:
+                first = first or e
+        raise first
+
+    def _parse_copy(self, bytenr, what, copy):
+        sb = self.sb
+        raw = self.read_logical(bytenr, sb.nodesize, what, copy)
         (_, fsid, hbytenr, _, _, generation, owner, nritems,
          level) = HEADER.unpack_from(raw, 0)
         if hbytenr != bytenr:
@@ -583,6 +606,13 @@ class Volume:
         if fsid != sb.tree_fsid:
             raise errors.Corrupt('btrfs: %s: block %d belongs to another '
                                  'filesystem' % (what, bytenr))
+        if not csum_ok(raw, sb.csum_type):
+            # Tree blocks are written whole or not at all, in a place
+            # no live tree points at: a mismatch is a block rewritten
+            # under us (or damage; either way read again, then give up).
+            raise errors.TornRead('btrfs: %s: block %d fails its %s '
+                                  'checksum' % (what, bytenr,
+                                                CSUM_NAMES[sb.csum_type]))
         if level >= MAX_LEVEL:
             raise errors.Corrupt('btrfs: %s: block %d at level %d'
                                  % (what, bytenr, level))
@@ -717,6 +747,7 @@ class Volume:
                 backrefs[objectid] = (offset, _parse_root_ref(data))
         out = []
         paths = {FS_TREE_OBJECTID: ''}
+        self._lookups = 0
         for tree in ids:
             if tree not in backrefs:
                 continue                # deleted, being cleaned up
@@ -765,6 +796,11 @@ class Volume:
                                           'deeper than %d' % (
                                               root.tree,
                                               MAX_PATH_COMPONENTS))
+            self._lookups += 1
+            if self._lookups > MAX_NAME_LOOKUPS:
+                raise errors.LimitReached('btrfs: more than %d directory '
+                                          'names read to name the '
+                                          'subvolumes' % MAX_NAME_LOOKUPS)
             ref = None
             for key, data in self.items(root, (ino, INODE_REF, 0),
                                         (ino, INODE_REF, MAX_KEY),
@@ -899,9 +935,11 @@ class Filesystem(fs_mod.Filesystem):
     def subvolume_at(self, path):
         """The id of the subvolume at ``path`` from the top level (what
         ``subvol=`` names: '@/.snapshots/1/snapshot', '/root'), or None
-        when the path does not end at a subvolume's root."""
+        when the path does not end at a subvolume's root (the kernel
+        refuses to mount it then).  Symlinks are followed, as the
+        kernel's path walk for ``subvol=`` does."""
         top = self.subvolume(FS_TREE_OBJECTID)
-        inode = fs_mod.resolve(top, path, follow_last=False)
+        inode = fs_mod.resolve(top, path)
         if inode is None:
             return None
         root = self.volume.root(inode.tree)
@@ -959,7 +997,8 @@ class Filesystem(fs_mod.Filesystem):
                 root = (self.volume.root(objectid)
                         if _subvolume_id(objectid) else None)
                 if root is None:
-                    return None         # deleted: the kernel says ENOENT
+                    # Deleted: the kernel shows an empty directory.
+                    return None
                 inode = self.inode(objectid, root.root_dirid)
             elif type_ == INODE_ITEM:
                 inode = self.inode(dir_inode.tree, objectid)
@@ -1091,7 +1130,8 @@ class Filesystem(fs_mod.Filesystem):
                                       'one read' % (
                                           what,
                                           MAX_DECOMPRESSED_PER_READ >> 20))
-        plain = decompress(compression, raw, ram_bytes, what)
+        plain = decompress(compression, raw, ram_bytes, what,
+                           self.sb.sectorsize)
         if len(plain) < ram_bytes:
             # The kernel zero-fills a short stream (the tail of a page).
             plain += bytes(ram_bytes - len(plain))
@@ -1108,7 +1148,7 @@ class Filesystem(fs_mod.Filesystem):
         return target
 
 
-def decompress(compression, raw, cap, what):
+def decompress(compression, raw, cap, what, sectorsize=4096):
     """At most ``cap`` bytes decompressed from one extent's ``raw``
     bytes; more is Corrupt (the extent expands beyond its size)."""
     if compression == COMPRESS_ZLIB:
@@ -1141,10 +1181,150 @@ def decompress(compression, raw, cap, what):
                                  'bytes' % (what, cap))
         return out
     if compression == COMPRESS_LZO:
-        raise errors.Unsupported('%s: lzo-compressed extents are read by '
-                                 'the appliance (no pure-Python lzo here)'
-                                 % what)
+        return _btrfs_lzo(bytes(raw), cap, what, sectorsize)
     raise errors.Corrupt('%s: unknown compression %d' % (what, compression))
+
+
+def _btrfs_lzo(raw, cap, what, sector):
+    """btrfs' lzo framing: a LE32 total length, then segments, each a
+    LE32 length and one LZO1X stream of at most a sector (a page in
+    older kernels: the same size on the filesystems they could mount);
+    a segment's header never straddles a sector (zero padding instead)."""
+    if len(raw) < 4:
+        raise errors.Corrupt('%s: lzo extent is truncated' % what)
+    total = struct.unpack_from('<I', raw, 0)[0]
+    if total > len(raw) or total < 4:
+        raise errors.Corrupt('%s: lzo extent of %d bytes in %d'
+                             % (what, total, len(raw)))
+    out = bytearray()
+    pos = 4
+    while pos < total and len(out) < cap:
+        if sector - pos % sector < 4:
+            pos += sector - pos % sector
+            continue
+        if pos + 4 > total:
+            raise errors.Corrupt('%s: lzo segment header is truncated'
+                                 % what)
+        length = struct.unpack_from('<I', raw, pos)[0]
+        pos += 4
+        if length == 0 or pos + length > total:
+            raise errors.Corrupt('%s: lzo segment of %d bytes past the '
+                                 'extent' % (what, length))
+        out += lzo1x_decompress(raw[pos:pos + length],
+                                min(sector, cap - len(out) + 1), what)
+        if len(out) > cap:
+            raise errors.Corrupt('%s: lzo extent expands beyond its %d '
+                                 'bytes' % (what, cap))
+        pos += length
+    return bytes(out)
+
+
+def lzo1x_decompress(src, cap, what):
+    """An LZO1X stream (bitstream version 0, as the kernel's lzo1x_1
+    compressor writes it) decompressed to at most ``cap`` bytes; past
+    that, or any malformed instruction, is Corrupt.  Written from the
+    format's public description (the kernel's lzo.rst)."""
+    out = bytearray()
+    n = len(src)
+    ip = 0
+
+    def bad(why):
+        return errors.Corrupt('%s: lzo stream %s' % (what, why))
+
+    def need(k):
+        if ip + k > n:
+            raise bad('is truncated')
+
+    def extend(base):
+        # A length of 0 continues in following bytes: 255 per zero byte.
+        nonlocal ip
+        extra = 0
+        while True:
+            need(1)
+            b = src[ip]
+            ip += 1
+            if b:
+                return base + extra + b
+            extra += 255
+
+    def literals(k):
+        nonlocal ip
+        need(k)
+        if len(out) + k > cap:
+            raise bad('expands beyond %d bytes' % cap)
+        out.extend(src[ip:ip + k])
+        ip += k
+
+    def match(distance, length):
+        if distance <= 0 or distance > len(out):
+            raise bad('refers before its start')
+        if len(out) + length > cap:
+            raise bad('expands beyond %d bytes' % cap)
+        start = len(out) - distance
+        if distance >= length:
+            out.extend(out[start:start + length])
+        else:
+            chunk = bytes(out[start:])
+            out.extend((chunk * (length // distance + 1))[:length])
+
+    need(1)
+    state = 0
+    if src[0] > 17:
+        count = src[0] - 17
+        ip = 1
+        literals(count)
+        state = 4 if count >= 4 else count
+    elif src[0] == 17:
+        raise bad('of an unknown bitstream version (lzo-rle)')
+    while True:
+        need(1)
+        op = src[ip]
+        ip += 1
+        if op < 16:
+            if state == 0:
+                literals(3 + (op or extend(15)))
+                state = 4
+                continue
+            need(1)
+            h = src[ip]
+            ip += 1
+            if state == 4:
+                match((h << 2) + (op >> 2) + 2049, 3)
+            else:
+                match((h << 2) + (op >> 2) + 1, 2)
+            trailing = op & 3
+        elif op < 32:
+            length = 2 + ((op & 7) or extend(7))
+            need(2)
+            le = src[ip] | src[ip + 1] << 8
+            ip += 2
+            distance = 16384 + ((op & 8) << 11) + (le >> 2)
+            if distance == 16384:
+                if length != 3:
+                    raise bad('ends with a bad marker')
+                return bytes(out)
+            match(distance, length)
+            trailing = le & 3
+        elif op < 64:
+            length = 2 + ((op & 31) or extend(31))
+            need(2)
+            le = src[ip] | src[ip + 1] << 8
+            ip += 2
+            match((le >> 2) + 1, length)
+            trailing = le & 3
+        else:
+            need(1)
+            h = src[ip]
+            ip += 1
+            if op < 128:
+                length = 3 + ((op >> 5) & 1)
+            else:
+                length = 5 + ((op >> 5) & 3)
+            match((h << 3) + ((op >> 2) & 7) + 1, length)
+            trailing = op & 3
+        if trailing:
+            literals(trailing)
+        state = trailing
 
 
 def _show(name):
