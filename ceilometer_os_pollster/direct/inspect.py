@@ -149,7 +149,9 @@ class _Disks:
         self.listed = []            # [_Listed], list_filesystems' order
         self.ids = {}               # ('UUID'|'LABEL', value) -> device
         self.btrfs = []             # [_Btrfs]
-        self.unread = []            # disk indexes of subvolumes not read
+        # (device, disk index, count) of volumes with more subvolumes
+        # than MAX_SUBVOLUMES: the rest were not read.
+        self.unread = []
 
     def add_ids(self, volume, kind):
         uuid, label = id_mod.fs_ids(volume.source, kind)
