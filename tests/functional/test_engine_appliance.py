@@ -4,7 +4,7 @@ A job is only domain XML (libvirtd is only there to hold the rbd
 secret).  One worker process and one appliance per job, as in the
 product; each launch costs ~30-60 s under TCG, so every guest is
 inspected once (module-scoped cache) and the tests read that.
-Launches: 11 guests + 2 deliberately hung ones; the rbd tests never boot
+Launches: 12 guests + 2 deliberately hung ones; the rbd tests never boot
 an appliance (qemu-img gives up while opening the disk).
 """
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.appliance
 
 GUESTS = ('win2019-sql', 'win11-pro', 'rhel-9.4', 'almalinux-9.4', 'luks',
           'blank', 'windows-bad-cmd', 'sles-sap-15-sp5',
-          'sql-instance-flood') + catalog.ODD_REGISTRY
+          'sql-instance-flood', 'sles-15-sp5-btrfs') + catalog.ODD_REGISTRY
 
 DISK, RBD_DISK = H.DISK, H.RBD_DISK
 
@@ -105,6 +105,14 @@ def test_reasons_say_what_was_seen(inspected):
     assert inspected('sql-instance-flood').reason == (
         'SQL Server instance list not read to its end (too many names, '
         'or unreadable): billed as Enterprise')
+
+
+def test_btrfs_snapshots_are_roots_the_running_one_billed(inspected):
+    # SUSE's snapper snapshots are roots, as libguestfs lists btrfs
+    # subvolumes (test_direct_catalog reads the same guest directly).
+    assert inspected('sles-15-sp5-btrfs').reason == (
+        '4 operating systems on the boot disk (3 of them btrfs snapshots '
+        'or other subvolumes), billed the dearest: /dev/sda1')
 
 
 # Odd registry values: billed as the dearer reading (the catalog's
