@@ -709,6 +709,19 @@ def ratios_of(runs):
     by = {r['name']: r for r in runs}
     autos = [r for r in runs if r['name'] in ('auto', 'auto (again)')]
     out = {}
+    if autos and 'old script' in by and 'per_vm' in by['old script']:
+        # The guests no auto row sent to the appliance: what the direct
+        # readers alone buy (catalog group; informative, no target).
+        sent = set()
+        for r in autos:
+            sent.update(appliance_guests(r))
+        old = sum(v.get('seconds') or 0 for v in by['old script']['per_vm']
+                  if v['guest'] not in sent)
+        slow = max(sum(v['seconds'] for v in r['per_vm']
+                       if v['guest'] not in sent) for r in autos)
+        if sent and old:
+            out['old script / auto on the guests read directly'] = (
+                common.ratio(old, slow))
     if autos and 'old script' in by:
         slow = max(autos, key=lambda r: r['wall_s'])
         out['old script / auto (wall, slower auto run)'] = common.ratio(
@@ -780,6 +793,16 @@ def report_catalog(runs, bytes_rows, ratios, start):
     print('old script prints no edition or SQL Server edition: %d of %d '
           'guests have one it does not report' % (
               missing, by['old script']['vms']))
+    for r in runs:
+        if r['name'].startswith('auto'):
+            sent = appliance_guests(r)
+            split = [sum(v['seconds'] for v in r['per_vm']
+                         if (v['guest'] in sent) == fell)
+                     for fell in (False, True)]
+            print('%s: %.1f s on the %d guests read directly, %.1f s on '
+                  'the %d sent to the appliance' % (
+                      r['name'], split[0], r['vms'] - len(sent), split[1],
+                      len(sent)))
     bytes_table(bytes_rows)
     print('old script started with no VM to inspect: %.2f s wall, %.2f s '
           'CPU (median of 3); its row pays this once per VM' % (
@@ -822,15 +845,24 @@ def experiment_catalog(vms, pkg_dir, result_name):
     run cut short still leaves its numbers."""
     runs = []
 
-    def step(run):
+    def step(fn, *args):
+        # The host is shared: its load around each row is part of it.
+        before = (os.getloadavg()[0], len(common.foreign_appliances()))
+        run = fn(*args)
+        after = (os.getloadavg()[0], len(common.foreign_appliances()))
+        run['host'] = {'load_1min': [round(before[0], 2),
+                                     round(after[0], 2)],
+                       'foreign_appliances': [before[1], after[1]]}
         runs.append(run)
-        print('%s: %.1f s, correct %s' % (run['name'], run['wall_s'],
-                                          run['correct']), flush=True)
+        print('%s: %.1f s, correct %s; load %.1f -> %.1f, foreign '
+              'appliances %d -> %d' % (
+                  run['name'], run['wall_s'], run['correct'], before[0],
+                  after[0], before[1], after[1]), flush=True)
         common.write_result(result_name + '-partial', {'runs': runs})
 
-    step(run_engine('auto', vms, 'auto'))
-    step(run_old_script_each(pkg_dir, vms))
-    step(run_engine('auto (again)', vms, 'auto'))
+    step(run_engine, 'auto', vms, 'auto')
+    step(run_old_script_each, pkg_dir, vms)
+    step(run_engine, 'auto (again)', vms, 'auto')
     return runs, direct_in_process(vms), old_script_start(pkg_dir)
 
 
