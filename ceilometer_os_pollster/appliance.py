@@ -37,6 +37,7 @@ import re
 from oslo_log import log
 
 from ceilometer_os_pollster import confinement
+from ceilometer_os_pollster import facts as facts_mod
 from ceilometer_os_pollster import guest_files
 from ceilometer_os_pollster import overlay as overlay_mod
 from ceilometer_os_pollster import qemu_nodes
@@ -436,16 +437,30 @@ def _likely_billed_first(root):
             sanitize.clean_text(root.device))
 
 
+# The dearest a Linux root can be once read (its os-release may say
+# anything): a licensed distribution.
+_DEAREST_LINUX = facts_mod.dearness(raw_facts.RootFacts(
+    device='', type='linux', distro='rhel'))
+
+
 def _may_be_billed(unread, read):
     """Whether a root not read in detail could be the billed one: a
     usable root on the boot disk, or any usable root when the boot disk
-    has none among those read."""
+    has none among those read.  An unread Linux root (a btrfs snapshot
+    of the root, say) cannot be when a boot disk root read is already
+    as dear as any Linux: read, it would at best tie, and it sorts after
+    every Linux root read (_likely_billed_first), so it loses the tie."""
     usable = [r for r in unread if raw_facts.token(r.type)]
     if not usable:
         return False
-    boot_read = any(r.disk_index == 0 and raw_facts.token(r.type)
-                    for r in read)
-    return any(r.disk_index == 0 for r in usable) or not boot_read
+    boot_read = [r for r in read
+                 if r.disk_index == 0 and raw_facts.token(r.type)]
+    if not boot_read:
+        return True
+    dearest_read = max(facts_mod.dearness(r) for r in boot_read)
+    return any(r.disk_index == 0 and not (
+        raw_facts.token(r.type) == 'linux'
+        and dearest_read >= _DEAREST_LINUX) for r in usable)
 
 
 def _scan_disk(g, device, devices, known):

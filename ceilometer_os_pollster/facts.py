@@ -245,8 +245,16 @@ def _roots_note(roots, candidates, on_boot_disk, root):
         notes.append('no operating system on the boot disk: billed the '
                      'dearest on another disk (%s)' % device)
     elif len(candidates) > 1:
-        notes.append('%d operating systems on the boot disk, billed the '
-                     'dearest: %s' % (len(candidates), device))
+        # btrfs snapshots of the root are roots a tenant can boot: say
+        # so, or a SUSE guest reads like a multi-boot one.
+        subvolumes = sum(1 for r in candidates
+                         if str(r.device).startswith('btrfsvol:'))
+        notes.append('%d operating systems on the boot disk%s, billed the '
+                     'dearest: %s' % (
+                         len(candidates),
+                         ' (%d of them btrfs snapshots or other '
+                         'subvolumes)' % subvolumes
+                         if subvolumes else '', device))
     elif len(_roots(roots)) > 1:
         notes.append('%d operating systems found, reporting %s'
                      % (len(_roots(roots)), device))

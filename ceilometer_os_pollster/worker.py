@@ -22,6 +22,7 @@ the deadline.  The worker dies with the thread that started it
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import logging
 import os
@@ -282,7 +283,8 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
                        space_problem)
     if direct_reader is None:
         from ceilometer_os_pollster.direct import inspect as direct_mod
-        direct_reader = direct_mod.inspect
+        direct_reader = functools.partial(
+            direct_mod.inspect, max_filesystems=opts.max_filesystems)
     start = time.monotonic()
 
     def elapsed():

@@ -6,11 +6,12 @@ recognises it.  Kept apart from ``fs`` (the interface the modules
 implement), so that no module imports the modules that import it.
 """
 
+from ceilometer_os_pollster.direct import btrfs
 from ceilometer_os_pollster.direct import ext4
 from ceilometer_os_pollster.direct import ntfs
 from ceilometer_os_pollster.direct import xfs
 
-MODULES = (ext4, xfs, ntfs)
+MODULES = (ext4, xfs, ntfs, btrfs)
 
 
 def open_filesystem(source, budget):

@@ -1,8 +1,8 @@
 """What a volume holds, from its magic numbers alone (pure).
 
 ``identify(source)`` reads a few sectors and names the content the way
-the inspection needs it: a filesystem we read (ext, xfs, ntfs), one the
-appliance reads (btrfs), one that holds no OS (swap, vfat), an
+the inspection needs it: a filesystem we read (ext, xfs, ntfs, btrfs),
+one that holds no OS (swap, vfat), an
 encrypted volume (LUKS, BitLocker), an LVM physical volume, an md-raid
 member, nothing at all (zeros), or None for anything else.  Guest data
 chooses the answer, never what is opened: each answer only picks which
@@ -75,10 +75,50 @@ def identify(source):
     return kind
 
 
+def _uuid(raw):
+    text = bytes(raw).hex()
+    return '%s-%s-%s-%s-%s' % (text[:8], text[8:12], text[12:16],
+                               text[16:20], text[20:32])
+
+
+def _label(raw):
+    return bytes(raw).split(b'\0', 1)[0].decode('utf-8', 'replace')
+
+
+def fs_ids(source, kind):
+    """(UUID, LABEL) of a filesystem as blkid prints them (what fstab's
+    UUID= and LABEL= name), '' where there is none.  Guest data: only
+    compared with fstab's strings, never used to open anything."""
+    if kind == EXT:
+        sb = source.read_at(1024, 0x88)
+        return _uuid(sb[0x68:0x78]), _label(sb[0x78:0x88])
+    if kind == XFS:
+        sb = source.read_at(0, 120)
+        return _uuid(sb[32:48]), _label(sb[108:120])
+    if kind == BTRFS:
+        sb = source.read_at(BTRFS_SUPER, 0x12b + 256)
+        return _uuid(sb[0x20:0x30]), _label(sb[0x12b:0x12b + 256])
+    if kind == SWAP:
+        head = source.read_at(1024, 44)
+        return _uuid(head[12:28]), _label(head[28:44])
+    if kind == VFAT:
+        boot = source.read_at(0, 90)
+        fat32 = boot[82:87] == b'FAT32'
+        serial = boot[67:71] if fat32 else boot[39:43]
+        label = boot[71:82] if fat32 else boot[43:54]
+        text = bytes(reversed(serial)).hex().upper()
+        name = _label(label).rstrip(' ')
+        return '%s-%s' % (text[:4], text[4:]), ('' if name == 'NO NAME'
+                                                else name)
+    if kind == NTFS:
+        serial = source.read_at(0x48, 8)
+        return bytes(reversed(serial)).hex().upper(), ''
+    return '', ''
+
+
 def unsupported(kind, device):
     """The Unsupported error for a kind the direct method leaves to the
     appliance."""
-    why = {BTRFS: 'btrfs is read by the appliance',
-           MDRAID: 'md-raid members are assembled by the appliance',
+    why = {MDRAID: 'md-raid members are assembled by the appliance',
            None: 'unknown filesystem or volume type'}.get(kind, kind)
     return errors.Unsupported('%s: %s' % (device, why))

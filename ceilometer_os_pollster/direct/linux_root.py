@@ -102,6 +102,7 @@ class _Data:
         self.distro = None
         self.product_name = None
         self.version = None
+        self.arch = None
 
 
 class _Reader:
@@ -485,16 +486,62 @@ def read_suse_baseproduct(fs):
     return data or b''
 
 
-def linux_root(fs, device, disk_index):
-    """The RootFacts of ``fs`` when it is a Linux root, else None.
-
-    Raises the reader's DirectError when the filesystem cannot be read
-    to the end (the caller falls back to the appliance)."""
+def check_linux_root(fs):
+    """What libguestfs' check_linux_root learns of ``fs`` while it is
+    mounted alone (release files, arch), or None when ``fs`` is not a
+    Linux root."""
     if not is_linux_root(fs):
         return None
     reader = _Reader(fs)
     data = _Data()
     check_tests(reader, data)
+    data.arch = check_architecture(reader)
+    return data
+
+
+def is_linux_usr(fs):
+    """libguestfs 1.48's Linux /usr test (after its /usr/local one):
+    /bin, /local, /share and /src, and no /etc/fstab."""
+    def is_dir(path):
+        return fs_mod.kind_at(fs, path, follow_last=False) == fs_mod.DIRECTORY
+    if (is_dir('/etc') and is_dir('/bin') and is_dir('/share')
+            and not is_dir('/local')
+            and fs_mod.kind_at(fs, '/etc/fstab', follow_last=False)
+            != fs_mod.FILE):
+        return False                # a /usr/local
+    return (is_dir('/bin') and is_dir('/local') and is_dir('/share')
+            and is_dir('/src')
+            and fs_mod.kind_at(fs, '/etc/fstab', follow_last=False)
+            != fs_mod.FILE)
+
+
+def check_linux_usr(fs):
+    """What libguestfs' check_linux_usr learns of a separate /usr (its
+    lib/os-release, the arch of its binaries), or None when ``fs`` is
+    not one."""
+    if is_linux_root(fs) or not is_linux_usr(fs):
+        return None
+    reader = _Reader(fs)
+    data = _Data()
+    if reader.is_file('/lib/os-release'):
+        parse_os_release(reader, '/lib/os-release', data)
+    data.arch = check_architecture(reader)
+    return data
+
+
+def merge(usr, root):
+    """libguestfs' merge_inspection_data of a /usr into its root: what
+    the root left unset comes from the /usr."""
+    for name in ('distro', 'product_name', 'version', 'arch'):
+        if getattr(root, name) is None:
+            setattr(root, name, getattr(usr, name))
+
+
+def root_facts(data, device, disk_index, tree):
+    """The RootFacts of a Linux root: ``data`` from check_linux_root
+    (merged with its /usr), the billing inputs read in ``tree`` (the
+    root as the appliance mounts it, see ``mounts``; None when nothing
+    is mounted at '/')."""
     distro = data.distro or UNKNOWN
     major, minor = data.version or (0, 0)
     product = _utf8(data.product_name)
@@ -506,9 +553,22 @@ def linux_root(fs, device, disk_index):
         osinfo=osinfo(distro, major, minor),
         product_name=product if product is not None else UNKNOWN,
         product_variant=UNKNOWN,
-        arch=check_architecture(reader) or UNKNOWN,
+        arch=data.arch or UNKNOWN,
         major=major,
         minor=minor,
-        os_release=read_os_release(fs),
-        suse_baseproduct=read_suse_baseproduct(fs),
+        os_release=read_os_release(tree) if tree is not None else {},
+        suse_baseproduct=(read_suse_baseproduct(tree)
+                          if tree is not None else b''),
     )
+
+
+def linux_root(fs, device, disk_index):
+    """The RootFacts of ``fs`` when it is a Linux root, else None, with
+    its billing inputs read in ``fs`` itself (no other filesystem).
+
+    Raises the reader's DirectError when the filesystem cannot be read
+    to the end (the caller falls back to the appliance)."""
+    data = check_linux_root(fs)
+    if data is None:
+        return None
+    return root_facts(data, device, disk_index, fs)

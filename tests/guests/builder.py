@@ -378,13 +378,14 @@ def _ntfs_mounted(fs_image, mountpoint):
 
 
 def _mkfs_btrfs(fs, fs_image, work):
-    """btrfs with ``fs.subvolumes`` empty subvolumes.  mkfs.btrfs 6.2
+    """btrfs with ``fs.subvolumes`` empty subvolumes, or the subvolumes,
+    snapshots and files of ``fs.subvolume_plan``.  mkfs.btrfs 6.2
     cannot make subvolumes, so the image is loop-mounted (root, and a
     kernel with btrfs) to create them."""
     # Mixed block groups: a btrfs this small (24 MiB) needs them.
     _run(['mkfs.btrfs', '-q', '-f', '--mixed', '-L', fs.label, '-U',
           fs.uuid, str(fs_image)])
-    if not fs.subvolumes:
+    if not fs.subvolumes and not fs.subvolume_plan:
         return
     mountpoint = work / ('mnt-%s' % fs_image.stem)
     mountpoint.mkdir()
@@ -395,8 +396,31 @@ def _mkfs_btrfs(fs, fs_image, work):
         for number in range(1, fs.subvolumes + 1):
             _run(['btrfs', '-q', 'subvolume', 'create',
                   str(mountpoint / ('sv%04d' % number))])
+        for index, sub in enumerate(fs.subvolume_plan):
+            _btrfs_subvolume(sub, mountpoint, work / (
+                'sub-%s-%d' % (fs_image.stem, index)), work)
     finally:
         _run(['umount', str(mountpoint)])
+
+
+def _btrfs_subvolume(sub, mountpoint, stage, work):
+    target = mountpoint / sub.path if sub.path else mountpoint
+    if sub.path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if sub.snapshot_of:
+            _run(['btrfs', '-q', 'subvolume', 'snapshot',
+                  str(mountpoint / sub.snapshot_of), str(target)])
+        else:
+            _run(['btrfs', '-q', 'subvolume', 'create', str(target)])
+    if sub.files:
+        _stage(sub.files, stage, work)
+        _run(['cp', '-a', '--remove-destination', str(stage) + '/.',
+              str(target)])
+        shutil.rmtree(stage)
+    if sub.readonly:
+        _run(['btrfs', 'property', 'set', '-ts', str(target), 'ro', 'true'])
+    if sub.default:
+        _run(['btrfs', 'subvolume', 'set-default', str(target)])
 
 
 def _mkfs_vfat(fs, fs_image, stage):

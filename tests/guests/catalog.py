@@ -137,6 +137,17 @@ class Linux:
     merged_usr: bool = True        # /bin -> usr/bin, as in every recent distro
     boot_partition: bool = False   # separate /boot (grub2) partition
     swap: bool = False
+    # The root on btrfs, as an installer lays it out: 'suse' (subvolume
+    # @ with @/var, @/home..., the root in snapper's default subvolume
+    # @/.snapshots/1/snapshot) or 'fedora' (top level left the default,
+    # subvolumes root and home, fstab subvol=root).  '': ext4.
+    btrfs: str = ''
+    # suse: (os-release, release_files) of snapper's read-only snapshots
+    # 2, 3... of the root (one taken before an upgrade says the older
+    # release).
+    snapshots: tuple = ()
+    # /usr on a partition of its own (ext4), mounted by /etc/fstab.
+    separate_usr: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +289,33 @@ _W2022_CORE = _server(
     'Windows Server 2022 Datacenter', 'ServerDatacenter', '20348',
     'Datacenter', 'win2k22', variant='Server Core', display_version='21H2',
     release_id='2009', ubr=2461, hostname='W2022CORE', firmware='uefi')
+
+
+def _sles_release(sp):
+    return _os_release(
+        NAME='SLES', VERSION='15-SP%d' % sp, VERSION_ID='15.%d' % sp,
+        PRETTY_NAME='SUSE Linux Enterprise Server 15 SP%d' % sp, ID='sles',
+        ID_LIKE='suse', ANSI_COLOR='0;32',
+        CPE_NAME='cpe:/o:suse:sles:15:sp%d' % sp,
+        DOCUMENTATION_URL='https://documentation.suse.com/')
+
+
+_SLES_155_RELEASE = _sles_release(5)
+_SLES_154_RELEASE = _sles_release(4)
+
+
+def _sles_product(sp):
+    """release_files of a SLES 15 root: its base product, as shipped."""
+    return (
+        (b'/etc/products.d/SLES.prod',
+         b'<?xml version="1.0" encoding="UTF-8"?>\n'
+         b'<product schemeversion="0">\n  <vendor>SUSE</vendor>\n'
+         b'  <name>SLES</name>\n  <version>15.%d</version>\n'
+         b'  <baseversion>15</baseversion>\n  <patchlevel>%d</patchlevel>\n'
+         b'  <arch>x86_64</arch>\n  <summary>SUSE Linux Enterprise Server '
+         b'15 SP%d</summary>\n</product>\n' % (sp, sp, sp)),
+        (b'/etc/products.d/baseproduct', b'->SLES.prod'))
+
 
 _UBUNTU_2204 = _linux(
     'ubuntu', 22, 4, 'ubuntu22.04', 'Ubuntu 22.04.4 LTS',
@@ -454,6 +492,43 @@ _TABLE = [
            b'Server for SAP Applications 15 SP5</summary>\n</product>\n'),
           (b'/etc/products.d/baseproduct', b'->SLES_SAP.prod')),
          hostname='slessap155'))),
+    # SUSE's installer default: btrfs, the root a snapper snapshot, a
+    # few snapshots beside it (one from before the SP5 upgrade).  Every
+    # root counts; the running one (the default subvolume, /dev/sda1)
+    # is billed, the snapshots being the same product.
+    ('sles-15-sp5-btrfs',
+     'SUSE Linux Enterprise Server 15 SP5 on btrfs as its installer lays '
+     'it out (root in snapshot 1, @/var, @/home..., snapper snapshots '
+     '2-4, snapshot 2 still SP4)',
+     _linux('sles', 15, 5, 'sle15sp5', 'SUSE Linux Enterprise Server 15 SP5',
+            _SLES_155_RELEASE, _sles_product(5), hostname='sles15sp5',
+            merged_usr=False, btrfs='suse',
+            snapshots=((_SLES_154_RELEASE, _sles_product(4)),
+                       (_SLES_155_RELEASE, _sles_product(5)),
+                       (_SLES_155_RELEASE, _sles_product(5))))),
+    ('fedora-39-btrfs',
+     'Fedora 39 on btrfs as its installer lays it out (top level left the '
+     'default, subvolumes root and home, /etc/fstab subvol=root)',
+     _linux('fedora', 39, 0, 'fedora39', 'Fedora Linux 39 (Server Edition)',
+            _os_release(NAME='Fedora Linux', VERSION='39 (Server Edition)',
+                        ID='fedora', VERSION_ID='39',
+                        VERSION_CODENAME='', PLATFORM_ID='platform:f39',
+                        PRETTY_NAME='Fedora Linux 39 (Server Edition)',
+                        CPE_NAME='cpe:/o:fedoraproject:fedora:39',
+                        VARIANT='Server Edition', VARIANT_ID='server'),
+            ((b'/etc/fedora-release',
+              b'Fedora release 39 (Thirty Nine)\n'),
+             (b'/etc/redhat-release', b'->fedora-release'),
+             (b'/etc/system-release', b'->fedora-release')),
+            hostname='fedora39', btrfs='fedora')),
+    # Nothing in the root names the OS (no SuSE-release; os-release and
+    # the binaries are in /usr): libguestfs takes both from the /usr
+    # filesystem the root's fstab mounts.
+    ('sles-15-sp5-separate-usr',
+     'SUSE Linux Enterprise Server 15 SP5 with /usr on a partition of its '
+     'own',
+     _linux('sles', 15, 5, 'sle15sp5', 'SUSE Linux Enterprise Server 15 SP5',
+            _SLES_155_RELEASE, hostname='sles15usr', separate_usr=True)),
     ('ubuntu-22.04', 'Ubuntu 22.04.4 LTS', _UBUNTU_2204),
     ('debian-12', 'Debian 12.5 with a swap partition',
      _linux('debian', 12, 5, 'debian12', 'Debian GNU/Linux 12 (bookworm)',

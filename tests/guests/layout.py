@@ -72,6 +72,21 @@ class Filesystem:
     uuid: str = ''
     files: tuple = ()            # ((path, content), ...)
     subvolumes: int = 0          # btrfs: empty subvolumes sv0001, ...
+    # btrfs: Subvolume..., made in this order (instead of ``files``).
+    subvolume_plan: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Subvolume:
+    """A btrfs subvolume: ``path`` from the top level ('' is the top
+    level itself, for its files), created empty or as a snapshot of an
+    earlier one, then ``files`` written in it."""
+
+    path: str
+    files: tuple = ()
+    snapshot_of: str = ''
+    default: bool = False        # btrfs subvolume set-default
+    readonly: bool = False       # as snapper's snapshots are
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,14 +366,17 @@ _MERGED_USR_LINKS = (('/bin', 'usr/bin'), ('/sbin', 'usr/sbin'),
                      ('/lib', 'usr/lib'), ('/lib64', 'usr/lib64'))
 
 
-def _linux_files(seed, spec, hostile, root_uuid, boot_uuid, swap_uuid):
-    """Files of a Linux root; ``seed`` names it (machine-id)."""
-    fstab = ['# /etc/fstab: static file system information.',
-             'UUID=%s /     ext4 defaults 1 1' % root_uuid]
-    if boot_uuid:
-        fstab.append('UUID=%s /boot ext4 defaults 1 2' % boot_uuid)
-    if swap_uuid:
-        fstab.append('UUID=%s none  swap sw 0 0' % swap_uuid)
+def _linux_files(seed, spec, hostile, root_uuid, boot_uuid, swap_uuid,
+                 fstab=None):
+    """Files of a Linux root; ``seed`` names it (machine-id); ``fstab``:
+    its lines, when not the plain ext4 ones."""
+    if fstab is None:
+        fstab = ['UUID=%s /     ext4 defaults 1 1' % root_uuid]
+        if boot_uuid:
+            fstab.append('UUID=%s /boot ext4 defaults 1 2' % boot_uuid)
+        if swap_uuid:
+            fstab.append('UUID=%s none  swap sw 0 0' % swap_uuid)
+    fstab = ['# /etc/fstab: static file system information.'] + fstab
     machine_id = uuid.UUID(stable_uuid(seed, 'machine-id')).hex
     files = {
         '/etc/fstab': ('\n'.join(fstab) + '\n').encode(),
@@ -403,9 +421,111 @@ def _grub_boot_files():
             ('/vmlinuz-0-rescue', b'\0' * 64))
 
 
+# SUSE's installer: subvolumes under @ (SLES 15), each mounted by fstab.
+SUSE_SUBVOLUMES = ('home', 'opt', 'root', 'srv', 'tmp', 'usr/local', 'var')
+
+
+def _suse_btrfs(guest, fs_uuid):
+    """SLES 15's btrfs: @, @/.snapshots, the root in snapper's snapshot
+    1 (the default subvolume), @/home..., snapshots 2... of the root."""
+    spec = guest.linux
+    fstab = ['UUID=%s /  btrfs  defaults  0  0' % fs_uuid] + [
+        'UUID=%s /%s  btrfs  subvol=/@/%s  0  0' % (fs_uuid, sub, sub)
+        for sub in SUSE_SUBVOLUMES + ('.snapshots',)]
+    root = dict(_linux_files(guest.name, spec, False, fs_uuid, '', '',
+                             fstab))
+    for sub in SUSE_SUBVOLUMES + ('.snapshots',):
+        root.setdefault('/' + sub, DIRECTORY)
+    infos = _snapper_info(1, 'first root filesystem') + sum(
+        (_snapper_info(number, 'zypp(zypper)')
+         for number in range(2, len(spec.snapshots) + 2)), ())
+    plan = [Subvolume('@', (('/usr', DIRECTORY), ('/boot/grub2', DIRECTORY))),
+            Subvolume('@/.snapshots', infos),
+            Subvolume('@/.snapshots/1/snapshot', tuple(sorted(root.items())),
+                      default=True)]
+    plan += [Subvolume('@/' + sub, (('/.keep', b''),))
+             for sub in SUSE_SUBVOLUMES]
+    for number, (release, files) in enumerate(spec.snapshots, 2):
+        changed = dict(files)
+        changed[b'/usr/lib/os-release'] = release
+        plan.append(Subvolume(
+            '@/.snapshots/%d/snapshot' % number,
+            tuple(sorted((p.decode(), _content(c))
+                         for p, c in changed.items())),
+            snapshot_of='@/.snapshots/1/snapshot', readonly=True))
+    return tuple(plan)
+
+
+def _content(content):
+    if content.startswith(b'->'):
+        return Symlink(content[2:].decode())
+    return content
+
+
+def _snapper_info(number, description):
+    return (('/%d/info.xml' % number,
+             b'<?xml version="1.0"?>\n<snapshot>\n  <type>single</type>\n'
+             b'  <num>%d</num>\n  <date>2024-01-01 00:00:00</date>\n'
+             b'  <description>%s</description>\n</snapshot>\n'
+             % (number, description.encode())),)
+
+
+def _fedora_btrfs(guest, fs_uuid):
+    """Fedora's btrfs: the top level is the default subvolume and holds
+    only the subvolumes root and home, mounted by subvol=."""
+    fstab = ['UUID=%s /      btrfs subvol=root,compress=zstd:1 0 0'
+             % fs_uuid,
+             'UUID=%s /home  btrfs subvol=home,compress=zstd:1 0 0'
+             % fs_uuid]
+    root = _linux_files(guest.name, guest.linux, False, fs_uuid, '', '',
+                        fstab)
+    return (Subvolume('root', root),
+            Subvolume('home', (('/fedora/.bashrc', b'# .bashrc\n'),)))
+
+
+def _btrfs_linux_disk(guest):
+    name = guest.name
+    fs_uuid = stable_uuid(name, 'root')
+    plan = (_suse_btrfs if guest.linux.btrfs == 'suse' else _fedora_btrfs)(
+        guest, fs_uuid)
+    fs = Filesystem('btrfs', 'ROOT', fs_uuid, subvolume_plan=plan)
+    return Disk(size_mib=64, table='dos',
+                label_id='0x%08x' % disk_signature(name),
+                partitions=(Partition(1, 63, MBR_LINUX, fs,
+                                      bootable=True),))
+
+
+def _separate_usr_disk(guest):
+    """A root partition and a /usr partition (ext4 both), the root's
+    fstab mounting the second at /usr."""
+    name = guest.name
+    root_uuid = stable_uuid(name, 'root')
+    usr_uuid = stable_uuid(name, 'usr')
+    fstab = ['UUID=%s /     ext4 defaults 1 1' % root_uuid,
+             'UUID=%s /usr  ext4 defaults 1 2' % usr_uuid]
+    files = _linux_files(name, guest.linux, False, root_uuid, '', '', fstab)
+    root = tuple((p, c) for p, c in files if not p.startswith('/usr/'))
+    usr = tuple((p[len('/usr'):], c) for p, c in files
+                if p.startswith('/usr/'))
+    usr += (('/local', DIRECTORY), ('/share/misc', DIRECTORY),
+            ('/src', DIRECTORY))
+    return Disk(size_mib=64, table='dos',
+                label_id='0x%08x' % disk_signature(name),
+                partitions=(
+                    Partition(1, 31, MBR_LINUX, Filesystem(
+                        'ext4', 'root', root_uuid,
+                        root + (('/usr', DIRECTORY),)), bootable=True),
+                    Partition(32, 31, MBR_LINUX, Filesystem(
+                        'ext4', 'usr', usr_uuid, tuple(sorted(usr))))))
+
+
 def _linux_disk(guest):
     spec = guest.linux
     name = guest.name
+    if spec.btrfs:
+        return _btrfs_linux_disk(guest)
+    if spec.separate_usr:
+        return _separate_usr_disk(guest)
     root_uuid = stable_uuid(name, 'root')
     boot_uuid = stable_uuid(name, 'boot') if spec.boot_partition else ''
     swap_uuid = stable_uuid(name, 'swap') if spec.swap else ''

@@ -1025,18 +1025,53 @@ def test_inspect_os_failure_falls_back_to_a_filesystem_scan(image):
 def test_roots_read_are_bounded_and_the_bound_is_a_limit(image):
     roots = {'/dev/sda%d' % n: {'type': 'linux'} for n in range(1, 30)}
     roots['/dev/sda30'] = {'type': 'windows'}
+    roots.update({'/dev/sda%d' % n: {'type': 'windows'}
+                  for n in range(31, 47)})
     module = FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
                               roots=roots))
     facts = run(module, [spec(image)])
     assert len(facts.roots) == A.MAX_ROOTS
-    # The likely billed root is read first, whatever its device name.
-    assert facts.roots[0].device == '/dev/sda30'
-    assert facts.limits == ['30 roots, more than 16 read']
+    # The likely billed roots are read first, whatever their device name.
+    assert {r.type for r in facts.roots} == {'windows'}
+    assert facts.limits == ['46 roots, more than 16 read']
     rec = F.normalise(facts, 'i')
     assert (rec.os_edition, rec.sql_server_edition) == (
         'Datacenter', 'Enterprise')
-    assert rec.reason.startswith('bound reached (30 roots, more than 16 '
+    assert rec.reason.startswith('bound reached (46 roots, more than 16 '
                                  'read)')
+
+
+def _snapshots_disk(distro_release):
+    """A btrfs root and 20 snapshots of it, as inspect_os lists them."""
+    roots = {'/dev/sda2': {'type': 'linux'}}
+    roots.update({'btrfsvol:/dev/sda2/@/.snapshots/%d/snapshot' % n:
+                  {'type': 'linux'} for n in range(2, 22)})
+    return Disk(filesystems={d: 'btrfs' for d in roots}, roots=roots,
+                files={d: {'/etc/os-release': distro_release}
+                       for d in roots})
+
+
+def test_unread_snapshots_of_a_licensed_linux_are_not_a_limit(image):
+    facts = run(FakeGuestfs(_snapshots_disk(OS_RELEASE)), [spec(image)])
+    assert len(facts.roots) == A.MAX_ROOTS
+    assert facts.roots[0].device == '/dev/sda2'
+    assert facts.limits == []
+    rec = F.normalise(facts, 'i')
+    assert (rec.status, rec.os_distro) == ('ok', 'rhel')
+    # Unread Linux roots beside a Windows root read: not a limit either.
+    roots = {'/dev/sda%d' % n: {'type': 'linux'} for n in range(1, 30)}
+    roots['/dev/sda30'] = {'type': 'windows'}
+    facts = run(FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
+                                 roots=roots)), [spec(image)])
+    assert facts.roots[0].device == '/dev/sda30'
+    assert facts.limits == []
+
+
+def test_unread_roots_that_could_be_dearer_are_a_limit(image):
+    debian = b'ID=debian\nVERSION_ID="12"\n'
+    facts = run(FakeGuestfs(_snapshots_disk(debian)), [spec(image)])
+    # An unread snapshot could say RHEL: dearer than Debian.
+    assert facts.limits == ['21 roots, more than 16 read']
 
 
 def test_unread_roots_on_a_data_disk_are_not_a_limit(image):

@@ -756,6 +756,19 @@ def test_decoys_after_the_windows_root_and_many_of_them():
     assert rec.reason.startswith('41 operating systems on the boot disk')
 
 
+def test_btrfs_snapshots_bill_the_running_root_and_say_so():
+    running = linux_root('sles', 15, 5, device='/dev/sda2', ID='sles',
+                         VERSION_ID='15.5')
+    snapshots = [linux_root('sles', 15, 4, ID='sles', VERSION_ID='15.4',
+                            device='btrfsvol:/dev/sda2/@/.snapshots/%d/'
+                                   'snapshot' % n) for n in (2, 3)]
+    rec = normalise(*(snapshots + [running]))
+    assert (rec.os_distro, rec.os_version_minor) == ('sles', 5)
+    assert rec.reason == ('3 operating systems on the boot disk (2 of them '
+                          'btrfs snapshots or other subvolumes), billed '
+                          'the dearest: /dev/sda2')
+
+
 def test_two_windows_roots_bill_the_highest_edition_and_sql():
     cheap = win('ServerStandard', '/dev/sda1')
     dear = win('ServerDatacenter', '/dev/sda2',

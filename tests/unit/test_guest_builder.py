@@ -268,7 +268,12 @@ def test_plan_windows_software_values(name):
             'Edition'] == hive.sz(inst.edition)
 
 
-@pytest.mark.parametrize('name', catalog.LINUX)
+PLAIN_LINUX = tuple(n for n in catalog.LINUX
+                    if not (catalog.GUESTS[n].linux.btrfs
+                            or catalog.GUESTS[n].linux.separate_usr))
+
+
+@pytest.mark.parametrize('name', PLAIN_LINUX)
 def test_plan_linux_root(name):
     guest = catalog.GUESTS[name]
     disk = layout.plan(guest)
@@ -286,6 +291,45 @@ def test_plan_linux_root(name):
         assert files['/usr/lib/os-release'] == guest.linux.os_release
     else:
         assert guest.hostile and release == guest.linux.os_release
+
+
+def test_plan_suse_btrfs():
+    guest = catalog.GUESTS['sles-15-sp5-btrfs']
+    (part,) = layout.plan(guest).partitions
+    plan = {sub.path: sub for sub in part.fs.subvolume_plan}
+    default = [sub.path for sub in plan.values() if sub.default]
+    assert default == ['@/.snapshots/1/snapshot']
+    root = dict(plan['@/.snapshots/1/snapshot'].files)
+    fstab = root['/etc/fstab'].decode()
+    assert 'UUID=%s /  btrfs  defaults' % part.fs.uuid in fstab
+    for sub in layout.SUSE_SUBVOLUMES:
+        assert '@/' + sub in plan
+        assert 'subvol=/@/%s ' % sub in fstab
+    snapshots = [sub for sub in plan.values() if sub.snapshot_of]
+    assert len(snapshots) == len(guest.linux.snapshots) == 3
+    assert all(s.readonly and s.snapshot_of == '@/.snapshots/1/snapshot'
+               for s in snapshots)
+    assert dict(snapshots[0].files)['/usr/lib/os-release'] == (
+        guest.linux.snapshots[0][0])
+
+
+def test_plan_fedora_btrfs():
+    (part,) = layout.plan(catalog.GUESTS['fedora-39-btrfs']).partitions
+    root, home = part.fs.subvolume_plan
+    assert (root.path, home.path, root.default) == ('root', 'home', False)
+    assert b'subvol=root' in dict(root.files)['/etc/fstab']
+
+
+def test_plan_separate_usr():
+    root, usr = layout.plan(
+        catalog.GUESTS['sles-15-sp5-separate-usr']).partitions
+    files = dict(root.fs.files)
+    assert 'UUID=%s /usr ' % usr.fs.uuid in files['/etc/fstab'].decode()
+    assert not any(p.startswith('/usr/') for p in files)
+    usr_files = dict(usr.fs.files)
+    assert usr_files['/lib/os-release'] == catalog.GUESTS[
+        'sles-15-sp5-separate-usr'].linux.os_release
+    assert {'/local', '/src', '/bin/ls'} <= set(usr_files)
 
 
 def test_sfdisk_script():

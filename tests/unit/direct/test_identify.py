@@ -35,7 +35,6 @@ def test_kind_of_head(data, btrfs, kind):
 
 
 @pytest.mark.parametrize('kind,reason', [
-    (ID.BTRFS, '/dev/sda2: btrfs is read by the appliance'),
     (None, '/dev/sda2: unknown filesystem or volume type'),
 ])
 def test_unsupported_reasons(kind, reason):
