@@ -105,6 +105,7 @@ from ceilometer_os_pollster import drives
 from ceilometer_os_pollster import engine as engine_mod
 from ceilometer_os_pollster import facts as facts_mod
 from ceilometer_os_pollster import options
+from ceilometer_os_pollster import sanitize
 from ceilometer_os_pollster import scheduler as scheduler_mod
 from ceilometer_os_pollster.direct import inspect as direct_mod
 from ceilometer_os_pollster.direct import source as source_mod
@@ -398,13 +399,16 @@ def _old_answer(stdout):
 
 def _said(found, proc):
     """What the old script printed for one VM, in a few words."""
+    # Guest strings (a hostile ProductName's escapes) reach a terminal
+    # here: cleaned as our records are.
     if found:
-        return '%s/%s %s.%s %s' % (
+        return sanitize.clean_text('%s/%s %s.%s %s' % (
             found.get('os_type'), found.get('os_distro'),
             found.get('os_version_major'), found.get('os_version_minor'),
-            str(found.get('os_product_name'))[:40])
+            found.get('os_product_name')), limit=80)
     tail = proc.stderr.strip().splitlines()[-1:] or ['']
-    return 'nothing (exit %d: %s)' % (proc.returncode, tail[0][-120:])
+    return sanitize.clean_text('nothing (exit %d: %s)' % (
+        proc.returncode, tail[0][-120:]), limit=160)
 
 
 def run_old_script_each(pkg_dir, vms):
@@ -790,8 +794,8 @@ def report_catalog(runs, bytes_rows, ratios, start):
         if v['problems']:
             print('old script on %s: %s%s' % (
                 v['guest'], '; '.join(v['problems'])[:160],
-                '' if v['found'] else ' (stderr: %s)' % (
-                    v['stderr'].splitlines()[-1:] or [''])[0][-160:]))
+                '' if v['found'] else ' (stderr: %s)' % sanitize.clean_text(
+                    (v['stderr'].splitlines()[-1:] or [''])[0][-160:])))
     missing = sum(1 for v in by['old script']['per_vm']
                   if v['not_reported'])
     print('old script prints no edition or SQL Server edition: %d of %d '

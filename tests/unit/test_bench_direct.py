@@ -81,3 +81,12 @@ def test_a_launch_outside_the_list_misses_the_target():
              direct.targets_catalog([row], {}, 150)}
     assert goals['appliance launches only for the layouts README lists'] \
         is False
+
+
+def test_what_the_old_script_printed_reaches_the_terminal_cleaned():
+    said = direct._said({'os_type': 'windows', 'os_distro': 'windows',
+                         'os_version_major': 10, 'os_version_minor': 0,
+                         'os_product_name': 'Windows\r\n\x1b[2J\u202eX'},
+                        None)
+    assert said.startswith('windows/windows 10.0 Windows')
+    assert not any(c in said for c in '\r\n\x1b\u202e')
