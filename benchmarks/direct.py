@@ -592,21 +592,28 @@ def direct_in_process(vms):
     """Bytes the direct readers read per VM (Budget.used), their wall
     and CPU time in this process, and their answer checked."""
     from ceilometer_os_pollster.direct import errors
+    from tests.guests import catalog
+    default = {o.dest: o.default for o in options.OPTS}['max_filesystems']
     out = []
     for vm in vms:
+        # As the worker calls it: max_filesystems from the options (the
+        # catalog's for subvolume-flood).
+        bound = dict(catalog.GUESTS[vm.guest].options).get(
+            'max_filesystems', default)
         every = drives.drive_specs(vm.job.domain_xml)
         specs = drives.boot_drives(every)
         budget = source_mod.Budget()
         began, cpu = time.perf_counter(), time.process_time()
         try:
-            facts = direct_mod.inspect(specs, budget=budget)
+            facts = direct_mod.inspect(specs, budget=budget,
+                                       max_filesystems=bound)
             if (len(drives.boot_drives(every, all_disks=True)) > len(specs)
                     and not facts.limits
                     and not facts_mod.billing_candidates(facts.roots)[0]):
                 # No OS on the boot disk: every disk, as the worker does.
                 facts = direct_mod.inspect(
                     drives.boot_drives(every, all_disks=True),
-                    budget=budget)
+                    budget=budget, max_filesystems=bound)
         except errors.DirectError as exc:   # auto's fall back: not a fault
             out.append({'vm': vm.label, 'guest': vm.guest,
                         'bytes': budget.used, 'falls_back': exc.reason,
