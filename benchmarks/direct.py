@@ -9,8 +9,8 @@ old script and our appliance method boot an appliance running hivex).
 A third, run on its own (``--group catalog``, issue 25): **every guest
 of tests/guests/catalog.py**, odd, hostile and OS-less ones included,
 a guest with a second disk with both disks (raw copies).  Its rows:
-auto, the old script, auto again (no appliance row: 35 more appliances
-under TCG).  The old script inspects every domain in one loop and
+auto, the old script, auto again (no appliance row: one more appliance
+per guest under TCG).  The old script inspects every domain in one loop and
 prints only at the end, with nothing around ``launch`` or the
 ``inspect_get_*`` calls: one guest it cannot read would leave every
 other guest of its run without an answer.  So it runs once per VM, and
