@@ -287,15 +287,18 @@ class Rig:
         return number
 
     def add(self, name, image, *, layout=OVERLAY, vcpus=2, image_id=None,
-            from_volume=False, data_image=None, cdrom=False, flavor=None,
-            project_id=PROJECT_ID, user_id=USER_ID, memory_mib=64):
+            from_volume=False, data_image=None, data_raw=False, cdrom=False,
+            flavor=None, project_id=PROJECT_ID, user_id=USER_ID,
+            memory_mib=64):
         """Make the disks of one instance and define (not start) it.
 
         ``image`` is a raw or qcow2 guest image; the rig works on copies
         or overlays, never on it.  ``image_id`` defaults to an id derived
         from the image's path; ``from_volume`` drops ``<nova:root>`` as
         nova does for a boot-from-volume instance.  ``data_image`` adds
-        vdb (an overlay on that image), ``cdrom`` an empty cdrom drive.
+        vdb (an overlay on that image; ``data_raw``: a raw copy, what a
+        tool adding every file disk as raw reads right), ``cdrom`` an
+        empty cdrom drive.
         """
         if layout not in LAYOUTS:
             raise ValueError('unknown layout %r (one of %s)'
@@ -318,14 +321,20 @@ class Rig:
             cache=self._cache_mode())]
         if data_image is not None:
             data_image = pathlib.Path(data_image).resolve()
-            base = self._image_base(
-                data_image, domains.stable_uuid('image', str(data_image)))
             data = inst_dir / 'disk.eph0'
-            disks_mod.overlay(base, data)
-            rig_disks.append(RigDisk('vdb', 'file', 'qcow2', str(data),
-                                     (str(data), str(base))))
+            if data_raw:
+                disks_mod.to_raw(data_image, data)
+                chain, data_format = (str(data),), 'raw'
+            else:
+                base = self._image_base(
+                    data_image, domains.stable_uuid('image', str(data_image)))
+                disks_mod.overlay(base, data)
+                chain, data_format = (str(data), str(base)), 'qcow2'
+            rig_disks.append(RigDisk('vdb', 'file', data_format, str(data),
+                                     chain))
             xml_disks.append(domains.Disk('vdb', 'file', str(data),
-                                          'qcow2', cache=self._cache_mode()))
+                                          data_format,
+                                          cache=self._cache_mode()))
         if cdrom:
             # Listed first: the boot order, not the XML order, decides.
             rig_disks.insert(0, RigDisk('hdc', 'file', 'raw', '',
