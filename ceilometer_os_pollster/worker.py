@@ -282,7 +282,11 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
                        space_problem)
     if direct_reader is None:
         from ceilometer_os_pollster.direct import inspect as direct_mod
-        direct_reader = direct_mod.inspect
+        from ceilometer_os_pollster.direct import network
+        disks = network.NetworkDisks(opts, private_dir)
+
+        def direct_reader(specs, stage):
+            return direct_mod.inspect(specs, stage, network=disks)
     start = time.monotonic()
 
     def elapsed():
