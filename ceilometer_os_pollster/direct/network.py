@@ -28,9 +28,11 @@ class NetworkDisks:
         self._read_secret = read_secret
 
     def _backstop(self):
-        # Any one wait on a server: never longer than the whole
-        # inspection may take (the worker is killed then anyway).
-        return max(1, int(self._opts.inspection_deadline))
+        # Any one wait on a server.  The worker's deadline kill ends a
+        # server that stops answering; this only ends a wait where no
+        # deadline runs (a library caller), so it is well past the
+        # deadline and never decides an agent's inspection.
+        return 2 * max(30, int(self._opts.inspection_deadline))
 
     def open(self, spec, budget, stack):
         """The Source of a network drive's bytes (below its format)."""

@@ -149,8 +149,8 @@ def test_route_a_read_only_with_the_operators_conf(ceph, tmp_path,
         assert budget.used == 10
     assert fake.events[0] == (
         'rados', '/etc/ceph/ceph.conf', 'nova',
-        {'client_mount_timeout': '7', 'rados_mon_op_timeout': '300',
-         'rados_osd_op_timeout': '300',
+        {'client_mount_timeout': '7', 'rados_mon_op_timeout': '600',
+         'rados_osd_op_timeout': '600',
          'mon_host': '10.0.0.1:6789,[::1]:6789'})
     assert ('image', 'abc_disk', None, True) in fake.events
     # closed in reverse order of opening
