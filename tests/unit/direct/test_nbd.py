@@ -463,3 +463,32 @@ def test_unsupported_network_protocols_stay_the_appliances():
                     "name='10.0.0.1'/></source>")
     with pytest.raises(errors.Unsupported, match='read by the appliance'):
         read_disk(spec)
+
+
+def test_the_worker_reads_nbd_disks_directly(tmp_path):
+    # The worker's own direct reader (no test double) opens the nbd disk
+    # with NetworkDisks: inspection_method=direct decides without an
+    # appliance (a blank disk: no OS, an 'unknown' record).
+    from ceilometer_os_pollster import options
+    from ceilometer_os_pollster import worker
+
+    run('qemu-img', 'create', '-f', 'raw', str(tmp_path / 'blank.raw'), '4M')
+    sock = str(tmp_path / 'nbd.sock')
+    values = {opt.dest: opt.default for opt in options.OPTS}
+    values['inspection_method'] = 'direct'
+
+    def no_appliance(*args, **kwargs):
+        raise AssertionError('no appliance expected')
+
+    with qemu_nbd(tmp_path / 'blank.raw', 'raw', unix=sock):
+        xml = ("<domain><name>d</name><devices><disk type='network' "
+               "device='disk'><driver name='qemu' type='raw'/><source "
+               "protocol='nbd' name='disk'><host transport='unix' "
+               "socket='%s'/></source><target dev='vda' bus='virtio'/>"
+               "</disk></devices></domain>" % sock)
+        rec = worker.inspect(
+            worker.options_namespace(values),
+            {'instance_id': 'i-1', 'domain_xml': xml, 'fingerprint': 'f'},
+            str(tmp_path), lambda name: None,
+            appliance_factory=no_appliance)
+    assert (rec.status, rec.inspection_method) == ('unknown', 'direct'), rec
