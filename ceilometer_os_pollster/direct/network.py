@@ -37,6 +37,9 @@ class NetworkDisks:
     def open(self, spec, budget, stack):
         """The Source of a network drive's bytes (below its format)."""
         if spec.protocol == 'nbd':
+            if spec.tls:
+                raise Unsupported('%s: nbd over TLS is read by the '
+                                  'appliance' % spec.target)
             disk = nbd.connect(spec.socket, spec.hosts, spec.path, budget,
                                self._backstop(), name=spec.target)
             stack.callback(disk.close)

@@ -458,11 +458,16 @@ def test_export_name_refused_by_closing(scripted):
         scripted(old).connect()
 
 
-def test_unsupported_network_protocols_stay_the_appliances():
-    spec = spec_xml('raw', "<source protocol='iscsi' name='iqn.x/1'><host "
-                    "name='10.0.0.1'/></source>")
+@pytest.mark.parametrize('source', [
+    "<source protocol='iscsi' name='iqn.x/1'><host name='10.0.0.1'/>"
+    "</source>",
+    # libvirt asks for TLS: never read in clear text by us
+    "<source protocol='nbd' name='x' tls='yes'><host name='10.0.0.1'/>"
+    "</source>",
+])
+def test_what_stays_the_appliances(source):
     with pytest.raises(errors.Unsupported, match='read by the appliance'):
-        read_disk(spec)
+        read_disk(spec_xml('raw', source))
 
 
 def test_the_worker_reads_nbd_disks_directly(tmp_path):
