@@ -301,10 +301,11 @@ OPTS = [
         default=20, min=1, max=300,
         help='Seconds librbd tries to reach the Ceph monitors of an rbd '
              'disk before the inspection fails with "error connecting: '
-             'Connection timed out" (Ceph\'s own default is 300). Keep '
-             'it well below inspection_deadline so that a cluster whose '
-             'monitors are down gives that clear reason rather than a '
-             'deadline.'),
+             'Connection timed out" (Ceph\'s own default is 300). With '
+             'inspection_method auto the direct readers try first and '
+             'the appliance once more, so keep twice this well below '
+             'inspection_deadline: a cluster whose monitors are down '
+             'then gives that clear reason rather than a deadline.'),
 ]
 
 # Each option's default by name, for code that works without a
