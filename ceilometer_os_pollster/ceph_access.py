@@ -11,6 +11,7 @@ the disks.  The key is never on a command line, in an environment or in
 a log; libvirt's errors name the secret's uuid, never its value.
 """
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -36,6 +37,16 @@ def read_libvirt_secret(uri, spec):
         return secret.value()
     finally:
         conn.close()
+
+
+def reading_spec(opts, spec):
+    """The drive as the inspector reads it: with ``ceph_user`` set, as
+    the operator's own (read-only) user, keyring via ceph_conf (the
+    domain's secret belongs to nova's user)."""
+    if spec.protocol == 'rbd' and opts.ceph_user:
+        return dataclasses.replace(spec, username=opts.ceph_user,
+                                   secret_uuid='', secret_usage='')
+    return spec
 
 
 class PrivateKeys:

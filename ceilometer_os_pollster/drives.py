@@ -86,6 +86,8 @@ class DriveSpec:
     encryption: str = ''
     # Unique [A-Za-z]{1,20} name for guestfs' add_drive(label=...).
     label: str = ''
+    # <source tls='yes'>: the server expects TLS (nbd).
+    tls: bool = False
 
 
 def _boot_order(disk):
@@ -177,7 +179,8 @@ def _drive(disk):
         if network is None:
             return None
         protocol, path, hosts, socket = network
-        fields.update(protocol=protocol, hosts=hosts, socket=socket)
+        fields.update(protocol=protocol, hosts=hosts, socket=socket,
+                      tls=(source.get('tls') or '').lower() == 'yes')
         return DriveSpec(path=path, **fields)
     else:
         # volume (pool/volume), dir, nvme, vhostuser: not an image the

@@ -166,10 +166,11 @@ OPTS = [
         help='How an instance\'s disks are read. "direct": by the '
              'inspector\'s own read-only, bounded, pure-Python readers in '
              'the inspection worker (qcow2/raw files and block devices, '
+             'nbd and rbd disks read-only, '
              'MBR/GPT, LVM linear/striped, ext2/3/4, XFS, NTFS and the '
              'Windows registry): milliseconds and under a MB of the disk '
              'per instance, no qemu, no kernel, no appliance; anything '
-             'they do not read (network disks, btrfs, md-raid, unknown '
+             'they do not read (iSCSI/Gluster disks, btrfs, md-raid, unknown '
              'filesystems) '
              'makes the record "failed". "appliance": always a libguestfs '
              'appliance (a small VM per inspection), as before. "auto" '
@@ -300,10 +301,11 @@ OPTS = [
         default=20, min=1, max=300,
         help='Seconds librbd tries to reach the Ceph monitors of an rbd '
              'disk before the inspection fails with "error connecting: '
-             'Connection timed out" (Ceph\'s own default is 300). Keep '
-             'it well below inspection_deadline so that a cluster whose '
-             'monitors are down gives that clear reason rather than a '
-             'deadline.'),
+             'Connection timed out" (Ceph\'s own default is 300). With '
+             'inspection_method auto the direct readers try first and '
+             'the appliance once more, so keep twice this well below '
+             'inspection_deadline: a cluster whose monitors are down '
+             'then gives that clear reason rather than a deadline.'),
 ]
 
 # Each option's default by name, for code that works without a

@@ -13,7 +13,6 @@ a libvirt secret) is ``ceph_access``' business; ``forget_secrets``
 removes such keyrings as soon as the appliance has opened the disks.
 """
 
-import dataclasses
 import os
 import stat
 import subprocess
@@ -154,11 +153,7 @@ class Overlays:
         self.paths = []
 
     def tree(self, spec):
-        if spec.protocol == 'rbd' and self._opts.ceph_user:
-            # The operator's own (read-only) user, keyring via ceph_conf:
-            # the domain's secret belongs to nova's user.
-            spec = dataclasses.replace(spec, username=self._opts.ceph_user,
-                                       secret_uuid='', secret_usage='')
+        spec = ceph_access.reading_spec(self._opts, spec)
         if spec.kind == drives.KIND_NETWORK:
             try:
                 conf = (self._keys.conf_for(spec)

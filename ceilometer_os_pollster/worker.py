@@ -22,7 +22,6 @@ the deadline.  The worker dies with the thread that started it
 import ctypes
 import ctypes.util
 import errno
-import functools
 import json
 import logging
 import os
@@ -283,8 +282,13 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
                        space_problem)
     if direct_reader is None:
         from ceilometer_os_pollster.direct import inspect as direct_mod
-        direct_reader = functools.partial(
-            direct_mod.inspect, max_filesystems=opts.max_filesystems)
+        from ceilometer_os_pollster.direct import network
+        disks = network.NetworkDisks(opts, private_dir)
+
+        def direct_reader(specs, stage):
+            return direct_mod.inspect(
+                specs, stage, max_filesystems=opts.max_filesystems,
+                network=disks)
     start = time.monotonic()
 
     def elapsed():

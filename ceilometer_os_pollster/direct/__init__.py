@@ -8,6 +8,8 @@ below, addressed by offset:
 - ``source``: local files and block devices (``FileSource``), regions
   (``Window``), LVM segment maps (``Concat``, ``Striped``) and the
   ``Budget`` of bytes one inspection may read;
+- ``nbd`` (our own read-only NBD client) and ``rbd_image`` (librbd,
+  read-only): the bytes of network drives, opened by ``network``;
 - ``qcow2``: the virtual disk of a qcow2 image over its file and the
   backing the caller pinned (never the one the image names);
 - ``partitions``: MBR (with the extended/logical chain) and GPT, as small

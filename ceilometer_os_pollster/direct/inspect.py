@@ -4,7 +4,8 @@
 appliance, and returns the same ``raw_facts.ApplianceFacts``, so one
 policy (``facts``) bills whatever read the disks.  The stack, each layer
 a window over the one below: the disk (a host file or block device, raw
-or qcow2 along the chain ``overlay.local_tree`` pins, formats never
+or qcow2 along the chain ``overlay.local_tree`` pins, or an nbd or rbd
+export (``network``), formats never
 probed) -> its partition table (or none) -> LVM physical volumes and
 their logical volumes -> a filesystem (ext2/3/4, XFS, NTFS, btrfs) ->
 the Linux or Windows facts (the registry read by ``regf``).  Device
@@ -15,9 +16,9 @@ so roots and reasons read alike.  A Linux root's billing inputs are
 read through the mounts its /etc/fstab makes (``mounts``), as the
 appliance path mounts it.
 
-Anything it does not read (a network disk, md-raid, multi-device or
-RAID btrfs, an unknown filesystem, an unsupported LV) or a bound it
-reaches raises an
+Anything it does not read (an iscsi or gluster disk, md-raid,
+multi-device or RAID btrfs, an unknown filesystem, an unsupported LV) or
+a bound it reaches raises an
 ``errors.DirectError``: the worker falls back to the appliance
 (``inspection_method = auto``) or reports it (``direct``).
 """
@@ -35,6 +36,7 @@ from ceilometer_os_pollster.direct import identify as id_mod
 from ceilometer_os_pollster.direct import linux_root
 from ceilometer_os_pollster.direct import lvm
 from ceilometer_os_pollster.direct import mounts
+from ceilometer_os_pollster.direct import network as network_mod
 from ceilometer_os_pollster.direct import partitions
 from ceilometer_os_pollster.direct import qcow2
 from ceilometer_os_pollster.direct import source as source_mod
@@ -92,8 +94,22 @@ def _node_source(node, budget, stack, depth=0):
     return qcow2.open_qcow2(base, backing)
 
 
-def disk_source(spec, budget, stack):
-    """The guest-visible bytes of one drive, or raises Unsupported."""
+def disk_source(spec, budget, stack, network=None):
+    """The guest-visible bytes of one drive, or raises Unsupported.
+    ``network`` (a network.NetworkDisks) opens nbd and rbd drives."""
+    if (spec.kind == drives.KIND_NETWORK and network is not None
+            and spec.protocol in network_mod.PROTOCOLS):
+        # The format from the domain XML, never probed.  A qcow2 image
+        # naming a backing file there is the appliance's (whose header we
+        # cannot pin a chain from): open_qcow2 refuses it.
+        fmt = spec.format
+        if fmt not in ('raw', 'qcow2'):
+            raise errors.Unsupported('%s: disk format %s not supported'
+                                     % (spec.target, spec.format[:16]))
+        base = network.open(spec, budget, stack)
+        if fmt == 'raw':
+            return base
+        return qcow2.open_qcow2(base, None)
     if spec.kind not in (drives.KIND_FILE, drives.KIND_BLOCK):
         raise errors.Unsupported('%s: %s disks are read by the appliance'
                                  % (spec.target, spec.protocol or spec.kind))
@@ -354,10 +370,13 @@ def kept_roots(roots, max_roots=MAX_ROOTS):
     return volumes + subvolumes[:max_roots - len(volumes)], limited
 
 
-def inspect(specs, stage=None, budget=None, max_filesystems=None):
+def inspect(specs, stage=None, budget=None, max_filesystems=None,
+            network=None):
     """ApplianceFacts of ``specs`` (boot disk first), read directly;
     raises errors.DirectError when the appliance must do it.
-    ``max_filesystems``: the [os_inspection] option of that name."""
+    ``max_filesystems``: the [os_inspection] option of that name;
+    ``network``: see disk_source (without it, network disks are the
+    appliance's)."""
     stage = stage or (lambda name: None)
     budget = budget or source_mod.Budget()
     result = raw_facts.ApplianceFacts(drives=len(specs))
@@ -370,7 +389,7 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None):
                 result.encrypted_types[spec.target] = 'crypto_LUKS'
                 continue
             try:
-                disk = disk_source(spec, budget, stack)
+                disk = disk_source(spec, budget, stack, network)
             except overlay.EncryptedImage:
                 result.encrypted_devices.append(spec.target)
                 result.encrypted_types[spec.target] = 'crypto_LUKS'

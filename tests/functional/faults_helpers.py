@@ -9,6 +9,7 @@ so a thread of ours would not sample during that window).
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -193,6 +194,74 @@ class BlackHole:
                 return
             self.accepted += 1
             self._conns.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()
+
+
+class SilentNbd:
+    """An NBD server (TCP, 127.0.0.1) that opens any export of ``size``
+    bytes and then never answers a read: storage that stops in the
+    middle of a direct inspection.  ``reading`` is set once a read
+    request has arrived (a worker is then blocked mid-read)."""
+
+    NBDMAGIC = 0x4e42444d41474943
+    IHAVEOPT = 0x49484156454f5054
+    REPLY_MAGIC = 0x0003e889045565a9
+
+    def __init__(self, size=1 << 30):
+        self.size = size
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.reading = threading.Event()
+        self._conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def disk(self, export='export'):
+        return ("<disk type='network' device='disk'><driver name='qemu' "
+                "type='raw'/><source protocol='nbd' name='%s'><host "
+                "name='127.0.0.1' port='%d'/></source><target dev='vda' "
+                "bus='virtio'/></disk>" % (export, self.port))
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _recv(conn, n):
+        data = b''
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def _serve(self, conn):
+        try:
+            conn.sendall(struct.pack('>QQH', self.NBDMAGIC, self.IHAVEOPT,
+                                     3))
+            self._recv(conn, 4)
+            _, option, length = struct.unpack('>QII', self._recv(conn, 16))
+            self._recv(conn, length)
+            conn.sendall(struct.pack('>QIIIHQH', self.REPLY_MAGIC, option,
+                                     3, 12, 0, self.size, 1 | 2))
+            conn.sendall(struct.pack('>QIII', self.REPLY_MAGIC, option, 1,
+                                     0))
+            self._recv(conn, 28)        # a request: never answered
+            self.reading.set()
+        except (EOFError, OSError):
+            pass
 
     def close(self):
         self.sock.close()

@@ -13,14 +13,17 @@ point, once per authentication route:
 
 The good guests (Windows on a nova ephemeral disk whose first monitor is
 down, Linux on a Cinder volume whose only live monitor is the v2 address)
-must come out ``ok``; in the same cycles, four broken instances (key
-rotated, caps revoked, image deleted, pool deleted after the domain
-started) must come out ``failed`` with a reason an operator can act on,
-costing the good ones nothing.  Then every monitor goes down for a fifth
-instance.  Throughout, a sampler reads every /proc/*/cmdline and environ
-for the keys, DEBUG logs are captured, and a decoy ceph.conf sits in the
-working directory and in CEPH_CONF.  At the end nothing may have been
-written to the cluster and no key may be left in a file.
+must come out ``ok``, read by the direct method (librbd, read-only) with
+the default ``inspection_method = auto``, and by the appliance when
+``inspection_method = appliance`` is forced; in the same cycles, four
+broken instances (key rotated, caps revoked, image deleted, pool deleted
+after the domain started) must come out ``failed`` with a reason an
+operator can act on, costing the good ones nothing.  Then every monitor
+goes down for a fifth instance.  Throughout, a sampler reads every
+/proc/*/cmdline and environ for the keys, DEBUG logs are captured, and a
+decoy ceph.conf sits in the working directory and in CEPH_CONF.  At the
+end nothing may have been written to the cluster and no key may be left
+in a file.
 
 Only the public surface is used: options, the AgentManager and its
 samples, the record cache through the ``cache list`` CLI.
@@ -371,7 +374,9 @@ def mons_down(world, route_b):
     return _by_name(world, samples)
 
 
-def _check_good(by_name):
+def _check_good(by_name, method='direct'):
+    """{name: what is wrong} of the good guests' records; ``method``:
+    what must have read them (auto reads rbd disks directly)."""
     wrong = {}
     for name, guest in GOOD.items():
         md = by_name.get(name)
@@ -379,6 +384,9 @@ def _check_good(by_name):
             wrong[name] = 'no sample'
             continue
         bad = catalog.mismatches(catalog.GUESTS[guest].expected, md)
+        if md.get('os_inspection_method') != method:
+            bad.append(('os_inspection_method',
+                        md.get('os_inspection_method')))
         if bad:
             wrong[name] = (md['os_inspection_status'],
                            md['os_inspection_reason'], bad)
@@ -589,3 +597,69 @@ def test_route_c_does_not_care_about_novas_key_or_caps(world, route_c):
 
 def test_route_c_wrote_nothing(world, route_c):
     test_no_byte_written_no_snapshot_lock_or_watcher_left(world, route_c)
+
+
+# -- the same disks through the appliance, forced --------------------------
+
+@pytest.fixture(scope='module')
+def route_appliance(world, route_c):
+    """Route (a) again with ``inspection_method = appliance``: qemu's
+    rbd driver reads the disks, as before the direct method existed."""
+    agent, first, samples = _run_route(
+        world, cache_dir=str(world.tmp / 'cache-appliance'),
+        tmp_dir=str(world.tmp / 'guestfs-appliance'),
+        ceph_conf=world.route_a_conf, libvirt_secret_uri='',
+        inspection_method='appliance')
+    agent.stop()
+    service_mod.reset_service()
+    return _by_name(world, samples)
+
+
+def test_forced_appliance_reads_rbd_disks_through_qemu(world,
+                                                       route_appliance):
+    assert _check_good(route_appliance, method='appliance') == {}
+    assert _check_bad(world, route_appliance, BAD) == {}
+
+
+def test_forced_appliance_wrote_nothing(world, route_appliance):
+    test_no_byte_written_no_snapshot_lock_or_watcher_left(world,
+                                                          route_appliance)
+
+
+# -- the direct rbd source, byte for byte ----------------------------------
+
+def test_direct_rbd_source_reads_exactly_the_image(world):
+    """Every byte of a good guest's image, read by the direct method's
+    librbd source as the worker opens it (route (a)'s conf), equals what
+    ``rbd export`` gives; the image is not written."""
+    import contextlib
+    import hashlib
+    import types
+
+    from ceilometer_os_pollster import drives
+    from ceilometer_os_pollster.direct import inspect as direct_inspect
+    from ceilometer_os_pollster.direct import network
+    from ceilometer_os_pollster.direct import source as source_mod
+
+    dom = world.doms['linux-vol']
+    live = world.rig.conn.lookupByUUIDString(dom.uuid)
+    spec = drives.boot_drives(drives.drive_specs(live.XMLDesc(0)))[0]
+    disk = dom.boot_disk
+    expected = world.cluster.export_sha256(disk.pool, disk.image)
+    opts = types.SimpleNamespace(
+        inspection_deadline=300, ceph_user='', libvirt_secret_uri='',
+        ceph_conf=world.route_a_conf, ceph_client_mount_timeout=15)
+    private = world.tmp / 'direct-private'
+    private.mkdir()
+    digest = hashlib.sha256()
+    with contextlib.ExitStack() as stack:
+        source = direct_inspect.disk_source(
+            spec, source_mod.Budget(1 << 40), stack,
+            network.NetworkDisks(opts, str(private)))
+        step = 8 << 20
+        for offset in range(0, source.size, step):
+            digest.update(source.read_at(offset,
+                                         min(step, source.size - offset)))
+    assert digest.hexdigest() == expected
+    assert world.cluster.export_sha256(disk.pool, disk.image) == expected
+    assert list(private.iterdir()) == []

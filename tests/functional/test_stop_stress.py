@@ -2,10 +2,10 @@
 
 With real processes: each round starts a service, has it inspect two
 instances whose disk is an NBD export on a listener that accepts and
-never answers (the real worker's qemu-img blocks there, killably), and
-stops it at a different moment of the inspections' start: before the
-worker is spawned, while it is being spawned, while it imports, while
-qemu-img waits.  One round stops it exactly between the worker's
+never answers (the real worker's own NBD client blocks there, killably),
+and stops it at a different moment of the inspections' start: before
+the worker is spawned, while it is being spawned, while it imports,
+while its NBD client waits.  One round stops it exactly between the worker's
 fork+exec and the moment the supervisor records its pid, the window a
 worker escaped the kill through.  After every stop() nothing is left.
 """
@@ -93,7 +93,7 @@ def test_stop_while_inspections_start_leaves_nothing(tmp_path, caplog):
                               for r in caplog.records))
     finally:
         hole.close()
-    # The late rounds caught workers running (qemu-img connected).
+    # The late rounds caught workers running (their NBD client connected).
     print('rounds that killed a running worker:', killed)
     assert killed[-1], killed
     assert hole.accepted >= 1

@@ -5,8 +5,12 @@ waits on its pipe.  Here, with real processes: an instance whose disk is
 an NBD export whose server was frozen with SIGSTOP (the kernel still
 accepts connections, nothing answers) among healthy instances, polled by
 a real Ceilometer AgentManager every few seconds; a worker SIGKILLed in
-the middle of an inspection; a worker that raises.
-Appliance launches: 2 healthy + 1 killed + 1 after it.
+the middle of an inspection (launching an appliance; reading an NBD disk
+directly); a worker that raises; storage that never answers a look-up,
+or stops in the middle of the direct readers' reads.  The direct method
+(``auto``) reads nbd disks itself, so the frozen NBD server holds our
+own client, and the deadline ends it as it ends the appliance.
+Appliance launches: 1 killed + 1 after it.
 """
 
 import os
@@ -31,7 +35,9 @@ from tests.rig import rig as rig_mod
 pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DEADLINE = 90           # a healthy TCG inspection takes 30-60 s
+# The healthy guests are read directly (well under a second of CPU);
+# the frozen one waits for this, twice.
+DEADLINE = 30
 POLL_EVERY = 3
 
 
@@ -148,13 +154,15 @@ def test_frozen_nbd_storage_never_stalls_the_agent(rig, tmp_path,
     # Cycles ran, one after the other, while the frozen inspection was in
     # flight: none waited for it.
     assert sum(cycles) >= 5, cycles
+    # Our own NBD client waited for the greeting until the deadline.
     assert frozen_record.reason == (
-        'deadline: inspection killed after %d s while opening disks'
-        % DEADLINE)
+        'deadline: inspection killed after %d s while reading disks '
+        'directly' % DEADLINE)
     for uuid, guest in healthy.items():
         rec = healthy_records[uuid]
         assert catalog.mismatches(catalog.GUESTS[guest].expected,
                                   rec) == [], rec
+        assert rec.inspection_method == 'direct', rec
     # The retry in flight (started just before stop(): done() counts its
     # inspect() call) was killed with the agent's service, and stop()
     # waited until its processes were gone; nothing it or the first
@@ -217,24 +225,61 @@ raise SystemExit(worker.main())
 '''
 
 
+class StuckMount:
+    """A tests.rig.stuckfs mount; ``release()`` kills the daemon and
+    drops the mount, which frees whatever is blocked on it."""
+
+    def __init__(self, mountpoint, *args):
+        mountpoint.mkdir()
+        self.mountpoint = mountpoint
+        self.disk = mountpoint / 'disk.raw'
+        self.daemon = subprocess.Popen(
+            [sys.executable, '-m', 'tests.rig.stuckfs', str(mountpoint)]
+            + list(args), cwd=REPO)
+        if not _until(lambda: os.path.ismount(mountpoint), 30):
+            self.release()
+            pytest.fail('FUSE mount did not appear (is /dev/fuse usable?)')
+
+    def release(self):
+        if self.daemon.poll() is None:
+            self.daemon.kill()
+            self.daemon.wait(30)
+        subprocess.run(['umount', '-l', str(self.mountpoint)], check=False,
+                       stderr=subprocess.DEVNULL)
+
+
 @pytest.fixture
 def stuck_fs(tmp_path):
-    """A FUSE mount whose disk.raw never answers a look-up; the daemon is
-    killed (and the mount dropped) at the end, which frees whatever is
-    blocked on it."""
-    mountpoint = tmp_path / 'stuck'
-    mountpoint.mkdir()
-    daemon = subprocess.Popen([sys.executable, '-m', 'tests.rig.stuckfs',
-                               str(mountpoint)], cwd=REPO)
+    """A FUSE mount whose disk.raw never answers a look-up."""
+    mount = StuckMount(tmp_path / 'stuck')
     try:
-        assert _until(lambda: os.path.ismount(mountpoint), 30), \
-            'FUSE mount did not appear (is /dev/fuse usable?)'
-        yield mountpoint / 'disk.raw'
+        yield mount.disk
     finally:
-        daemon.kill()
-        daemon.wait(30)
-        subprocess.run(['umount', '-l', str(mountpoint)], check=False,
-                       stderr=subprocess.DEVNULL)
+        mount.release()
+
+
+# A disk whose first partition starts here: the partition table is read,
+# the partition's first read never answered.
+PARTITION_AT = 1 << 20
+
+
+@pytest.fixture
+def stuck_mid_read(tmp_path):
+    """A FUSE mount whose disk.raw (an MBR disk) answers look-ups, open
+    and the reads of its partition table, then never answers a read of
+    its partition; the reads are logged."""
+    image = tmp_path / 'mbr.raw'
+    with open(image, 'wb') as f:
+        f.truncate(8 * PARTITION_AT)
+    subprocess.run(['sfdisk', '-q', str(image)], check=True,
+                   input=b'start=%d, type=83\n' % (PARTITION_AT // 512))
+    log = tmp_path / 'reads.log'
+    mount = StuckMount(tmp_path / 'stuck', '--serve', str(image),
+                       '--block-from', str(PARTITION_AT), '--log', str(log))
+    try:
+        yield mount, log
+    finally:
+        mount.release()
 
 
 def test_disk_on_storage_that_never_answers_costs_only_a_deadline(
@@ -276,3 +321,58 @@ def test_disk_on_storage_that_never_answers_costs_only_a_deadline(
     # still stuck.
     rec = engine.inspect(H.job('after-stuck', ''))
     assert (rec.status, rec.reason) == ('unknown', 'no disk to inspect')
+
+
+def test_storage_that_stops_mid_read_costs_only_a_deadline(
+        tmp_path, stuck_mid_read):
+    mount, log = stuck_mid_read
+    tmp_root = tmp_path / 'tmp'
+    tmp_root.mkdir()
+    engine = H.make_engine(tmp_root)
+    engine.deadline = DEADLINE
+    rec = engine.inspect(H.job('stuck-mid-read',
+                               H.DISK.format(path=mount.disk)))
+    # The direct readers opened the disk, read its partition table and
+    # waited for the partition until the deadline, as the appliance
+    # would have waited in its own stage.
+    assert (rec.status, rec.reason) == (
+        'failed', 'deadline: inspection killed after %d s while reading '
+        'disks directly' % DEADLINE)
+    reads = [line.split() for line in log.read_text().splitlines()]
+    assert ['served', '0'] in [r[:2] for r in reads], reads
+    assert any(r[0] == 'blocked' and int(r[1]) + int(r[2]) > PARTITION_AT
+               for r in reads), reads
+    assert list(tmp_root.iterdir()) == []
+    # The storage goes away: the worker, stuck in the kernel until now,
+    # goes too, and nothing of the inspection is left.
+    mount.release()
+    assert _until(lambda: leftovers() == {}, DEADLINE), leftovers()
+    assert list(tmp_root.iterdir()) == []
+
+
+def test_worker_killed_mid_read_leaves_nothing(tmp_path):
+    server = H.SilentNbd()
+    tmp_root = tmp_path / 'tmp'
+    tmp_root.mkdir()
+    engine = H.make_engine(tmp_root)
+    engine.deadline = DEADLINE
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(
+        rec=engine.inspect(H.job('killed-mid-read', server.disk()))))
+    thread.start()
+    try:
+        # Our own NBD client sent a read and waits for its reply.
+        assert server.reading.wait(DEADLINE), 'no read request arrived'
+        workers = [pid for pid in H.proc_children(os.getpid(), b'.worker')
+                   if _parent(pid) == os.getpid()]
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        thread.join(DEADLINE + 30)
+        server.close()
+    rec = result['rec']
+    assert (rec.status, rec.reason) == (
+        'failed', 'inspection worker killed by SIGKILL while reading disks '
+        'directly (out of memory?)')
+    assert _until(lambda: leftovers() == {}, DEADLINE), leftovers()
+    assert list(tmp_root.iterdir()) == []
