@@ -18,6 +18,7 @@ session's Ceph cluster).
 import ctypes
 import ctypes.util
 import os
+import stat
 import struct
 import subprocess
 
@@ -100,7 +101,13 @@ def test_header_in_guest_data_is_only_data(rig, tmp_path):
     disks_mod.to_raw(builder.build('win2019-sql'), json_target)
     linux = canaries / 'linux.raw'
     disks_mod.to_raw(builder.build('ubuntu-22.04'), linux)
-    device = disks_mod.attach_loop(linux)
+    loop = disks_mod.attach_loop(linux)
+    # The header names a block device node of its own for the loop
+    # device: inotify watches that inode, which only a process following
+    # the header would open, whereas any host-wide block scan (blkid,
+    # lvm, mkfs.btrfs run by someone else on the host) opens /dev/loopN.
+    device = str(canaries / 'linux-disk.dev')
+    os.mknod(device, 0o600 | stat.S_IFBLK, os.stat(loop).st_rdev)
     listener = H.BlackHole()
     targets = {
         'host-file': str(windows),
@@ -141,7 +148,7 @@ def test_header_in_guest_data_is_only_data(rig, tmp_path):
         watch.close()
     finally:
         listener.close()
-        subprocess.run(['losetup', '-d', device], check=False)
+        subprocess.run(['losetup', '-d', loop], check=False)
     for name, rec in records.items():
         assert (rec.status, rec.os_family) == ('unknown', 'unknown'), (
             name, rec)
