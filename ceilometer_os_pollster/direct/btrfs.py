@@ -41,6 +41,8 @@ import zlib
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs as fs_mod
 from ceilometer_os_pollster.direct import source as source_mod
+from ceilometer_os_pollster.direct.crc32c import crc32c
+from ceilometer_os_pollster.direct.crc32c import crc32c_update
 
 try:                                        # see pyproject.toml
     import zstandard
@@ -154,32 +156,6 @@ ROOT_ITEM_MIN = 239
 DIR_ENTRY = struct.Struct('<QBQQHHB')           # 30 bytes, then name
 FILE_EXTENT = struct.Struct('<QQBBHB')          # 21 bytes
 FILE_EXTENT_REG = struct.Struct('<QQQQ')        # 32 more
-
-
-def _crc32c_table():
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return tuple(table)
-
-
-_CRC32C = _crc32c_table()
-
-
-def crc32c_update(crc, data):
-    """The raw Castagnoli CRC register after ``data`` (no inversion)."""
-    table = _CRC32C
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def crc32c(data):
-    """The standard CRC-32C of ``data``."""
-    return crc32c_update(0xFFFFFFFF, data) ^ 0xFFFFFFFF
 
 
 def name_hash(name):
