@@ -13,14 +13,22 @@ are refused as Unsupported.
 
 The journal is not replayed: a live or uncleanly stopped guest's disk is
 read as it is, and an entry naming a free inode, or an inode of another
-type than the entry says, is a TornRead.  Checksums are not verified
-(no CRC32c in Python's standard library).
+type than the entry says, is a TornRead.
+
+Checksums (metadata_csum, crc32c): those of the superblock, the group
+descriptors read, every inode read, extent tree blocks and directory
+blocks (leaf tails and htree node tails) are verified; a mismatch is a
+TornRead naming the structure.  Without metadata_csum, gdt_csum's crc16
+of a group descriptor is verified; ext2/3 without either have none.
+Bitmaps, the journal and extended attribute blocks are not read, so
+their checksums are not verified.
 """
 
 import struct
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs as fs_mod
+from ceilometer_os_pollster.direct.crc32c import crc32c_update
 
 SUPERBLOCK_OFFSET = 1024
 MAGIC = 0xEF53
@@ -62,6 +70,17 @@ KNOWN_INCOMPAT = (INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG
                   | INCOMPAT_INLINE_DATA | INCOMPAT_ENCRYPT
                   | INCOMPAT_CASEFOLD)
 RO_COMPAT_SPARSE_SUPER = 0x1
+RO_COMPAT_GDT_CSUM = 0x10
+RO_COMPAT_METADATA_CSUM = 0x400
+CHECKSUM_TYPE_CRC32C = 1
+SB_CHECKSUM = 0x3FC
+GD_CHECKSUM = 0x1E
+INODE_CHECKSUM_LO = 0x7C
+INODE_CHECKSUM_HI = 0x82
+INODE_GENERATION = 0x64
+DIR_TAIL = struct.Struct('<IHBBI')              # 12 bytes, ends a block
+DIR_TAIL_FT = 0xDE
+FLAG_INDEX = 0x1000                             # htree directory
 
 # Inode flags (i_flags).
 FLAG_ENCRYPT = 0x800
@@ -104,6 +123,24 @@ class Superblock:
         blocks_hi = struct.unpack_from('<I', raw, 0x150)[0]
         if self.magic != MAGIC:
             raise errors.Corrupt('ext4: bad superblock magic')
+        self.uuid = bytes(raw[0x68:0x78])
+        self.metadata_csum = bool(self.ro_compat & RO_COMPAT_METADATA_CSUM)
+        self.gdt_csum = (not self.metadata_csum
+                         and bool(self.ro_compat & RO_COMPAT_GDT_CSUM))
+        self.csum_seed = None
+        if self.metadata_csum:
+            # Checked first: a superblock rewritten as we read it says
+            # so here rather than as a nonsense field below.
+            if raw[0x175] != CHECKSUM_TYPE_CRC32C:
+                raise errors.Unsupported('ext4: metadata checksum type %d '
+                                         'is not crc32c' % raw[0x175])
+            stored = struct.unpack_from('<I', raw, SB_CHECKSUM)[0]
+            if crc32c_update(0xFFFFFFFF, raw[:SB_CHECKSUM]) != stored:
+                raise errors.TornRead('ext4: superblock checksum mismatch')
+            if self.incompat & INCOMPAT_CSUM_SEED:
+                self.csum_seed = struct.unpack_from('<I', raw, 0x270)[0]
+            else:
+                self.csum_seed = crc32c_update(0xFFFFFFFF, self.uuid)
         if log_block_size > 6:
             raise errors.Corrupt('ext4: block size 2^%d KiB is not valid'
                                  % log_block_size)
@@ -163,11 +200,12 @@ class Inode:
     """One inode's fields (untrusted, checked where followed)."""
 
     __slots__ = ('ino', 'mode', 'size', 'links', 'blocks', 'flags',
-                 'i_block', 'file_acl', 'raw')
+                 'i_block', 'file_acl', 'raw', 'csum_seed')
 
-    def __init__(self, ino, raw):
+    def __init__(self, ino, raw, csum_seed=None):
         self.ino = ino
         self.raw = raw
+        self.csum_seed = csum_seed      # metadata_csum: seeds its blocks'
         self.mode = struct.unpack_from('<H', raw, 0)[0]
         size_lo = struct.unpack_from('<I', raw, 4)[0]
         self.links = struct.unpack_from('<H', raw, 0x1A)[0]
@@ -247,6 +285,8 @@ class Filesystem(fs_mod.Filesystem):
             block = self._block(self._descriptor_block(group),
                                 'group descriptor')
             offset = (group % per_block) * self.sb.desc_size
+            self._check_descriptor(
+                group, block[offset:offset + self.sb.desc_size])
             lo = struct.unpack_from('<I', block, offset + 8)[0]
             hi = (struct.unpack_from('<I', block, offset + 0x28)[0]
                   if self.sb.desc_size >= 64 else 0)
@@ -269,7 +309,97 @@ class Filesystem(fs_mod.Filesystem):
         raw = self.source.read_at(offset, self.sb.inode_size)
         if len(raw) < 0x80:
             raw = raw + bytes(0x80 - len(raw))
-        return Inode(ino, raw)
+        seed = None
+        if self.sb.metadata_csum:
+            seed = self._check_inode(ino, raw)
+        return Inode(ino, raw, seed)
+
+    # ---------------------------------------------------------- checksums
+
+    def _check_descriptor(self, group, desc):
+        if self.sb.metadata_csum:
+            crc = crc32c_update(self.sb.csum_seed, struct.pack('<I', group))
+            crc = crc32c_update(crc, _zeroed(desc, GD_CHECKSUM, 2)) & 0xFFFF
+        elif self.sb.gdt_csum:
+            crc = crc16(0xFFFF, self.sb.uuid)
+            crc = crc16(crc, struct.pack('<I', group))
+            crc = crc16(crc, desc[:GD_CHECKSUM])
+            if self.sb.is64:
+                crc = crc16(crc, desc[GD_CHECKSUM + 2:])
+        else:
+            return
+        if struct.unpack_from('<H', desc, GD_CHECKSUM)[0] != crc:
+            raise errors.TornRead('ext4: group descriptor %d checksum '
+                                  'mismatch' % group)
+
+    def _check_inode(self, ino, raw):
+        """Verify inode ``ino``'s checksum; return its seed (that of its
+        extent and directory blocks)."""
+        generation = raw[INODE_GENERATION:INODE_GENERATION + 4]
+        seed = crc32c_update(crc32c_update(self.sb.csum_seed,
+                                           struct.pack('<I', ino)),
+                             generation)
+        if not any(raw):
+            # Never written (an uninitialised inode table): no checksum
+            # to verify; the lookup calls it a free inode.
+            return seed
+        stored = struct.unpack_from('<H', raw, INODE_CHECKSUM_LO)[0]
+        body = _zeroed(raw, INODE_CHECKSUM_LO, 2)
+        mask = 0xFFFF
+        if len(raw) > 0x80:
+            extra_isize = struct.unpack_from('<H', raw, 0x80)[0]
+            if 0x80 + extra_isize >= INODE_CHECKSUM_HI + 2:
+                stored |= struct.unpack_from(
+                    '<H', raw, INODE_CHECKSUM_HI)[0] << 16
+                body = _zeroed(body, INODE_CHECKSUM_HI, 2)
+                mask = 0xFFFFFFFF
+        if crc32c_update(seed, body) & mask != stored:
+            raise errors.TornRead('ext4: inode %d checksum mismatch' % ino)
+        return seed
+
+    def _check_extent_block(self, inode, block, maximum, what):
+        tail = 12 + 12 * maximum
+        if tail + 4 > len(block):
+            raise errors.Corrupt('%s: no room for a block checksum' % what)
+        stored = struct.unpack_from('<I', block, tail)[0]
+        if crc32c_update(inode.csum_seed, block[:tail]) != stored:
+            raise errors.TornRead('%s: extent block checksum mismatch'
+                                  % what)
+
+    def _check_dir_block(self, inode, block, number, what):
+        """Verify directory block ``number`` of ``inode``: an htree
+        node's dx tail, else a leaf's 12-byte tail."""
+        size = len(block)
+        first_len = struct.unpack_from('<H', block, 4)[0]
+        if inode.flags & FLAG_INDEX and (number == 0 or _rec_len(
+                first_len, size) == size):
+            count_offset = 32 if number == 0 else 8
+            if count_offset + 4 > size:
+                raise errors.Corrupt('%s: htree node too small' % what)
+            limit, count = struct.unpack_from('<HH', block, count_offset)
+            tail = count_offset + 8 * limit
+            if count > limit or tail + 8 > size:
+                raise errors.Corrupt('%s: htree node %d has no room for '
+                                     'its checksum' % (what, number))
+            crc = crc32c_update(inode.csum_seed,
+                                block[:count_offset + 8 * count])
+            # dt_reserved, then the checksum field as zero.
+            crc = crc32c_update(crc, block[tail:tail + 4] + bytes(4))
+            if struct.unpack_from('<I', block, tail + 4)[0] != crc:
+                raise errors.TornRead('%s: htree block %d checksum '
+                                      'mismatch' % (what, number))
+            return
+        if size < DIR_TAIL.size:
+            raise errors.Corrupt('%s: block too small' % what)
+        zero1, rec_len, zero2, file_type, stored = DIR_TAIL.unpack_from(
+            block, size - DIR_TAIL.size)
+        if (zero1, rec_len, zero2, file_type) != (0, 12, 0, DIR_TAIL_FT):
+            raise errors.TornRead('%s: directory block %d has no checksum '
+                                  'tail' % (what, number))
+        if crc32c_update(inode.csum_seed,
+                         block[:size - DIR_TAIL.size]) != stored:
+            raise errors.TornRead('%s: directory block %d checksum '
+                                  'mismatch' % (what, number))
 
     # --------------------------------------------------------- interface
 
@@ -387,6 +517,10 @@ class Filesystem(fs_mod.Filesystem):
                             '%s: more than %d tree blocks' % (
                                 what, MAX_TREE_BLOCKS))
                     block = self._block(child, what)
+                    if self.sb.metadata_csum:
+                        self._check_extent_block(
+                            inode, block,
+                            struct.unpack_from('<H', block, 4)[0], what)
                     if walk(block, depth - 1, self.block_size) is False:
                         return False
             return True
@@ -521,6 +655,10 @@ class Filesystem(fs_mod.Filesystem):
                     what, MAX_DIR_BYTES >> 20))
             data = self.read(inode, inode.size)
             for start in range(0, len(data), self.block_size):
+                if self.sb.metadata_csum:
+                    self._check_dir_block(
+                        inode, data[start:start + self.block_size],
+                        start // self.block_size, what)
                 _parse_entries(data[start:start + self.block_size],
                                entries, self.block_size, self._file_types,
                                what)
@@ -528,6 +666,37 @@ class Filesystem(fs_mod.Filesystem):
             self._dirs.clear()
         self._dirs[inode.ino] = entries
         return entries
+
+
+def _zeroed(raw, offset, size):
+    """``raw`` with its checksum field at ``offset`` zeroed."""
+    return raw[:offset] + bytes(size) + raw[offset + size:]
+
+
+def _rec_len(value, block_size):
+    if block_size >= 65536 and value in (0, 65535):
+        return 65536
+    return value
+
+
+def _crc16_table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()
+
+
+def crc16(crc, data):
+    """The kernel's crc16 (reflected 0x8005, no inversion): gdt_csum."""
+    for b in data:
+        crc = _CRC16[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
 
 
 def _extent_header(node, space, what):

@@ -32,6 +32,7 @@ FLIPS = st.lists(st.tuples(st.integers(0, 1 << 32), st.integers(0, 255)),
 OS_RELEASE = b'NAME="Test"\nID=rhel\nVERSION_ID="9.4"\n'
 SLOW_TARGET = '/usr' + '/.' * 40 + '/lib/os-release'      # > 60 bytes
 HTREE_ENTRIES = 3000
+PLAIN = 'ext4-no-csum'
 FRAGMENTS = 2000
 
 # name -> mkfs.ext4 options
@@ -46,6 +47,9 @@ VARIANTS = {
     'ext4-inline': ['-t', 'ext4', '-b', '4096', '-I', '1024', '-O',
                     'inline_data'],
     'ext4-meta-bg': ['-t', 'ext4', '-O', 'meta_bg,^resize_inode'],
+    # No metadata_csum (gdt_csum's crc16 instead): the structural checks
+    # below are reached by patched bytes, not stopped by a checksum.
+    PLAIN: ['-t', 'ext4', '-b', '4096', '-O', '^metadata_csum,uninit_bg'],
 }
 
 # Files compared with the mounted filesystem.
@@ -244,7 +248,7 @@ def test_truncated_image(images):
 
 
 def test_extent_tree_loop(images):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/fragmented')
     # The root's child (depth 1): its index entries 0 and 1 both point
@@ -264,7 +268,7 @@ def test_extent_tree_loop(images):
     (6, b'\x09\x00', errors.Corrupt),             # depth 9
 ])
 def test_absurd_extent_header(images, field, value, expected):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/fragmented')
     at = _inode_offset(f, node.ino) + 0x28 + field
@@ -272,7 +276,7 @@ def test_absurd_extent_header(images, field, value, expected):
 
 
 def test_extent_past_the_end(images):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/big')
     at = _inode_offset(f, node.ino) + 0x28 + 12 + 6   # ee_start_hi
@@ -281,7 +285,7 @@ def test_extent_past_the_end(images):
 
 
 def test_directory_entry_length_zero(images):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     htree = fs.resolve(f, '/htree')
     block = f._extents(htree, 1)[0][1]
@@ -290,7 +294,7 @@ def test_directory_entry_length_zero(images):
 
 
 def test_directory_absurdly_large(images):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     htree = fs.resolve(f, '/htree')
     at = _inode_offset(f, htree.ino)
@@ -300,7 +304,7 @@ def test_directory_absurdly_large(images):
 
 
 def test_entry_naming_a_free_inode_is_torn(images):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/big')
     _hostile(image, {_inode_offset(f, node.ino): b'\0\0'}, '/big',
@@ -308,7 +312,7 @@ def test_entry_naming_a_free_inode_is_torn(images):
 
 
 def test_encrypted_inode_is_unsupported(images):
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/big')
     flags = struct.pack('<I', node.flags | ext4.FLAG_ENCRYPT)
@@ -325,7 +329,7 @@ def test_encrypted_inode_is_unsupported(images):
     (0x20, struct.pack('<I', 0xFFFFFFFF), errors.Corrupt),      # group size
 ])
 def test_hostile_superblock(images, offset, value, expected):
-    _hostile(images['ext4'][0], {1024 + offset: value}, '/etc/os-release',
+    _hostile(images[PLAIN][0], {1024 + offset: value}, '/etc/os-release',
              expected)
 
 
@@ -380,7 +384,7 @@ def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
 
 def test_entry_type_not_the_inodes_is_torn(images):
     """The directory says 'directory', the inode is a regular file."""
-    image = images['ext4'][0]
+    image = images[PLAIN][0]
     f, _ = _open(image)
     small = fs.resolve(f, '/small')
     block = f._extents(small, 1)[0][1] * f.block_size
@@ -391,3 +395,68 @@ def test_entry_type_not_the_inodes_is_torn(images):
     reason = _hostile(image, {block + pos + 7: b'\x02'}, '/small/tiny',
                       errors.TornRead)
     assert 'does not match its inode' in reason
+
+
+# --------------------------------------------------------------------------
+# Checksums (metadata_csum on 'ext4', gdt_csum's crc16 on PLAIN): one
+# byte changed where no structural check looks is a torn read naming
+# the structure.
+
+
+def _dir_entry(f, block, name):
+    raw = f._block(block, 'test')
+    pos = 0
+    while raw[pos + 8:pos + 8 + raw[pos + 6]] != name:
+        pos += struct.unpack_from('<H', raw, pos + 4)[0]
+    return block * f.block_size + pos
+
+
+def _flip(f, where):
+    """(offset of a byte nothing but a checksum covers, path to read)."""
+    if where == 'superblock':
+        return 1024 + 0x78, '/etc/os-release'         # s_volume_name
+    if where == 'group descriptor 0':
+        return ((f.sb.first_data_block + 1) * f.block_size + 0x0C,
+                '/etc/os-release')                     # free blocks
+    if where == 'inode':
+        node = fs.resolve(f, '/big')
+        return _inode_offset(f, node.ino) + 0x08, '/big'   # i_atime
+    if where == 'extent block':
+        node = fs.resolve(f, '/fragmented')
+        child = struct.unpack_from('<I', node.i_block, 12 + 4)[0]
+        return child * f.block_size + 8, '/fragmented'    # eh_generation
+    if where == 'directory block':
+        small = fs.resolve(f, '/small')
+        block = f._extents(small, 1)[0][1]
+        return _dir_entry(f, block, b'tiny') + 8, '/small/tiny'
+    if where == 'htree block':
+        htree = fs.resolve(f, '/htree')
+        block = f._extents(htree, 1)[0][1]
+        return block * f.block_size + 24, '/htree/f00001'  # reserved_zero
+    raise AssertionError(where)
+
+
+@pytest.mark.parametrize('variant, where, named', [
+    ('ext4', 'superblock', 'ext4: superblock checksum mismatch'),
+    ('ext4', 'group descriptor 0', 'ext4: group descriptor 0 checksum'),
+    (PLAIN, 'group descriptor 0', 'ext4: group descriptor 0 checksum'),
+    ('ext4', 'inode', 'checksum mismatch'),
+    ('ext4', 'extent block', 'extent block checksum mismatch'),
+    ('ext4', 'directory block', 'directory block 0 checksum mismatch'),
+    ('ext4', 'htree block', 'htree block 0 checksum mismatch'),
+])
+def test_flipped_byte_fails_its_checksum(images, variant, where, named):
+    image = images[variant][0]
+    f, _ = _open(image)
+    assert (f.sb.metadata_csum, f.sb.gdt_csum) == (
+        (True, False) if variant == 'ext4' else (False, True))
+    at, path = _flip(f, where)
+    with open(image, 'rb') as stream:
+        stream.seek(at)
+        byte = stream.read(1)[0]
+    reason = _hostile(image, {at: bytes([byte ^ 0x20])}, path,
+                      errors.TornRead)
+    assert named in reason
+    if where == 'inode':
+        assert reason == 'ext4: inode %d checksum mismatch' % (
+            fs.resolve(f, '/big').ino)
