@@ -20,6 +20,7 @@ from ceilometer_os_pollster.direct import fs
 from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import source as S
 from ceilometer_os_pollster.direct import xfs
+from ceilometer_os_pollster.direct.crc32c import crc32c
 from tests.unit.direct.test_fs import patches_at
 from tests.unit.direct.test_fs import Patched
 from tests.unit.direct.test_fs import Spy
@@ -263,6 +264,29 @@ def _inode_offset(f, ino):
             + slot * sb.inode_size)
 
 
+def _sealed(image, patches, *structures):
+    """``patches`` plus, for each (offset, length, crc offset) structure
+    they touch, its crc32c made right: the structural check under test
+    is reached (a hostile guest can write a valid checksum too)."""
+    out = dict(patches)
+    with open(image, 'rb') as stream:
+        for at, length, crc_at in structures:
+            stream.seek(at)
+            data = bytearray(stream.read(length))
+            for offset, value in patches.items():
+                for i, byte in enumerate(value):
+                    if at <= offset + i < at + length:
+                        data[offset + i - at] = byte
+            data[crc_at:crc_at + 4] = bytes(4)
+            out[at + crc_at] = struct.pack('<I', crc32c(bytes(data)))
+    return out
+
+
+def _inode(f, ino):
+    """The (offset, length, crc offset) of inode ``ino``."""
+    return _inode_offset(f, ino), f.sb.inode_size, xfs.INODE_CRC
+
+
 def _hostile(image, patches, path, expected, budget_max=4 * MiB):
     budget = S.Budget(budget_max)
     with pytest.raises(expected) as exc:
@@ -292,7 +316,11 @@ def test_truncated_image(images):
     (56, struct.pack('>Q', 1 << 60), errors.Corrupt),           # root ino
 ])
 def test_hostile_superblock(images, offset, value, expected):
-    _hostile(images['v5'][0], {offset: value}, '/etc/os-release', expected)
+    image = images['v5'][0]
+    f, _ = _open(image)
+    _hostile(image, _sealed(image, {offset: value},
+                            (0, f.sb.sectsize, xfs.SB_CRC)),
+             '/etc/os-release', expected)
 
 
 def test_bad_inode_magic(images):
@@ -307,8 +335,10 @@ def test_inode_not_naming_itself_is_torn(images):
     image = images['v5'][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/big')
-    _hostile(image, {_inode_offset(f, node.ino) + 152: struct.pack(
-        '>Q', node.ino + 1)}, '/big', errors.TornRead)
+    reason = _hostile(image, _sealed(image, {
+        _inode_offset(f, node.ino) + 152: struct.pack('>Q', node.ino + 1)},
+        _inode(f, node.ino)), '/big', errors.TornRead)
+    assert 'does not name itself' in reason
 
 
 def test_absurd_extent_count(images):
@@ -316,8 +346,9 @@ def test_absurd_extent_count(images):
     f, _ = _open(image)
     node = fs.resolve(f, '/big')
     assert node.format == xfs.FMT_EXTENTS
-    reason = _hostile(image, {_inode_offset(f, node.ino) + 76:
-                              b'\xff\xff\xff\xff'}, '/big', errors.Corrupt)
+    reason = _hostile(image, _sealed(image, {
+        _inode_offset(f, node.ino) + 76: b'\xff\xff\xff\xff'},
+        _inode(f, node.ino)), '/big', errors.Corrupt)
     assert 'more extents than room' in reason
 
 
@@ -330,8 +361,9 @@ def test_bmbt_loop(images):
     maxrecs = (len(node.fork) - 4) // 16
     ptrs = _inode_offset(f, node.ino) + 176 + 4 + maxrecs * 8
     first = node.fork[4 + maxrecs * 8:4 + maxrecs * 8 + 8]
-    reason = _hostile(image, {ptrs + 8: first}, '/fragmented',
-                      errors.Corrupt)
+    reason = _hostile(image, _sealed(image, {ptrs + 8: first},
+                                     _inode(f, node.ino)),
+                      '/fragmented', errors.Corrupt)
     assert 'loops' in reason
 
 
@@ -339,8 +371,9 @@ def test_bmbt_absurd_level(images):
     image = images['v5'][0]
     f, _ = _open(image)
     node = fs.resolve(f, '/fragmented')
-    _hostile(image, {_inode_offset(f, node.ino) + 176: b'\x00\xc8'},
-             '/fragmented', errors.Corrupt)
+    _hostile(image, _sealed(image, {
+        _inode_offset(f, node.ino) + 176: b'\x00\xc8'},
+        _inode(f, node.ino)), '/fragmented', errors.Corrupt)
 
 
 def test_extent_outside_the_filesystem(images):
@@ -349,7 +382,9 @@ def test_extent_outside_the_filesystem(images):
     node = fs.resolve(f, '/big')
     # Startblock bits in the first record: AG number far too large.
     at = _inode_offset(f, node.ino) + 176 + 7
-    reason = _hostile(image, {at: b'\x01\xff'}, '/big', errors.Corrupt)
+    reason = _hostile(image, _sealed(image, {at: b'\x01\xff'},
+                                     _inode(f, node.ino)),
+                      '/big', errors.Corrupt)
     assert 'outside the filesystem' in reason or 'past' in reason
 
 
@@ -364,7 +399,9 @@ def test_bad_directory_block(images, patch_at, value):
     block = f._daddr(f._extents(d60, 1)[0][1], 'test') * f.block_size
     where = block + (64 + patch_at if patch_at > 0
                      else f.sb.dir_block_size + patch_at)
-    _hostile(image, {where: value}, '/d60/name-1', errors.Corrupt)
+    _hostile(image, _sealed(image, {where: value},
+                            (block, f.sb.dir_block_size, xfs.DIR3_CRC)),
+             '/d60/name-1', errors.Corrupt)
 
 
 def test_short_form_entry_past_its_size(images):
@@ -372,7 +409,8 @@ def test_short_form_entry_past_its_size(images):
     f, _ = _open(image)
     d10 = fs.resolve(f, '/d10')
     # Entry count 200 in a fork holding 10.
-    _hostile(image, {_inode_offset(f, d10.ino) + 176: b'\xc8'},
+    _hostile(image, _sealed(image, {_inode_offset(f, d10.ino) + 176:
+                                    b'\xc8'}, _inode(f, d10.ino)),
              '/d10/name-1', errors.Corrupt)
 
 
@@ -438,6 +476,60 @@ def test_entry_type_not_the_inodes_is_torn(images):
         pos += 3 + fork[pos] + 1 + width
     type_at = fork_at + pos + 3 + fork[pos]
     assert fork[pos + 3 + fork[pos]] == 1
-    reason = _hostile(image, {type_at: b'\x02'}, '/d10/name-3',
-                      errors.TornRead)
+    reason = _hostile(image, _sealed(image, {type_at: b'\x02'},
+                                     _inode(f, d10.ino)),
+                      '/d10/name-3', errors.TornRead)
     assert 'does not match its inode' in reason
+
+
+# --------------------------------------------------------------------------
+# v5 checksums: one byte changed where no structural check looks is a
+# torn read naming the structure.
+
+
+def _flip(f, where):
+    """(offset of a byte nothing but a checksum covers, path to read)."""
+    if where == 'superblock':
+        return 108, '/etc/os-release'                  # sb_fname
+    if where == 'inode':
+        node = fs.resolve(f, '/big')
+        return _inode_offset(f, node.ino) + 32, '/big'     # di_atime
+    if where == 'B+tree block':
+        node = fs.resolve(f, '/fragmented')
+        maxrecs = (len(node.fork) - 4) // 16
+        ptr = struct.unpack_from('>Q', node.fork, 4 + maxrecs * 8)[0]
+        return (f._daddr(ptr, 'test') * f.block_size + 40,
+                '/fragmented')                         # bb_uuid
+    if where == 'directory block':
+        d60 = fs.resolve(f, '/d60')
+        block = f._daddr(f._extents(d60, 1)[0][1], 'test') * f.block_size
+        return block + 24, '/d60/name-1'               # hdr.lsn
+    if where == 'remote symlink block':
+        node = fs.resolve(f, '/remote', follow_last=False)
+        fsbno = f._extents(node, 1)[0][1]
+        return (f._daddr(fsbno, 'test') * f.block_size + 24,
+                '/remote')                             # sl_uuid
+    raise AssertionError(where)
+
+
+@pytest.mark.parametrize('variant', ['v5', 'v5-1k-blocks'])
+@pytest.mark.parametrize('where, named', [
+    ('superblock', 'xfs: superblock checksum mismatch'),
+    ('inode', 'checksum mismatch'),
+    ('B+tree block', 'B+tree block 0x'),
+    ('directory block', 'directory block checksum mismatch'),
+    ('remote symlink block', 'remote block checksum mismatch'),
+])
+def test_flipped_byte_fails_its_checksum(images, variant, where, named):
+    image = images[variant][0]
+    f, _ = _open(image)
+    at, path = _flip(f, where)
+    with open(image, 'rb') as stream:
+        stream.seek(at)
+        byte = stream.read(1)[0]
+    reason = _hostile(image, {at: bytes([byte ^ 0x20])}, path,
+                      errors.TornRead)
+    assert named in reason and 'checksum mismatch' in reason
+    if where == 'inode':
+        assert reason == 'xfs: inode %d checksum mismatch' % (
+            fs.resolve(f, '/big').ino)
