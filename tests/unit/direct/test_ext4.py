@@ -460,3 +460,32 @@ def test_flipped_byte_fails_its_checksum(images, variant, where, named):
     if where == 'inode':
         assert reason == 'ext4: inode %d checksum mismatch' % (
             fs.resolve(f, '/big').ino)
+
+
+def test_two_level_htree_nodes_are_verified(tmp_path):
+    """1 KiB blocks and long names: an htree with an index level below
+    its root, whose node blocks carry their own checksum tail."""
+    stage = tmp_path / 'stage'
+    (stage / 'wide').mkdir(parents=True)
+    for i in range(1500):
+        (stage / 'wide' / ('%04d-' % i + 'n' * 200)).write_bytes(b'')
+    image = tmp_path / 'wide.img'
+    with open(image, 'wb') as stream:
+        stream.truncate(16 * MiB)
+    _run('mkfs.ext4', '-q', '-F', '-b', '1024', '-d', str(stage),
+         str(image))
+    subprocess.run(['e2fsck', '-fyD', str(image)], capture_output=True)
+    f, _ = _open(image)
+    wide = fs.resolve(f, '/wide')
+    blocks = [pblk + i for _, pblk, count, _ in
+              f._extents(wide, wide.size // f.block_size)
+              for i in range(count)]
+    root = f._block(blocks[0], 'test')
+    assert root[0x1E] >= 1                          # indirect_levels
+    assert len(f._directory(wide)) == 1500
+    node = next(n for n, b in enumerate(blocks) if n and struct.unpack_from(
+        '<H', f._block(b, 'test'), 4)[0] == f.block_size)
+    at = blocks[node] * f.block_size + 6            # fake entry's name_len
+    reason = _hostile(image, {at: b'\x01'}, '/wide/0001-' + 'n' * 200,
+                      errors.TornRead)
+    assert reason.endswith('htree block %d checksum mismatch' % node)

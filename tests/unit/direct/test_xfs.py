@@ -533,3 +533,18 @@ def test_flipped_byte_fails_its_checksum(images, variant, where, named):
     if where == 'inode':
         assert reason == 'xfs: inode %d checksum mismatch' % (
             fs.resolve(f, '/big').ino)
+
+
+def test_superblock_checksum_covers_a_4k_sector(tmp_path):
+    image = tmp_path / 'sect4k.img'
+    with open(image, 'wb') as stream:
+        stream.truncate(320 * MiB)
+    subprocess.run(['mkfs.xfs', '-q', '-f', '-m', 'crc=1', '-s',
+                    'size=4096', str(image)], check=True,
+                   capture_output=True, env=MKFS_ENV)
+    f, _ = _open(image)
+    assert f.sb.sectsize == 4096 and f.root.kind == fs.DIRECTORY
+    # Past the first 512 bytes, inside the sector (mkfs leaves zeros).
+    reason = _hostile(image, {3000: b'\x01'}, '/etc/os-release',
+                      errors.TornRead)
+    assert reason == 'xfs: superblock checksum mismatch'
