@@ -3,7 +3,9 @@
 Owns the I/O half of tests/guests: carrying out a layout.Disk plan with
 host tools (sfdisk, mkfs.ext4 -d, mkntfs + ntfs-3g, mkfs.vfat + mtools,
 mkswap, cryptsetup, hivexregedit, mkfs.btrfs + a loop mount for its
-subvolumes), the image cache, and qcow2 helpers built on qemu-img.  No
+subvolumes, mkfs.xfs + a loop mount; LVM PVs are written byte by byte
+from layout.lvm_pv_areas, each LV's filesystem made as a partition's
+is), the image cache, and qcow2 helpers built on qemu-img.  No
 libguestfs appliance is needed to build.
 
 Cache: one raw image per guest, ``<name>-<key>.raw`` in ``cache_root()``
@@ -227,6 +229,10 @@ def _make_filesystem(part, fs_image, stage, work):
         _mkfs_vfat(fs, fs_image, stage)
     elif fs.kind == 'btrfs':
         _mkfs_btrfs(fs, fs_image, work)
+    elif fs.kind == 'xfs':
+        _mkfs_xfs(fs, fs_image, stage, work)
+    elif fs.kind == 'lvm-pv':
+        _make_pv(part, fs_image, stage, work)
     elif fs.kind == 'swap':
         _run(['mkswap', '-q', '-L', fs.label, '-U', fs.uuid, str(fs_image)])
     elif fs.kind == 'luks':
@@ -421,6 +427,48 @@ def _btrfs_subvolume(sub, mountpoint, stage, work):
         _run(['btrfs', 'property', 'set', '-ts', str(target), 'ro', 'true'])
     if sub.default:
         _run(['btrfs', 'subvolume', 'set-default', str(target)])
+
+
+def _mkfs_xfs(fs, fs_image, stage, work):
+    """XFS filled through a loop mount (root, a kernel with xfs).  Not
+    byte-reproducible: the kernel stamps ctimes and inode generations."""
+    # mkfs.xfs refuses filesystems under 300 MB unless it believes it
+    # runs under xfstests.
+    _run(['mkfs.xfs', '-q', '-f', '-L', fs.label, '-m', 'uuid=%s' % fs.uuid,
+          str(fs_image)],
+         env={'TEST_DEV': '1', 'TEST_DIR': '1', 'QA_CHECK_FS': '1'})
+    if not fs.files:
+        return
+    _stage(fs.files, stage, work)
+    mountpoint = work / ('mnt-%s' % fs_image.stem)
+    mountpoint.mkdir()
+    _run(['mount', '-t', 'xfs', '-o', 'loop', str(fs_image),
+          str(mountpoint)])
+    try:
+        _run(['cp', '-a', str(stage) + '/.', str(mountpoint)])
+    finally:
+        _run(['umount', str(mountpoint)])
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _make_pv(part, fs_image, stage, work):
+    """An LVM PV: each LV's filesystem made on its own, copied in at
+    the LV's extents, then the PV label and VG metadata written."""
+    placed, _ = layout.lvm_extents(part.fs, part.size)
+    for lv, offset in placed:
+        lv_image = work / ('%s-lv-%s.img' % (fs_image.stem, lv.name))
+        with open(lv_image, 'wb') as stream:
+            stream.truncate(lv.size_mib * layout.MIB)
+        lv_part = layout.Partition(part.start_mib, lv.size_mib, '', lv.fs)
+        _make_filesystem(lv_part, lv_image,
+                         work / ('%s-lv-%s-files' % (fs_image.stem,
+                                                     lv.name)), work)
+        _copy_into(lv_image, fs_image, offset)
+        lv_image.unlink()
+    with open(fs_image, 'r+b') as stream:
+        for offset, data in layout.lvm_pv_areas(part.fs, part.size):
+            stream.seek(offset)
+            stream.write(data)
 
 
 def _mkfs_vfat(fs, fs_image, stage):

@@ -148,6 +148,10 @@ class Linux:
     snapshots: tuple = ()
     # /usr on a partition of its own (ext4), mounted by /etc/fstab.
     separate_usr: bool = False
+    # The RHEL family's installer default: an XFS /boot partition, then
+    # an LVM PV holding VG rhel with LVs root (XFS) and swap, mounted by
+    # /dev/mapper names.
+    xfs_lvm: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,6 +428,15 @@ _TABLE = [
               b'Red Hat Enterprise Linux release 9.4 (Plow)\n'),
              (b'/etc/system-release', b'->redhat-release')),
             hostname='rhel94.example.com', boot_partition=True)),
+    ('rhel-9.4-xfs-lvm',
+     'Red Hat Enterprise Linux 9.4 as its installer lays it out: XFS '
+     '/boot, XFS root and swap on LVM (VG rhel)',
+     _linux('rhel', 9, 4, 'rhel9.4', 'Red Hat Enterprise Linux 9.4 (Plow)',
+            _RHEL_RELEASE,
+            ((b'/etc/redhat-release',
+              b'Red Hat Enterprise Linux release 9.4 (Plow)\n'),
+             (b'/etc/system-release', b'->redhat-release')),
+            hostname='rhel94.example.com', xfs_lvm=True)),
     ('rocky-9.3', 'Rocky Linux 9.3',
      _linux('rocky', 9, 3, 'rocky9', 'Rocky Linux 9.3 (Blue Onyx)',
             _os_release(NAME='Rocky Linux', VERSION='9.3 (Blue Onyx)',

@@ -7,16 +7,19 @@ Identifiers (disk ids, filesystem and partition UUIDs) derive from the
 guest's name, so a plan, and the image, is the same on every build.
 
 A btrfs Filesystem holds ``subvolumes`` empty subvolumes instead of
-files.  File contents in a plan are bytes, or one of the markers below: a
-``Symlink``, a ``Hive`` (built by hivexregedit), ``HOST_ELF`` (a copy of
-the host's /bin/ls, so libguestfs finds a real ELF for the arch), or
-``DIRECTORY``.
+files; an LVM physical volume (kind 'lvm-pv') holds ``volumes``, each a
+linear LogicalVolume with a Filesystem of its own, and its label and
+metadata are bytes made here (``lvm_pv_areas``).  File contents in a
+plan are bytes, or one of the markers below: a ``Symlink``, a ``Hive``
+(built by hivexregedit), ``HOST_ELF`` (a copy of the host's /bin/ls, so
+libguestfs finds a real ELF for the arch), or ``DIRECTORY``.
 """
 
 import dataclasses
 import hashlib
 import struct
 import uuid
+import zlib
 
 from tests.guests import catalog
 from tests.guests import hive
@@ -27,6 +30,7 @@ SECTOR = 512
 # Partition type codes, as sfdisk takes them.
 MBR_LINUX = '83'
 MBR_SWAP = '82'
+MBR_LVM = '8e'
 MBR_NTFS = '7'
 GPT_ESP = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B'
 GPT_MSR = 'E3C9E316-0B5C-4DB8-817D-F92DF00215AE'
@@ -65,8 +69,8 @@ DIRECTORY = _Marker('directory')
 
 @dataclasses.dataclass(frozen=True)
 class Filesystem:
-    # ext4, ntfs, vfat, swap, luks, btrfs, or corrupt-ext4 (superblock
-    # garbage)
+    # ext4, xfs, ntfs, vfat, swap, luks, btrfs, lvm-pv (label: the VG's
+    # name, uuid: the PV's LVM id), or corrupt-ext4 (superblock garbage)
     kind: str
     label: str = ''
     uuid: str = ''
@@ -74,6 +78,19 @@ class Filesystem:
     subvolumes: int = 0          # btrfs: empty subvolumes sv0001, ...
     # btrfs: Subvolume..., made in this order (instead of ``files``).
     subvolume_plan: tuple = ()
+    volumes: tuple = ()          # lvm-pv: LogicalVolume..., in PE order
+    vg_id: str = ''              # lvm-pv: the VG's LVM id
+
+
+@dataclasses.dataclass(frozen=True)
+class LogicalVolume:
+    """A linear LV of ``size_mib`` (a whole number of extents), placed
+    after the ones before it in its PV."""
+
+    name: str
+    size_mib: int
+    fs: Filesystem
+    lv_id: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +137,11 @@ def stable_uuid(guest_name, what):
     return str(uuid.uuid5(_NAMESPACE, '%s/%s' % (guest_name, what)))
 
 
+def lvm_id(guest_name, what):
+    """An LVM id: 32 characters of its alphabet (hex is a subset)."""
+    return uuid.UUID(stable_uuid(guest_name, what)).hex
+
+
 def disk_signature(guest_name):
     """The 32-bit MBR disk signature (what Windows' MountedDevices
     holds), never 0."""
@@ -143,6 +165,109 @@ def sfdisk_script(disk):
             fields.append('bootable')
         lines.append(', '.join(fields))
     return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------
+# LVM2 physical volumes, written as pvcreate/vgcreate/lvcreate would,
+# but with fixed ids and times (the tools draw random ones) and without
+# device-mapper (the build host has none).
+
+LVM_EXTENT_MIB = 4                  # vgcreate's default extent size
+LVM_PE_START = 1 * MIB              # pvcreate's default data alignment
+_LVM_MDA_START = 4096
+_LVM_MDA_MAGIC = b' LVM2 x[5A%r0N*>'
+_LVM_CRC_SEED = 0xf597a6cf
+
+
+def _lvm_crc(data):
+    # lvm2's calc_crc: CRC-32 with its own seed, no final inversion.
+    return zlib.crc32(data, _LVM_CRC_SEED ^ 0xffffffff) ^ 0xffffffff
+
+
+def _dashed(lvm_id):
+    parts, start = [], 0
+    for width in (6, 4, 4, 4, 4, 4, 6):
+        parts.append(lvm_id[start:start + width])
+        start += width
+    return '-'.join(parts)
+
+
+def lvm_extents(fs, size):
+    """[(logical volume, byte offset in the PV)], and the PV's extent
+    count, for an lvm-pv Filesystem in a partition of ``size`` bytes."""
+    extent = LVM_EXTENT_MIB * MIB
+    pe_count = (size - LVM_PE_START) // extent
+    placed, pe = [], 0
+    for lv in fs.volumes:
+        if lv.size_mib % LVM_EXTENT_MIB:
+            raise ValueError('LV %s: not whole extents' % lv.name)
+        placed.append((lv, LVM_PE_START + pe * extent))
+        pe += lv.size_mib // LVM_EXTENT_MIB
+    if pe > pe_count:
+        raise ValueError('VG %s: LVs larger than the PV' % fs.label)
+    return placed, pe_count
+
+
+def lvm_metadata(fs, size, device):
+    """The VG's metadata text, as lvm2 writes it (NUL-terminated)."""
+    placed, pe_count = lvm_extents(fs, size)
+    lines = ['%s {' % fs.label, 'id = "%s"' % _dashed(fs.vg_id),
+             'seqno = 1', 'format = "lvm2"',
+             'status = ["RESIZEABLE", "READ", "WRITE"]', 'flags = []',
+             'extent_size = %d' % (LVM_EXTENT_MIB * MIB // SECTOR),
+             'max_lv = 0', 'max_pv = 0', 'metadata_copies = 0', '',
+             'physical_volumes {', '', 'pv0 {',
+             'id = "%s"' % _dashed(fs.uuid), 'device = "%s"' % device,
+             'status = ["ALLOCATABLE"]', 'flags = []',
+             'dev_size = %d' % (size // SECTOR),
+             'pe_start = %d' % (LVM_PE_START // SECTOR),
+             'pe_count = %d' % pe_count, '}', '}', '',
+             'logical_volumes {', '']
+    for lv, offset in placed:
+        lines += ['%s {' % lv.name, 'id = "%s"' % _dashed(lv.lv_id),
+                  'status = ["READ", "WRITE", "VISIBLE"]', 'flags = []',
+                  'creation_time = 1704067200',
+                  'creation_host = "localhost"', 'segment_count = 1', '',
+                  'segment1 {', 'start_extent = 0',
+                  'extent_count = %d' % (lv.size_mib // LVM_EXTENT_MIB), '',
+                  'type = "striped"', 'stripe_count = 1', '',
+                  'stripes = [', '"pv0", %d' % (
+                      (offset - LVM_PE_START) // (LVM_EXTENT_MIB * MIB)),
+                  ']', '}', '}', '']
+    lines += ['}', '}',
+              '# Generated by LVM2 version 2.03.16(2) (2022-05-18)', '',
+              'contents = "Text Format Volume Group"', 'version = 1', '',
+              'description = ""', '', 'creation_host = "localhost"',
+              'creation_time = 1704067200', '']
+    return '\n'.join(lines).encode() + b'\0'
+
+
+def lvm_pv_areas(fs, size, device='/dev/sda2'):
+    """[(offset, bytes)] to write into a zeroed partition of ``size``
+    bytes to make it an lvm-pv Filesystem's PV: its label (sector 1),
+    and its metadata area (at 4 KiB, up to the first extent)."""
+    text = lvm_metadata(fs, size, device)
+    mda_size = LVM_PE_START - _LVM_MDA_START
+    if SECTOR + len(text) > mda_size:
+        raise ValueError('VG %s: metadata too large' % fs.label)
+    pv_header = (fs.uuid.encode() + struct.pack('<Q', size)
+                 + struct.pack('<4Q', LVM_PE_START, 0, 0, 0)
+                 + struct.pack('<4Q', _LVM_MDA_START, mda_size, 0, 0)
+                 # extension: version 2, PV_EXT_USED, no bootloader area
+                 + struct.pack('<II2Q', 2, 1, 0, 0))
+    label = bytearray(SECTOR)
+    label[0:32] = struct.pack('<8sQII8s', b'LABELONE', 1, 0, 32,
+                              b'LVM2 001')
+    label[32:32 + len(pv_header)] = pv_header
+    struct.pack_into('<I', label, 16, _lvm_crc(bytes(label[20:])))
+    mda = bytearray(SECTOR)
+    mda[4:] = (struct.pack('<16sIQQ', _LVM_MDA_MAGIC, 1, _LVM_MDA_START,
+                           mda_size)
+               + struct.pack('<QQII', SECTOR, len(text), _lvm_crc(text), 0)
+               ).ljust(SECTOR - 4, b'\0')
+    struct.pack_into('<I', mda, 0, _lvm_crc(bytes(mda[4:])))
+    return [(SECTOR, bytes(label)), (_LVM_MDA_START, bytes(mda)),
+            (_LVM_MDA_START + SECTOR, text)]
 
 
 # ---------------------------------------------------------------------------
@@ -519,9 +644,40 @@ def _separate_usr_disk(guest):
                         'ext4', 'usr', usr_uuid, tuple(sorted(usr))))))
 
 
+def _xfs_lvm_disk(guest):
+    """As Anaconda lays out RHEL: /boot on an XFS partition, then a PV
+    whose VG rhel holds LVs root (XFS) and swap."""
+    name = guest.name
+    root_uuid = stable_uuid(name, 'root')
+    boot_uuid = stable_uuid(name, 'boot')
+    swap_uuid = stable_uuid(name, 'swap')
+    fstab = ['/dev/mapper/rhel-root   /      xfs   defaults  0 0',
+             'UUID=%s /boot xfs defaults 0 0' % boot_uuid,
+             '/dev/mapper/rhel-swap   none   swap  defaults  0 0']
+    root = Filesystem('xfs', 'root', root_uuid, _linux_files(
+        name, guest.linux, guest.hostile, root_uuid, boot_uuid, swap_uuid,
+        fstab))
+    pv = Filesystem('lvm-pv', 'rhel', lvm_id(name, 'pv'),
+                    vg_id=lvm_id(name, 'vg'), volumes=(
+                        LogicalVolume('root', 64, root,
+                                      lvm_id(name, 'lv-root')),
+                        LogicalVolume('swap', 8, Filesystem(
+                            'swap', 'swap', swap_uuid),
+                            lvm_id(name, 'lv-swap'))))
+    return Disk(size_mib=107, table='dos',
+                label_id='0x%08x' % disk_signature(name),
+                partitions=(
+                    Partition(1, 32, MBR_LINUX, bootable=True,
+                              fs=Filesystem('xfs', 'boot', boot_uuid,
+                                            _grub_boot_files())),
+                    Partition(33, 73, MBR_LVM, fs=pv)))
+
+
 def _linux_disk(guest):
     spec = guest.linux
     name = guest.name
+    if spec.xfs_lvm:
+        return _xfs_lvm_disk(guest)
     if spec.btrfs:
         return _btrfs_linux_disk(guest)
     if spec.separate_usr:

@@ -3,7 +3,8 @@ catalog expectations, cache and qcow2 helpers.
 
 Pure parts are checked on their structure; the few build checks use
 Linux/blank guests only (no FUSE mount) and host tools that take
-milliseconds (sfdisk, mkfs.ext4, qemu-img, hivexregedit).  No appliance.
+milliseconds (sfdisk, mkfs.ext4, mkfs.xfs and a loop mount, lvm reading
+a loop device, qemu-img, hivexregedit).  No appliance.
 """
 
 import dataclasses
@@ -270,7 +271,8 @@ def test_plan_windows_software_values(name):
 
 PLAIN_LINUX = tuple(n for n in catalog.LINUX
                     if not (catalog.GUESTS[n].linux.btrfs
-                            or catalog.GUESTS[n].linux.separate_usr))
+                            or catalog.GUESTS[n].linux.separate_usr
+                            or catalog.GUESTS[n].linux.xfs_lvm))
 
 
 @pytest.mark.parametrize('name', PLAIN_LINUX)
@@ -330,6 +332,75 @@ def test_plan_separate_usr():
     assert usr_files['/lib/os-release'] == catalog.GUESTS[
         'sles-15-sp5-separate-usr'].linux.os_release
     assert {'/local', '/src', '/bin/ls'} <= set(usr_files)
+
+
+def test_plan_xfs_lvm():
+    guest = catalog.GUESTS['rhel-9.4-xfs-lvm']
+    boot, pv = layout.plan(guest).partitions
+    assert (boot.fs.kind, boot.bootable, pv.fs.kind, pv.type) == (
+        'xfs', True, 'lvm-pv', layout.MBR_LVM)
+    assert pv.fs.label == 'rhel'
+    root, swap = pv.fs.volumes
+    assert [(lv.name, lv.fs.kind) for lv in (root, swap)] == [
+        ('root', 'xfs'), ('swap', 'swap')]
+    files = dict(root.fs.files)
+    assert files['/etc/fstab'].split(b'\n')[1:4] == [
+        b'/dev/mapper/rhel-root   /      xfs   defaults  0 0',
+        b'UUID=%s /boot xfs defaults 0 0' % boot.fs.uuid.encode(),
+        b'/dev/mapper/rhel-swap   none   swap  defaults  0 0']
+    assert files['/usr/lib/os-release'] == catalog.GUESTS[
+        'rhel-9.4'].linux.os_release
+    assert guest.expected == catalog.GUESTS['rhel-9.4'].expected
+    placed, pe_count = layout.lvm_extents(pv.fs, pv.size)
+    assert [offset for _, offset in placed] == [1 << 20, 65 << 20]
+    assert pe_count == 18
+
+
+def _lvm_report(dev, *args):
+    out = subprocess.run(
+        ('lvm', *args, '--devices', dev, '--driverloaded', 'n',
+         '--config', 'backup{backup=0 archive=0}', '--reportformat', 'json',
+         '--units', 'b', '--nosuffix'),
+        check=True, capture_output=True, text=True,
+        env=dict(os.environ, LVM_SUPPRESS_FD_WARNINGS='1')).stdout
+    return next(iter(json.loads(out)['report'][0].values()))
+
+
+def test_build_xfs_lvm_image(tmp_path):
+    """lvm itself reads the PV written byte by byte (checksums, VG
+    metadata), and each LV and /boot hold the planned filesystem."""
+    path = builder.build('rhel-9.4-xfs-lvm', tmp_path)
+    boot, pv = layout.plan(catalog.GUESTS['rhel-9.4-xfs-lvm']).partitions
+    dev = subprocess.run(
+        ('losetup', '-f', '--show', '-r', '-o', str(pv.offset),
+         '--sizelimit', str(pv.size), str(path)),
+        check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        lvs = _lvm_report(dev, 'lvs', '-o',
+                          'vg_name,lv_name,lv_size,lv_uuid,seg_pe_ranges')
+        (pvs,) = _lvm_report(dev, 'pvs', '-o', 'pv_uuid,pe_start,vg_uuid')
+    finally:
+        subprocess.run(('losetup', '-d', dev), check=False)
+    assert [(lv['vg_name'], lv['lv_name'], int(lv['lv_size']),
+             lv['seg_pe_ranges']) for lv in lvs] == [
+        ('rhel', 'root', 64 << 20, dev + ':0-15'),
+        ('rhel', 'swap', 8 << 20, dev + ':16-17')]
+    assert pvs['pv_uuid'].replace('-', '') == pv.fs.uuid
+    assert pvs['vg_uuid'].replace('-', '') == pv.fs.vg_id
+    assert int(pvs['pe_start']) == layout.LVM_PE_START
+    placed, _ = layout.lvm_extents(pv.fs, pv.size)
+    for fs, offset in [(boot.fs, boot.offset)] + [
+            (lv.fs, pv.offset + at) for lv, at in placed]:
+        probe = subprocess.run(
+            ('blkid', '-p', '-o', 'export', '-O', str(offset), str(path)),
+            check=True, capture_output=True, text=True).stdout
+        assert 'TYPE=%s\n' % fs.kind in probe
+        assert 'UUID=%s\n' % fs.uuid in probe
+    # The PV's label and metadata are the same bytes on every build.
+    with open(path, 'rb') as image:
+        for offset, data in layout.lvm_pv_areas(pv.fs, pv.size):
+            image.seek(pv.offset + offset)
+            assert image.read(len(data)) == data
 
 
 def test_sfdisk_script():

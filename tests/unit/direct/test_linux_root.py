@@ -55,10 +55,12 @@ def _roots(name):
 
 
 # One root on one partition; the btrfs and separate-/usr guests need
-# the whole disk read (test_inspect_roots).
+# the whole disk read (test_inspect_roots), and the LVM guest's root is
+# on an LV (test_direct_catalog).
 ONE_FILESYSTEM = tuple(n for n in catalog.LINUX
                        if not (catalog.GUESTS[n].linux.btrfs
-                               or catalog.GUESTS[n].linux.separate_usr))
+                               or catalog.GUESTS[n].linux.separate_usr
+                               or catalog.GUESTS[n].linux.xfs_lvm))
 
 
 @pytest.mark.parametrize('name', ONE_FILESYSTEM)
