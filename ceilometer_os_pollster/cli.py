@@ -479,7 +479,6 @@ def build_parser(argv=None):
                            'the others from the cache')
     inspect.set_defaults(handler='inspect')
 
-    from ceilometer_os_pollster import report
     summary = commands.add_parser(
         'report', formatter_class=formatter, epilog=EPILOG,
         help='licence summary of this host, from the cache',
@@ -493,19 +492,10 @@ def build_parser(argv=None):
     _common(summary, suppress=True)
     summary.add_argument('--json', action='store_true',
                          help='print a JSON list instead of a table')
-    summary.add_argument(
-        '--windows-server-min-cores', type=int, metavar='N',
-        default=report.WINDOWS_SERVER_MIN_CORES_PER_VM,
-        help='cores counted at least per Windows Server VM (default: '
-             '%(default)s)')
-    summary.add_argument(
-        '--sql-server-min-cores', type=int, metavar='N',
-        default=report.SQL_SERVER_MIN_CORES_PER_VM,
-        help='cores counted at least per SQL Server VM (default: '
-             '%(default)s)')
+    from ceilometer_os_pollster import licence_cli
+    licence_cli.add_minimum_arguments(summary)
     summary.set_defaults(handler='report')
 
-    from ceilometer_os_pollster import licence_cli
     licence_cli.add_parser(commands,
                            sys.argv[1:] if argv is None else argv,
                            formatter, _common)

@@ -85,6 +85,20 @@ def period(month=None, start=None, end=None):
     return begin, finish
 
 
+def add_minimum_arguments(parser):
+    """The per-VM core minimums, as both reports take them."""
+    parser.add_argument(
+        '--windows-server-min-cores', type=int, metavar='N',
+        default=licences.WINDOWS_SERVER_MIN_CORES_PER_VM,
+        help='cores counted at least per Windows Server VM (default: '
+             '%(default)s)')
+    parser.add_argument(
+        '--sql-server-min-cores', type=int, metavar='N',
+        default=licences.SQL_SERVER_MIN_CORES_PER_VM,
+        help='cores counted at least per SQL Server VM (default: '
+             '%(default)s)')
+
+
 def add_parser(commands, argv, formatter, common):
     """The licence-report subcommand on ``commands``; ``argv`` decides
     which auth plugin's options exist (keystoneauth reads
@@ -123,16 +137,7 @@ def add_parser(commands, argv, formatter, common):
         '--page-size', type=int, metavar='N', default=1000,
         help='resource revisions per Gnocchi request (at most Gnocchi\'s '
              '[api] max_limit; default: %(default)s)')
-    parser.add_argument(
-        '--windows-server-min-cores', type=int, metavar='N',
-        default=licences.WINDOWS_SERVER_MIN_CORES_PER_VM,
-        help='cores counted at least per Windows Server VM (default: '
-             '%(default)s)')
-    parser.add_argument(
-        '--sql-server-min-cores', type=int, metavar='N',
-        default=licences.SQL_SERVER_MIN_CORES_PER_VM,
-        help='cores counted at least per SQL Server VM (default: '
-             '%(default)s)')
+    add_minimum_arguments(parser)
     parser.add_argument('--quiet', action='store_true',
                         help='no progress lines on stderr')
     endpoint = parser.add_argument_group('Gnocchi endpoint')

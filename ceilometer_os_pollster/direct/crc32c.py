@@ -15,17 +15,19 @@ the raw register (no inversion on either side):
 MASK = 0xFFFFFFFF
 
 
-def _table():
+def reflected_table(poly):
+    """The byte table of a reflected CRC of polynomial ``poly`` (also
+    serves ext4's crc16, polynomial 0xA001)."""
     table = []
     for n in range(256):
         c = n
         for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
         table.append(c)
     return tuple(table)
 
 
-_TABLE = _table()
+_TABLE = reflected_table(0x82F63B78)
 
 
 def crc32c_update(crc, data):

@@ -29,6 +29,7 @@ import struct
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs as fs_mod
 from ceilometer_os_pollster.direct.crc32c import crc32c_update
+from ceilometer_os_pollster.direct.crc32c import reflected_table
 
 SUPERBLOCK_OFFSET = 1024
 MAGIC = 0xEF53
@@ -679,17 +680,7 @@ def _rec_len(value, block_size):
     return value
 
 
-def _crc16_table():
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        table.append(c)
-    return tuple(table)
-
-
-_CRC16 = _crc16_table()
+_CRC16 = reflected_table(0xA001)
 
 
 def crc16(crc, data):
