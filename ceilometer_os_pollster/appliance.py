@@ -54,6 +54,10 @@ MAX_LISTED_ROOTS = 256
 # Roots read in detail (mounted; os-release or the SOFTWARE hive), the
 # likely billed ones first (boot disk, Windows).
 MAX_ROOTS = 16
+# Besides them, Linux roots that are btrfs subvolumes read in detail:
+# snapper keeps 10-30 snapshots of a SUSE root, each one bootable, and
+# reading one costs a mount and two small files.
+MAX_SUBVOLUME_ROOTS = 64
 # Filesystems mounted one by one when inspect_os cannot be used.
 MAX_SCANNED_FILESYSTEMS = 32
 MAX_LOG_LINES = 40
@@ -328,12 +332,16 @@ class Appliance:
                 result.warnings.append('root %s unreadable: %s'
                                        % (root, short_error(exc)))
         roots.sort(key=_likely_billed_first)
-        for facts in roots[:MAX_ROOTS]:
+        read, unread = _to_read(roots)
+        for facts in read:
             self._read_details(g, facts, result)
-        if _may_be_billed(roots[MAX_ROOTS:], roots[:MAX_ROOTS]):
+        if _may_be_billed(unread, read):
             result.limits.append('%d roots, more than %d read'
-                                 % (len(roots), MAX_ROOTS))
-        result.roots = roots[:MAX_ROOTS]
+                                 % (len(roots), len(read)))
+        result.roots, _ = facts_mod.kept_roots(read, MAX_ROOTS)
+        if len(result.roots) < len(read):
+            result.warnings.append('%d roots read, the %d dearest kept'
+                                   % (len(read), len(result.roots)))
         return result
 
     def _listed_root(self, g, root, devices):
@@ -437,10 +445,23 @@ def _likely_billed_first(root):
             sanitize.clean_text(root.device))
 
 
-# The dearest a Linux root can be once read (its os-release may say
-# anything): a licensed distribution.
-_DEAREST_LINUX = facts_mod.dearness(raw_facts.RootFacts(
-    device='', type='linux', distro='rhel'))
+def _to_read(roots):
+    """(roots read in detail, the others), ``roots`` sorted by
+    _likely_billed_first: the first MAX_ROOTS, and besides them up to
+    MAX_SUBVOLUME_ROOTS Linux roots that are btrfs subvolumes (a SUSE
+    root's snapper snapshots: each one a root the tenant may boot, whose
+    files may name any product)."""
+    read, unread = list(roots[:MAX_ROOTS]), []
+    extra = 0
+    for root in roots[MAX_ROOTS:]:
+        if (extra < MAX_SUBVOLUME_ROOTS
+                and str(root.device).startswith('btrfsvol:')
+                and raw_facts.token(root.type) == 'linux'):
+            read.append(root)
+            extra += 1
+        else:
+            unread.append(root)
+    return read, unread
 
 
 def _may_be_billed(unread, read):
@@ -460,7 +481,7 @@ def _may_be_billed(unread, read):
     dearest_read = max(facts_mod.dearness(r) for r in boot_read)
     return any(r.disk_index == 0 and not (
         raw_facts.token(r.type) == 'linux'
-        and dearest_read >= _DEAREST_LINUX) for r in usable)
+        and dearest_read >= facts_mod.DEAREST_LINUX) for r in usable)
 
 
 def _scan_disk(g, device, devices, known):

@@ -47,7 +47,8 @@ def dearness(root):
     """How much a root's OS costs, as a comparable tuple (higher is
     dearer): Windows Server, then Windows clients, then RHEL/SLES, then
     other Linux, then other known systems; between Windows roots the
-    edition, then the SQL Server edition."""
+    edition, then the SQL Server edition; between licensed Linux roots
+    the product, in price order (linux.LICENCE_ORDER)."""
     family = os_family(root)
     if family == 'windows':
         fields = windows.fields(root)
@@ -57,9 +58,34 @@ def dearness(root):
                 windows.edition_rank(fields['os_edition'], server),
                 windows.sql_edition(fields['sql_server_edition'])[0])
     if family == 'linux':
-        distro = linux.linux_identity(root)[0]
-        return (3 if distro in linux.LICENSED_DISTROS else 2, 0, 0)
+        rank = linux.licence_rank(root)
+        return (3 if rank else 2, rank, 0)
     return (0 if family == UNKNOWN else 1, 0, 0)
+
+
+# The dearest a Linux root can be, whatever its files say.
+DEAREST_LINUX = (3, len(linux.LICENCE_ORDER), 0)
+
+
+def kept_roots(roots, max_roots):
+    """(the roots kept for the policy, whether a bound may hide the
+    billed one), every root having been read.
+
+    The roots of filesystems (/dev/sda2, /dev/VG/LV): the first
+    ``max_roots``, more being a limit; btrfs subvolume roots (snapshots
+    a tenant may boot) fill the rest, the boot disk's dearest first, and
+    the dearest of them is always kept: the ones left out can change
+    neither the billed root (ties go to the first device name, and a
+    subvolume's sorts after its volume's) nor its price."""
+    volumes = [r for r in roots if not str(r.device).startswith('btrfsvol:')]
+    subvolumes = [r for r in roots if str(r.device).startswith('btrfsvol:')]
+    limited = len(volumes) > max_roots
+    volumes = volumes[:max_roots]
+    subvolumes.sort(key=lambda root: (
+        not _on_boot_disk(root),
+        tuple(-x for x in dearness(root)), sanitize.clean_text(root.device)))
+    room = max(max_roots - len(volumes), 1)
+    return volumes + subvolumes[:room], limited
 
 
 def billing_candidates(roots):

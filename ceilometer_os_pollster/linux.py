@@ -76,6 +76,12 @@ _RHEL_VARIANTS = {
 _VAGUE_DISTROS = ('', 'unknown', 'redhat-based', 'suse-based')
 # Distros whose subscription costs money per VM.
 LICENSED_DISTROS = ('rhel', 'sles', 'slem')
+# The per-VM products, cheapest first, as the shipped CloudKitty rules
+# price them (etc/cloudkitty/hashmap-example.sh; a unit test keeps the
+# two in step): an os_distro or an os_edition, CloudKitty billing the
+# dearer of the two.  Between two licensed Linux roots the dearer
+# product is billed, so a decoy root cannot make a VM cheaper.
+LICENCE_ORDER = ('slem', 'sles', 'rhel', 'HPC', 'SAP')
 
 
 def parse_version(value):
@@ -258,3 +264,12 @@ def fields(root):
         os_product_variant=raw_facts.text(root.product_variant, 64),
         os_edition=edition,
     )
+
+
+def licence_rank(root):
+    """How dear a Linux root's per-VM product is (0: none, then
+    LICENCE_ORDER's order, 1-based)."""
+    found = fields(root)
+    names = (found['os_distro'], found['os_edition'])
+    return max((rank for rank, name in enumerate(LICENCE_ORDER, 1)
+                if name in names), default=0)

@@ -47,7 +47,7 @@ from ceilometer_os_pollster.direct import windows_root
 MAX_VOLUMES = 128
 # Roots of filesystems kept: as many as the appliance reads in detail;
 # more is a limit (billed as the dearest product, like the appliance's).
-# btrfs subvolume roots fill the rest, without a limit (kept_roots).
+# btrfs subvolume roots fill the rest, without a limit (facts.kept_roots).
 MAX_ROOTS = 16
 # Subvolumes of one btrfs volume checked as roots (each a few tree
 # lookups); SUSE's snapper keeps tens.  More, on the disk where the
@@ -349,27 +349,6 @@ def _all_roots(disks, linux, result):
     return roots
 
 
-def kept_roots(roots, max_roots=MAX_ROOTS):
-    """(the roots kept for the policy, whether a bound may hide the
-    billed one).
-
-    Every root was read to the end, so only the count is bounded: the
-    roots of filesystems (/dev/sda2, /dev/VG/LV) as the appliance reads
-    them, more than ``max_roots`` of them being a limit as there; btrfs
-    subvolume roots (snapshots a tenant may boot) fill the rest, the
-    boot disk's dearest first, with no limit, since the ones left out
-    can change neither the billed root (ties go to the first device
-    name, and a subvolume's sorts after its volume's) nor its price."""
-    volumes = [r for r in roots if not r.device.startswith('btrfsvol:')]
-    subvolumes = [r for r in roots if r.device.startswith('btrfsvol:')]
-    limited = len(volumes) > max_roots
-    volumes = volumes[:max_roots]
-    subvolumes.sort(key=lambda root: (
-        root.disk_index != 0,
-        tuple(-x for x in facts.dearness(root)), root.device))
-    return volumes + subvolumes[:max_roots - len(volumes)], limited
-
-
 def inspect(specs, stage=None, budget=None, max_filesystems=None,
             network=None):
     """ApplianceFacts of ``specs`` (boot disk first), read directly;
@@ -416,7 +395,7 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None,
                 'a Windows root libguestfs cannot inspect beside other '
                 'roots')
         _limits(disks, roots, result, max_filesystems)
-        result.roots, limited = kept_roots(roots)
+        result.roots, limited = facts.kept_roots(roots, MAX_ROOTS)
         if limited:
             result.limits.append('%d roots, more than %d read'
                                  % (len(roots), MAX_ROOTS))

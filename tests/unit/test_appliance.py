@@ -1041,11 +1041,12 @@ def test_roots_read_are_bounded_and_the_bound_is_a_limit(image):
                                  'read)')
 
 
-def _snapshots_disk(distro_release):
-    """A btrfs root and 20 snapshots of it, as inspect_os lists them."""
+def _snapshots_disk(distro_release, count=20):
+    """A btrfs root and ``count`` snapshots of it, as inspect_os lists
+    them."""
     roots = {'/dev/sda2': {'type': 'linux'}}
     roots.update({'btrfsvol:/dev/sda2/@/.snapshots/%d/snapshot' % n:
-                  {'type': 'linux'} for n in range(2, 22)})
+                  {'type': 'linux'} for n in range(2, count + 2)})
     return Disk(filesystems={d: 'btrfs' for d in roots}, roots=roots,
                 files={d: {'/etc/os-release': distro_release}
                        for d in roots})
@@ -1067,11 +1068,32 @@ def test_unread_snapshots_of_a_licensed_linux_are_not_a_limit(image):
     assert facts.limits == []
 
 
-def test_unread_roots_that_could_be_dearer_are_a_limit(image):
+def test_snapshot_roots_are_read_beyond_max_roots(image):
+    # 21 roots: 16 read, and the 5 other snapshots too (each may name
+    # any product); none left unread, so no limit.
     debian = b'ID=debian\nVERSION_ID="12"\n'
     facts = run(FakeGuestfs(_snapshots_disk(debian)), [spec(image)])
+    assert facts.limits == []
+    assert all(r.os_release for r in facts.roots)
+
+
+def test_unread_roots_that_could_be_dearer_are_a_limit(image):
+    debian = b'ID=debian\nVERSION_ID="12"\n'
+    count = A.MAX_ROOTS + A.MAX_SUBVOLUME_ROOTS + 1
+    facts = run(FakeGuestfs(_snapshots_disk(debian, count)), [spec(image)])
     # An unread snapshot could say RHEL: dearer than Debian.
-    assert facts.limits == ['21 roots, more than 16 read']
+    assert facts.limits == ['%d roots, more than %d read'
+                            % (count + 1, count - 1)]
+
+
+def test_a_dearer_snapshot_is_billed(image):
+    disk = _snapshots_disk(b'ID=sles\nVERSION_ID="15.5"\n')
+    disk.files['btrfsvol:/dev/sda2/@/.snapshots/21/snapshot'] = {
+        '/etc/os-release': b'ID=sles_sap\nVERSION_ID="15.5"\n'}
+    facts = run(FakeGuestfs(disk), [spec(image)])
+    rec = F.normalise(facts, 'i')
+    assert facts.limits == []
+    assert (rec.os_distro, rec.os_edition) == ('sles', 'SAP')
 
 
 def test_unread_roots_on_a_data_disk_are_not_a_limit(image):

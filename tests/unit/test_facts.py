@@ -1133,3 +1133,20 @@ def test_base_product_fields_are_cleaned():
 ])
 def test_suse_root_weighs_as_licensed(roots, chosen):
     assert F.choose_root(roots) is roots[chosen]
+
+
+@pytest.mark.parametrize('decoy, real', [
+    ({'ID': 'sle-micro'}, {'ID': 'rhel', 'VERSION_ID': '9.4'}),
+    ({'ID': 'sles', 'VERSION_ID': '15.5'},
+     {'ID': 'sles_sap', 'VERSION_ID': '15.5'}),
+    ({'ID': 'rhel', 'VERSION_ID': '9.4'},
+     {'ID': 'sles_sap', 'VERSION_ID': '15.5'}),
+])
+def test_a_cheaper_licensed_decoy_root_first_does_not_win(decoy, real):
+    # The decoy sorts first by device name; the dearer product is billed.
+    roots = [R.RootFacts(device='/dev/sda1', type='linux', distro='unknown',
+                         os_release=decoy),
+             R.RootFacts(device='/dev/sda2', type='linux', distro='unknown',
+                         os_release=real)]
+    assert F.choose_root(roots) is roots[1]
+    assert F.choose_root(list(reversed(roots))) is roots[1]

@@ -5,6 +5,7 @@ import pathlib
 import re
 
 from ceilometer_os_pollster import licences
+from ceilometer_os_pollster import linux
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import report
 
@@ -45,6 +46,17 @@ def test_the_hashmap_rules_price_the_tables_free_editions_at_zero():
 def test_the_hashmap_rules_price_the_tables_linux_products_per_vm():
     distros = {v for f, g, v, p in hashmap_flats() if f == 'os_distro'}
     assert distros == set(licences.LINUX_PRODUCTS)
+
+
+def test_linux_products_rank_in_the_shipped_price_order():
+    # Between two licensed Linux roots the dearer product is billed
+    # (facts.dearness): its order must be the shipped prices' order.
+    text = HASHMAP.read_text()
+    defaults = dict(re.findall(r'^(\w+_PER_VM)=\$\{\w+:-([0-9.]+)\}',
+                               text, re.M))
+    prices = {value: float(defaults[price])
+              for f, g, value, price in hashmap_flats() if g == 'linux'}
+    assert sorted(prices, key=prices.get) == list(linux.LICENCE_ORDER)
 
 
 def test_report_reads_the_same_table():

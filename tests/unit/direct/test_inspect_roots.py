@@ -115,7 +115,7 @@ def _read(monkeypatch, volumes, max_filesystems=None):
                                            DI.id_mod.EXT))
     roots = DI._all_roots(disks, DI._linux_roots(disks), result)
     DI._limits(disks, roots, result, max_filesystems)
-    result.roots, limited = DI.kept_roots(roots)
+    result.roots, limited = facts.kept_roots(roots, DI.MAX_ROOTS)
     assert not limited
     return result
 
@@ -248,13 +248,24 @@ def test_kept_roots_are_the_dearest_and_the_running_one():
     dear = _linux('btrfsvol:/dev/sda2/@/.snapshots/39/snapshot', 'rhel')
     other_disk = _linux('/dev/sdb1', 'rhel', disk_index=1)
     roots = [_linux('/dev/sda2'), other_disk] + snaps[:-1] + [dear]
-    kept, limited = DI.kept_roots(roots)
+    kept, limited = facts.kept_roots(roots, DI.MAX_ROOTS)
     assert not limited and len(kept) == DI.MAX_ROOTS
     assert kept[:3] == [roots[0], other_disk, dear]
     assert facts.choose_root(kept) is dear
     many = [_linux('/dev/sda%d' % n) for n in range(1, 19)]
-    kept, limited = DI.kept_roots(many + snaps)
-    assert limited and kept == many[:DI.MAX_ROOTS]
+    kept, limited = facts.kept_roots(many + snaps, DI.MAX_ROOTS)
+    assert limited and kept[:DI.MAX_ROOTS] == many[:DI.MAX_ROOTS]
+
+
+def test_the_dearest_subvolume_root_is_kept_beside_full_volume_roots():
+    # As many cheap roots on partitions as are kept, and the dearer OS
+    # the tenant boots as a btrfs snapshot: it is kept, and billed.
+    volumes = [_linux('/dev/sda%d' % n) for n in range(1, DI.MAX_ROOTS + 1)]
+    dear = _linux('btrfsvol:/dev/sda20/@/.snapshots/9/snapshot', 'rhel')
+    cheap = _linux('btrfsvol:/dev/sda20/@/.snapshots/8/snapshot')
+    kept, limited = facts.kept_roots(volumes + [cheap, dear], DI.MAX_ROOTS)
+    assert not limited and kept == volumes + [dear]
+    assert facts.choose_root(kept) is dear
 
 
 @pytest.fixture(scope='module')
