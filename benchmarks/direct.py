@@ -411,6 +411,16 @@ def _said(found, proc):
         proc.returncode, tail[0][-120:]), limit=160)
 
 
+def _memory_totals(per_vm):
+    """A row's memory figures from its VMs': peaks of the RSS, sums of
+    the appliance launches and drivers."""
+    mems = [v['mem'] for v in per_vm]
+    return {'driver_mib': max(m['driver_mib'] for m in mems),
+            'qemu_mib': max(m['qemu_mib'] for m in mems),
+            'launches': sum(m['launches'] for m in mems),
+            'drivers': sum(m['drivers'] for m in mems)}
+
+
 def run_old_script_each(pkg_dir, vms):
     """The old script once per VM (catalog group).
 
@@ -450,11 +460,7 @@ def run_old_script_each(pkg_dir, vms):
     wall = common.elapsed(began)
     return {'name': 'old script', 'vms': len(vms), 'wall_s': wall,
             'cpu_s': sum(v['cpu_s'] for v in per_vm),
-            'mem': {'driver_mib': max(v['mem']['driver_mib']
-                                      for v in per_vm),
-                    'qemu_mib': max(v['mem']['qemu_mib'] for v in per_vm),
-                    'launches': sum(v['mem']['launches'] for v in per_vm),
-                    'drivers': sum(v['mem']['drivers'] for v in per_vm)},
+            'mem': _memory_totals(per_vm),
             'per_vm': per_vm,
             'correct': not any(v['problems'] for v in per_vm)}
 
@@ -568,11 +574,7 @@ def run_engine(name, vms, method, **overrides):
         leftovers = sorted(n for n in os.listdir(tmp) if n != 'cache')
     return {'name': name, 'vms': len(vms), 'wall_s': wall,
             'cpu_s': sum(v['cpu_s'] for v in per_vm),
-            'mem': {'driver_mib': max(v['mem']['driver_mib']
-                                      for v in per_vm),
-                    'qemu_mib': max(v['mem']['qemu_mib'] for v in per_vm),
-                    'launches': sum(v['mem']['launches'] for v in per_vm),
-                    'drivers': sum(v['mem']['drivers'] for v in per_vm)},
+            'mem': _memory_totals(per_vm),
             'per_vm': per_vm, 'leftovers': leftovers,
             'correct': (not leftovers
                         and not any(v['problems'] for v in per_vm))}
