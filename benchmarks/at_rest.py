@@ -42,13 +42,13 @@ import time
 import uuid
 
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import cache_format
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster import policy
-from ceilometer_os_pollster import scheduler as scheduler_mod
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import policy
+from ceilometer_os_pollster.agent import scheduler as scheduler_mod
+from ceilometer_os_pollster.agent import service as service_mod
 
 from benchmarks import common
 

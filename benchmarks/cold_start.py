@@ -6,8 +6,8 @@ of them also has a data disk.  Jobs are built from the live domains the
 way the pollster builds them (service.make_job); the real Engine
 inspects them through the real Scheduler (``run_now``) with an empty
 RecordCache, at concurrency 1 and 2: one worker process per VM
-(``python -m ceilometer_os_pollster.worker``), each launching its own
-appliance.  In the same run, the existing tool's approach:
+(``python -m ceilometer_os_pollster.inspection.worker``), each
+launching its own appliance.  In the same run, the existing tool's approach:
 ``virt-inspector --format=FMT -a DISK`` run serially, one appliance per
 VM with libguestfs' full inspection (what Debian's poller effectively
 does per VM), on the same boot disks, at the same CPU and I/O priority
@@ -60,15 +60,15 @@ import threading
 import time
 
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import engine as engine_mod
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster import scheduler as scheduler_mod
-from ceilometer_os_pollster import service as service_mod
-from ceilometer_os_pollster import supervisor
-from ceilometer_os_pollster import worker as worker_mod
-from ceilometer_os_pollster import workdir
+from ceilometer_os_pollster.agent import scheduler as scheduler_mod
+from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.inspection import supervisor
+from ceilometer_os_pollster.inspection import worker as worker_mod
+from ceilometer_os_pollster.agent import workdir
 
 from benchmarks import common
 

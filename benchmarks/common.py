@@ -149,7 +149,7 @@ def _libvirt_version():
 
 def machine_facts():
     """What the numbers were taken on."""
-    from ceilometer_os_pollster import engine
+    from ceilometer_os_pollster.agent import engine
     try:
         with open('/etc/debian_version') as f:
             debian = f.read().strip()
@@ -283,7 +283,7 @@ def foreign_appliances(procs=None):
             and b'guestfs' in _cmdline(pid)]
 
 
-WORKER_MARK = b'ceilometer_os_pollster.worker'
+WORKER_MARK = b'ceilometer_os_pollster.inspection.worker'
 # The process that drives an appliance: our inspection worker, or the
 # baseline tool.
 DRIVER_COMMS = ('virt-inspector',)

@@ -100,13 +100,13 @@ import sysconfig
 import tempfile
 import time
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import drives
-from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import facts as facts_mod
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.families import facts as facts_mod
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import sanitize
-from ceilometer_os_pollster import scheduler as scheduler_mod
+from ceilometer_os_pollster.agent import scheduler as scheduler_mod
 from ceilometer_os_pollster.direct import inspect as direct_mod
 from ceilometer_os_pollster.direct import source as source_mod
 
@@ -1002,8 +1002,8 @@ def main(argv=None):
     if unknown:
         parser.error('not catalog guests: %s' % ', '.join(unknown))
     common.quiet()
-    # The workers (python -m ceilometer_os_pollster.worker, started in
-    # a private directory) import the code this process runs, not
+    # The workers (python -m ceilometer_os_pollster.inspection.worker,
+    # started in a private directory) import the code this process runs, not
     # whatever tree the venv's editable install points at.
     os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, (
         str(common.HERE.parent), os.environ.get('PYTHONPATH'))))

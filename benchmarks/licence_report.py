@@ -10,10 +10,10 @@ report makes (resource search paged by id with Gnocchi 4.7's scrambled
 page order, history search, measures) and nothing else.
 
 The report runs as a child process, exactly as an operator runs it
-(``python -m ceilometer_os_pollster.cli licence-report --format json``,
-basic auth through the environment); its peak RSS is the kernel's
-(wait4 ru_maxrss).  Each run is checked: the cloud-wide lines count
-every instance and the VM-hours the server made up.
+(``python -m ceilometer_os_pollster.commands.cli licence-report
+--format json``, basic auth through the environment); its peak RSS is
+the kernel's (wait4 ru_maxrss).  Each run is checked: the cloud-wide
+lines count every instance and the VM-hours the server made up.
 
 Usage: python -m benchmarks.licence_report [--instances 1000,10000,50000]
        [--days 1] [--month-instances 1000]
@@ -145,7 +145,7 @@ def run_report(instances, days):
     env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
     env.update(OS_AUTH_TYPE='gnocchi-basic', GNOCCHI_USER='admin',
                GNOCCHI_ENDPOINT='http://127.0.0.1:%d' % server.server_port)
-    argv = [sys.executable, '-m', 'ceilometer_os_pollster.cli',
+    argv = [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli',
             'licence-report', '--start', iso(START), '--end',
             iso(cloud.end), '--format', 'json', '--max-gap',
             str(GRANULARITY)]

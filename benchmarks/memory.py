@@ -16,10 +16,11 @@ The 1000 record files are written beforehand by a third child.
 Inspection side: what each inspection's own processes take, sampled
 from /proc during the cold-start benchmark and read from
 results/cold_start.json (run cold_start first; benchmarks/run does):
-the peak RSS of the worker process (``ceilometer_os_pollster.worker``;
-virt-inspector for the baseline), of its appliance qemu, and of every
-process of a run at once (concurrency 1 and 2); plus the worker alone
-on a job without disks (no appliance).
+the peak RSS of the worker process
+(``ceilometer_os_pollster.inspection.worker``; virt-inspector for the
+baseline), of its appliance qemu, and of every process of a run at
+once (concurrency 1 and 2); plus the worker alone on a job without
+disks (no appliance).
 
 Usage: python -m benchmarks.memory [--instances N]
 """
@@ -54,7 +55,7 @@ def _setup(node_uri):
 
 
 def write_cache(node_uri, directory):
-    from ceilometer_os_pollster import service as service_mod
+    from ceilometer_os_pollster.agent import service as service_mod
     from benchmarks import poll_path
     conf, inspector, instances = _setup(node_uri)
     probe = service_mod.InspectionService(conf,
@@ -66,10 +67,10 @@ def write_cache(node_uri, directory):
 
 def measure(node_uri, directory, mode):
     """{stage: figure} for one child; mode 'rss' or 'tracemalloc'."""
-    from ceilometer_os_pollster import cache as cache_mod
-    from ceilometer_os_pollster import pollster as pollster_mod
-    from ceilometer_os_pollster import scheduler as scheduler_mod
-    from ceilometer_os_pollster import service as service_mod
+    from ceilometer_os_pollster.agent import cache as cache_mod
+    from ceilometer_os_pollster.agent import pollster as pollster_mod
+    from ceilometer_os_pollster.agent import scheduler as scheduler_mod
+    from ceilometer_os_pollster.agent import service as service_mod
     from benchmarks import poll_path
     conf, inspector, instances = _setup(node_uri)
     ours = pollster_mod.OSMetadataPollster(conf)

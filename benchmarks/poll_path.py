@@ -49,12 +49,12 @@ import threading
 import time
 import uuid
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import cache_format
-from ceilometer_os_pollster import pollster as pollster_mod
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_format
+from ceilometer_os_pollster.agent import pollster as pollster_mod
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster import scheduler as scheduler_mod
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import scheduler as scheduler_mod
+from ceilometer_os_pollster.agent import service as service_mod
 
 from benchmarks import common
 

@@ -18,7 +18,7 @@ import shutil
 import statistics
 import tempfile
 
-from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster.agent import engine as engine_mod
 from tests.functional import faults_helpers
 from tests.guests import builder
 from tests.guests import catalog

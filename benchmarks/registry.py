@@ -20,8 +20,8 @@ import shutil
 import statistics
 import tempfile
 
-from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import guest_files
+from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.families import guest_files
 from tests.functional import faults_helpers
 from tests.guests import builder
 from tests.guests import catalog

@@ -25,10 +25,10 @@ a bound it reaches raises an
 
 import contextlib
 
-from ceilometer_os_pollster import drives
-from ceilometer_os_pollster import facts
-from ceilometer_os_pollster import overlay
-from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.families import facts
+from ceilometer_os_pollster.storage import overlay
+from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import btrfs
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import filesystems

@@ -23,9 +23,9 @@ fit are ignored.
 import re
 import struct
 
-from ceilometer_os_pollster import guest_files
-from ceilometer_os_pollster import guest_formats
-from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.families import guest_files
+from ceilometer_os_pollster.families import guest_formats
+from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import fs as fs_mod
 
 UNKNOWN = raw_facts.UNKNOWN

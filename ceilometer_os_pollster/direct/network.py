@@ -9,7 +9,7 @@ inspection and opens the protocol layer of a network drive: ``nbd``
 (iscsi, gluster) are read by the appliance.
 """
 
-from ceilometer_os_pollster import ceph_access
+from ceilometer_os_pollster.storage import ceph_access
 from ceilometer_os_pollster.direct import nbd
 from ceilometer_os_pollster.direct import rbd_image
 from ceilometer_os_pollster.direct.errors import DirectError

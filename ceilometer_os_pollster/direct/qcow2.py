@@ -20,7 +20,7 @@ import dataclasses
 import struct
 import zlib
 
-from ceilometer_os_pollster import qemu_nodes
+from ceilometer_os_pollster.storage import qemu_nodes
 from ceilometer_os_pollster.direct.errors import Corrupt
 from ceilometer_os_pollster.direct.errors import TornRead
 from ceilometer_os_pollster.direct.errors import Unsupported

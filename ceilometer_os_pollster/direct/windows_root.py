@@ -40,9 +40,9 @@ guesses.  A dirty hive is read as it is (as hivex reads it);
 import re
 import struct
 
-from ceilometer_os_pollster import guest_files
-from ceilometer_os_pollster import guest_formats
-from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.families import guest_files
+from ceilometer_os_pollster.families import guest_formats
+from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs as fs_mod
 from ceilometer_os_pollster.direct import linux_root

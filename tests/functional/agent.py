@@ -19,7 +19,7 @@ from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.polling import manager
 from ceilometer import service as ceilo_service
 
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import service as service_mod
 
 METER = 'compute.instance.os.metadata'
 # [os_inspection] for tests that inspect a rig of catalog guests: two

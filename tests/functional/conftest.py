@@ -17,7 +17,7 @@ import weakref
 
 import pytest
 
-from ceilometer_os_pollster import supervisor
+from ceilometer_os_pollster.inspection import supervisor
 
 # Killed processes normally go in milliseconds; a loaded CI machine
 # gets this long before a test is blamed.

@@ -16,7 +16,7 @@ import threading
 
 from oslo_config import cfg
 
-from ceilometer_os_pollster import engine as E
+from ceilometer_os_pollster.agent import engine as E
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 

@@ -12,7 +12,7 @@ import pytest
 from oslo_messaging.notify import _impl_test
 from stevedore import extension
 
-from ceilometer_os_pollster import prometheus
+from ceilometer_os_pollster.agent import prometheus
 from ceilometer_os_pollster import record
 from tests.fixtures import libvirt_test_driver as tdrv
 from tests.functional.agent import Agent, METER, agent_conf
@@ -26,7 +26,7 @@ def test_entry_point_is_listed_in_the_compute_namespace():
     assert METER in mgr.names()
     ep = [e for e in mgr.extensions if e.name == METER][0]
     assert ep.entry_point.value == \
-        'ceilometer_os_pollster.pollster:OSMetadataPollster'
+        'ceilometer_os_pollster.agent.pollster:OSMetadataPollster'
 
 
 class RecordingEngine:

@@ -42,8 +42,8 @@ from ceilometer import sample as sample_mod
 from ceilometer import service as ceilo_service
 import pytest
 
-from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.agent import service as service_mod
 from tests.functional import agent as agent_mod
 from tests.functional import test_end_to_end as e2e
 from tests.guests import builder
@@ -269,7 +269,7 @@ def os_label(metadata):
 def rated_table(chain):
     """What README shows: one line per instance and rating type that
     costs something, then the totals per instance and per project."""
-    from ceilometer_os_pollster import render
+    from ceilometer_os_pollster.commands import render
     by_instance = rated(chain)
     order = [i.name for i in INSTANCES + (PENDING,)]
     project_of = {i.name: PROJECTS[i.project] for i in INSTANCES +
@@ -435,7 +435,7 @@ class OnlyThese:
 
 
 def run_report(chain, tmp_path, *args):
-    from ceilometer_os_pollster import cli
+    from ceilometer_os_pollster.commands import cli
     conf = tmp_path / 'report.conf'
     conf.write_text('[DEFAULT]\nlibvirt_uri = %s\n[os_inspection]\n'
                     'cache_dir = %s\n' % (libvirtd.URI, chain.cache_dir))

@@ -45,8 +45,8 @@ from ceilometer.compute import discovery
 from ceilometer.compute import pollsters as compute_pollsters
 from ceilometer.polling import manager
 
-from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.agent import service as service_mod
 from tests.functional import agent as agent_mod
 from tests.functional import test_billing_chain as chain_mod
 from tests.guests import builder

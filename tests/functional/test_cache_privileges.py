@@ -1,7 +1,7 @@
 """Root never trusts what the agent's user can write in the cache (issue 22).
 
 Real root processes (the ``ceilometer-os-pollster`` command, run as
-``python -m ceilometer_os_pollster.cli`` from this tree) against cache
+``python -m ceilometer_os_pollster.commands.cli`` from this tree) against cache
 directories prepared by an unprivileged user (uid 65534, through
 ``setpriv``) the way the agent's user could: a cache_dir it owns, a
 parent it owns, a symbolic link in place of cache_dir, of ``.locks`` and
@@ -24,11 +24,11 @@ import time
 
 import pytest
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import cache_format
-from ceilometer_os_pollster import domain_xml
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_format
+from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
 
 pytestmark = [
@@ -99,7 +99,7 @@ class World:
     def cli(self, cache_dir, *argv):
         """Run the command as root (this process's uid) in a new process."""
         proc = subprocess.run(
-            [sys.executable, '-m', 'ceilometer_os_pollster.cli',
+            [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli',
              '--config-file', str(self.config(cache_dir))] + list(argv),
             capture_output=True, text=True, timeout=240, cwd=str(REPO))
         return proc.returncode, proc.stdout, proc.stderr

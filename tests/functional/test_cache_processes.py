@@ -31,12 +31,12 @@ import time
 
 import pytest
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import cache_format
-from ceilometer_os_pollster import engine
-from ceilometer_os_pollster import policy
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_format
+from ceilometer_os_pollster.agent import engine
+from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster import scheduler as sched
+from ceilometer_os_pollster.agent import scheduler as sched
 
 pytestmark = pytest.mark.timeout(180)
 

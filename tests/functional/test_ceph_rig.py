@@ -16,7 +16,7 @@ import subprocess
 from lxml import etree
 import pytest
 
-from ceilometer_os_pollster import drives
+from ceilometer_os_pollster.instances import drives
 from tests.guests import builder
 from tests.rig import ceph as ceph_mod
 from tests.rig import domains

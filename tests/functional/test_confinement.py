@@ -23,7 +23,7 @@ import tempfile
 
 import pytest
 
-from ceilometer_os_pollster import confinement
+from ceilometer_os_pollster.inspection import confinement
 from tests.functional import faults_helpers as H
 
 pytestmark = pytest.mark.appliance

@@ -13,8 +13,8 @@ read.  Seconds for the whole catalog: no appliance is started.
 
 import pytest
 
-from ceilometer_os_pollster import drives
-from ceilometer_os_pollster import worker
+from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.inspection import worker
 from ceilometer_os_pollster.direct import inspect as direct_inspect
 from ceilometer_os_pollster.direct import source
 from tests.functional import faults_helpers as H

@@ -23,12 +23,12 @@ from oslo_messaging.notify import _impl_test
 
 from ceilometer.polling import manager
 
-from ceilometer_os_pollster import cache as cache_mod
-from ceilometer_os_pollster import cache_format
-from ceilometer_os_pollster import domain_xml
-from ceilometer_os_pollster import pollster as pollster_mod
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_format
+from ceilometer_os_pollster.instances import domain_xml
+from ceilometer_os_pollster.agent import pollster as pollster_mod
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
 from tests.functional import agent
 
@@ -109,7 +109,8 @@ def local_host_command(shipped, cli_conf):
     rest = argv[3:]
     rest[rest.index('--config-file') + 1] = str(cli_conf)
     return ' '.join(shlex.quote(a) for a in
-                    [sys.executable, '-m', 'ceilometer_os_pollster.cli']
+                    [sys.executable, '-m',
+                     'ceilometer_os_pollster.commands.cli']
                     + rest)
 
 
@@ -299,7 +300,7 @@ def test_timer_then_dynamic_pollster_with_a_real_appliance(tmp_path,
         % (node, tmp_path / 'cache'))
 
     timer = subprocess.run(
-        [sys.executable, '-m', 'ceilometer_os_pollster.cli',
+        [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli',
          '--config-file', str(cli_conf), 'inspect', '--all',
          '--stale-only'], capture_output=True, text=True, timeout=600)
     assert timer.returncode == 0, timer.stderr

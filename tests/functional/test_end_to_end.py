@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster.agent import engine as engine_mod
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import service as service_mod
 from tests.functional import agent as agent_mod
 from tests.guests import builder
 from tests.guests import catalog

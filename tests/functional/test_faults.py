@@ -21,10 +21,10 @@ import time
 from oslo_messaging.notify import _impl_test
 import pytest
 
-from ceilometer_os_pollster import engine as E
+from ceilometer_os_pollster.agent import engine as E
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster import service as service_mod
-from ceilometer_os_pollster import workdir
+from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.agent import workdir
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog
@@ -355,7 +355,7 @@ def test_agent_survives_corrupt_and_foreign_cache_files(
 KILLED_AGENT = r'''
 import sys
 from oslo_config import cfg
-from ceilometer_os_pollster import service
+from ceilometer_os_pollster.agent import service
 from tests.functional import faults_helpers as H
 tmp_root, cache_dir, image = sys.argv[1:4]
 conf = cfg.ConfigOpts()
@@ -373,7 +373,7 @@ print(svc.scheduler.run_now([job]), flush=True)
 
 @pytest.mark.appliance
 def test_agent_killed_mid_inspection_leaves_no_appliance_behind(tmp_path):
-    from ceilometer_os_pollster import cache as cache_mod
+    from ceilometer_os_pollster.agent import cache as cache_mod
 
     image = builder.build('blank')
     digest = builder.sha256(image)

@@ -24,8 +24,8 @@ import subprocess
 
 import pytest
 
-from ceilometer_os_pollster import engine as E
-from ceilometer_os_pollster import service
+from ceilometer_os_pollster.agent import engine as E
+from ceilometer_os_pollster.agent import service
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog

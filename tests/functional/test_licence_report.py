@@ -39,7 +39,7 @@ import uuid
 
 import pytest
 
-from ceilometer_os_pollster import cli
+from ceilometer_os_pollster.commands import cli
 from tests.rig import billing
 
 DAY = 1                 # wall-clock second per compressed day
@@ -140,12 +140,12 @@ def api(services, method, path, body=None,
 
 
 def epoch(text):
-    from ceilometer_os_pollster import gnocchi_history
+    from ceilometer_os_pollster.commands import gnocchi_history
     return gnocchi_history.epoch(text)
 
 
 def iso(seconds):
-    from ceilometer_os_pollster import gnocchi_history
+    from ceilometer_os_pollster.commands import gnocchi_history
     return gnocchi_history.iso(seconds)
 
 
@@ -420,7 +420,7 @@ def test_the_installed_command_prints_the_table(world):
            if not k.startswith('OS_')}
     env.update(gnocchi_env(world))
     proc = subprocess.run(
-        [sys.executable, '-m', 'ceilometer_os_pollster.cli'] +
+        [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli'] +
         report_args(world, '--quiet'), env=env, capture_output=True,
         text=True, timeout=300)
     assert (proc.returncode, proc.stderr) == (0, '')

@@ -45,7 +45,7 @@ import pytest
 from ceilometer.compute import discovery
 from ceilometer.compute import pollsters as compute_pollsters
 
-from ceilometer_os_pollster import service as service_mod
+from ceilometer_os_pollster.agent import service as service_mod
 from tests.functional import agent as agent_mod
 from tests.guests import builder
 from tests.guests import catalog
@@ -636,7 +636,7 @@ def test_direct_rbd_source_reads_exactly_the_image(world):
     import hashlib
     import types
 
-    from ceilometer_os_pollster import drives
+    from ceilometer_os_pollster.instances import drives
     from ceilometer_os_pollster.direct import inspect as direct_inspect
     from ceilometer_os_pollster.direct import network
     from ceilometer_os_pollster.direct import source as source_mod

@@ -19,7 +19,7 @@ import pytest
 from ceilometer.compute import discovery
 from ceilometer import service as ceilo_service
 
-from ceilometer_os_pollster import drives
+from ceilometer_os_pollster.instances import drives
 from tests.rig import disks
 from tests.rig import domains
 from tests.rig import libvirtd

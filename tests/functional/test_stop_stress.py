@@ -15,9 +15,9 @@ import os
 import threading
 import time
 
-from ceilometer_os_pollster import engine as engine_mod
-from ceilometer_os_pollster import service as service_mod
-from ceilometer_os_pollster import supervisor
+from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.inspection import supervisor
 from tests.functional import conftest
 from tests.functional import faults_helpers as H
 

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from ceilometer_os_pollster import engine as engine_mod
+from ceilometer_os_pollster.agent import engine as engine_mod
 from tests.functional import agent as agent_mod
 from tests.functional import conftest
 from tests.functional import faults_helpers as H
@@ -217,7 +217,7 @@ def test_killed_and_raising_workers_are_failed_records(tmp_path):
 
 
 RAISING_WORKER = '''
-from ceilometer_os_pollster import worker
+from ceilometer_os_pollster.inspection import worker
 def broken(*args, **kwargs):
     raise RuntimeError('inspection bug')
 worker.inspect = broken

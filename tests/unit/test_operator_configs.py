@@ -35,12 +35,12 @@ from ceilometer.publisher import gnocchi as gnocchi_publisher
 from ceilometer import service as ceilo_service
 from gnocchiclient.v1 import resource_type_cli
 
-from ceilometer_os_pollster import cli
-from ceilometer_os_pollster import render
-from ceilometer_os_pollster import domain_xml
-from ceilometer_os_pollster import linux
+from ceilometer_os_pollster.commands import cli
+from ceilometer_os_pollster.commands import render
+from ceilometer_os_pollster.instances import domain_xml
+from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster import windows
+from ceilometer_os_pollster.families import windows
 
 ETC = pathlib.Path(__file__).resolve().parents[2] / 'etc'
 METER = 'compute.instance.os.metadata'

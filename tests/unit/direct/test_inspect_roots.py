@@ -13,9 +13,9 @@ import types
 
 import pytest
 
-from ceilometer_os_pollster import drives
-from ceilometer_os_pollster import facts
-from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.families import facts
+from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import btrfs
 from ceilometer_os_pollster.direct import inspect as DI
 from ceilometer_os_pollster.direct import source as S

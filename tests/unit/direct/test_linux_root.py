@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from ceilometer_os_pollster import facts
-from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.families import facts
+from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import filesystems
 from ceilometer_os_pollster.direct import linux_root

@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from ceilometer_os_pollster import drives
+from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import inspect as direct_inspect
 from ceilometer_os_pollster.direct import nbd
@@ -475,7 +475,7 @@ def test_the_worker_reads_nbd_disks_directly(tmp_path):
     # with NetworkDisks: inspection_method=direct decides without an
     # appliance (a blank disk: no OS, an 'unknown' record).
     from ceilometer_os_pollster import options
-    from ceilometer_os_pollster import worker
+    from ceilometer_os_pollster.inspection import worker
 
     run('qemu-img', 'create', '-f', 'raw', str(tmp_path / 'blank.raw'), '4M')
     sock = str(tmp_path / 'nbd.sock')

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from ceilometer_os_pollster import drives
+from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import inspect as direct_inspect
 from ceilometer_os_pollster.direct import network

@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from ceilometer_os_pollster import facts
-from ceilometer_os_pollster import raw_facts
+from ceilometer_os_pollster.families import facts
+from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct import fs
 from ceilometer_os_pollster.direct import filesystems

@@ -1,0 +1,564 @@
+"""The ceilometer-os-pollster command.
+
+Pure parts (nova metadata parsing, domain selection, renderings) are
+tested on tables; whole commands run through ``cli.main`` against
+libvirt's daemon-less ``test:///`` driver, a real record cache in a
+temporary directory and a fake engine (no appliance).
+"""
+
+from dataclasses import replace
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_format
+from ceilometer_os_pollster.commands import cli
+from ceilometer_os_pollster.commands import render
+from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
+from ceilometer_os_pollster import record
+from ceilometer_os_pollster.agent import service as service_mod
+from tests.fixtures import libvirt_test_driver as tdrv
+
+NOVA = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+NOVA_10 = 'http://openstack.org/xmlns/libvirt/nova/1.0'
+
+
+def domain_xml(metadata='', vcpu='<vcpu>2</vcpu>',
+               uuid='6d3f0c2e-0000-4000-8000-000000000001',
+               name='instance-0000002a', prolog=''):
+    return ('%s<domain type="kvm"><name>%s</name><uuid>%s</uuid>%s'
+            '<metadata>%s</metadata><os><type arch="x86_64">hvm</type>'
+            '</os></domain>' % (prolog, name, uuid, vcpu, metadata))
+
+
+def nova(ns=NOVA, user='<nova:user uuid="u-1">alice</nova:user>',
+         project='<nova:project uuid="p-1">demo</nova:project>',
+         flavor='<nova:flavor name="m1.large" id="4">'
+                '<nova:vcpus>8</nova:vcpus></nova:flavor>',
+         root='<nova:root type="image" uuid="img-1"/>',
+         name='<nova:name>web-1</nova:name>'):
+    return ('<nova:instance xmlns:nova="%s">%s%s<nova:owner>%s%s'
+            '</nova:owner>%s</nova:instance>'
+            % (ns, name, flavor, user, project, root))
+
+
+UUID = '6d3f0c2e-0000-4000-8000-000000000001'
+FULL = domain_xml_mod.DomainInfo(
+    uuid=UUID, name='instance-0000002a', nova=True, project_id='p-1',
+    user_id='u-1', vcpus=8, image_id='img-1')
+PLAIN = domain_xml_mod.DomainInfo(uuid=UUID, name='instance-0000002a',
+                                  vcpus=2)
+
+
+@pytest.mark.parametrize('xml, expected', [
+    (domain_xml(nova()), FULL),
+    (domain_xml(nova(ns=NOVA_10)), FULL),
+    # the agent's pollster falls back to the domain's vCPUs
+    (domain_xml(nova(flavor='')), replace(FULL, vcpus=2)),
+    (domain_xml(nova(flavor='<nova:flavor name="x"><nova:vcpus>0'
+                            '</nova:vcpus></nova:flavor>'),
+                vcpu="<vcpu current='3'>4</vcpu>"),
+     replace(FULL, vcpus=3)),
+    (domain_xml(nova(flavor='<nova:flavor name="x"><nova:vcpus>many'
+                            '</nova:vcpus></nova:flavor>')),
+     replace(FULL, vcpus=2)),
+    # booted from a volume: no image
+    (domain_xml(nova(root='<nova:root type="volume" uuid="vol-1"/>')),
+     replace(FULL, image_id='')),
+    (domain_xml(nova(root='')),
+     replace(FULL, image_id='')),
+    # what discovery needs is missing: not a Nova instance
+    (domain_xml(''), PLAIN),
+    (domain_xml(nova(user='')), PLAIN),
+    (domain_xml(nova(project='<nova:project>demo</nova:project>')), PLAIN),
+    (domain_xml(nova(name='')), PLAIN),
+    (domain_xml('<other:instance xmlns:other="urn:x"/>'), PLAIN),
+    (domain_xml('', vcpu=''), replace(PLAIN, vcpus=0)),
+    # unusable input
+    ('not xml', None),
+    ('<node/>', None),
+    (domain_xml('', uuid=''), None),
+    (b'\xff\xfe', None),
+    (None, None),
+])
+def test_parse_domain(xml, expected):
+    assert domain_xml_mod.instance_info(xml) == expected
+
+
+def test_parse_domain_never_reads_external_entities(tmp_path):
+    secret = tmp_path / 'secret'
+    secret.write_text('s3cr3t')
+    prolog = ('<!DOCTYPE domain [<!ENTITY leak SYSTEM "file://%s">]>'
+              % secret)
+    # libvirt never writes a DOCTYPE: the one hardened parser (shared
+    # with drives) refuses the domain rather than read the entity.
+    for metadata in (nova(name='<nova:name>&leak;</nova:name>'),
+                     nova(project='<nova:project uuid="&leak;"/>')):
+        xml = domain_xml(metadata, prolog=prolog)
+        assert domain_xml_mod.instance_info(xml) is None
+
+
+def test_parse_domain_sanitises_ids():
+    xml = domain_xml(nova(user='<nova:user uuid="u-&#x202e;1&#9;x"/>'))
+    info = domain_xml_mod.instance_info(xml)
+    assert info.nova and info.user_id == 'u-1 x'
+
+
+def scanned(name, uuid, nova=True, state=1):
+    info = domain_xml_mod.DomainInfo(
+        uuid=uuid, name=name, nova=nova, project_id='p' if nova else '',
+        user_id='u' if nova else '', vcpus=1)
+    return cli.Scanned(info=info, xml='<domain/>', domain_id=1, state=state)
+
+
+A = scanned('instance-a', 'AAAA-1')
+B = scanned('instance-b', 'bbbb-2', state=5)      # shut off
+C = scanned('plain', 'cccc-3', nova=False)
+ALL = [A, B, C]
+
+
+@pytest.mark.parametrize('names, all_domains, stopped, chosen, unknown', [
+    ((), True, False, [A], []),
+    ((), True, True, [A, B], []),
+    (('instance-a',), False, False, [A], []),
+    (('aaaa-1',), False, False, [A], []),            # UUID, any case
+    (('plain', 'instance-b'), False, False, [C, B], []),
+    (('instance-a', 'AAAA-1'), False, False, [A], []),
+    (('nope', 'instance-a'), False, False, [A], ['nope']),
+    (('INSTANCE-A',), False, False, [], ['INSTANCE-A']),
+])
+def test_select(names, all_domains, stopped, chosen, unknown):
+    assert cli.select(ALL, names, all_domains, stopped) == (chosen, unknown)
+
+
+def ok_record(instance_id=UUID, **kw):
+    fields = dict(instance_id=instance_id, status='ok', os_family='windows',
+                  os_distro='windows', os_info='win2k22',
+                  os_version_major=10, os_build='20348',
+                  os_product_name='Windows Server 2022 Datacenter',
+                  os_edition='Datacenter', sql_server_edition='Standard',
+                  os_arch='x86_64', inspected_at='2025-01-02T03:04:05Z',
+                  duration=41.4)
+    fields.update(kw)
+    return record.OSRecord(**fields)
+
+
+def test_json_item_is_ids_then_every_metadata_key():
+    item = render.json_item(FULL, ok_record())
+    assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
+    assert item['resource_id'] == UUID
+    assert (item['project_id'], item['user_id'], item['vcpus']) == \
+        ('p-1', 'u-1', 8)
+    assert item['os_edition'] == 'Datacenter'
+    assert item['os_inspection_status'] == 'ok'
+    assert 'os_type' not in item
+
+
+@pytest.mark.parametrize('rec, inspected, line', [
+    (ok_record(), True, '[2/5] instance-2 ... ok (41 s)'),
+    (ok_record(), False, '[2/5] instance-2 ... ok (cached)'),
+    (record.OSRecord(instance_id=UUID, status='failed', reason='deadline',
+                     duration=300), True,
+     '[2/5] instance-2 ... failed (300 s): deadline'),
+    (record.OSRecord(instance_id=UUID, status='encrypted',
+                     reason='1 LUKS volume', duration=12.6), False,
+     '[2/5] instance-2 ... encrypted (cached): 1 LUKS volume'),
+])
+def test_progress_line(rec, inspected, line):
+    assert render.progress_line(2, 5, 'instance-2', rec, inspected) == line
+
+
+@pytest.mark.parametrize('rec, text', [
+    (ok_record(), 'windows win2k22 Datacenter + SQL Server Standard'),
+    (record.OSRecord(instance_id=UUID, status='ok', os_family='linux',
+                     os_distro='rhel', os_info='rhel9.4'), 'rhel rhel9.4'),
+    (record.OSRecord(instance_id=UUID, status='encrypted',
+                     reason='1 LUKS volume'), '(1 LUKS volume)'),
+    (record.OSRecord(instance_id=UUID, status='failed', reason='deadline'),
+     '(deadline)'),
+    (record.OSRecord.pending(UUID), ''),
+])
+def test_summary(rec, text):
+    assert rec.summary() == text
+
+
+def test_format_table_aligns_columns():
+    text = render.format_table(('A', 'LONGER'), [('xx', 1), ('y', 22)])
+    assert text.splitlines() == ['A   LONGER', 'xx  1', 'y   22']
+
+
+def test_cache_rows_and_document():
+    entry = cache_format.Entry(record=ok_record(), expires_at=1700000000.0,
+                               failures=0, retry_at=0.0,
+                               last_seen=1699990000.0)
+    failed = cache_format.Entry(
+        record=record.OSRecord.failed('x-2', 'deadline'),
+        expires_at=1800000000.0, failures=2, retry_at=1800000000.0)
+    rows = render.cache_rows([entry, failed], now=1750000000.0)
+    assert rows[0] == (UUID, 'ok', 'windows', 'windows', 'win2k22',
+                       'Datacenter', '2025-01-02T03:04:05Z',
+                       '2023-11-14T22:13:20Z (due)')
+    assert rows[1][:6] == ('x-2', 'failed', 'unknown', 'unknown', 'unknown',
+                           '-')
+    assert rows[1][7] == '2027-01-15T08:00:00Z'
+    doc = render.entry_document(failed)
+    assert doc['failures'] == 2
+    assert doc['retry_at'] == '2027-01-15T08:00:00Z'
+    assert doc['last_seen'] is None
+    assert doc['record'] == failed.record.to_dict()
+    assert doc['metadata']['os_inspection_reason'] == 'deadline'
+
+
+# -- whole commands ------------------------------------------------------
+
+UUIDS = ['aaaaaaaa-0000-4000-8000-00000000000%d' % i for i in (1, 2, 3)]
+PLAIN_UUID = 'cccccccc-0000-4000-8000-000000000009'
+TEST_NS = 'http://libvirt.org/schemas/domain/test/1.0'
+
+
+def node_with_extras(domains, stopped_name):
+    """The shared node file plus a shut-off instance and a domain that
+    is not a Nova instance."""
+    xml = tdrv.node_xml(domains)
+    head = "<domain type='test'>\n    <name>%s</name>" % stopped_name
+    assert head in xml
+    xml = xml.replace(head, "<domain type='test' xmlns:test='%s'>\n"
+                      "    <name>%s</name><test:runstate>5</test:runstate>"
+                      % (TEST_NS, stopped_name))
+    plain = ("<domain type='test'><name>plain</name><uuid>%s</uuid>"
+             "<memory>131072</memory><vcpu>3</vcpu>"
+             "<os><type arch='x86_64'>hvm</type></os></domain>\n"
+             % PLAIN_UUID)
+    return xml.replace('</node>', plain + '</node>')
+
+
+class FakeEngine:
+    """Answers at once; records calls; 'failed' for chosen instances."""
+
+    def __init__(self, fail=()):
+        self.calls = []
+        self.fail = set(fail)
+        self.lock = threading.Lock()
+
+    def inspect(self, job):
+        with self.lock:
+            self.calls.append(job.instance_id)
+        if job.instance_id in self.fail:
+            return record.OSRecord.failed(job.instance_id, 'deadline',
+                                          fingerprint=job.fingerprint,
+                                          duration=7.0)
+        return ok_record(job.instance_id, fingerprint=job.fingerprint,
+                         inspected_at=record.utc_timestamp(), duration=3.0)
+
+
+@pytest.fixture
+def host(tmp_path):
+    domains = [tdrv.domain(u, 'instance-%08d' % i, vcpus=i)
+               for i, u in enumerate(UUIDS, 1)]
+    node = tmp_path / 'node.xml'
+    node.write_text(node_with_extras(domains, 'instance-00000003'))
+    cache_dir = tmp_path / 'cache'
+    conf = tmp_path / 'ceilometer.conf'
+    conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s\n'
+                    '[os_inspection]\ncache_dir = %s\n' % (node, cache_dir))
+
+    class Host:
+        engine = FakeEngine()
+
+        def run(self, *argv, engine=None):
+            out, err = io.StringIO(), io.StringIO()
+            eng = engine or self.engine
+
+            def factory(c):
+                return service_mod.InspectionService(c, engine=eng)
+            rc = cli.main(['--config-file', str(conf)] + list(argv),
+                          stdout=out, stderr=err, service_factory=factory)
+            return rc, out.getvalue(), err.getvalue()
+
+    h = Host()
+    h.conf, h.cache_dir, h.tmp = conf, cache_dir, tmp_path
+    return h
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    # cli.main configures the root logger as a command should.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def test_cached_only_json_reports_pending_and_creates_nothing(host):
+    rc, out, err = host.run('inspect', '--all', '--json', '--cached-only')
+    assert (rc, err) == (0, '')
+    items = json.loads(out)
+    # the shut-off instance and the non-Nova domain are left out, as the
+    # agent's discovery + pollster do by default
+    assert [i['resource_id'] for i in items] == UUIDS[:2]
+    assert [i['vcpus'] for i in items] == [1, 2]
+    for item in items:
+        assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
+        assert item['os_inspection_status'] == 'pending'
+        assert (item['project_id'], item['user_id']) == ('p-1', 'u-1')
+    assert not host.cache_dir.exists()
+    assert host.engine.calls == []
+
+
+def test_report_stopped_instance_metrics_includes_shut_off_instances(host):
+    with open(host.conf, 'a') as f:
+        f.write('[compute]\nreport_stopped_instance_metrics = true\n')
+    rc, out, _ = host.run('inspect', '--all', '--json', '--cached-only')
+    assert rc == 0
+    assert [i['resource_id'] for i in json.loads(out)] == UUIDS
+
+
+def test_inspect_all_then_cached_only_serves_the_records(host):
+    rc, out, err = host.run('inspect', '--all')
+    assert rc == 0
+    assert sorted(host.engine.calls) == UUIDS[:2]
+    assert '[1/2] instance-00000001 ... ok (3 s)' in err
+    assert '[2/2] instance-00000002 ... ok (3 s)' in err
+    lines = out.splitlines()
+    assert lines[0].split() == list(render.INSPECT_HEADERS)
+    assert lines[1].split()[:4] == ['instance-00000001', UUIDS[0], '1', 'ok']
+    assert 'win2k22 Datacenter' in lines[1]
+
+    rc, out, err = host.run('inspect', '--all', '--json', '--cached-only')
+    assert (rc, err) == (0, '')
+    items = {i['resource_id']: i for i in json.loads(out)}
+    cached = cache_mod.RecordCache(str(host.cache_dir))
+    for uuid in UUIDS[:2]:
+        expected = cached.get(uuid).record.metadata()
+        assert {k: items[uuid][k] for k in record.METADATA_KEYS} == expected
+    assert len(host.engine.calls) == 2      # --cached-only launched nothing
+
+
+def test_stale_only_inspects_only_what_needs_it(host):
+    host.run('inspect', 'instance-00000001')
+    assert host.engine.calls == [UUIDS[0]]
+    rc, out, err = host.run('inspect', '--all', '--stale-only')
+    assert rc == 0
+    assert host.engine.calls == [UUIDS[0], UUIDS[1]]
+    assert 'instance-00000001 ... ok (cached)' in err
+    # without --stale-only everything named is inspected again
+    host.run('inspect', 'instance-00000001', UUIDS[1])
+    assert sorted(host.engine.calls[2:]) == UUIDS[:2]
+
+
+def test_failed_inspection_exits_1_and_says_why(host):
+    engine = FakeEngine(fail={UUIDS[1]})
+    rc, out, err = host.run('inspect', '--all', '--json', engine=engine)
+    assert rc == cli.EXIT_FAILED
+    assert err == ''                          # --json: no progress lines
+    by_id = {i['resource_id']: i for i in json.loads(out)}
+    assert by_id[UUIDS[1]]['os_inspection_status'] == 'failed'
+    assert by_id[UUIDS[1]]['os_inspection_reason'] == 'deadline'
+    assert by_id[UUIDS[0]]['os_inspection_status'] == 'ok'
+    rc, _, err = host.run('inspect', UUIDS[1], engine=engine)
+    assert rc == cli.EXIT_FAILED
+    assert '... failed (7 s): deadline' in err
+
+
+def test_named_domains_may_be_any_domain(host):
+    rc, out, _ = host.run('inspect', 'plain', 'instance-00000003', '--json')
+    assert rc == 0
+    items = json.loads(out)
+    assert [i['resource_id'] for i in items] == [PLAIN_UUID, UUIDS[2]]
+    assert (items[0]['project_id'], items[0]['vcpus']) == ('', 3)
+
+
+def test_json_mode_keeps_stderr_clean_even_when_the_cache_complains(host):
+    host.run('inspect', 'instance-00000001')
+    host.cache_dir.joinpath(UUIDS[1] + '.json').write_text('{garbage')
+    rc, out, err = host.run('inspect', '--all', '--json', '--cached-only')
+    assert (rc, err) == (0, '')
+    statuses = [i['os_inspection_status'] for i in json.loads(out)]
+    assert statuses == ['ok', 'pending']
+    # the same warning reaches stderr without --json ...
+    rc, out, err = host.run('inspect', '--all', '--cached-only')
+    assert 'Ignoring OS inspection record' in err
+    # ... and the log file with --json --log-file
+    log_file = host.tmp / 'cli.log'
+    rc, out, err = host.run('inspect', '--all', '--json', '--cached-only',
+                            '--log-file', str(log_file))
+    assert (rc, err) == (0, '')
+    assert 'Ignoring OS inspection record' in log_file.read_text()
+    json.loads(out)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['inspect', 'no-such-domain'], 'no such libvirt domain: no-such-domain'),
+    (['inspect', '--all', 'instance-00000001'], 'not both'),
+    (['inspect'], 'at least one DOMAIN'),
+    (['inspect', '--all', '--cached-only', '--stale-only'], 'not allowed'),
+    (['cache', 'forget'], 'one instance ID or --all'),
+    (['cache', 'forget', UUIDS[0], '--all'], 'one instance ID or --all'),
+    (['frobnicate'], 'invalid choice'),
+])
+def test_usage_errors_exit_2_before_any_inspection(host, argv, message):
+    rc, out, err = host.run(*argv)
+    assert rc == cli.EXIT_USAGE
+    assert message in err
+    assert out == ''
+    assert host.engine.calls == []
+
+
+@pytest.mark.parametrize('content, message', [
+    (None, 'configuration error'),
+    ('[os_inspection]\nconcurrency = lots\n', 'configuration error'),
+    ('[DEFAULT]\nlibvirt_type = vmware\n', 'configuration error'),
+    ('[os_inspection\n', 'configuration error'),
+])
+def test_configuration_errors_exit_2(tmp_path, content, message):
+    path = tmp_path / 'bad.conf'
+    if content is not None:
+        path.write_text(content)
+    err = io.StringIO()
+    rc = cli.main(['--config-file', str(path), 'cache', 'list'],
+                  stdout=io.StringIO(), stderr=err)
+    assert rc == cli.EXIT_USAGE
+    assert message in err.getvalue()
+
+
+def test_unreachable_libvirt_exits_3_with_one_line_and_no_json(tmp_path):
+    conf = tmp_path / 'c.conf'
+    conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s/missing.xml\n'
+                    % tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(['--config-file', str(conf), 'inspect', '--all',
+                   '--json', '--cached-only'], stdout=out, stderr=err)
+    assert rc == cli.EXIT_LIBVIRT
+    assert out.getvalue() == ''
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith('ceilometer-os-pollster: error: cannot '
+                               'connect to libvirt at test://')
+
+
+def test_cache_list_show_forget(host):
+    rc, out, _ = host.run('cache', 'list')
+    assert rc == 0 and out.split() == list(render.CACHE_HEADERS)
+    assert not host.cache_dir.exists()        # reading creates nothing
+
+    host.run('inspect', 'instance-00000001', 'instance-00000002')
+    rc, out, _ = host.run('cache', 'list')
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [r[:6] for r in rows] == [
+        [u, 'ok', 'windows', 'windows', 'win2k22', 'Datacenter']
+        for u in UUIDS[:2]]
+
+    rc, out, _ = host.run('cache', 'show', UUIDS[0])
+    doc = json.loads(out)
+    assert rc == 0 and doc['instance_id'] == UUIDS[0]
+    assert doc['record']['os_build'] == '20348'
+    assert doc['expires_at'].endswith('Z') and doc['failures'] == 0
+
+    rc, out, err = host.run('cache', 'show', UUIDS[2])
+    assert rc == cli.EXIT_FAILED and 'no record' in err
+
+    rc, out, _ = host.run('cache', 'forget', UUIDS[0])
+    assert (rc, out) == (0, 'forgot 1 record\n')
+    assert not host.cache_dir.joinpath(UUIDS[0] + '.json').exists()
+    rc, out, err = host.run('cache', 'forget', UUIDS[0])
+    assert rc == cli.EXIT_FAILED and 'no record' in err
+    rc, out, _ = host.run('cache', 'forget', '--all')
+    assert (rc, out) == (0, 'forgot 1 record\n')
+    assert [p for p in os.listdir(host.cache_dir)
+            if p.endswith('.json')] == []
+
+
+def test_help_documents_exit_codes(capsys):
+    for argv in (['--help'], ['inspect', '--help'], ['cache', 'list',
+                                                     '--help']):
+        assert cli.main(argv) == 0
+        text = capsys.readouterr().out
+        for line in ('0  success', '2  usage or configuration error',
+                     '3  libvirt unreachable', '1  inspect: at least one'):
+            assert line in text
+
+
+def test_options_are_accepted_after_the_command(host):
+    rc, out, err = host.run('inspect', '--all', '--cached-only',
+                            '--config-file', str(host.conf))
+    assert rc == 0 and 'instance-00000001' in out
+
+
+def test_json_mode_keeps_c_library_noise_off_the_output(tmp_path):
+    # libvirt's test driver has libxml2 print a warning on fd 2 for a
+    # missing file; with --json only our one error line may remain.
+    conf = tmp_path / 'c.conf'
+    conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s/missing.xml\n'
+                    % tmp_path)
+    argv = [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli',
+            '--config-file', str(conf), 'inspect', '--all']
+    noisy = subprocess.run(argv, capture_output=True, text=True,
+                           timeout=120)
+    assert noisy.returncode == cli.EXIT_LIBVIRT
+    assert 'I/O warning' in noisy.stderr
+    quiet = subprocess.run(argv + ['--json'], capture_output=True,
+                           text=True, timeout=120)
+    assert quiet.returncode == cli.EXIT_LIBVIRT
+    assert quiet.stdout == ''
+    assert quiet.stderr.splitlines() == [
+        noisy.stderr.splitlines()[-1]]
+    assert quiet.stderr.startswith('ceilometer-os-pollster: error: ')
+
+
+@pytest.mark.parametrize('all_disks', [False, True])
+def test_cli_jobs_fingerprint_like_the_agent(all_disks):
+    from lxml import etree as ET
+    from ceilometer_os_pollster.agent import service as service_mod
+    from tests.fixtures import libvirt_test_driver as tdrv
+    uuid = 'cccccccc-0000-4000-8000-000000000001'
+    node = ET.fromstring(tdrv.node_xml([tdrv.domain(uuid, 'instance-1')]))
+    domain = node.find('domain')
+    disks = domain.find('devices')
+    extra = ET.fromstring(
+        "<disk type='block' device='disk'><driver type='raw'/>"
+        "<source dev='/dev/vol'/><target dev='vdb' bus='virtio'/></disk>")
+    disks.append(extra)
+    xml = ET.tostring(domain, encoding='unicode')
+    info = domain_xml_mod.instance_info(xml)
+    job, = cli._jobs([cli.Scanned(info, xml, 7, 1)], all_disks)
+    agent = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
+                                 service_mod.host_boot_id(), all_disks)
+    assert job.fingerprint == agent.fingerprint
+    without = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
+                                   service_mod.host_boot_id(),
+                                   not all_disks)
+    assert job.fingerprint != without.fingerprint
+
+
+def test_report_summarises_the_cache_per_project_and_product(host):
+    rc, out, err = host.run('report')
+    assert (rc, err) == (0, '')
+    lines = out.splitlines()
+    assert lines[0].split() == ['PROJECT', 'PRODUCT', 'EDITION', 'INSTANCES',
+                                'VCPUS', 'WITH', 'MINIMUMS']
+    # nothing inspected yet: the two running instances are pending
+    assert lines[1].split() == ['p-1', '(pending)', '-', '2', '3', '3']
+    assert host.engine.calls == []
+    host.run('inspect', '--all')
+    rc, out, err = host.run('report', '--json')
+    assert (rc, err) == (0, '')
+    # ok_record: Windows Server Datacenter with SQL Server Standard
+    assert json.loads(out) == [
+        {'project_id': 'p-1', 'product': 'SQL Server', 'edition': 'Standard',
+         'instances': 2, 'vcpus': 3, 'vcpus_with_minimums': 8},
+        {'project_id': 'p-1', 'product': 'Windows Server',
+         'edition': 'Datacenter', 'instances': 2, 'vcpus': 3,
+         'vcpus_with_minimums': 16}]
+    rc, out, _ = host.run('report', '--json', '--windows-server-min-cores',
+                          '2', '--sql-server-min-cores', '1')
+    assert [i['vcpus_with_minimums'] for i in json.loads(out)] == [3, 4]
+    assert len(host.engine.calls) == 2          # report never inspects

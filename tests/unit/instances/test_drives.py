@@ -1,0 +1,627 @@
+"""Table tests for drives.py on the disk layouts nova writes.
+
+The snippets follow what nova's LibvirtConfigGuestDisk renders and what
+libvirt adds to the live XML of a running domain (index attributes,
+aliases, addresses, backingStore chains).
+"""
+
+import dataclasses
+
+import pytest
+
+from ceilometer_os_pollster.instances import drives
+
+UUID = '3f2c9a1e-8d4b-4c6e-9f0a-1b2c3d4e5f60'
+SECRET = '5b7e6a2c-0f1d-4e3b-8a9c-7d6e5f4a3b21'
+INSTANCES = '/var/lib/nova/instances/' + UUID
+
+
+def domain(*disks, os_boot=('hd',)):
+    """A live domain XML as libvirt returns it for a nova instance."""
+    boots = ''.join("<boot dev='%s'/>" % dev for dev in os_boot)
+    return """<domain type='kvm' id='7'>
+  <name>instance-0000002a</name>
+  <uuid>%(uuid)s</uuid>
+  <metadata>
+    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+      <nova:name>vm1</nova:name>
+      <nova:flavor name="m1.small" id="2"><nova:vcpus>1</nova:vcpus>
+      </nova:flavor>
+      <nova:root type="image" uuid="a1b2c3d4-0000-4000-8000-000000000001"/>
+    </nova:instance>
+  </metadata>
+  <memory unit='KiB'>2097152</memory>
+  <vcpu placement='static'>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>
+    %(boots)s
+    <smbios mode='sysinfo'/>
+  </os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    %(disks)s
+    <controller type='usb' index='0' model='none'/>
+    <interface type='bridge'>
+      <mac address='fa:16:3e:11:22:33'/>
+      <source bridge='br-int'/>
+      <target dev='tap1234'/>
+      <model type='virtio'/>
+    </interface>
+  </devices>
+</domain>
+""" % {'uuid': UUID, 'boots': boots, 'disks': '\n'.join(disks)}
+
+
+def file_disk(name, target, fmt='qcow2', bus='virtio', extra='',
+              backing=''):
+    return """<disk type='file' device='disk'>
+      <driver name='qemu' type='%s' cache='none'/>
+      <source file='%s/%s' index='1'/>
+      %s
+      <target dev='%s' bus='%s'/>
+      %s
+      <alias name='virtio-disk0'/>
+    </disk>""" % (fmt, INSTANCES, name, backing, target, bus, extra)
+
+
+BASE_BACKING = """<backingStore type='file' index='2'>
+        <format type='raw'/>
+        <source file='/var/lib/nova/instances/_base/9e1b2f3a4c'/>
+        <backingStore/>
+      </backingStore>"""
+
+ROOT_OVERLAY = file_disk('disk', 'vda', backing=BASE_BACKING)
+
+STANDALONE_QCOW2 = file_disk('disk', 'vda')
+
+RAW_FILE = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='native'/>
+      <source file='%s/disk' index='1'/>
+      <backingStore/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""" % INSTANCES
+
+NO_DRIVER_TYPE = """<disk type='file' device='disk'>
+      <driver name='qemu' cache='none'/>
+      <source file='%s/disk'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""" % INSTANCES
+
+NO_DRIVER = """<disk type='file' device='disk'>
+      <source file='%s/disk'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""" % INSTANCES
+
+LVM = """<disk type='block' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='native'/>
+      <source dev='/dev/nova-vg/%s_disk' index='1'/>
+      <backingStore/>
+      <target dev='vda' bus='virtio'/>
+    </disk>""" % UUID
+
+ISCSI_PATH = ('/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-'
+              'iqn.2010-10.org.openstack:volume-0c1d2e3f-lun-1')
+ISCSI_BLOCK = """<disk type='block' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='native'/>
+      <source dev='%s' index='2'/>
+      <backingStore/>
+      <target dev='vdb' bus='virtio'/>
+      <serial>0c1d2e3f-0000-4000-8000-00000000000b</serial>
+    </disk>""" % ISCSI_PATH
+
+RBD = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw' cache='writeback' discard='unmap'/>
+      <auth username='nova'>
+        <secret type='ceph' uuid='%s'/>
+      </auth>
+      <source protocol='rbd' name='vms/%s_disk' index='1'>
+        <host name='192.0.2.1' port='6789'/>
+        <host name='192.0.2.2'/>
+        <host name='2001:db8::3' port='3300'/>
+      </source>
+      <target dev='vda' bus='virtio'/>
+    </disk>""" % (SECRET, UUID)
+
+RBD_NO_HOSTS = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source protocol='rbd' name='volumes/volume-1234'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>"""
+
+ISCSI_NETWORK = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source protocol='iscsi'
+              name='iqn.2013-07.com.example:iscsi-nopool/1'>
+        <host name='iscsi.example.com'/>
+      </source>
+      <auth username='myuser'>
+        <secret type='iscsi' usage='libvirtiscsi'/>
+      </auth>
+      <target dev='vdb' bus='virtio'/>
+    </disk>"""
+
+NBD_TCP = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source protocol='nbd' name='export1'>
+        <host name='nbd.example.org' port='6000'/>
+      </source>
+      <target dev='vdc' bus='virtio'/>
+    </disk>"""
+
+NBD_TCP_DEFAULTS = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source protocol='nbd'>
+        <host name='nbd.example.org'/>
+      </source>
+      <target dev='vdc' bus='virtio'/>
+    </disk>"""
+
+NBD_UNIX = """<disk type='network' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source protocol='nbd' name='bar'>
+        <host transport='unix' socket='/var/run/nbdsock'/>
+      </source>
+      <target dev='vdd' bus='virtio'/>
+    </disk>"""
+
+CDROM_ISO = """<disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <source file='%s/disk.config' index='3'/>
+      <target dev='sda' bus='sata'/>
+      <readonly/>
+    </disk>""" % INSTANCES
+
+EMPTY_CDROM = """<disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>"""
+
+FLOPPY = """<disk type='file' device='floppy'>
+      <source file='/tmp/floppy.img'/>
+      <target dev='fda' bus='fdc'/>
+    </disk>"""
+
+EMPTY_DISK = """<disk type='block' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <target dev='vdz' bus='virtio'/>
+    </disk>"""
+
+# Older nova put a vfat config drive on the last ide slot.
+CONFIG_DRIVE_DISK_HDD = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='%s/disk.config'/>
+      <target dev='hdd' bus='ide'/>
+    </disk>""" % INSTANCES
+
+# Current nova: a vfat config drive takes the next free virtio name.
+CONFIG_DRIVE_DISK_VDB = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='%s/disk.config'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>""" % INSTANCES
+
+VOLUME_TYPE = """<disk type='volume' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source pool='default' volume='data.img'/>
+      <target dev='vde' bus='virtio'/>
+    </disk>"""
+
+HTTP_DISK = """<disk type='network' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source protocol='https' name='/images/x.img'>
+        <host name='images.example.com' port='443'/>
+      </source>
+      <target dev='vdf' bus='virtio'/>
+    </disk>"""
+
+LUN = """<disk type='block' device='lun' sgio='unfiltered'>
+      <driver name='qemu' type='raw'/>
+      <source dev='/dev/sdx'/>
+      <target dev='sdb' bus='scsi'/>
+    </disk>"""
+
+LUKS_VOLUME = """<disk type='block' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source dev='/dev/disk/by-id/dm-uuid-mpath-3600a0b8'>
+        <encryption format='luks'>
+          <secret type='passphrase' uuid='%s'/>
+        </encryption>
+      </source>
+      <target dev='vdb' bus='virtio'/>
+    </disk>""" % SECRET
+
+
+def boot_ordered(snippet, order):
+    return snippet.replace('</disk>', "  <boot order='%d'/>\n    </disk>"
+                           % order)
+
+
+def only(xml):
+    specs = drives.drive_specs(xml)
+    assert len(specs) == 1, specs
+    return specs[0]
+
+
+@pytest.mark.parametrize('snippet, expected', [
+    (RAW_FILE, dict(kind='file', path=INSTANCES + '/disk', format='raw',
+                    target='vda', bus='virtio', protocol='', hosts=())),
+    # The overlay is inspected; qemu follows the backing chain itself.
+    (ROOT_OVERLAY, dict(kind='file', path=INSTANCES + '/disk',
+                        format='qcow2', target='vda')),
+    (STANDALONE_QCOW2, dict(kind='file', path=INSTANCES + '/disk',
+                            format='qcow2')),
+    # libvirt itself treats a disk without a driver type as raw.
+    (NO_DRIVER_TYPE, dict(format='raw')),
+    (NO_DRIVER, dict(format='raw', kind='file')),
+    (LVM, dict(kind='block', path='/dev/nova-vg/%s_disk' % UUID,
+               format='raw')),
+    (ISCSI_BLOCK, dict(kind='block', path=ISCSI_PATH, target='vdb')),
+    (LUN, dict(kind='block', device='lun', path='/dev/sdx', bus='scsi')),
+    (LUKS_VOLUME, dict(kind='block', encryption='luks', format='raw')),
+    (RBD, dict(kind='network', protocol='rbd', path='vms/%s_disk' % UUID,
+               format='raw',
+               hosts=(('192.0.2.1', '6789'), ('192.0.2.2', '6789'),
+                      ('2001:db8::3', '3300')),
+               username='nova', secret_type='ceph', secret_uuid=SECRET,
+               secret_usage='')),
+    # librbd finds the monitors in ceph.conf.
+    (RBD_NO_HOSTS, dict(protocol='rbd', path='volumes/volume-1234',
+                        hosts=())),
+    (ISCSI_NETWORK, dict(kind='network', protocol='iscsi',
+                         path='iqn.2013-07.com.example:iscsi-nopool/1',
+                         hosts=(('iscsi.example.com', '3260'),),
+                         username='myuser', secret_type='iscsi',
+                         secret_usage='libvirtiscsi', secret_uuid='')),
+    (NBD_TCP, dict(protocol='nbd', path='export1',
+                   hosts=(('nbd.example.org', '6000'),), socket='')),
+    (NBD_TCP_DEFAULTS, dict(protocol='nbd', path='',
+                            hosts=(('nbd.example.org', '10809'),))),
+    (NBD_UNIX, dict(protocol='nbd', path='bar', hosts=(),
+                    socket='/var/run/nbdsock', format='qcow2')),
+    (CONFIG_DRIVE_DISK_HDD, dict(path=INSTANCES + '/disk.config',
+                                 target='hdd', bus='ide')),
+])
+def test_single_disk_layouts(snippet, expected):
+    spec = only(domain(snippet))
+    actual = {name: getattr(spec, name) for name in expected}
+    assert actual == expected
+    assert spec.device in ('disk', 'lun')
+    assert spec.format        # never empty: qemu must not probe
+
+
+@pytest.mark.parametrize('snippet', [
+    CDROM_ISO, EMPTY_CDROM, FLOPPY, EMPTY_DISK, VOLUME_TYPE, HTTP_DISK,
+    # rbd without a pool/image name, iscsi without a target.
+    "<disk type='network' device='disk'><source protocol='rbd'/>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    "<disk type='network' device='disk'><source protocol='iscsi'>"
+    "<host name='h'/></source><target dev='vdb' bus='virtio'/></disk>",
+    # nbd and iscsi cannot work without a server.
+    "<disk type='network' device='disk'><source protocol='nbd' name='x'/>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    # A port that is no port, a host without a name.
+    "<disk type='network' device='disk'><source protocol='rbd' name='p/i'>"
+    "<host name='h' port='67a9'/></source>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    "<disk type='network' device='disk'><source protocol='rbd' name='p/i'>"
+    "<host name='h' port='70000'/></source>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    "<disk type='network' device='disk'><source protocol='rbd' name='p/i'>"
+    "<host port='6789'/></source><target dev='vdb' bus='virtio'/></disk>",
+    # unix sockets are an nbd thing; and one nbd server only.
+    "<disk type='network' device='disk'><source protocol='rbd' name='p/i'>"
+    "<host transport='unix' socket='/s'/></source>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    "<disk type='network' device='disk'><source protocol='nbd' name='x'>"
+    "<host transport='unix' socket='/s'/><host name='h'/></source>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    "<disk type='file' device='disk'><source file=''/>"
+    "<target dev='vdb' bus='virtio'/></disk>",
+    "<disk type='dir' device='disk'><source dir='/srv/x'/>"
+    "<target dev='hdb' bus='ide'/></disk>",
+])
+def test_skipped_disks(snippet):
+    # Each unusable disk is dropped; the root disk next to it is kept.
+    specs = drives.drive_specs(domain(ROOT_OVERLAY, snippet))
+    assert [spec.path for spec in specs] == [INSTANCES + '/disk']
+
+
+def test_domain_without_disks():
+    assert drives.drive_specs(domain()) == []
+    assert drives.boot_drives([]) == []
+    assert drives.boot_drives([], all_disks=True) == []
+
+
+def test_readonly_flag():
+    readonly = RAW_FILE.replace('</disk>', '<readonly/></disk>')
+    assert only(domain(readonly)).readonly is True
+    assert only(domain(RAW_FILE)).readonly is False
+
+
+@pytest.mark.parametrize('xml', [
+    '',
+    '<domain><devices><disk',
+    'not xml at all',
+    '<domain>\x00</domain>',
+    # libvirt never writes a DTD; entities are never expanded.
+    '<!DOCTYPE domain [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'
+    '<domain><devices><disk type="file" device="disk">'
+    '<source file="&b;"/><target dev="vda"/></disk></devices></domain>',
+    '<!DOCTYPE domain SYSTEM "http://example.com/x.dtd"><domain/>',
+    '<network><name>default</name></network>',
+    b'\xff\xfe<\x00d\x00',
+    None,
+    42,
+    'caf\udcc3',
+])
+def test_malformed_xml_raises(xml):
+    with pytest.raises(drives.DomainXMLError) as raised:
+        drives.drive_specs(xml)
+    assert isinstance(raised.value, ValueError)
+    assert str(raised.value)
+
+
+def test_bytes_and_declaration_accepted():
+    xml = "<?xml version='1.0' encoding='UTF-8'?>\n" + domain(RAW_FILE)
+    assert only(xml) == only(xml.encode('utf-8'))
+    assert only(xml).path == INSTANCES + '/disk'
+
+
+def test_deeply_nested_xml_is_refused_not_recursed():
+    xml = '<domain>' + '<a>' * 5000 + '</a>' * 5000 + '</domain>'
+    with pytest.raises(drives.DomainXMLError):
+        drives.drive_specs(xml)
+
+
+# Boot policy -------------------------------------------------------------
+
+def targets(specs):
+    return [spec.target for spec in specs]
+
+
+VDB = file_disk('disk.local', 'vdb', fmt='qcow2')
+VDC = file_disk('disk.swap', 'vdc', fmt='raw')
+SDA = LUN.replace("'sdb'", "'sda'")
+VOLUME_VDA = RBD.replace('vms/%s_disk' % UUID, 'volumes/volume-root')
+VOLUME_VDB = ISCSI_BLOCK
+
+
+@pytest.mark.parametrize('disks, order, boot', [
+    # Image-backed: root, ephemeral, swap, config drive, volume.
+    ((ROOT_OVERLAY, VDB, VDC, CDROM_ISO, VOLUME_VDB.replace('vdb', 'vdd')),
+     ['vda', 'vdb', 'vdc', 'vdd'], 'vda'),
+    # Boot from volume: nova writes the config drive before the volumes.
+    ((CONFIG_DRIVE_DISK_VDB, VOLUME_VDA), ['vda', 'vdb'], 'vda'),
+    ((CONFIG_DRIVE_DISK_HDD, VOLUME_VDA), ['vda', 'hdd'], 'vda'),
+    # Document order does not matter, bus position does.
+    ((VDC, VDB, ROOT_OVERLAY), ['vda', 'vdb', 'vdc'], 'vda'),
+    # A tie across buses goes to the disk written first.
+    ((ROOT_OVERLAY, SDA), ['vda', 'sda'], 'vda'),
+    ((SDA, ROOT_OVERLAY), ['sda', 'vda'], 'sda'),
+    # Per-device boot order wins (nova's stable device rescue: the
+    # rescue disk is added last with order 1).
+    ((ROOT_OVERLAY, VDB, boot_ordered(
+        file_disk('disk.rescue', 'vdc'), 1)), ['vdc', 'vda', 'vdb'], 'vdc'),
+    ((boot_ordered(VDB, 2), boot_ordered(ROOT_OVERLAY, 1)),
+     ['vda', 'vdb'], 'vda'),
+    ((boot_ordered(ROOT_OVERLAY, 2), boot_ordered(VDB, 1)),
+     ['vdb', 'vda'], 'vdb'),
+    # Two-letter targets come after single-letter ones.
+    ((file_disk('d27', 'vdaa'), file_disk('d26', 'vdz'), ROOT_OVERLAY),
+     ['vda', 'vdz', 'vdaa'], 'vda'),
+    # An unknown target name sorts last.
+    ((file_disk('x', 'ubda'), VDB), ['vdb', 'ubda'], 'vdb'),
+])
+def test_boot_policy(disks, order, boot):
+    # libvirt refuses <os><boot dev> next to per-device boot orders.
+    explicit = any('<boot order' in disk for disk in disks)
+    specs = drives.drive_specs(domain(*disks, os_boot=() if explicit
+                                      else ('hd',)))
+    assert targets(specs) == order
+    assert targets(drives.boot_drives(specs)) == [boot]
+    everything = drives.boot_drives(specs, all_disks=True)
+    assert targets(everything) == order
+    assert everything[0].target == boot
+
+
+def test_boot_drives_does_not_trust_input_order():
+    specs = drives.drive_specs(domain(ROOT_OVERLAY, VDB, VDC))
+    shuffled = [specs[2], specs[0], specs[1]]
+    assert targets(drives.boot_drives(shuffled)) == ['vda']
+    assert targets(drives.boot_drives(shuffled, all_disks=True)) == [
+        'vda', 'vdb', 'vdc']
+
+
+def test_cdrom_boot_device_inspects_the_hard_disk():
+    xml = domain(CDROM_ISO, VDB, os_boot=('cdrom', 'hd'))
+    assert targets(drives.boot_drives(drives.drive_specs(xml))) == ['vdb']
+
+
+@pytest.mark.parametrize('order, expected', [
+    ('1', 1), ('07', 7), ('0', None), ('-1', None), ('x', None),
+    ('', None), ('99999999', None),
+])
+def test_boot_order_attribute(order, expected):
+    snippet = RAW_FILE.replace('</disk>',
+                               "<boot order='%s'/></disk>" % order)
+    assert only(domain(snippet)).boot_order == expected
+
+
+# Labels ------------------------------------------------------------------
+
+def test_labels_are_unique_letters_only():
+    disks = (ROOT_OVERLAY, VDB, file_disk('a', 'vdb'), file_disk('b', ''),
+             file_disk('c', 'sd1'), file_disk('d', 'x' * 30),
+             file_disk('e', 'diska'))
+    specs = drives.drive_specs(domain(*disks))
+    labels = [spec.label for spec in specs]
+    assert len(set(labels)) == len(labels) == len(disks)
+    for label in labels:
+        assert label.isascii() and label.isalpha() and len(label) <= 20
+    assert specs[0].label == 'vda'
+    assert specs[1].label == 'vdb'
+
+
+def test_generated_labels_avoid_target_names():
+    disks = (boot_ordered(file_disk('a', 'diskc'), 1),
+             boot_ordered(RAW_FILE, 2), boot_ordered(file_disk('b', ''), 3))
+    specs = drives.drive_specs(domain(*disks, os_boot=()))
+    assert [spec.label for spec in specs] == ['diskc', 'vda', 'diskd']
+
+
+# Fingerprint -------------------------------------------------------------
+
+BASE_SPECS = drives.drive_specs(domain(ROOT_OVERLAY, VDB))
+BASE_PRINT = drives.fingerprint(BASE_SPECS, 'image-1', 'boot-1')
+
+
+def test_fingerprint_is_stable_short_hex():
+    again = drives.fingerprint(drives.drive_specs(domain(ROOT_OVERLAY, VDB)),
+                               'image-1', 'boot-1')
+    assert again == BASE_PRINT
+    disks, run = BASE_PRINT.split('-')
+    assert len(disks) == len(run) == 16
+    int(disks, 16), int(run, 16)
+
+
+def test_fingerprint_ignores_document_order_and_auth():
+    reordered = drives.drive_specs(domain(VDB, ROOT_OVERLAY))
+    assert drives.fingerprint(reordered, 'image-1', 'boot-1') == BASE_PRINT
+    rbd = drives.drive_specs(domain(RBD))
+    other_user = drives.drive_specs(domain(
+        RBD.replace("username='nova'", "username='cinder'")))
+    assert (drives.fingerprint(rbd, 'i', 'b')
+            == drives.fingerprint(other_user, 'i', 'b'))
+
+
+def _changed(field, value):
+    first = dataclasses.replace(BASE_SPECS[0], **{field: value})
+    return [first] + BASE_SPECS[1:]
+
+
+# What changes the OS the boot-disk policy sees changes the disks half.
+@pytest.mark.parametrize('specs, image_id', [
+    (_changed('path', INSTANCES + '/disk.rescue'), 'image-1'),
+    (_changed('kind', 'block'), 'image-1'),
+    (_changed('format', 'raw'), 'image-1'),
+    (_changed('protocol', 'rbd'), 'image-1'),
+    (_changed('hosts', (('192.0.2.1', '6789'),)), 'image-1'),
+    (_changed('socket', '/run/nbd'), 'image-1'),
+    # Rescue: another disk takes over the boot (nova's stable rescue).
+    (BASE_SPECS + [dataclasses.replace(BASE_SPECS[1], boot_order=1,
+                                       path='/rescue')], 'image-1'),
+    # The boot disk is renamed after the data disk (volume swap).
+    ([dataclasses.replace(BASE_SPECS[0], target='vdc'), BASE_SPECS[1]],
+     'image-1'),
+    ([], 'image-1'),
+    # The nova image changed (rebuild).
+    (BASE_SPECS, 'image-2'),
+    (BASE_SPECS, ''),
+])
+def test_fingerprint_disks_half_changes_with_the_boot_disk(specs, image_id):
+    new = drives.fingerprint(specs, image_id, 'boot-1')
+    assert new != BASE_PRINT
+    assert not drives.same_disks(BASE_PRINT, new)
+
+
+@pytest.mark.parametrize('specs', [
+    BASE_SPECS[:1],                                   # data volume detached
+    BASE_SPECS + [dataclasses.replace(BASE_SPECS[1], target='vdc',
+                                      path='/vol2')],  # another attached
+    list(reversed(BASE_SPECS)),                       # listed in another order
+])
+def test_fingerprint_ignores_data_volumes(specs):
+    assert drives.fingerprint(specs, 'image-1', 'boot-1') == BASE_PRINT
+
+
+def test_fingerprint_covers_every_disk_when_all_disks_are_inspected():
+    every = drives.fingerprint(BASE_SPECS, 'image-1', 'boot-1', True)
+    assert drives.fingerprint(BASE_SPECS[:1], 'image-1', 'boot-1',
+                              True) != every
+
+
+@pytest.mark.parametrize('boot_identity', ['boot-2', '', 'image-1boot-1'])
+def test_fingerprint_run_half_changes_with_qemu_restart(boot_identity):
+    new = drives.fingerprint(BASE_SPECS, 'image-1', boot_identity)
+    assert new != BASE_PRINT
+    assert drives.same_disks(BASE_PRINT, new)
+
+
+def test_fingerprint_fields_never_leak_into_each_other():
+    assert (drives.fingerprint(BASE_SPECS, 'image-1boot-1', '')
+            != BASE_PRINT)
+
+
+@pytest.mark.parametrize('old, new, expected', [
+    ('a' * 16 + '-' + 'b' * 16, 'a' * 16 + '-' + 'c' * 16, True),
+    ('a' * 16 + '-' + 'b' * 16, 'd' * 16 + '-' + 'b' * 16, False),
+    ('0123456789abcdef' * 2, 'a' * 16 + '-' + 'b' * 16, True),  # legacy
+    ('', 'a' * 16 + '-' + 'b' * 16, False),
+    (None, 'a', False),
+])
+def test_same_disks(old, new, expected):
+    assert drives.same_disks(old, new) is expected
+
+
+def test_fingerprint_none_is_empty():
+    assert (drives.fingerprint(BASE_SPECS, None, None)
+            == drives.fingerprint(BASE_SPECS, '', ''))
+
+
+def test_fingerprint_survives_odd_text():
+    spec = dataclasses.replace(BASE_SPECS[0], path='/x/\udcff\u202e\n')
+    assert len(drives.fingerprint([spec], '\u00e9', '\x00')) == 33
+
+
+# describe / servers ------------------------------------------------------
+
+@pytest.mark.parametrize('snippet, expected', [
+    (ROOT_OVERLAY, 'vda (qcow2, virtio): file %s/disk' % INSTANCES),
+    (LVM, 'vda (raw, virtio): block /dev/nova-vg/%s_disk' % UUID),
+    (RBD, 'vda (raw, virtio): rbd vms/%s_disk via 192.0.2.1:6789 (+2)'
+     % UUID),
+    (NBD_UNIX, 'vdd (qcow2, virtio): nbd bar via unix:/var/run/nbdsock'),
+    (NBD_TCP_DEFAULTS, 'vdc (raw, virtio): nbd (default export) via '
+     'nbd.example.org:10809'),
+])
+def test_describe(snippet, expected):
+    assert drives.describe(only(domain(snippet))) == expected
+
+
+def test_describe_never_shows_auth_and_is_safe():
+    spec = only(domain(RBD))
+    text = drives.describe(spec)
+    assert SECRET not in text and 'nova' not in text and 'ceph' not in text
+    hostile = dataclasses.replace(
+        spec, path='p/\x1b[31mimg\n\u202eevil' + 'x' * 1000)
+    text = drives.describe(hostile)
+    assert len(text) <= 255
+    assert text.startswith('vda (raw, virtio): rbd p/img evil')
+    assert all(ch.isprintable() for ch in text)
+
+
+@pytest.mark.parametrize('snippet, expected', [
+    (RBD, ['tcp:192.0.2.1:6789', 'tcp:192.0.2.2:6789',
+           'tcp:[2001:db8::3]:3300']),
+    (RBD_NO_HOSTS, []),
+    (NBD_TCP, ['tcp:nbd.example.org:6000']),
+    (NBD_UNIX, ['unix:/var/run/nbdsock']),
+    (ISCSI_NETWORK, ['tcp:iscsi.example.com:3260']),
+    (RAW_FILE, []),
+])
+def test_servers(snippet, expected):
+    assert drives.servers(only(domain(snippet))) == expected
+
+
+@pytest.mark.parametrize('target, position', [
+    ('vda', 0), ('sda', 0), ('hda', 0), ('xvda', 0), ('vdb', 1),
+    ('hdd', 3), ('vdz', 25), ('vdaa', 26), ('vdab', 27), ('vdba', 52),
+])
+def test_target_position(target, position):
+    assert drives.target_position(target) == position
+
+
+@pytest.mark.parametrize('target', ['', 'fda', 'ubda', 'vd1', 'VDA', None])
+def test_target_position_unknown_sorts_last(target):
+    assert drives.target_position(target) > drives.target_position('vdzzz')
