@@ -108,7 +108,7 @@ from ceilometer_os_pollster import options
 from ceilometer_os_pollster import sanitize
 from ceilometer_os_pollster.agent import scheduler as scheduler_mod
 from ceilometer_os_pollster.direct import inspect as direct_mod
-from ceilometer_os_pollster.direct import source as source_mod
+from ceilometer_os_pollster.direct.block import source as source_mod
 
 from benchmarks import cold_start
 from benchmarks import common

@@ -29,17 +29,17 @@ from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts
 from ceilometer_os_pollster.storage import overlay
 from ceilometer_os_pollster.families import raw_facts
-from ceilometer_os_pollster.direct import btrfs
+from ceilometer_os_pollster.direct.filesystem import btrfs
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import filesystems
-from ceilometer_os_pollster.direct import identify as id_mod
+from ceilometer_os_pollster.direct.filesystem import filesystems
+from ceilometer_os_pollster.direct.filesystem import identify as id_mod
 from ceilometer_os_pollster.direct import linux_root
-from ceilometer_os_pollster.direct import lvm
+from ceilometer_os_pollster.direct.volumes import lvm
 from ceilometer_os_pollster.direct import mounts
-from ceilometer_os_pollster.direct import network as network_mod
-from ceilometer_os_pollster.direct import partitions
-from ceilometer_os_pollster.direct import qcow2
-from ceilometer_os_pollster.direct import source as source_mod
+from ceilometer_os_pollster.direct.block import network as network_mod
+from ceilometer_os_pollster.direct.volumes import partitions
+from ceilometer_os_pollster.direct.block import qcow2
+from ceilometer_os_pollster.direct.block import source as source_mod
 from ceilometer_os_pollster.direct import windows_root
 
 # Partitions and logical volumes looked at per inspection; a real guest

@@ -26,7 +26,7 @@ import struct
 from ceilometer_os_pollster.families import guest_files
 from ceilometer_os_pollster.families import guest_formats
 from ceilometer_os_pollster.families import raw_facts
-from ceilometer_os_pollster.direct import fs as fs_mod
+from ceilometer_os_pollster.direct.filesystem import fs as fs_mod
 
 UNKNOWN = raw_facts.UNKNOWN
 # libguestfs' is_small_file: a release file larger than this is ignored.

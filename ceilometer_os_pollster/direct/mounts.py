@@ -21,7 +21,7 @@ filesystems.
 import re
 
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import fs as fs_mod
+from ceilometer_os_pollster.direct.filesystem import fs as fs_mod
 
 # An fstab larger than this is not one a real guest has; the appliance
 # would parse it: let it.

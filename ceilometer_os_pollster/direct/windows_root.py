@@ -44,10 +44,10 @@ from ceilometer_os_pollster.families import guest_files
 from ceilometer_os_pollster.families import guest_formats
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import fs as fs_mod
+from ceilometer_os_pollster.direct.filesystem import fs as fs_mod
 from ceilometer_os_pollster.direct import linux_root
-from ceilometer_os_pollster.direct import regf
-from ceilometer_os_pollster.direct import source as source_mod
+from ceilometer_os_pollster.direct.hives import regf
+from ceilometer_os_pollster.direct.block import source as source_mod
 
 UNKNOWN = raw_facts.UNKNOWN
 # libguestfs' order; lookups fold case.

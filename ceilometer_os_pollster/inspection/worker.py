@@ -283,7 +283,7 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
                        space_problem)
     if direct_reader is None:
         from ceilometer_os_pollster.direct import inspect as direct_mod
-        from ceilometer_os_pollster.direct import network
+        from ceilometer_os_pollster.direct.block import network
         disks = network.NetworkDisks(opts, private_dir)
 
         def direct_reader(specs, stage):

@@ -16,7 +16,7 @@ import pytest
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.inspection import worker
 from ceilometer_os_pollster.direct import inspect as direct_inspect
-from ceilometer_os_pollster.direct import source
+from ceilometer_os_pollster.direct.block import source
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog

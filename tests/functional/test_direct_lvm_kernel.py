@@ -12,8 +12,8 @@ import hashlib
 
 import pytest
 
-from ceilometer_os_pollster.direct import lvm
-from ceilometer_os_pollster.direct import source as S
+from ceilometer_os_pollster.direct.volumes import lvm
+from ceilometer_os_pollster.direct.block import source as S
 from tests.unit.direct import loops
 
 pytestmark = [pytest.mark.appliance, pytest.mark.timeout(600)]

@@ -638,8 +638,8 @@ def test_direct_rbd_source_reads_exactly_the_image(world):
 
     from ceilometer_os_pollster.instances import drives
     from ceilometer_os_pollster.direct import inspect as direct_inspect
-    from ceilometer_os_pollster.direct import network
-    from ceilometer_os_pollster.direct import source as source_mod
+    from ceilometer_os_pollster.direct.block import network
+    from ceilometer_os_pollster.direct.block import source as source_mod
 
     dom = world.doms['linux-vol']
     live = world.rig.conn.lookupByUUIDString(dom.uuid)

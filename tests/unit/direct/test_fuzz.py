@@ -13,10 +13,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import lvm
-from ceilometer_os_pollster.direct import partitions
-from ceilometer_os_pollster.direct import qcow2
-from ceilometer_os_pollster.direct import source as S
+from ceilometer_os_pollster.direct.volumes import lvm
+from ceilometer_os_pollster.direct.volumes import partitions
+from ceilometer_os_pollster.direct.block import qcow2
+from ceilometer_os_pollster.direct.block import source as S
 from tests.unit.direct.test_lvm import SMALL
 from tests.unit.direct.test_lvm import build_pv
 

@@ -16,9 +16,9 @@ import pytest
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts
 from ceilometer_os_pollster.families import raw_facts
-from ceilometer_os_pollster.direct import btrfs
+from ceilometer_os_pollster.direct.filesystem import btrfs
 from ceilometer_os_pollster.direct import inspect as DI
-from ceilometer_os_pollster.direct import source as S
+from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import layout

@@ -15,10 +15,10 @@ import pytest
 from ceilometer_os_pollster.families import facts
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import filesystems
+from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct import linux_root
-from ceilometer_os_pollster.direct import partitions
-from ceilometer_os_pollster.direct import source as S
+from ceilometer_os_pollster.direct.volumes import partitions
+from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import layout

@@ -4,7 +4,7 @@ root seen through the mounts guest_files.mount_root would make."""
 import pytest
 
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import fs
+from ceilometer_os_pollster.direct.filesystem import fs
 from ceilometer_os_pollster.direct import mounts
 from tests.unit.direct.test_fs import FakeFs
 

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from ceilometer_os_pollster.families import facts
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import fs
-from ceilometer_os_pollster.direct import filesystems
-from ceilometer_os_pollster.direct import partitions
-from ceilometer_os_pollster.direct import source as S
+from ceilometer_os_pollster.direct.filesystem import fs
+from ceilometer_os_pollster.direct.filesystem import filesystems
+from ceilometer_os_pollster.direct.volumes import partitions
+from ceilometer_os_pollster.direct.block import source as S
 from ceilometer_os_pollster.direct import windows_root as W
 from tests.guests import builder
 from tests.guests import catalog
@@ -117,7 +117,7 @@ class NoCaseFs(fs.Filesystem):
         return b''
 
     def _open_stream(self, inode):
-        from ceilometer_os_pollster.direct import source
+        from ceilometer_os_pollster.direct.block import source
         return source.BytesSource(inode.data, name='file')
 
 

@@ -1,0 +1,2 @@
+"""Windows registry hives (REGF).
+"""
