@@ -14,14 +14,14 @@ import subprocess
 import sys
 import threading
 
-from oslo_config import cfg
-
 from ceilometer_os_pollster.agent import engine as E
-from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
+from tests import helpers
+from tests.helpers import alive  # noqa: F401  (the fault suite's H.alive)
+from tests.helpers import inspection_conf
 
-DISK = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-        "<source file='{path}'/><target dev='vda' bus='virtio'/></disk>")
+# Templates of the one builder (tests.helpers), filled with format().
+DISK = helpers.disk('{path}')
 CDROM = ("<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
          "<source file='{path}'/><target dev='sda' bus='sata'/>"
          "<readonly/></disk>")
@@ -30,19 +30,7 @@ RBD_DISK = (
     "<auth username='cinder'><secret type='ceph' uuid='{uuid}'/></auth>"
     "<source protocol='rbd' name='volumes/volume-{uuid}'>{hosts}</source>"
     "<target dev='vda' bus='virtio'/></disk>")
-DOMAIN = ("<domain type='qemu'><name>{name}</name><devices>{disks}"
-          "</devices></domain>")
-
-
-def inspection_conf(**overrides):
-    """A fresh configuration of our options alone (no Ceilometer), with
-    ``overrides`` set in [os_inspection]."""
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([])
-    for name, value in overrides.items():
-        conf.set_override(name, value, options.GROUP)
-    return conf
+DOMAIN = helpers.domain_xml('{disks}', name='{name}', type='qemu')
 
 
 def make_engine(tmp_root, worker_argv=None, **overrides):
@@ -58,8 +46,11 @@ def make_engine(tmp_root, worker_argv=None, **overrides):
 
 
 def job(name, disks):
-    return E.InspectionJob(instance_id='inst-' + name, domain_name=name,
-                           domain_xml=DOMAIN.format(name=name, disks=disks))
+    """The job of domain ``name`` with ``disks`` (XML); the engine
+    computes its fingerprint."""
+    return helpers.job(instance_id='inst-' + name, domain_name=name,
+                       xml=DOMAIN.format(name=name, disks=disks),
+                       fingerprint='')
 
 
 def string_problems(rec):
@@ -162,15 +153,6 @@ def proc_children(parent, marker):
         if marker in stats[pid][1]:
             found.append(pid)
     return sorted(found)
-
-
-def alive(pid):
-    try:
-        with open('/proc/%d/stat' % pid, 'rb') as f:
-            state = f.read().rsplit(b')', 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b'Z'
 
 
 class BlackHole:

@@ -33,36 +33,35 @@ import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.agent import engine
 from ceilometer_os_pollster.agent import policy
-from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import scheduler as sched
+from tests import helpers
+from tests.helpers import iid
 
 pytestmark = pytest.mark.timeout(180)
 
 HERE = os.path.abspath(__file__)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+# Children run this file as a script: the repository's tests package
+# (tests.helpers) must be importable there too.
+CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    filter(None, [REPO, os.environ.get('PYTHONPATH')])))
 NOBODY = 65534
-
-
-def iid(prefix, n):
-    return '%08x-0000-4000-8000-%012d' % (prefix, n)
 
 
 def make_entry(instance_id, n=0, width=200):
     # Long fields make each write several KiB, widening the window in
     # which a kill lands mid-write.
     filler = ('%d-' % n) * (width // 3)
-    rec = record_mod.OSRecord(
-        instance_id=instance_id, status=record_mod.STATUS_OK,
-        os_family='windows', os_distro='windows', os_info='win2k22',
+    return helpers.entry(
+        instance_id, last_seen=time.time(), fingerprint='fp-%d' % n,
         os_product_name=filler[:255], os_edition=filler[:255],
         os_product_variant=filler[:255], reason=filler[:255],
-        fingerprint='fp-%d' % n, inspected_at='2024-05-01T10:00:00Z')
-    return cache_format.Entry(record=rec, expires_at=time.time() + 86400,
-                              failures=0, retry_at=0.0, last_seen=time.time())
+        inspected_at='2024-05-01T10:00:00Z')
 
 
 def spawn(*args, **kwargs):
+    kwargs.setdefault('env', CHILD_ENV)
     return subprocess.Popen([sys.executable, HERE] + [str(a) for a in args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)
@@ -119,7 +118,7 @@ def test_sigkill_during_writes_never_corrupts(tmp_path, caplog):
 
 def child_writer(directory, seed):
     cache = cache_mod.RecordCache(directory)
-    ids = [iid(1, n) for n in range(20)]
+    ids = [iid(n, prefix=1) for n in range(20)]
     rng = random.Random(int(seed))
     n = 0
     cache.put(make_entry(ids[0], n))
@@ -131,57 +130,32 @@ def child_writer(directory, seed):
 
 # -- locks across processes ----------------------------------------------
 
-class FakeEngine:
-    def __init__(self):
-        self.jobs = []
-
-    def __call__(self, job):
-        self.jobs.append(job)
-        return record_mod.OSRecord(
-            instance_id=job.instance_id, status=record_mod.STATUS_OK,
-            os_distro='rhel', os_info='rhel9.4', fingerprint=job.fingerprint)
-
-
-def wait_idle(scheduler, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = scheduler.stats()
-        if not stats['queued'] and not stats['running']:
-            return
-        time.sleep(0.01)
-    raise AssertionError('scheduler busy: %s' % scheduler.stats())
-
-
 def test_lock_held_by_other_process_skips_until_holder_dies(tmp_path):
     directory = str(tmp_path / 'records')
-    target = iid(2, 1)
+    target = iid(1, prefix=2)
     holder = spawn('holder', directory, target)
     try:
         assert read_line(holder) == 'locked'
         cache = cache_mod.RecordCache(directory)
-        fake = FakeEngine()
+        fake = helpers.FakeEngine()
         scheduler = sched.Scheduler(policy.Settings(concurrency=2), cache,
                                     fake)
-        job = engine.InspectionJob(instance_id=target, domain_name='vm',
-                                   domain_xml='<domain/>', fingerprint='f')
-        other = engine.InspectionJob(instance_id=iid(2, 2),
-                                     domain_name='vm2',
-                                     domain_xml='<domain/>',
-                                     fingerprint='f')
+        job = helpers.job(1, 'f', instance_id=target)
+        other = helpers.job(2, 'f', instance_id=iid(2, prefix=2))
         assert scheduler.lookup(job).status == 'pending'
         scheduler.lookup(other)
-        wait_idle(scheduler)
-        assert [j.instance_id for j in fake.jobs] == [iid(2, 2)]
+        helpers.wait_idle(scheduler, timeout=30)
+        assert fake.ids() == [iid(2, prefix=2)]
         # A second look while the holder lives: still skipped.
         scheduler.lookup(job)
-        wait_idle(scheduler)
+        helpers.wait_idle(scheduler, timeout=30)
         assert len(fake.jobs) == 1
         holder.send_signal(signal.SIGKILL)
         holder.wait(30)
         # The kernel released the dead holder's flock.
         scheduler.lookup(job)
-        wait_idle(scheduler)
-        assert [j.instance_id for j in fake.jobs] == [iid(2, 2), target]
+        helpers.wait_idle(scheduler, timeout=30)
+        assert fake.ids() == [iid(2, prefix=2), target]
         assert scheduler.lookup(job).status == 'ok'
         assert scheduler.stop(timeout=10)
     finally:
@@ -193,7 +167,7 @@ def test_lock_held_by_other_process_skips_until_holder_dies(tmp_path):
 def test_our_lock_blocks_other_process(tmp_path):
     directory = str(tmp_path / 'records')
     cache = cache_mod.RecordCache(directory)
-    target = iid(3, 1)
+    target = iid(1, prefix=3)
     with cache.inspection_lock(target) as got:
         assert got is True
         probe = spawn('probe', directory, target)
@@ -231,14 +205,14 @@ def test_processes_writing_at_once_keep_all_records(tmp_path):
         assert proc.returncode == 0, err
         assert out.strip() == 'done'
     names = assert_all_files_valid(directory)
-    expected = {iid(p, n) for p in range(10, 14) for n in range(40)}
-    expected.add(iid(99, 0))   # written by every process
+    expected = {iid(n, prefix=p) for p in range(10, 14) for n in range(40)}
+    expected.add(iid(0, prefix=99))   # written by every process
     assert {n[:-len('.json')] for n in names} == expected
     # Our reader sees all of them after one refresh.
     reader.refresh()
     assert len(reader) == len(expected)
     for prefix in range(10, 14):
-        rec = reader.get(iid(prefix, 39)).record
+        rec = reader.get(iid(39, prefix=prefix)).record
         assert rec.fingerprint == 'fp-39'
     assert [n for n in os.listdir(directory) if n.endswith('.tmp')] == []
 
@@ -246,8 +220,8 @@ def test_processes_writing_at_once_keep_all_records(tmp_path):
 def child_burst(directory, prefix, count):
     cache = cache_mod.RecordCache(directory)
     for n in range(int(count)):
-        cache.put(make_entry(iid(int(prefix), n), n, width=300))
-        cache.put(make_entry(iid(99, 0), n, width=300))
+        cache.put(make_entry(iid(n, prefix=int(prefix)), n, width=300))
+        cache.put(make_entry(iid(0, prefix=99), n, width=300))
         if n % 10 == 0:
             cache.refresh()
     print('done', flush=True)
@@ -269,6 +243,7 @@ needs_mount = pytest.mark.skipif(
 
 
 def run_report(args, **kwargs):
+    kwargs.setdefault('env', CHILD_ENV)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
                           **kwargs)
     assert proc.returncode == 0, proc.stderr
@@ -315,7 +290,7 @@ def child_readonly(directory):
     # cache_dir (anyone could plant links in it).
     subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,mode=0755',
                     'tmpfs', directory], check=True)
-    first_id, second_id = iid(4, 1), iid(4, 2)
+    first_id, second_id = iid(1, prefix=4), iid(2, prefix=4)
     cache_mod.RecordCache(directory).put(make_entry(first_id))
     subprocess.run(['mount', '-o', 'remount,ro', directory], check=True)
     logs = capture_logs()
@@ -358,7 +333,7 @@ def child_full(directory):
     logs = capture_logs()
     cache = cache_mod.RecordCache(directory, clock=lambda: clock[0],
                                   disk_retry=600)
-    cache.put(make_entry(iid(5, 0)))
+    cache.put(make_entry(iid(0, prefix=5)))
     degraded = not cache.persistent
     filler = os.path.join(directory, '.filler')
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -369,13 +344,13 @@ def child_full(directory):
         pass
     finally:
         os.close(fd)
-    ids = [iid(5, n) for n in range(1, 4)]
+    ids = [iid(n, prefix=5) for n in range(1, 4)]
     for instance_id in ids:
         cache.put(make_entry(instance_id))
     served = all(cache.get(i) is not None for i in ids)
     os.unlink(filler)
     clock[0] += 601
-    cache.put(make_entry(iid(5, 0), 1))
+    cache.put(make_entry(iid(0, prefix=5), 1))
     print(json.dumps({
         'degraded': degraded,
         'served_while_full': served,
@@ -383,7 +358,8 @@ def child_full(directory):
         'infos': [m for level, m in logs.lines if level == 'INFO'],
         'recovered': cache.persistent,
         'files_after_recovery': json_files(directory),
-        'expected_files': sorted(i + '.json' for i in [iid(5, 0)] + ids),
+        'expected_files': sorted(i + '.json'
+                                 for i in [iid(0, prefix=5)] + ids),
     }))
 
 
@@ -401,7 +377,7 @@ def test_unwritable_directory_for_unprivileged_user():
         os.chmod(base, 0o755)
         directory = os.path.join(base, 'records')
         os.makedirs(directory)
-        cache_mod.RecordCache(directory).put(make_entry(iid(6, 1)))
+        cache_mod.RecordCache(directory).put(make_entry(iid(1, prefix=6)))
         os.chmod(directory, 0o555)
         report = run_report([sys.executable, HERE, 'unprivileged',
                              directory], preexec_fn=drop_privileges,
@@ -414,7 +390,7 @@ def test_unwritable_directory_for_unprivileged_user():
         assert 'Permission denied' in report['errors'][0]
         assert '[os_inspection] cache_dir' in report['errors'][0]
         assert report['lock'] == [True, False]
-        assert json_files(directory) == [iid(6, 1) + '.json']
+        assert json_files(directory) == [iid(1, prefix=6) + '.json']
     finally:
         shutil.rmtree(base)
 
@@ -428,16 +404,16 @@ def drop_privileges():
 def child_unprivileged(directory):
     logs = capture_logs()
     cache = cache_mod.RecordCache(directory)
-    existing = cache.get(iid(6, 1)) is not None
+    existing = cache.get(iid(1, prefix=6)) is not None
     for n in range(3):
-        cache.put(make_entry(iid(6, 2), n))
-    with cache.inspection_lock(iid(6, 2)) as got:
-        with cache.inspection_lock(iid(6, 2)) as again:
+        cache.put(make_entry(iid(2, prefix=6), n))
+    with cache.inspection_lock(iid(2, prefix=6)) as got:
+        with cache.inspection_lock(iid(2, prefix=6)) as again:
             lock = [got, again]
     print(json.dumps({
         'uid': os.getuid(),
         'existing_record_served': existing,
-        'new_record_served': cache.get(iid(6, 2)) is not None,
+        'new_record_served': cache.get(iid(2, prefix=6)) is not None,
         'persistent': cache.persistent,
         'lock': lock,
         'errors': [m for level, m in logs.lines if level == 'ERROR'],

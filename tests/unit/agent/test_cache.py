@@ -13,38 +13,13 @@ from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.agent import cache_dir as cache_dir_mod
 from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster import record as record_mod
+from tests.helpers import FakeClock
+from tests.helpers import INSTANCE_ID
+from tests.helpers import entry
+from tests.helpers import ok_record
 
-ID_A = '0b1c2d3e-0000-4000-8000-00000000000a'
+ID_A = INSTANCE_ID
 ID_B = '0b1c2d3e-0000-4000-8000-00000000000b'
-
-
-class FakeClock:
-    """Starts at the real time: loaded records use real file mtimes."""
-
-    def __init__(self, now=None):
-        self.now = float(now if now is not None else int(time.time()))
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-def ok_record(instance_id=ID_A, fingerprint='fp1', **fields):
-    values = dict(instance_id=instance_id, status=record_mod.STATUS_OK,
-                  os_family='windows', os_distro='windows',
-                  os_info='win2k22', os_edition='Datacenter',
-                  fingerprint=fingerprint, duration=41.2,
-                  inspected_at='2024-05-01T10:00:00Z')
-    values.update(fields)
-    return record_mod.OSRecord(**values)
-
-
-def entry(instance_id=ID_A, last_seen=0.0, **fields):
-    return cache_format.Entry(record=ok_record(instance_id, **fields),
-                              expires_at=last_seen + 86400, failures=0,
-                              retry_at=0.0, last_seen=last_seen)
 
 
 def valid_doc(instance_id=ID_A):

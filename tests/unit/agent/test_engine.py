@@ -2,12 +2,12 @@
 every outcome a record.  The workers here are small real processes
 speaking the worker protocol (or failing to); no appliance."""
 
+import functools
 import json
 import os
 import signal
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -18,19 +18,14 @@ from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
 from ceilometer_os_pollster.agent import workdir
-from tests.functional.faults_helpers import inspection_conf as make_conf
+from tests.helpers import inspection_conf as make_conf
+from tests import helpers
 
 
-XML = ("<domain type='kvm'><name>instance-1</name><devices>"
-       "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
-       "<source file='/d/disk'/><target dev='vda' bus='virtio'/></disk>"
-       "</devices></domain>")
-
-
-def job(xml=XML, fingerprint='fp-1'):
-    return E.InspectionJob(instance_id='inst-1', domain_name='instance-1',
-                           domain_xml=xml, image_id='img',
-                           boot_identity='boot', fingerprint=fingerprint)
+XML = helpers.domain_xml(helpers.disk('/d/disk'))
+job = functools.partial(helpers.job, instance_id='inst-1',
+                        domain_name='instance-1', xml=XML,
+                        fingerprint='fp-1')
 
 
 GOOD = record.OSRecord(instance_id='inst-1', status='ok', os_family='linux',
@@ -107,20 +102,9 @@ def test_deadline_kills_the_whole_process_group(tmp_path):
     assert os.listdir(tmp_path) == [pids.name]
 
 
-def _dies(pid, wait=10.0):
-    """Whether pid is gone (or a zombie) within ``wait`` seconds: a
-    SIGKILLed process needs a moment to exit."""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        try:
-            with open('/proc/%d/stat' % pid) as f:
-                state = f.read().rsplit(')', 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == 'Z':
-            return True
-        time.sleep(0.05)
-    return False
+def _dies(pid):
+    # A SIGKILLed process needs a moment to exit.
+    return helpers.until(lambda: not helpers.alive(pid), 10)
 
 
 @pytest.mark.parametrize('body,reason', [

@@ -20,6 +20,7 @@ from ceilometer_os_pollster.agent import pollster as pollster_mod
 from ceilometer_os_pollster.agent import prometheus
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
+from tests import helpers
 
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 
@@ -56,11 +57,10 @@ class FakeDomain:
         return self.dom_id if self._state != SHUTOFF else -1
 
     def XMLDesc(self, flags=0):
-        return ("<domain type='kvm'><uuid>%s</uuid><devices>"
-                "<disk type='file' device='disk'><driver type='qcow2'/>"
-                "<source file='/var/lib/nova/instances/%s/disk'/>"
-                "<target dev='vda' bus='virtio'/></disk></devices></domain>"
-                % (self.uuid, self.uuid))
+        return helpers.domain_xml(
+            helpers.disk('/var/lib/nova/instances/%s/disk' % self.uuid,
+                         format='qcow2'),
+            name=self.name(), uuid=self.uuid)
 
 
 class FakeConnection:

@@ -9,112 +9,26 @@ import time
 import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
-from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster.agent import engine
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster.agent import scheduler as sched
-
-WAIT = 10.0   # generous bound for threads to get somewhere
-
-
-def iid(n):
-    return '00000000-0000-4000-8000-%012d' % n
-
-
-def job(n, fingerprint='fp1', xml='<domain/>'):
-    return engine.InspectionJob(instance_id=iid(n), domain_name='inst-%d' % n,
-                                domain_xml=xml, fingerprint=fingerprint)
-
-
-def ok(instance_id, fingerprint='fp1', **fields):
-    values = dict(instance_id=instance_id, status=record_mod.STATUS_OK,
-                  os_family='windows', os_distro='windows',
-                  os_info='win2k22', os_edition='Datacenter',
-                  fingerprint=fingerprint,
-                  inspected_at=record_mod.utc_timestamp())
-    values.update(fields)
-    return record_mod.OSRecord(**values)
-
-
-def failed(instance_id, reason='deadline', fingerprint='fp1'):
-    return record_mod.OSRecord.failed(instance_id, reason,
-                                      fingerprint=fingerprint)
-
-
-def unknown(instance_id, fingerprint='fp1'):
-    return record_mod.OSRecord.failed(instance_id, 'no operating system',
-                                      fingerprint=fingerprint,
-                                      status=record_mod.STATUS_UNKNOWN)
-
+from tests.helpers import FakeClock
+from tests.helpers import FakeEngine
+from tests.helpers import WAIT
+from tests.helpers import entry
+from tests.helpers import failed_record as failed
+from tests.helpers import iid
+from tests.helpers import job
+from tests.helpers import ok_record as ok
+from tests.helpers import unknown_record as unknown
+from tests.helpers import wait_idle
 
 SETTINGS = policy.Settings(concurrency=1, record_ttl=1000,
                            record_ttl_jitter=0.1, retry_initial_delay=100,
                            retry_max_delay=1000, unknown_retry_max_delay=700,
                            carry_over_max_age=5000, forget_after=86400,
                            inspection_deadline=30)
-
-
-class FakeClock:
-    def __init__(self, now=None):
-        self.now = float(now if now is not None else int(time.time()))
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-class FakeEngine:
-    """inspect(job): answers from a script, optionally held at a gate."""
-
-    def __init__(self, answer=None):
-        self.answer = answer or (lambda j: ok(j.instance_id, j.fingerprint))
-        self.jobs = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Semaphore(0)
-        self.lock = threading.Lock()
-        self.active = 0
-        self.max_active = 0
-
-    def __call__(self, job):
-        with self.lock:
-            self.jobs.append(job)
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-        self.entered.release()
-        try:
-            assert self.gate.wait(WAIT)
-            return self.answer(job)
-        finally:
-            with self.lock:
-                self.active -= 1
-
-    def hold(self):
-        # Called while idle: forget entries counted before the hold.
-        self.entered = threading.Semaphore(0)
-        self.gate.clear()
-
-    def release(self):
-        self.gate.set()
-
-    def wait_entered(self):
-        assert self.entered.acquire(timeout=WAIT), 'inspect never called'
-
-    def ids(self):
-        return [j.instance_id for j in self.jobs]
-
-
-def wait_idle(scheduler):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        stats = scheduler.stats()
-        if not stats['queued'] and not stats['running']:
-            return
-        time.sleep(0.005)
-    raise AssertionError('scheduler still busy: %s' % scheduler.stats())
 
 
 def workers():
@@ -155,9 +69,8 @@ NOW = 10000.0
 
 
 def entry_of(rec, expires_at=NOW + 50, failures=0, retry_at=0.0):
-    return cache_format.Entry(record=rec, expires_at=expires_at,
-                              failures=failures, retry_at=retry_at,
-                              last_seen=NOW)
+    return entry(record=rec, last_seen=NOW, expires_at=expires_at,
+                 failures=failures, retry_at=retry_at)
 
 
 # Fingerprints as drives.fingerprint makes them: <disks>-<qemu run>.

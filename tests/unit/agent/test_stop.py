@@ -7,37 +7,19 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
-from oslo_config import cfg
-
-from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
+from tests.helpers import alive
+from tests.helpers import inspection_conf
+from tests.helpers import until
 
 # A "worker" that starts a child in its group, writes the child's pid
 # to the file named by its argument, and waits.
 WORKER = ('import subprocess, sys, time; '
           'p = subprocess.Popen(["sleep", "300"]); '
           'open(sys.argv[1], "w").write(str(p.pid)); time.sleep(300)')
-
-
-def alive(pid):
-    try:
-        with open('/proc/%d/stat' % pid, 'rb') as f:
-            return f.read().rsplit(b')', 1)[1].split()[0] != b'Z'
-    except OSError:
-        return False
-
-
-def until(predicate, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def start(workers, tmp_path, label='inst-1'):
@@ -133,10 +115,7 @@ class StoppableEngine:
 
 
 def make_service(tmp_path, engine):
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf([])
-    conf.set_override('cache_dir', str(tmp_path), options.GROUP)
+    conf = inspection_conf(cache_dir=str(tmp_path))
     svc = service_mod.InspectionService(conf, engine=engine)
     svc.scheduler
     return svc

@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -25,17 +24,12 @@ from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
+from tests import helpers
+from tests.helpers import FakeEngine
+from tests.helpers import ok_record
 
 NOVA = 'http://openstack.org/xmlns/libvirt/nova/1.1'
 NOVA_10 = 'http://openstack.org/xmlns/libvirt/nova/1.0'
-
-
-def domain_xml(metadata='', vcpu='<vcpu>2</vcpu>',
-               uuid='6d3f0c2e-0000-4000-8000-000000000001',
-               name='instance-0000002a', prolog=''):
-    return ('%s<domain type="kvm"><name>%s</name><uuid>%s</uuid>%s'
-            '<metadata>%s</metadata><os><type arch="x86_64">hvm</type>'
-            '</os></domain>' % (prolog, name, uuid, vcpu, metadata))
 
 
 def nova(ns=NOVA, user='<nova:user uuid="u-1">alice</nova:user>',
@@ -50,6 +44,16 @@ def nova(ns=NOVA, user='<nova:user uuid="u-1">alice</nova:user>',
 
 
 UUID = '6d3f0c2e-0000-4000-8000-000000000001'
+
+
+def domain_xml(metadata, **changes):
+    """A nova instance's domain with ``metadata`` in <metadata>."""
+    fields = dict(name='instance-0000002a', uuid=UUID, vcpu='<vcpu>2</vcpu>',
+                  os="<os><type arch='x86_64'>hvm</type></os>")
+    fields.update(changes)
+    return helpers.domain_xml(metadata=metadata, **fields)
+
+
 FULL = domain_xml_mod.DomainInfo(
     uuid=UUID, name='instance-0000002a', nova=True, project_id='p-1',
     user_id='u-1', vcpus=8, image_id='img-1')
@@ -138,20 +142,8 @@ def test_select(names, all_domains, stopped, chosen, unknown):
     assert cli.select(ALL, names, all_domains, stopped) == (chosen, unknown)
 
 
-def ok_record(instance_id=UUID, **kw):
-    fields = dict(instance_id=instance_id, status='ok', os_family='windows',
-                  os_distro='windows', os_info='win2k22',
-                  os_version_major=10, os_build='20348',
-                  os_product_name='Windows Server 2022 Datacenter',
-                  os_edition='Datacenter', sql_server_edition='Standard',
-                  os_arch='x86_64', inspected_at='2025-01-02T03:04:05Z',
-                  duration=41.4)
-    fields.update(kw)
-    return record.OSRecord(**fields)
-
-
 def test_json_item_is_ids_then_every_metadata_key():
-    item = render.json_item(FULL, ok_record())
+    item = render.json_item(FULL, ok_record(UUID))
     assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
     assert item['resource_id'] == UUID
     assert (item['project_id'], item['user_id'], item['vcpus']) == \
@@ -162,8 +154,8 @@ def test_json_item_is_ids_then_every_metadata_key():
 
 
 @pytest.mark.parametrize('rec, inspected, line', [
-    (ok_record(), True, '[2/5] instance-2 ... ok (41 s)'),
-    (ok_record(), False, '[2/5] instance-2 ... ok (cached)'),
+    (ok_record(UUID), True, '[2/5] instance-2 ... ok (41 s)'),
+    (ok_record(UUID), False, '[2/5] instance-2 ... ok (cached)'),
     (record.OSRecord(instance_id=UUID, status='failed', reason='deadline',
                      duration=300), True,
      '[2/5] instance-2 ... failed (300 s): deadline'),
@@ -176,7 +168,7 @@ def test_progress_line(rec, inspected, line):
 
 
 @pytest.mark.parametrize('rec, text', [
-    (ok_record(), 'windows win2k22 Datacenter + SQL Server Standard'),
+    (ok_record(UUID), 'windows win2k22 Datacenter + SQL Server Standard'),
     (record.OSRecord(instance_id=UUID, status='ok', os_family='linux',
                      os_distro='rhel', os_info='rhel9.4'), 'rhel rhel9.4'),
     (record.OSRecord(instance_id=UUID, status='encrypted',
@@ -195,9 +187,9 @@ def test_format_table_aligns_columns():
 
 
 def test_cache_rows_and_document():
-    entry = cache_format.Entry(record=ok_record(), expires_at=1700000000.0,
-                               failures=0, retry_at=0.0,
-                               last_seen=1699990000.0)
+    entry = helpers.entry(UUID, last_seen=1699990000.0,
+                          expires_at=1700000000.0,
+                          inspected_at='2025-01-02T03:04:05Z')
     failed = cache_format.Entry(
         record=record.OSRecord.failed('x-2', 'deadline'),
         expires_at=1800000000.0, failures=2, retry_at=1800000000.0)
@@ -237,25 +229,6 @@ def node_with_extras(domains, stopped_name):
              "<os><type arch='x86_64'>hvm</type></os></domain>\n"
              % PLAIN_UUID)
     return xml.replace('</node>', plain + '</node>')
-
-
-class FakeEngine:
-    """Answers at once; records calls; 'failed' for chosen instances."""
-
-    def __init__(self, fail=()):
-        self.calls = []
-        self.fail = set(fail)
-        self.lock = threading.Lock()
-
-    def inspect(self, job):
-        with self.lock:
-            self.calls.append(job.instance_id)
-        if job.instance_id in self.fail:
-            return record.OSRecord.failed(job.instance_id, 'deadline',
-                                          fingerprint=job.fingerprint,
-                                          duration=7.0)
-        return ok_record(job.instance_id, fingerprint=job.fingerprint,
-                         inspected_at=record.utc_timestamp(), duration=3.0)
 
 
 @pytest.fixture
@@ -311,7 +284,7 @@ def test_cached_only_json_reports_pending_and_creates_nothing(host):
         assert item['os_inspection_status'] == 'pending'
         assert (item['project_id'], item['user_id']) == ('p-1', 'u-1')
     assert not host.cache_dir.exists()
-    assert host.engine.calls == []
+    assert host.engine.ids() == []
 
 
 def test_report_stopped_instance_metrics_includes_shut_off_instances(host):
@@ -325,7 +298,7 @@ def test_report_stopped_instance_metrics_includes_shut_off_instances(host):
 def test_inspect_all_then_cached_only_serves_the_records(host):
     rc, out, err = host.run('inspect', '--all')
     assert rc == 0
-    assert sorted(host.engine.calls) == UUIDS[:2]
+    assert sorted(host.engine.ids()) == UUIDS[:2]
     assert '[1/2] instance-00000001 ... ok (3 s)' in err
     assert '[2/2] instance-00000002 ... ok (3 s)' in err
     lines = out.splitlines()
@@ -340,19 +313,19 @@ def test_inspect_all_then_cached_only_serves_the_records(host):
     for uuid in UUIDS[:2]:
         expected = cached.get(uuid).record.metadata()
         assert {k: items[uuid][k] for k in record.METADATA_KEYS} == expected
-    assert len(host.engine.calls) == 2      # --cached-only launched nothing
+    assert len(host.engine.ids()) == 2      # --cached-only launched nothing
 
 
 def test_stale_only_inspects_only_what_needs_it(host):
     host.run('inspect', 'instance-00000001')
-    assert host.engine.calls == [UUIDS[0]]
+    assert host.engine.ids() == [UUIDS[0]]
     rc, out, err = host.run('inspect', '--all', '--stale-only')
     assert rc == 0
-    assert host.engine.calls == [UUIDS[0], UUIDS[1]]
+    assert host.engine.ids() == [UUIDS[0], UUIDS[1]]
     assert 'instance-00000001 ... ok (cached)' in err
     # without --stale-only everything named is inspected again
     host.run('inspect', 'instance-00000001', UUIDS[1])
-    assert sorted(host.engine.calls[2:]) == UUIDS[:2]
+    assert sorted(host.engine.ids()[2:]) == UUIDS[:2]
 
 
 def test_failed_inspection_exits_1_and_says_why(host):
@@ -410,7 +383,7 @@ def test_usage_errors_exit_2_before_any_inspection(host, argv, message):
     assert rc == cli.EXIT_USAGE
     assert message in err
     assert out == ''
-    assert host.engine.calls == []
+    assert host.engine.ids() == []
 
 
 @pytest.mark.parametrize('content, message', [
@@ -547,7 +520,7 @@ def test_report_summarises_the_cache_per_project_and_product(host):
                                 'VCPUS', 'WITH', 'MINIMUMS']
     # nothing inspected yet: the two running instances are pending
     assert lines[1].split() == ['p-1', '(pending)', '-', '2', '3', '3']
-    assert host.engine.calls == []
+    assert host.engine.ids() == []
     host.run('inspect', '--all')
     rc, out, err = host.run('report', '--json')
     assert (rc, err) == (0, '')
@@ -561,4 +534,4 @@ def test_report_summarises_the_cache_per_project_and_product(host):
     rc, out, _ = host.run('report', '--json', '--windows-server-min-cores',
                           '2', '--sql-server-min-cores', '1')
     assert [i['vcpus_with_minimums'] for i in json.loads(out)] == [3, 4]
-    assert len(host.engine.calls) == 2          # report never inspects
+    assert len(host.engine.ids()) == 2          # report never inspects

@@ -337,7 +337,7 @@ def test_socket_dirs_are_kept_when_open_sockets_are_unknown(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason='worker_user is for root')
 def test_an_unknown_worker_user_fails_inspections_and_is_said(tmp_path):
     from ceilometer_os_pollster.agent import engine as E
-    from tests.functional.faults_helpers import inspection_conf
+    from tests.helpers import inspection_conf
     engine = E.Engine(inspection_conf(worker_user='no-such-user-x',
                                       tmp_dir=str(tmp_path)),
                       worker_argv=['/bin/false'])

@@ -18,24 +18,20 @@ from ceilometer_os_pollster.inspection import confinement as C
 from ceilometer_os_pollster.families import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster.inspection import worker as W
+from tests import helpers
+from tests.helpers import disk
 
 OPTS = {opt.dest: opt.default for opt in options.OPTS}
 
-DISK = ("<disk type='file' device='disk'><driver name='qemu' type='%s'/>"
-        "<source file='%s'/><target dev='%s' bus='virtio'/></disk>")
-
 
 def domain(*disks):
-    return ("<domain type='kvm'><name>instance-1</name><devices>%s"
-            "<disk type='file' device='cdrom'><source file='/x.iso'/>"
-            "<target dev='hda' bus='ide'/></disk></devices></domain>"
-            % ''.join(disks))
+    # Each domain has a CD-ROM too: never inspected.
+    return helpers.domain_xml(*disks, helpers.cdrom())
 
 
 def job(xml, fingerprint='fp-1'):
-    return {'instance_id': 'inst-1', 'domain_name': 'instance-1',
-            'domain_xml': xml, 'image_id': 'img', 'boot_identity': 'boot',
-            'fingerprint': fingerprint}
+    return helpers.job_request(instance_id='inst-1', domain_name='instance-1',
+                               xml=xml, fingerprint=fingerprint)
 
 
 def opts(**changes):
@@ -82,7 +78,7 @@ def rhel_facts():
 def test_success_is_the_normalised_record():
     factory = Recorder(result=rhel_facts())
     stages = []
-    rec = W.inspect(opts(), job(domain(DISK % ('qcow2', '/d/disk', 'vda'))),
+    rec = W.inspect(opts(), job(domain(disk('/d/disk', 'vda', 'qcow2'))),
                     '/p', stages.append, appliance_factory=factory)
     assert (rec.status, rec.os_family, rec.os_distro, rec.os_info) == (
         'ok', 'linux', 'rhel', 'rhel9.4')
@@ -96,8 +92,8 @@ def test_success_is_the_normalised_record():
 
 
 def test_boot_disk_only_unless_all_disks_asked():
-    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
-                 DISK % ('raw', '/d/root', 'vda'))
+    xml = domain(disk('/d/data', 'vdb'),
+                 disk('/d/root', 'vda'))
     factory = Recorder(result=rhel_facts())
     W.inspect(opts(), job(xml), '/p', print, appliance_factory=factory)
     assert [s.path for s in factory.specs] == ['/d/root']
@@ -133,8 +129,8 @@ def windows_on(device, disk_index):
 
 def test_no_os_on_the_boot_disk_inspects_every_disk():
     # A boot disk holding only a bootloader that starts Windows on vdb.
-    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
-                 DISK % ('raw', '/d/root', 'vda'))
+    xml = domain(disk('/d/data', 'vdb'),
+                 disk('/d/root', 'vda'))
     factory = PerDisks({
         ('/d/root',): RF.ApplianceFacts(drives=1, filesystems=1),
         ('/d/root', '/d/data'): windows_on('/dev/sdb2', 1)})
@@ -150,8 +146,8 @@ def test_no_os_on_the_boot_disk_inspects_every_disk():
 
 
 def test_an_os_on_the_boot_disk_costs_one_appliance():
-    xml = domain(DISK % ('raw', '/d/data', 'vdb'),
-                 DISK % ('raw', '/d/root', 'vda'))
+    xml = domain(disk('/d/data', 'vdb'),
+                 disk('/d/root', 'vda'))
     factory = PerDisks({('/d/root',): rhel_facts()})
     rec = W.inspect(opts(), job(xml), '/p', print,
                     appliance_factory=factory)
@@ -185,7 +181,7 @@ def test_bad_domain_xml_is_a_failed_record(xml, reason):
      'guest said ' + 'x' * 189),
 ])
 def test_appliance_errors_become_failed_records(error, reason):
-    rec = W.inspect(opts(), job(domain(DISK % ('raw', '/d', 'vda'))), '/p',
+    rec = W.inspect(opts(), job(domain(disk('/d', 'vda'))), '/p',
                     print, appliance_factory=Recorder(error=error))
     assert (rec.status, rec.reason) == ('failed', reason)
 
@@ -194,7 +190,7 @@ def test_a_bug_is_not_hidden_as_a_record():
     # The agent turns the worker's crash into a failed record (and logs
     # the traceback's last line); the worker must not swallow it.
     with pytest.raises(KeyError):
-        W.inspect(opts(), job(domain(DISK % ('raw', '/d', 'vda'))), '/p',
+        W.inspect(opts(), job(domain(disk('/d', 'vda'))), '/p',
                   print, appliance_factory=Recorder(error=KeyError('x')))
 
 
@@ -314,7 +310,7 @@ class Direct:
         return self.result
 
 
-ONE_DISK = domain(DISK % ('raw', '/d/root', 'vda'))
+ONE_DISK = domain(disk('/d/root', 'vda'))
 
 
 def test_auto_uses_the_direct_readers_and_no_appliance():
@@ -405,7 +401,7 @@ def test_an_overlay_at_its_limit_fails_the_inspection(tmp_path, error):
     factory = Filler(64 << 20, result=RF.ApplianceFacts(drives=1),
                      error=error)
     rec = W.inspect(opts(overlay_max_mb=64),
-                    job(domain(DISK % ('raw', '/d', 'vda'))), str(tmp_path),
+                    job(domain(disk('/d', 'vda'))), str(tmp_path),
                     print, appliance_factory=factory)
     assert (rec.status, rec.reason) == ('failed', (
         'overlay write limit reached: the appliance wrote 64 MiB into the '
@@ -416,7 +412,7 @@ def test_an_overlay_at_its_limit_fails_the_inspection(tmp_path, error):
 def test_an_overlay_below_its_limit_is_an_ordinary_result(tmp_path):
     factory = Filler(32 << 20, result=rhel_facts())
     rec = W.inspect(opts(overlay_max_mb=64),
-                    job(domain(DISK % ('raw', '/d', 'vda'))), str(tmp_path),
+                    job(domain(disk('/d', 'vda'))), str(tmp_path),
                     print, appliance_factory=factory)
     assert (rec.status, rec.os_distro) == ('ok', 'rhel')
 
@@ -429,7 +425,7 @@ def test_no_appliance_without_room_for_its_overlays():
         seen.append((path, drives))
         return 'not enough free space for the overlays: ...'
     rec = W.inspect(opts(inspect_all_disks=True), job(domain(
-        DISK % ('raw', '/d/a', 'vda'), DISK % ('raw', '/d/b', 'vdb'))),
+        disk('/d/a', 'vda'), disk('/d/b', 'vdb'))),
         '/p', print, appliance_factory=factory, space_problem=no_room)
     assert (rec.status, rec.reason) == (
         'failed', 'not enough free space for the overlays: ...')
@@ -438,6 +434,6 @@ def test_no_appliance_without_room_for_its_overlays():
 
 def test_the_wrapper_reaches_the_appliance():
     factory = Recorder(result=rhel_facts())
-    W.inspect(opts(), job(domain(DISK % ('raw', '/d', 'vda'))), '/p', print,
+    W.inspect(opts(), job(domain(disk('/d', 'vda'))), '/p', print,
               appliance_factory=factory, hv='/p/qemu-confined')
     assert factory.hv == '/p/qemu-confined'
