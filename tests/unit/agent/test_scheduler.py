@@ -283,11 +283,11 @@ def test_horizon_covers_every_time_the_policy_writes():
 
 
 @pytest.mark.parametrize('rec, expected', [
-    (ok(iid(1)), 'windows win2k22 Datacenter'),
+    (ok(iid(1), sql_server_edition=''), 'windows win2k22 Datacenter'),
     (ok(iid(1), sql_server_edition='Enterprise'),
      'windows win2k22 Datacenter + SQL Server Enterprise'),
     (ok(iid(1), os_family='linux', os_distro='rhel', os_info='rhel9.4',
-        os_edition=''), 'rhel rhel9.4'),
+        os_edition='', sql_server_edition=''), 'rhel rhel9.4'),
     (failed(iid(1)), '(deadline)'),
 ])
 def test_describe(rec, expected):
@@ -500,7 +500,8 @@ def test_info_line_per_inspection(make, caplog):
              if r.getMessage().startswith('Inspected instance')]
     assert len(lines) == 1
     assert lines[0].startswith('Inspected instance %s (inst-1): status=ok '
-                               'windows win2k22 Datacenter in ' % iid(1))
+                               'windows win2k22 Datacenter + SQL Server '
+                               'Standard in ' % iid(1))
 
 
 def test_failure_keeps_serving_good_record(make, cache, clock, caplog):
