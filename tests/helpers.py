@@ -1,12 +1,15 @@
 """Test doubles and builders shared by the unit and functional tests.
 
 Owns the one copy of each: a settable clock, a scripted inspection
-engine, the OS records, inspection jobs and domain XML the tests feed
-the agent, and the waits on real processes.  Plain code, no fixtures
-(fixtures stay next to the tests that use them).
+engine, a configuration of our options, the OS records, cache entries,
+inspection jobs and domain XML the tests feed the agent, a fake Gnocchi
+for licence-report, and the waits on real processes.  Plain code, no
+fixtures (fixtures stay next to the tests that use them).
 """
 
 import dataclasses
+import datetime
+import json
 import threading
 import time
 
@@ -14,6 +17,7 @@ from oslo_config import cfg
 
 from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.commands import gnocchi_history
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 
@@ -56,6 +60,13 @@ def alive(pid):
         return False
 
 
+# A "worker" that starts a child in its group, writes the child's pid
+# to the file named by its argument, and waits.
+GROUP_WORKER = ('import subprocess, sys, time; '
+                'p = subprocess.Popen(["sleep", "300"]); '
+                'open(sys.argv[1], "w").write(str(p.pid)); time.sleep(300)')
+
+
 # -- records -------------------------------------------------------------
 
 INSTANCE_ID = '0b1c2d3e-0000-4000-8000-00000000000a'
@@ -91,6 +102,22 @@ def unknown_record(instance_id=INSTANCE_ID, fingerprint='fp1', **fields):
                                       fingerprint=fingerprint,
                                       status=record_mod.STATUS_UNKNOWN,
                                       **fields)
+
+
+def status_record(status, inspected_at=None, instance_id='i'):
+    """A record of ``status``: 'ok' (Linux, inspected now), 'pending', or
+    a failure of any other status inspected at epoch ``inspected_at``
+    (None: at an unknown time)."""
+    if status == record_mod.STATUS_PENDING:
+        return record_mod.OSRecord.pending(instance_id)
+    if status == record_mod.STATUS_OK:
+        return record_mod.OSRecord(
+            instance_id=instance_id, status=status, os_family='linux',
+            os_distro='rhel', inspected_at=record_mod.utc_timestamp())
+    when = record_mod.utc_timestamp(datetime.datetime.fromtimestamp(
+        inspected_at, datetime.timezone.utc)) if inspected_at else ''
+    return record_mod.OSRecord.failed(instance_id, 'why', status=status)\
+        .replace(inspected_at=when)
 
 
 def entry(instance_id=INSTANCE_ID, last_seen=0.0, record=None,
@@ -231,3 +258,70 @@ def wait_idle(scheduler, timeout=WAIT):
             return
         time.sleep(0.005)
     raise AssertionError('scheduler still busy: %s' % scheduler.stats())
+
+
+# -- Gnocchi (licence-report's source) -----------------------------------
+
+def gnocchi_time(epoch):
+    """An epoch as Gnocchi writes times (ISO 8601, UTC offset)."""
+    return datetime.datetime.fromtimestamp(
+        epoch, datetime.timezone.utc).isoformat()
+
+
+class GnocchiResponse:
+    def __init__(self, body, status=200, link=None):
+        self.status_code = status
+        self.reason = 'OK' if status < 400 else 'Bad'
+        self._body = body
+        self.text = json.dumps(body)
+        self.headers = {'Link': link} if link else {}
+
+    def json(self):
+        return self._body
+
+
+class FakeGnocchi:
+    """Serves ``items`` (current resources) paged by id, each one's
+    ``history`` for a history search, and measures, with Gnocchi 4.7's
+    quirk: a page with details comes in no particular order.  Records
+    every request."""
+
+    def __init__(self, items, measures=None, history=None,
+                 timespan='90 days, 0:00:00'):
+        self.timespan = timespan
+        self.items = sorted(items, key=lambda i: i['id'])
+        self.measures = measures or {}
+        self.history = history or {}
+        self.requests = []
+
+    def request(self, path, method, raise_exc=True, params=None, json=None):
+        self.requests.append((method, path, params, json))
+        if path.startswith('/v1/search/'):
+            params = dict(params)
+            limit = int(params['limit'])
+            if params.get('history') == 'true':
+                rid = json['and'][0]['=']['id']
+                return GnocchiResponse(self.history[rid][::-1][:limit])
+            ids = [i['id'] for i in self.items]
+            start = (ids.index(params['marker']) + 1
+                     if 'marker' in params else 0)
+            return GnocchiResponse(self.items[start:start + limit][::-1])
+        metric = path.split('/')[3]
+        if not path.endswith('/measures'):
+            return GnocchiResponse({'archive_policy': {'definition': [
+                {'granularity': '1:00:00', 'timespan': '365 days, 0:00:00'},
+                {'granularity': '0:05:00', 'timespan': self.timespan}]}})
+        if metric not in self.measures:
+            return GnocchiResponse({'description': 'no such metric'}, 404)
+        return GnocchiResponse(self.measures[metric])
+
+
+def gnocchi_item(rid, start, end=None, metric='m-', **attributes):
+    """A Gnocchi instance resource (or one revision of it) whose metric
+    of our meter is ``metric + rid``; ``attributes`` override."""
+    base = {'id': rid, 'revision_start': gnocchi_time(start),
+            'revision_end': None if end is None else gnocchi_time(end),
+            'project_id': 'p', 'display_name': 'vm-' + rid,
+            'ended_at': None, 'metrics': {gnocchi_history.METER: metric + rid}}
+    base.update(attributes)
+    return base

@@ -51,7 +51,7 @@ from tests.guests import catalog
 from tests.rig import billing
 from tests.rig import libvirtd
 from tests.rig import rig as rig_mod
-from tests.unit import test_operator_configs as configs
+from tests.unit import test_etc as configs
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
 

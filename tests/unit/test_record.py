@@ -1,4 +1,5 @@
-"""OSRecord helpers: timestamps (never local time) and re-cleaning."""
+"""OSRecord helpers: timestamps (never local time), re-cleaning and the
+one-line summary."""
 
 import datetime
 import time
@@ -6,8 +7,10 @@ import time
 import pytest
 
 from ceilometer_os_pollster import record
+from tests.helpers import ok_record
 
 UTC = datetime.timezone.utc
+UUID = '6d3f0c2e-0000-4000-8000-000000000001'
 
 
 @pytest.fixture
@@ -83,3 +86,17 @@ def test_cleaned_is_idempotent_on_a_normal_record():
 def test_cleaned_bounds_every_field(field, value, expected):
     rec = record.OSRecord(instance_id='i-1', **{field: value})
     assert getattr(rec.cleaned(), field) == expected
+
+
+@pytest.mark.parametrize('rec, text', [
+    (ok_record(UUID), 'windows win2k22 Datacenter + SQL Server Standard'),
+    (record.OSRecord(instance_id=UUID, status='ok', os_family='linux',
+                     os_distro='rhel', os_info='rhel9.4'), 'rhel rhel9.4'),
+    (record.OSRecord(instance_id=UUID, status='encrypted',
+                     reason='1 LUKS volume'), '(1 LUKS volume)'),
+    (record.OSRecord(instance_id=UUID, status='failed', reason='deadline'),
+     '(deadline)'),
+    (record.OSRecord.pending(UUID), ''),
+])
+def test_summary(rec, text):
+    assert rec.summary() == text

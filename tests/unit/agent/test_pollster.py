@@ -1,6 +1,5 @@
 """The Ceilometer-facing pollster, with a fake inspector and fake service."""
 
-import datetime
 import logging
 import sys
 import threading
@@ -21,6 +20,7 @@ from ceilometer_os_pollster.agent import prometheus
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from tests import helpers
+from tests.helpers import status_record
 
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 
@@ -500,46 +500,6 @@ def test_pollster_refuses_to_load_next_to_a_dynamic_twin(conf, tmp_path,
 T0 = 1_800_000_000.0
 
 
-def rec(status, inspected_at=None):
-    if status == 'pending':
-        return record.OSRecord.pending('i')
-    if status == 'ok':
-        return record.OSRecord(
-            instance_id='i', status='ok', os_family='linux',
-            os_distro='rhel', inspected_at=record.utc_timestamp())
-    when = record.utc_timestamp(datetime.datetime.fromtimestamp(
-        inspected_at, datetime.timezone.utc)) if inspected_at else ''
-    return record.OSRecord.failed('i', 'why', status=status).replace(
-        inspected_at=when)
-
-
-@pytest.mark.parametrize('since, status, inspected_at, expected', [
-    (None, 'ok', None, None),
-    (T0 - 50, 'ok', None, None),                # verified: the time ends
-    (None, 'pending', None, T0),                # counted from now
-    (None, 'failed', T0 - 600, T0 - 600),       # from the inspection
-    (None, 'unknown', T0 - 60, T0 - 60),
-    (None, 'encrypted', T0 - 7, T0 - 7),
-    (None, 'failed', T0 + 3600, T0),            # never in the future
-    (T0 - 900, 'failed', T0 - 60, T0 - 900),    # runs on over retries
-    (T0 - 900, 'unknown', T0 - 60, T0 - 900),   # and status changes
-])
-def test_unverified_since(since, status, inspected_at, expected):
-    assert prometheus.unverified_since(
-        since, rec(status, inspected_at), T0) == expected
-
-
-def test_unverified_rows_forget_verified_and_gone_instances():
-    since = {'a': T0 - 100, 'b': T0 - 100, 'gone': T0 - 100}
-    observed = [('a', 'p', 'u', rec('failed', T0 - 10)),
-                ('b', 'p', 'u', rec('ok')),
-                ('c', 'p', None, rec('pending'))]
-    since, rows = prometheus.unverified_rows(since, observed, T0)
-    assert since == {'a': T0 - 100, 'c': T0}
-    assert rows == [(('a', 'p', 'u', 'failed'), 100.0),
-                    (('c', 'p', '', 'pending'), 0.0)]
-
-
 def exported(metric, labels):
     from ceilometer.polling import prom_exporter
     return prom_exporter.CEILOMETER_REGISTRY.get_sample_value(metric, labels)
@@ -552,7 +512,8 @@ def test_poll_exports_how_long_each_instance_stays_unverified(
     monkeypatch.setattr(prometheus.time, 'time', lambda: clock[0])
     monkeypatch.setattr(prometheus, '_SINCE', {})
     ok_id, failed_id, new_id = UUIDS[:3]
-    records = {ok_id: rec('ok'), failed_id: rec('failed', T0 - 300)}
+    records = {ok_id: status_record('ok'),
+               failed_id: status_record('failed', T0 - 300)}
     svc = FakeService(records)
     p, _, _ = make_pollster([FakeDomain(u) for u in UUIDS[:3]], svc)
     instances = [make_instance(u) for u in UUIDS[:3]]
@@ -569,18 +530,18 @@ def test_poll_exports_how_long_each_instance_stays_unverified(
     # An hour later the new instance's inspection failed too; the failed
     # one was retried (a newer inspection time) and still fails.
     clock[0] += 3600
-    records[new_id] = rec('failed', clock[0] - 5)
-    records[failed_id] = rec('failed', clock[0] - 1)
+    records[new_id] = status_record('failed', clock[0] - 5)
+    records[failed_id] = status_record('failed', clock[0] - 1)
     poll(p, instances)
     assert seconds(failed_id, 'failed') == 3900
     assert seconds(new_id, 'failed') == 3600
     assert seconds(new_id, 'pending') is None
     # Verified: its series goes, and a later failure counts afresh.
-    records[failed_id] = rec('ok')
+    records[failed_id] = status_record('ok')
     poll(p, instances[:2])
     assert seconds(failed_id, 'failed') is None
     assert seconds(new_id, 'failed') is None        # gone from the host
-    records[failed_id] = rec('unknown', clock[0])
+    records[failed_id] = status_record('unknown', clock[0])
     clock[0] += 60
     poll(p, instances[:2])
     assert seconds(failed_id, 'unknown') == 60

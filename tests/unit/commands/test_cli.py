@@ -1,12 +1,12 @@
 """The ceilometer-os-pollster command.
 
-Pure parts (nova metadata parsing, domain selection, renderings) are
-tested on tables; whole commands run through ``cli.main`` against
+Pure parts (domain selection) are tested on tables (the renderings in
+test_render.py, nova metadata in instances/test_domain_xml.py); whole
+commands run through ``cli.main`` against
 libvirt's daemon-less ``test:///`` driver, a real record cache in a
 temporary directory and a fake engine (no appliance).
 """
 
-from dataclasses import replace
 import io
 import json
 import logging
@@ -17,102 +17,13 @@ import sys
 import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
-from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster.commands import cli
 from ceilometer_os_pollster.commands import render
 from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
-from tests import helpers
 from tests.helpers import FakeEngine
-from tests.helpers import ok_record
-
-NOVA = 'http://openstack.org/xmlns/libvirt/nova/1.1'
-NOVA_10 = 'http://openstack.org/xmlns/libvirt/nova/1.0'
-
-
-def nova(ns=NOVA, user='<nova:user uuid="u-1">alice</nova:user>',
-         project='<nova:project uuid="p-1">demo</nova:project>',
-         flavor='<nova:flavor name="m1.large" id="4">'
-                '<nova:vcpus>8</nova:vcpus></nova:flavor>',
-         root='<nova:root type="image" uuid="img-1"/>',
-         name='<nova:name>web-1</nova:name>'):
-    return ('<nova:instance xmlns:nova="%s">%s%s<nova:owner>%s%s'
-            '</nova:owner>%s</nova:instance>'
-            % (ns, name, flavor, user, project, root))
-
-
-UUID = '6d3f0c2e-0000-4000-8000-000000000001'
-
-
-def domain_xml(metadata, **changes):
-    """A nova instance's domain with ``metadata`` in <metadata>."""
-    fields = dict(name='instance-0000002a', uuid=UUID, vcpu='<vcpu>2</vcpu>',
-                  os="<os><type arch='x86_64'>hvm</type></os>")
-    fields.update(changes)
-    return helpers.domain_xml(metadata=metadata, **fields)
-
-
-FULL = domain_xml_mod.DomainInfo(
-    uuid=UUID, name='instance-0000002a', nova=True, project_id='p-1',
-    user_id='u-1', vcpus=8, image_id='img-1')
-PLAIN = domain_xml_mod.DomainInfo(uuid=UUID, name='instance-0000002a',
-                                  vcpus=2)
-
-
-@pytest.mark.parametrize('xml, expected', [
-    (domain_xml(nova()), FULL),
-    (domain_xml(nova(ns=NOVA_10)), FULL),
-    # the agent's pollster falls back to the domain's vCPUs
-    (domain_xml(nova(flavor='')), replace(FULL, vcpus=2)),
-    (domain_xml(nova(flavor='<nova:flavor name="x"><nova:vcpus>0'
-                            '</nova:vcpus></nova:flavor>'),
-                vcpu="<vcpu current='3'>4</vcpu>"),
-     replace(FULL, vcpus=3)),
-    (domain_xml(nova(flavor='<nova:flavor name="x"><nova:vcpus>many'
-                            '</nova:vcpus></nova:flavor>')),
-     replace(FULL, vcpus=2)),
-    # booted from a volume: no image
-    (domain_xml(nova(root='<nova:root type="volume" uuid="vol-1"/>')),
-     replace(FULL, image_id='')),
-    (domain_xml(nova(root='')),
-     replace(FULL, image_id='')),
-    # what discovery needs is missing: not a Nova instance
-    (domain_xml(''), PLAIN),
-    (domain_xml(nova(user='')), PLAIN),
-    (domain_xml(nova(project='<nova:project>demo</nova:project>')), PLAIN),
-    (domain_xml(nova(name='')), PLAIN),
-    (domain_xml('<other:instance xmlns:other="urn:x"/>'), PLAIN),
-    (domain_xml('', vcpu=''), replace(PLAIN, vcpus=0)),
-    # unusable input
-    ('not xml', None),
-    ('<node/>', None),
-    (domain_xml('', uuid=''), None),
-    (b'\xff\xfe', None),
-    (None, None),
-])
-def test_parse_domain(xml, expected):
-    assert domain_xml_mod.instance_info(xml) == expected
-
-
-def test_parse_domain_never_reads_external_entities(tmp_path):
-    secret = tmp_path / 'secret'
-    secret.write_text('s3cr3t')
-    prolog = ('<!DOCTYPE domain [<!ENTITY leak SYSTEM "file://%s">]>'
-              % secret)
-    # libvirt never writes a DOCTYPE: the one hardened parser (shared
-    # with drives) refuses the domain rather than read the entity.
-    for metadata in (nova(name='<nova:name>&leak;</nova:name>'),
-                     nova(project='<nova:project uuid="&leak;"/>')):
-        xml = domain_xml(metadata, prolog=prolog)
-        assert domain_xml_mod.instance_info(xml) is None
-
-
-def test_parse_domain_sanitises_ids():
-    xml = domain_xml(nova(user='<nova:user uuid="u-&#x202e;1&#9;x"/>'))
-    info = domain_xml_mod.instance_info(xml)
-    assert info.nova and info.user_id == 'u-1 x'
 
 
 def scanned(name, uuid, nova=True, state=1):
@@ -142,70 +53,7 @@ def test_select(names, all_domains, stopped, chosen, unknown):
     assert cli.select(ALL, names, all_domains, stopped) == (chosen, unknown)
 
 
-def test_json_item_is_ids_then_every_metadata_key():
-    item = render.json_item(FULL, ok_record(UUID))
-    assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
-    assert item['resource_id'] == UUID
-    assert (item['project_id'], item['user_id'], item['vcpus']) == \
-        ('p-1', 'u-1', 8)
-    assert item['os_edition'] == 'Datacenter'
-    assert item['os_inspection_status'] == 'ok'
-    assert 'os_type' not in item
-
-
-@pytest.mark.parametrize('rec, inspected, line', [
-    (ok_record(UUID), True, '[2/5] instance-2 ... ok (41 s)'),
-    (ok_record(UUID), False, '[2/5] instance-2 ... ok (cached)'),
-    (record.OSRecord(instance_id=UUID, status='failed', reason='deadline',
-                     duration=300), True,
-     '[2/5] instance-2 ... failed (300 s): deadline'),
-    (record.OSRecord(instance_id=UUID, status='encrypted',
-                     reason='1 LUKS volume', duration=12.6), False,
-     '[2/5] instance-2 ... encrypted (cached): 1 LUKS volume'),
-])
-def test_progress_line(rec, inspected, line):
-    assert render.progress_line(2, 5, 'instance-2', rec, inspected) == line
-
-
-@pytest.mark.parametrize('rec, text', [
-    (ok_record(UUID), 'windows win2k22 Datacenter + SQL Server Standard'),
-    (record.OSRecord(instance_id=UUID, status='ok', os_family='linux',
-                     os_distro='rhel', os_info='rhel9.4'), 'rhel rhel9.4'),
-    (record.OSRecord(instance_id=UUID, status='encrypted',
-                     reason='1 LUKS volume'), '(1 LUKS volume)'),
-    (record.OSRecord(instance_id=UUID, status='failed', reason='deadline'),
-     '(deadline)'),
-    (record.OSRecord.pending(UUID), ''),
-])
-def test_summary(rec, text):
-    assert rec.summary() == text
-
-
-def test_format_table_aligns_columns():
-    text = render.format_table(('A', 'LONGER'), [('xx', 1), ('y', 22)])
-    assert text.splitlines() == ['A   LONGER', 'xx  1', 'y   22']
-
-
-def test_cache_rows_and_document():
-    entry = helpers.entry(UUID, last_seen=1699990000.0,
-                          expires_at=1700000000.0,
-                          inspected_at='2025-01-02T03:04:05Z')
-    failed = cache_format.Entry(
-        record=record.OSRecord.failed('x-2', 'deadline'),
-        expires_at=1800000000.0, failures=2, retry_at=1800000000.0)
-    rows = render.cache_rows([entry, failed], now=1750000000.0)
-    assert rows[0] == (UUID, 'ok', 'windows', 'windows', 'win2k22',
-                       'Datacenter', '2025-01-02T03:04:05Z',
-                       '2023-11-14T22:13:20Z (due)')
-    assert rows[1][:6] == ('x-2', 'failed', 'unknown', 'unknown', 'unknown',
-                           '-')
-    assert rows[1][7] == '2027-01-15T08:00:00Z'
-    doc = render.entry_document(failed)
-    assert doc['failures'] == 2
-    assert doc['retry_at'] == '2027-01-15T08:00:00Z'
-    assert doc['last_seen'] is None
-    assert doc['record'] == failed.record.to_dict()
-    assert doc['metadata']['os_inspection_reason'] == 'deadline'
+UUID = '6d3f0c2e-0000-4000-8000-000000000001'
 
 
 # -- whole commands ------------------------------------------------------

@@ -55,7 +55,7 @@ def _roots(name):
 
 
 # One root on one partition; the btrfs and separate-/usr guests need
-# the whole disk read (test_inspect_roots), and the LVM guest's root is
+# the whole disk read (test_inspect), and the LVM guest's root is
 # on an LV (test_direct_catalog).
 ONE_FILESYSTEM = tuple(n for n in catalog.LINUX
                        if not (catalog.GUESTS[n].linux.btrfs

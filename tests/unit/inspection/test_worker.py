@@ -19,7 +19,10 @@ from ceilometer_os_pollster.families import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster.inspection import worker as W
 from tests import helpers
+from tests.helpers import GROUP_WORKER
+from tests.helpers import alive
 from tests.helpers import disk
+from tests.helpers import until
 
 OPTS = {opt.dest: opt.default for opt in options.OPTS}
 
@@ -437,3 +440,26 @@ def test_the_wrapper_reaches_the_appliance():
     W.inspect(opts(), job(domain(disk('/d', 'vda'))), '/p', print,
               appliance_factory=factory, hv='/p/qemu-confined')
     assert factory.hv == '/p/qemu-confined'
+
+
+# -- the guard: the worker's process group dies with it (issue 28) --------
+
+def test_worker_guard_kills_the_group_when_the_worker_dies(tmp_path):
+    pid_file = tmp_path / 'child.pid'
+    code = ('from ceilometer_os_pollster.inspection import worker; '
+            'worker.guard_group(); ' + GROUP_WORKER)
+    proc = subprocess.Popen([sys.executable, '-c', code, str(pid_file)],
+                            start_new_session=True)
+    assert until(lambda: pid_file.exists() and pid_file.read_text())
+    child = int(pid_file.read_text())
+    os.kill(proc.pid, 9)         # as PR_SET_PDEATHSIG does with the agent
+    proc.wait()
+    assert until(lambda: not alive(child))
+
+
+def test_worker_guard_spares_a_group_it_does_not_lead():
+    code = ('from ceilometer_os_pollster.inspection import worker; '
+            'worker.guard_group(); print("ok")')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout == 'ok\n'      # and this test process still runs

@@ -41,6 +41,7 @@ from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.families import windows
+from tests.helpers import ok_record
 
 ETC = pathlib.Path(__file__).resolve().parents[2] / 'etc'
 METER = 'compute.instance.os.metadata'
@@ -63,15 +64,10 @@ def conf():
 
 
 def windows_record(**kw):
-    fields = dict(instance_id=UUID, status='ok', os_family='windows',
-                  os_distro='windows', os_info='win2k22',
-                  os_version_major=10, os_build='20348',
-                  os_product_name='Windows Server 2022 Datacenter',
-                  os_product_variant='Server', os_edition='Datacenter',
-                  os_arch='x86_64', sql_server_edition='Enterprise',
-                  inspected_at='2025-01-02T03:04:05Z')
+    fields = dict(os_product_variant='Server', sql_server_edition='Enterprise',
+                  inspected_at='2025-01-02T03:04:05Z', duration=0.0)
     fields.update(kw)
-    return record.OSRecord(**fields)
+    return ok_record(UUID, '', **fields)
 
 
 def cli_json(records_by_info):
