@@ -45,17 +45,27 @@ INSTANCES = [
 
 
 class CountingEngine:
-    """The real Engine, its inspect() calls counted per instance."""
+    """The real Engine, its inspect() calls counted per instance; a test
+    may hold them at a gate before they start (``gate.clear()``), and
+    sees how many have returned."""
 
     def __init__(self, real):
         self.real = real
         self.calls = []
+        self.returned = 0
+        self.gate = threading.Event()
+        self.gate.set()
         self._lock = threading.Lock()
 
     def inspect(self, job):
         with self._lock:
             self.calls.append(job.instance_id)
-        return self.real.inspect(job)
+        assert self.gate.wait(WAIT_SECONDS), 'held at the gate'
+        try:
+            return self.real.inspect(job)
+        finally:
+            with self._lock:
+                self.returned += 1
 
     def count(self):
         with self._lock:
@@ -166,10 +176,19 @@ def _check_sample(world, uuid, s):
     assert set(record.METADATA_KEYS) <= set(s['resource_metadata'])
 
 
-def test_first_cycle_is_immediate_and_all_pending(world):
-    began = time.monotonic()
-    samples = world.cycle()
-    assert time.monotonic() - began < 30      # no appliance waited for
+def test_first_cycle_waits_for_no_inspection_and_is_all_pending(world):
+    # Every inspection is held before it starts: a cycle that waited
+    # for one would never return.
+    world.engine.gate.clear()
+    try:
+        samples = world.cycle()
+        returned = world.engine.returned
+        stats = world.svc.scheduler.stats()
+    finally:
+        world.engine.gate.set()
+    # It returned while every instance's inspection was queued or held.
+    assert returned == 0
+    assert stats['queued'] + stats['running'] == len(world.guests), stats
     assert set(samples) == set(world.guests)
     for uuid, s in samples.items():
         _check_sample(world, uuid, s)

@@ -239,7 +239,8 @@ def _statuses(published):
 
 
 @pytest.fixture
-def test_driver_uri(tmp_path):
+def fake_libvirt_uri(tmp_path):
+    """libvirt's daemon-less test driver serving one domain per UUIDS."""
     from tests.fixtures import libvirt_test_driver as tdrv
     yield tdrv.write_node(tmp_path / 'node.xml', [
         tdrv.domain(u, 'instance-%08d' % i, vcpus=i + 1)
@@ -248,7 +249,7 @@ def test_driver_uri(tmp_path):
 
 
 def test_agent_survives_one_instance_whose_lookup_and_engine_raise(
-        tmp_path, monkeypatch, test_driver_uri):
+        tmp_path, monkeypatch, fake_libvirt_uri):
     bad_lookup, bad_engine = UUIDS[0], UUIDS[1]
 
     class Service(service_mod.InspectionService):
@@ -258,7 +259,7 @@ def test_agent_survives_one_instance_whose_lookup_and_engine_raise(
             return super().lookup(job)
 
     engine = GatedEngine(raise_for=[bad_engine])
-    svc, cycle = _build_agent(tmp_path, monkeypatch, test_driver_uri,
+    svc, cycle = _build_agent(tmp_path, monkeypatch, fake_libvirt_uri,
                               engine, Service)
     try:
         first = cycle()
@@ -278,10 +279,10 @@ def test_agent_survives_one_instance_whose_lookup_and_engine_raise(
 
 
 def test_agent_survives_cache_dir_turning_read_only(
-        tmp_path, monkeypatch, test_driver_uri):
+        tmp_path, monkeypatch, fake_libvirt_uri):
     engine = GatedEngine()
     engine.gate.clear()         # inspections wait until the dir is RO
-    svc, cycle = _build_agent(tmp_path, monkeypatch, test_driver_uri,
+    svc, cycle = _build_agent(tmp_path, monkeypatch, fake_libvirt_uri,
                               engine)
     cache_dir = tmp_path / 'cache'
     mounted = False
@@ -314,7 +315,7 @@ def test_agent_survives_cache_dir_turning_read_only(
 
 
 def test_agent_survives_corrupt_and_foreign_cache_files(
-        tmp_path, monkeypatch, test_driver_uri):
+        tmp_path, monkeypatch, fake_libvirt_uri):
     cache_dir = tmp_path / 'cache'
     cache_dir.mkdir()
     garbage = {
@@ -333,7 +334,7 @@ def test_agent_survives_corrupt_and_foreign_cache_files(
     (cache_dir / 'subdir.json').mkdir()
     os.symlink('/etc/passwd', cache_dir / ('%s.tmp' % UUIDS[0]))
     engine = GatedEngine()
-    svc, cycle = _build_agent(tmp_path, monkeypatch, test_driver_uri,
+    svc, cycle = _build_agent(tmp_path, monkeypatch, fake_libvirt_uri,
                               engine)
     try:
         first = cycle()

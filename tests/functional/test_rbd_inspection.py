@@ -461,7 +461,10 @@ def _usage(world):
     return rig_mod.rbd_usage(world.rig, world.cluster, world.good_sources)
 
 
-def test_no_byte_written_no_snapshot_lock_or_watcher_left(world, mons_down):
+def _assert_nothing_written_or_left(world):
+    """Every good image is as it was before the first route: no byte
+    written, no snapshot or lock taken, and its one watcher is still the
+    domain's own qemu (the same client as before)."""
     # The domains' qemu re-register their watch once the restarted
     # cluster answers them again: give them a minute.
     deadline = time.monotonic() + 90
@@ -469,10 +472,13 @@ def test_no_byte_written_no_snapshot_lock_or_watcher_left(world, mons_down):
     while after != world.before and time.monotonic() < deadline:
         time.sleep(3)
         after = _usage(world)
-    # watchers: the domains' own qemu only, the same clients as before
     assert after == world.before
     for facts in after.values():
         assert len(facts['watchers']) == 1
+
+
+def test_no_byte_written_no_snapshot_lock_or_watcher_left(world, mons_down):
+    _assert_nothing_written_or_left(world)
 
 
 def test_no_key_in_any_process_cmdline_or_environ(world, mons_down):
@@ -596,7 +602,7 @@ def test_route_c_does_not_care_about_novas_key_or_caps(world, route_c):
 
 
 def test_route_c_wrote_nothing(world, route_c):
-    test_no_byte_written_no_snapshot_lock_or_watcher_left(world, route_c)
+    _assert_nothing_written_or_left(world)
 
 
 # -- the same disks through the appliance, forced --------------------------
@@ -622,8 +628,7 @@ def test_forced_appliance_reads_rbd_disks_through_qemu(world,
 
 
 def test_forced_appliance_wrote_nothing(world, route_appliance):
-    test_no_byte_written_no_snapshot_lock_or_watcher_left(world,
-                                                          route_appliance)
+    _assert_nothing_written_or_left(world)
 
 
 # -- the direct rbd source, byte for byte ----------------------------------

@@ -27,6 +27,7 @@ from ceilometer_os_pollster.agent import engine as engine_mod
 from tests.functional import agent as agent_mod
 from tests.functional import conftest
 from tests.functional import faults_helpers as H
+from tests import helpers
 from tests.guests import builder
 from tests.guests import catalog
 from tests.rig import libvirtd
@@ -79,17 +80,21 @@ def leftovers():
 
 
 def _parent(pid):
-    with open('/proc/%d/stat' % pid, 'rb') as f:
-        return int(f.read().rsplit(b')', 1)[1].split()[1])
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            return int(f.read().rsplit(b')', 1)[1].split()[1])
+    except OSError:
+        return None         # gone meanwhile
 
 
 def _until(predicate, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return predicate()
+    return helpers.until(predicate, timeout, interval=0.5)
+
+
+def _our_workers():
+    """Pids of the inspection workers this process started."""
+    return [pid for pid in H.proc_children(os.getpid(), b'.worker')
+            if _parent(pid) == os.getpid()]
 
 
 def test_frozen_nbd_storage_never_stalls_the_agent(rig, tmp_path,
@@ -191,8 +196,7 @@ def test_killed_and_raising_workers_are_failed_records(tmp_path):
                       300), 'no appliance started'
         # Our direct child; libguestfs' recovery process, forked by the
         # worker, has the same command line.
-        workers = [pid for pid in H.proc_children(os.getpid(), b'.worker')
-                   if _parent(pid) == os.getpid()]
+        workers = _our_workers()
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
     finally:
@@ -288,34 +292,39 @@ def test_disk_on_storage_that_never_answers_costs_only_a_deadline(
     tmp_root.mkdir()
     engine = H.make_engine(tmp_root)
     engine.deadline = 30
-    ticks = []
-    stop = threading.Event()
+    stuck_returned = threading.Event()
+    meanwhile = {}
 
-    def ticker():
-        while not stop.is_set():
-            ticks.append(time.monotonic())
-            time.sleep(0.1)
+    def another_inspection():
+        # Once the stuck inspection's worker runs, another thread of the
+        # agent inspects an instance of its own, start to end.
+        if helpers.until(_our_workers, 30):
+            meanwhile['rec'] = engine.inspect(H.job('meanwhile', ''))
+            meanwhile['stuck_had_returned'] = stuck_returned.is_set()
 
-    thread = threading.Thread(target=ticker, daemon=True)
+    thread = threading.Thread(target=another_inspection, daemon=True)
     thread.start()
     try:
         rec = engine.inspect(H.job('stuck', H.DISK.format(path=stuck_fs)))
     finally:
-        stop.set()
-        thread.join()
+        stuck_returned.set()
+        thread.join(DEADLINE)
     # The direct readers (auto, the default) are the first to wait for
     # the file system.
     assert (rec.status, rec.reason) == (
         'failed', 'deadline: inspection killed after 30 s while reading '
         'disks directly')
     # The worker sits in the kernel waiting for the file system: even
-    # SIGKILL cannot end it, yet the call returned, said so once, and the
-    # agent's other threads kept running meanwhile (a held GIL would have
-    # allowed a tick or two in those 30 s, not hundreds).
+    # SIGKILL cannot end it, yet the call returned and said so once; and
+    # while it waited, another thread of the agent ran a whole inspection
+    # (a held GIL or a shared lock would have kept it waiting too).
     lingering = [r for r in caplog.records if r.levelname == 'ERROR'
                  and 'did not die after SIGKILL' in r.getMessage()]
     assert len(lingering) == 1
-    assert len(ticks) >= 50
+    assert meanwhile, 'the stuck inspection started no worker'
+    assert (meanwhile['rec'].status, meanwhile['rec'].reason) == (
+        'unknown', 'no disk to inspect')
+    assert meanwhile['stuck_had_returned'] is False
     assert list(tmp_root.iterdir()) == []
     # The slot is free: the next inspection runs while that worker is
     # still stuck.
@@ -363,8 +372,7 @@ def test_worker_killed_mid_read_leaves_nothing(tmp_path):
     try:
         # Our own NBD client sent a read and waits for its reply.
         assert server.reading.wait(DEADLINE), 'no read request arrived'
-        workers = [pid for pid in H.proc_children(os.getpid(), b'.worker')
-                   if _parent(pid) == os.getpid()]
+        workers = _our_workers()
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
     finally:

@@ -125,10 +125,6 @@ def test_decide(name, entry, fingerprint, settled, expected):
     assert policy.decide(entry, j, NOW, settled) == expected
 
 
-def test_priorities_most_urgent_first():
-    assert (policy.ARRIVED < policy.NEW < policy.INVALIDATED < policy.REFRESH)
-
-
 @pytest.mark.parametrize('failures, expected', [
     (0, 100), (1, 100), (2, 200), (3, 400), (4, 800), (5, 1000),
     (6, 1000), (500, 1000),
@@ -723,6 +719,25 @@ def test_arrival_is_inspected_before_backlog_and_due_records(make, cache,
     wait_idle(scheduler)
     assert fake.ids() == [iid(1), iid(50), iid(2), iid(3), iid(10),
                           iid(11)]
+
+
+def test_queue_order_is_arrived_new_invalidated_then_refresh(make, cache,
+                                                             clock):
+    cache.put(entry_of(ok(iid(10)), expires_at=clock.now - 1))   # due
+    cache.put(entry_of(ok(iid(20), FP), expires_at=clock.now + 999))
+    scheduler, fake = make()
+    fake.hold()
+    scheduler.lookup(job(1))            # first cycle: taken at once
+    fake.wait_entered()
+    # queued in the reverse of the order they are inspected in
+    scheduler.lookup(job(10))                           # refresh
+    scheduler.lookup(job(20, REBUILT))                  # invalidated
+    scheduler.lookup(job(2))                            # new (backlog)
+    scheduler.end_cycle([iid(n) for n in (1, 2, 10, 20)])
+    scheduler.lookup(job(50))                           # arrived
+    fake.release()
+    wait_idle(scheduler)
+    assert fake.ids() == [iid(1), iid(50), iid(2), iid(20), iid(10)]
 
 
 def test_rebuilt_unknown_instance_is_inspected_despite_backoff(make, cache,

@@ -309,7 +309,11 @@ def test_free_editions_are_the_server_evaluation_editions():
     assert set(report.FREE_WINDOWS_EDITIONS) == {
         W.windows_edition(edition_id, server=True)
         for edition_id in ('ServerStandardEval', 'ServerDatacenterEval')}
-    assert report.WINDOWS_CLIENT_VARIANTS == ('Client',)
+
+
+def test_a_client_is_reported_as_client_without_a_server_minimum():
+    rec = record_of('Professional', 'Client', 'Windows 10 Pro', '19045')
+    assert report.products(rec)[0][::2] == (report.WINDOWS_CLIENT, 0)
 
 
 @pytest.mark.parametrize('edition_id,installation,product', [
