@@ -224,7 +224,8 @@ def test_worker_exits_when_its_agent_is_gone(tmp_path):
 
 
 def test_priority_is_lowered_for_the_worker_and_what_it_starts():
-    code = ('import os, subprocess; from ceilometer_os_pollster import '
+    code = ('import os, subprocess; '
+            'from ceilometer_os_pollster.inspection import '
             'worker; print(repr(worker.lower_priority(12, "idle"))); '
             'p = subprocess.run(["ionice", "-p", str(os.getpid())], '
             'capture_output=True, text=True); print(p.stdout.strip()); '
