@@ -17,8 +17,8 @@ from ceilometer_os_pollster.direct.volumes import lvm
 from ceilometer_os_pollster.direct.volumes import partitions
 from ceilometer_os_pollster.direct.block import qcow2
 from ceilometer_os_pollster.direct.block import source as S
-from tests.unit.direct.test_lvm import SMALL
-from tests.unit.direct.test_lvm import build_pv
+from tests.unit.direct.volumes.test_lvm import SMALL
+from tests.unit.direct.volumes.test_lvm import build_pv
 
 MiB = 1 << 20
 BUDGET = 4 * MiB

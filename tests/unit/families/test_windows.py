@@ -9,8 +9,8 @@ from ceilometer_os_pollster import record
 from ceilometer_os_pollster.commands import report
 from ceilometer_os_pollster.families import windows as W
 from tests.guests import catalog
-from tests.unit.test_facts import normalise
-from tests.unit.test_facts import windows_root
+from tests.unit.families.test_facts import normalise
+from tests.unit.families.test_facts import windows_root
 
 CYRILLIC_A = '\u0430'
 CYRILLIC_E = '\u0435'

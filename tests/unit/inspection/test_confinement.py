@@ -272,7 +272,7 @@ def test_a_directory_replaced_by_a_symlink_is_not_handed_over(tmp_path):
 # ------------------------------------------------- the appliance's check
 
 def test_appliance_refuses_a_qemu_without_its_sandbox(tmp_path):
-    from tests.unit import test_appliance as TA
+    from tests.unit.inspection import test_appliance as TA
     module = TA.FakeGuestfs()
     wrapped = []
 

@@ -25,9 +25,9 @@ from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
 from tests.guests import catalog
 from tests.unit.direct.loops import loop_device
-from tests.unit.direct.test_fs import patches_at
-from tests.unit.direct.test_fs import Patched
-from tests.unit.direct.test_fs import Spy
+from tests.unit.direct.filesystem.test_fs import patches_at
+from tests.unit.direct.filesystem.test_fs import Patched
+from tests.unit.direct.filesystem.test_fs import Spy
 
 MiB = 1 << 20
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,

@@ -21,9 +21,9 @@ from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct.block import source as S
 from ceilometer_os_pollster.direct.filesystem import xfs
 from ceilometer_os_pollster.direct.filesystem.crc32c import crc32c
-from tests.unit.direct.test_fs import patches_at
-from tests.unit.direct.test_fs import Patched
-from tests.unit.direct.test_fs import Spy
+from tests.unit.direct.filesystem.test_fs import patches_at
+from tests.unit.direct.filesystem.test_fs import Patched
+from tests.unit.direct.filesystem.test_fs import Spy
 
 MiB = 1 << 20
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
