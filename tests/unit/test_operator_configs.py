@@ -390,7 +390,7 @@ def test_metrics_yml_reads_what_gnocchi_stores(tmp_path):
 
 
 POLLING_SAMPLE = ETC / 'polling.yaml.sample'
-README = ETC.parent / 'README.rst'
+INSTALL_DOC = ETC.parent / 'doc' / 'source' / 'install.rst'
 CLOUDKITTY_PERIOD = 3600        # CloudKitty's [collect] period default
 
 
@@ -411,8 +411,8 @@ def test_every_rated_period_rests_on_many_samples(tmp_path):
         # the vCPUs whatever the number of samples in a point
         assert args['aggregation_method'] in ('mean', 'max')
         assert args['re_aggregation_method'] in ('mean', 'max')
-    # README shows the interval shipped
-    enabling = README.read_text().split('Enabling the meter\n')[1]
+    # the installation guide shows the interval shipped
+    enabling = INSTALL_DOC.read_text().split('Enabling the meter\n')[1]
     assert 'interval: %d\n' % interval in enabling.split('\n\n\n')[0]
 
 
