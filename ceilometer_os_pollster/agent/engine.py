@@ -1,13 +1,14 @@
 """Inspection engine (agent side): one job in, one OSRecord out.
 
-Owns how the agent gets a record for an ``InspectionJob``: it makes the
-inspection's private directory, runs one worker process (``worker``,
-through ``supervisor``) under ``inspection_deadline``, relays the
-worker's log messages and maps whatever happened (a record, a deadline,
-a crash, garbage) to an ``OSRecord``.  ``Engine.inspect`` never raises
-and never touches a guest disk or libguestfs: one appliance per
-instance, each in its own process group, so disks of different tenants
-never share an appliance and no disk can stall the agent.
+Owns how the agent gets a record for an ``identity.InspectionJob``: it
+makes the inspection's private directory, runs one worker process
+(``worker``, through ``supervisor``) under ``inspection_deadline``,
+relays the worker's log messages and maps whatever happened (a record,
+a deadline, a crash, garbage) to an ``OSRecord``.  ``Engine.inspect``
+never raises and never touches a guest disk or libguestfs: one
+appliance per instance, each in its own process group, so disks of
+different tenants never share an appliance and no disk can stall the
+agent.
 """
 
 import dataclasses
@@ -23,6 +24,7 @@ from oslo_log import log
 from ceilometer_os_pollster.inspection import appliance as appliance_mod
 from ceilometer_os_pollster.inspection import confinement
 from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import sanitize
@@ -35,23 +37,6 @@ FORCE_TCG_HINT = ('set [%s] libguestfs_backend_settings = force_tcg'
                   % options.GROUP)
 WORKER_ARGV = (sys.executable, '-m',
                'ceilometer_os_pollster.inspection.worker')
-
-
-@dataclasses.dataclass(frozen=True)
-class InspectionJob:
-    """A snapshot of what is needed to inspect one instance.
-
-    Taken on the poll path (cheap libvirt calls only) and handed to a
-    background worker, so the worker never touches the agent's libvirt
-    connection.
-    """
-
-    instance_id: str
-    domain_name: str
-    domain_xml: str       # live XML at poll time
-    image_id: str = ''    # nova image id, '' when booted from a volume
-    boot_identity: str = ''   # changes whenever the domain's qemu restarts
-    fingerprint: str = ''     # drives.fingerprint(...) of the above
 
 
 def kvm_problem(device='/dev/kvm', cpuinfo='/proc/cpuinfo'):
@@ -106,11 +91,9 @@ class Engine:
         start = self._clock()
         fingerprint = job.fingerprint
         try:
-            if not fingerprint:
-                fingerprint = drives.fingerprint(
-                    drives.drive_specs(job.domain_xml), job.image_id,
-                    job.boot_identity, self._opts.inspect_all_disks)
-                job = dataclasses.replace(job, fingerprint=fingerprint)
+            job = identity.with_fingerprint(job,
+                                            self._opts.inspect_all_disks)
+            fingerprint = job.fingerprint
             try:
                 account = confinement.worker_account(self._opts.worker_user)
             except confinement.ConfinementError as exc:

@@ -34,7 +34,7 @@ operator's version):
 import dataclasses
 
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import sanitize
@@ -174,8 +174,8 @@ def carries_over(previous, record, now, max_age):
     """
     if previous is None or previous.record.status not in _GOOD:
         return False
-    if not drives.same_disks(previous.record.fingerprint,
-                             record.fingerprint):
+    if not identity.same_disks(previous.record.fingerprint,
+                               record.fingerprint):
         return False
     good_at = record_mod.parse_timestamp(previous.record.inspected_at)
     # A good inspection dated in the future (the clock was wrong then)

@@ -240,12 +240,13 @@ def scan(connection):
 
 def _jobs(targets, all_disks=False):
     from ceilometer_os_pollster.agent import service as service_mod
+    from ceilometer_os_pollster.instances import identity
     boot_id = service_mod.host_boot_id()
     # Fingerprints as the agent makes them, or each would re-inspect
     # what the other inspected.
-    return [service_mod.make_job(s.info.uuid, s.info.name, s.xml,
-                                 s.domain_id, s.info.image_id, boot_id,
-                                 all_disks)
+    return [identity.make_job(s.info.uuid, s.info.name, s.xml,
+                              s.domain_id, s.info.image_id, boot_id,
+                              all_disks)
             for s in targets]
 
 

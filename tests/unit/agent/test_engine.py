@@ -14,6 +14,7 @@ import pytest
 from ceilometer_os_pollster.inspection import appliance as A
 from ceilometer_os_pollster.commands import cli
 from ceilometer_os_pollster.agent import engine as E
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
@@ -28,9 +29,9 @@ XML = ("<domain type='kvm'><name>instance-1</name><devices>"
 
 
 def job(xml=XML, fingerprint='fp-1'):
-    return E.InspectionJob(instance_id='inst-1', domain_name='instance-1',
-                           domain_xml=xml, image_id='img',
-                           boot_identity='boot', fingerprint=fingerprint)
+    return identity.InspectionJob(
+        instance_id='inst-1', domain_name='instance-1', domain_xml=xml,
+        image_id='img', boot_identity='boot', fingerprint=fingerprint)
 
 
 GOOD = record.OSRecord(instance_id='inst-1', status='ok', os_family='linux',
