@@ -224,7 +224,8 @@ class Engine:
         return round(max(0.0, self._clock() - start), 3)
 
     def _failed(self, job, reason, fingerprint, start):
-        reason = sanitize.clean_text(reason, 200) or 'failed'
+        reason = (sanitize.clean_text(reason, record.REASON_LIMIT)
+                  or 'failed')
         duration = self._elapsed(start)
         LOG.warning('inspection of instance %s (%s) failed after %.1f s: '
                     '%s', job.instance_id, job.domain_name, duration, reason)
@@ -276,16 +277,5 @@ def outcome_record(job, outcome, deadline):
     if (rec.instance_id != job.instance_id
             or rec.status == record.STATUS_PENDING):
         return None, 'inspection worker returned a record for another job'
-    return clean_record(rec), ''
-
-
-def clean_record(rec):
-    """The record with every string field cleaned again (bounded, no
-    control characters): it crossed a process boundary."""
-    changes = {}
-    for field in dataclasses.fields(rec):
-        value = getattr(rec, field.name)
-        if isinstance(value, str):
-            limit = 200 if field.name == 'reason' else 255
-            changes[field.name] = sanitize.clean_text(value, limit)
-    return rec.replace(**changes)
+    # It crossed a process boundary: clean it again, as guest data.
+    return rec.cleaned(), ''

@@ -189,7 +189,7 @@ def carried_reason(good, record):
     latest = record.status + (': ' + record.reason if record.reason else '')
     return sanitize.clean_text(
         'carried over from the inspection of %s; latest inspection %s'
-        % (good.inspected_at, latest))
+        % (good.inspected_at, latest), record_mod.REASON_LIMIT)
 
 
 def next_entry(previous, record, now, settings, fraction):
