@@ -26,6 +26,7 @@ from ceilometer import sample
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster.agent import prometheus
 from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import domain_xml
 
 LOG = log.getLogger(__name__)
 
@@ -40,12 +41,11 @@ GUESTFS_HINT = ('install the distribution package providing the libguestfs '
 
 
 def vcpus_of(instance, domain):
-    """vCPUs to bill: the flavor's, else the domain's current count."""
+    """vCPUs to bill (domain_xml.billed_vcpus): the flavor's, else the
+    domain's current count."""
     flavor = getattr(instance, 'flavor', None) or {}
     vcpus = flavor.get('vcpus') if isinstance(flavor, dict) else None
-    if isinstance(vcpus, int) and not isinstance(vcpus, bool) and vcpus > 0:
-        return vcpus
-    return domain.info()[3]
+    return domain_xml.billed_vcpus(vcpus, lambda: domain.info()[3])
 
 
 # Flavor fields Ceilometer's sample helper indexes (and int()s), with

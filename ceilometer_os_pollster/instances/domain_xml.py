@@ -53,6 +53,20 @@ def _clean(value):
     return sanitize.clean_text(value)
 
 
+def billed_vcpus(flavor_vcpus, domain_vcpus):
+    """The vCPUs an instance is billed for: its flavor's when the flavor
+    says a positive whole number, else the domain's current count.
+
+    ``domain_vcpus`` is that count, or a function returning it, called
+    only when the flavor does not say (on the poll path it is a libvirt
+    call).
+    """
+    if (isinstance(flavor_vcpus, int) and not isinstance(flavor_vcpus, bool)
+            and flavor_vcpus > 0):
+        return flavor_vcpus
+    return domain_vcpus() if callable(domain_vcpus) else domain_vcpus
+
+
 def domain_vcpus(root):
     """The domain's current vCPU count from its <vcpu> element (0 if
     unusable): the ``current`` attribute when set, else the maximum."""
@@ -76,8 +90,8 @@ def instance_info(domain_xml):
 
     A domain is a Nova instance when its nova metadata names the owning
     user and project and the instance, which is what Ceilometer's
-    libvirt-metadata discovery requires.  vCPUs are the flavor's when it
-    says a positive number, else the domain's (as the pollster does).
+    libvirt-metadata discovery requires.  vCPUs as the pollster bills
+    them (``billed_vcpus``).
     """
     try:
         root = parse(domain_xml)
@@ -113,4 +127,4 @@ def instance_info(domain_xml):
         image_id = _clean(boot.get('uuid'))
     return dataclasses.replace(
         info, nova=True, project_id=project_id, user_id=user_id,
-        vcpus=vcpus or info.vcpus, image_id=image_id)
+        vcpus=billed_vcpus(vcpus, info.vcpus), image_id=image_id)
