@@ -30,8 +30,7 @@ from ceilometer_os_pollster.instances import domain_xml
 
 LOG = log.getLogger(__name__)
 
-# libvirt constants, so that importing this module needs no libvirt.
-_SHUTOFF = 5      # VIR_DOMAIN_SHUTOFF
+# A libvirt constant, so that importing this module needs no libvirt.
 _NO_DOMAIN = 42   # VIR_ERR_NO_DOMAIN
 
 GUESTFS_HINT = ('install the distribution package providing the libguestfs '
@@ -232,7 +231,7 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         not metered now (shut off).  Never waits for an inspection."""
         domain = self.inspector.connection.lookupByUUIDString(instance.id)
         state = domain.state()[0]
-        if (state == _SHUTOFF and
+        if (state == domain_xml.SHUTOFF and
                 not self.conf.compute.report_stopped_instance_metrics):
             return None
         job = service.job_for_domain(instance.id, domain,

@@ -14,6 +14,10 @@ import dataclasses
 
 from ceilometer_os_pollster import sanitize
 
+# libvirt's state of a domain that is not running (VIR_DOMAIN_SHUTOFF),
+# so that comparing needs no libvirt import.
+SHUTOFF = 5
+
 NOVA_NAMESPACES = ('http://openstack.org/xmlns/libvirt/nova/1.1',
                    'http://openstack.org/xmlns/libvirt/nova/1.0')
 
