@@ -44,8 +44,6 @@ ARRIVED = 0      # first seen after start-up: its samples say "pending"
 NEW = 1          # no record at start-up (cold cache): "pending" too
 INVALIDATED = 2  # something changed; the old record is still served
 REFRESH = 3      # TTL expiry or a retry after failures
-PRIORITY_NAMES = {ARRIVED: 'arrived', NEW: 'new',
-                  INVALIDATED: 'invalidated', REFRESH: 'refresh'}
 
 _GOOD = (record_mod.STATUS_OK, record_mod.STATUS_ENCRYPTED)
 # How far in the future a good inspection's date may be (clock skew

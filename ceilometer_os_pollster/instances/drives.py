@@ -291,18 +291,6 @@ def boot_drives(specs, all_disks=False):
     return ordered[:1]
 
 
-def servers(spec):
-    """The spec's servers as libguestfs add_drive(server=...) strings."""
-    if spec.socket:
-        return ['unix:' + spec.socket]
-    result = []
-    for name, port in spec.hosts:
-        if ':' in name and not name.startswith('['):
-            name = '[%s]' % name    # IPv6 literal
-        result.append('tcp:%s:%s' % (name, port))
-    return result
-
-
 def describe(spec):
     """A short, log-safe description of a drive (never the auth data).
 

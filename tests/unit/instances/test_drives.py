@@ -470,7 +470,7 @@ def test_generated_labels_avoid_target_names():
     assert [spec.label for spec in specs] == ['diskc', 'vda', 'diskd']
 
 
-# describe / servers ------------------------------------------------------
+# describe ----------------------------------------------------------------
 
 @pytest.mark.parametrize('snippet, expected', [
     (ROOT_OVERLAY, 'vda (qcow2, virtio): file %s/disk' % INSTANCES),
@@ -495,19 +495,6 @@ def test_describe_never_shows_auth_and_is_safe():
     assert len(text) <= 255
     assert text.startswith('vda (raw, virtio): rbd p/img evil')
     assert all(ch.isprintable() for ch in text)
-
-
-@pytest.mark.parametrize('snippet, expected', [
-    (RBD, ['tcp:192.0.2.1:6789', 'tcp:192.0.2.2:6789',
-           'tcp:[2001:db8::3]:3300']),
-    (RBD_NO_HOSTS, []),
-    (NBD_TCP, ['tcp:nbd.example.org:6000']),
-    (NBD_UNIX, ['unix:/var/run/nbdsock']),
-    (ISCSI_NETWORK, ['tcp:iscsi.example.com:3260']),
-    (RAW_FILE, []),
-])
-def test_servers(snippet, expected):
-    assert drives.servers(only(domain(snippet))) == expected
 
 
 @pytest.mark.parametrize('target, position', [
