@@ -89,7 +89,7 @@ def test_cleaned_is_idempotent_on_a_normal_record():
     ('fingerprint', 'f' * 65, ''),
 ])
 def test_cleaned_bounds_every_field(field, value, expected):
-    rec = record.OSRecord(instance_id='i-1', **{field: value})
+    rec = record.OSRecord(**dict({'instance_id': 'i-1'}, **{field: value}))
     assert getattr(rec.cleaned(), field) == expected
 
 
