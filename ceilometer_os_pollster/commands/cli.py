@@ -34,6 +34,7 @@ import time
 from oslo_config import cfg
 
 from ceilometer_os_pollster.instances import domain_xml
+from ceilometer_os_pollster.instances.domain_xml import SHUTOFF as _SHUTOFF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.commands import render
@@ -44,9 +45,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LIBVIRT = 3
-
-# Newest first, as Ceilometer's discovery reads them.
-_SHUTOFF = 5   # VIR_DOMAIN_SHUTOFF
 
 # Keys of one --json item before the record's metadata keys.
 JSON_ID_KEYS = ('resource_id', 'project_id', 'user_id', 'vcpus')
@@ -240,12 +238,13 @@ def scan(connection):
 
 def _jobs(targets, all_disks=False):
     from ceilometer_os_pollster.agent import service as service_mod
+    from ceilometer_os_pollster.instances import identity
     boot_id = service_mod.host_boot_id()
     # Fingerprints as the agent makes them, or each would re-inspect
     # what the other inspected.
-    return [service_mod.make_job(s.info.uuid, s.info.name, s.xml,
-                                 s.domain_id, s.info.image_id, boot_id,
-                                 all_disks)
+    return [identity.make_job(s.info.uuid, s.info.name, s.xml,
+                              s.domain_id, s.info.image_id, boot_id,
+                              all_disks)
             for s in targets]
 
 

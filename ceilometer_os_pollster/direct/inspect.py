@@ -269,13 +269,13 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None,
         for index, spec in enumerate(specs):
             if spec.encryption:
                 result.encrypted_devices.append(spec.target)
-                result.encrypted_types[spec.target] = 'crypto_LUKS'
+                result.encrypted_types[spec.target] = raw_facts.LUKS
                 continue
             try:
                 disk = disks_mod.disk_source(spec, budget, stack, network)
             except overlay.EncryptedImage:
                 result.encrypted_devices.append(spec.target)
-                result.encrypted_types[spec.target] = 'crypto_LUKS'
+                result.encrypted_types[spec.target] = raw_facts.LUKS
                 continue
             volumes.extend(disks_mod.partition_volumes(index, disk))
         disks = _Disks()

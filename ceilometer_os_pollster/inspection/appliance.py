@@ -186,7 +186,7 @@ class Appliance:
     @staticmethod
     def _encrypted(result, spec):
         result.encrypted_devices.append(spec.target)
-        result.encrypted_types[spec.target] = 'crypto_LUKS'
+        result.encrypted_types[spec.target] = raw_facts.LUKS
 
     def _check_qemu(self, g):
         """Refuse to read anything if qemu was started with a drive whose

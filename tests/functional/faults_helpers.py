@@ -17,6 +17,7 @@ import threading
 from oslo_config import cfg
 
 from ceilometer_os_pollster.agent import engine as E
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 
@@ -58,8 +59,9 @@ def make_engine(tmp_root, worker_argv=None, **overrides):
 
 
 def job(name, disks):
-    return E.InspectionJob(instance_id='inst-' + name, domain_name=name,
-                           domain_xml=DOMAIN.format(name=name, disks=disks))
+    return identity.InspectionJob(
+        instance_id='inst-' + name, domain_name=name,
+        domain_xml=DOMAIN.format(name=name, disks=disks))
 
 
 def string_problems(rec):

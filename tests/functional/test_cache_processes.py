@@ -33,7 +33,7 @@ import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.agent import engine
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import scheduler as sched
@@ -162,12 +162,12 @@ def test_lock_held_by_other_process_skips_until_holder_dies(tmp_path):
         fake = FakeEngine()
         scheduler = sched.Scheduler(policy.Settings(concurrency=2), cache,
                                     fake)
-        job = engine.InspectionJob(instance_id=target, domain_name='vm',
-                                   domain_xml='<domain/>', fingerprint='f')
-        other = engine.InspectionJob(instance_id=iid(2, 2),
-                                     domain_name='vm2',
-                                     domain_xml='<domain/>',
-                                     fingerprint='f')
+        job = identity.InspectionJob(instance_id=target, domain_name='vm',
+                                     domain_xml='<domain/>', fingerprint='f')
+        other = identity.InspectionJob(instance_id=iid(2, 2),
+                                       domain_name='vm2',
+                                       domain_xml='<domain/>',
+                                       fingerprint='f')
         assert scheduler.lookup(job).status == 'pending'
         scheduler.lookup(other)
         wait_idle(scheduler)

@@ -14,6 +14,7 @@ import pytest
 from ceilometer_os_pollster.inspection import appliance as A
 from ceilometer_os_pollster.commands import cli
 from ceilometer_os_pollster.agent import engine as E
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
@@ -28,9 +29,9 @@ XML = ("<domain type='kvm'><name>instance-1</name><devices>"
 
 
 def job(xml=XML, fingerprint='fp-1'):
-    return E.InspectionJob(instance_id='inst-1', domain_name='instance-1',
-                           domain_xml=xml, image_id='img',
-                           boot_identity='boot', fingerprint=fingerprint)
+    return identity.InspectionJob(
+        instance_id='inst-1', domain_name='instance-1', domain_xml=xml,
+        image_id='img', boot_identity='boot', fingerprint=fingerprint)
 
 
 GOOD = record.OSRecord(instance_id='inst-1', status='ok', os_family='linux',
@@ -238,6 +239,20 @@ def test_outcome_with_a_record():
     rec, reason = E.outcome_record(
         job(), supervisor.Outcome(returncode=0, record=GOOD.to_dict()), 300)
     assert reason == '' and rec == GOOD
+
+
+def test_a_worker_record_is_cleaned_like_one_read_from_the_cache():
+    # One rule (OSRecord.cleaned) at both boundaries, with the stricter
+    # bounds of the two former copies: reasons of at most 200
+    # characters, identifier fields reduced to tokens.
+    sent = GOOD.replace(reason='r' * 300, os_distro='rhel; rm -rf /',
+                        os_edition='E' * 100, inspected_at='yesterday')
+    rec, reason = E.outcome_record(
+        job(), supervisor.Outcome(returncode=0, record=sent.to_dict()), 300)
+    assert reason == ''
+    assert rec == sent.cleaned()
+    assert (rec.reason, rec.os_distro, rec.os_edition, rec.inspected_at) == (
+        'r' * 200, 'rhelrm-rf', 'E' * 64, '')
 
 
 # --- preflight

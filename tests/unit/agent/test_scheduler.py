@@ -10,7 +10,7 @@ import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.agent import engine
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster.agent import scheduler as sched
@@ -23,8 +23,9 @@ def iid(n):
 
 
 def job(n, fingerprint='fp1', xml='<domain/>'):
-    return engine.InspectionJob(instance_id=iid(n), domain_name='inst-%d' % n,
-                                domain_xml=xml, fingerprint=fingerprint)
+    return identity.InspectionJob(
+        instance_id=iid(n), domain_name='inst-%d' % n, domain_xml=xml,
+        fingerprint=fingerprint)
 
 
 def ok(instance_id, fingerprint='fp1', **fields):
@@ -160,7 +161,7 @@ def entry_of(rec, expires_at=NOW + 50, failures=0, retry_at=0.0):
                               last_seen=NOW)
 
 
-# Fingerprints as drives.fingerprint makes them: <disks>-<qemu run>.
+# Fingerprints as identity.fingerprint makes them: <disks>-<qemu run>.
 FP = 'a' * 16 + '-' + '1' * 16
 RESTARTED = 'a' * 16 + '-' + '2' * 16      # same disks, new qemu run
 REBUILT = 'b' * 16 + '-' + '2' * 16        # new boot disk or image
@@ -207,8 +208,8 @@ DECISIONS = [
 @pytest.mark.parametrize('name, entry, fingerprint, settled, expected',
                          DECISIONS, ids=[d[0] for d in DECISIONS])
 def test_decide(name, entry, fingerprint, settled, expected):
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=fingerprint)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=fingerprint)
     assert policy.decide(entry, j, NOW, settled) == expected
 
 
@@ -314,8 +315,8 @@ def test_next_entry_carry_over(name, previous, result, now, carried):
     assert new.failures == (previous.failures if previous else 0) + 1
     # Whatever is kept, the backoff (not an invalidation) decides next.
     assert new.record.fingerprint == result.fingerprint
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=result.fingerprint)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=result.fingerprint)
     assert policy.decide(new, j, now) is None
     if carried:
         good = previous.record
@@ -891,15 +892,15 @@ AFTER_A_JUMP = [
 @pytest.mark.parametrize('name, entry, fingerprint, jumped_at, expected',
                          AFTER_A_JUMP, ids=[d[0] for d in AFTER_A_JUMP])
 def test_decide_after_a_jump(name, entry, fingerprint, jumped_at, expected):
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=fingerprint)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=fingerprint)
     assert policy.decide(entry, j, NOW, True, jumped_at=jumped_at,
                          requeue_interval=HOUR) == expected
 
 
 def test_zero_interval_lets_every_change_jump():
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=RESTARTED)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=RESTARTED)
     assert policy.decide(entry_of(ok(iid(1), FP)), j, NOW, True,
                          jumped_at=NOW - 1,
                          requeue_interval=0) == policy.INVALIDATED

@@ -24,6 +24,7 @@ from ceilometer_os_pollster.commands import render
 from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import identity
 from tests.fixtures import libvirt_test_driver as tdrv
 
 NOVA = 'http://openstack.org/xmlns/libvirt/nova/1.1'
@@ -530,12 +531,12 @@ def test_cli_jobs_fingerprint_like_the_agent(all_disks):
     xml = ET.tostring(domain, encoding='unicode')
     info = domain_xml_mod.instance_info(xml)
     job, = cli._jobs([cli.Scanned(info, xml, 7, 1)], all_disks)
-    agent = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
-                                 service_mod.host_boot_id(), all_disks)
+    agent = identity.make_job(uuid, info.name, xml, 7, info.image_id,
+                              service_mod.host_boot_id(), all_disks)
     assert job.fingerprint == agent.fingerprint
-    without = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
-                                   service_mod.host_boot_id(),
-                                   not all_disks)
+    without = identity.make_job(uuid, info.name, xml, 7, info.image_id,
+                                service_mod.host_boot_id(),
+                                not all_disks)
     assert job.fingerprint != without.fingerprint
 
 
