@@ -69,6 +69,7 @@ from ceilometer_os_pollster.agent import scheduler as scheduler_mod
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
 from ceilometer_os_pollster.inspection import worker as worker_mod
+from ceilometer_os_pollster.inspection import worker_process
 from ceilometer_os_pollster.agent import workdir
 
 from benchmarks import common
@@ -460,7 +461,7 @@ def same_priority():
     yields to everything else, so the baseline must yield alike."""
     opts = make_conf(1)[options.GROUP]
     prefix = ['nice', '-n', str(opts.worker_nice)]
-    io_class = worker_mod.IO_CLASSES.get(opts.worker_io_class)
+    io_class = worker_process.IO_CLASSES.get(opts.worker_io_class)
     if io_class:
         prefix += ['ionice', '-c', str(io_class)]
     return prefix

@@ -437,6 +437,7 @@ class OnlyThese:
 
 def run_report(chain, tmp_path, *args):
     from ceilometer_os_pollster.commands import cli
+    from ceilometer_os_pollster.commands import domains
     conf = tmp_path / 'report.conf'
     conf.write_text('[DEFAULT]\nlibvirt_uri = %s\n[os_inspection]\n'
                     'cache_dir = %s\n' % (libvirtd.URI, chain.cache_dir))
@@ -446,7 +447,7 @@ def run_report(chain, tmp_path, *args):
     try:
         rc = cli.main(['--config-file', str(conf), 'report'] + list(args),
                       stdout=out, stderr=err,
-                      connect=lambda c: OnlyThese(cli.open_libvirt(c),
+                      connect=lambda c: OnlyThese(domains.open_libvirt(c),
                                                   chain.names))
     finally:
         root.handlers[:] = handlers

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_files
 from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster import record as record_mod
@@ -126,7 +126,7 @@ class World:
         return jobs
 
 
-def _age(path, seconds=2 * cache_mod.STALE_TEMP_SECONDS):
+def _age(path, seconds=2 * cache_files.STALE_TEMP_SECONDS):
     when = time.time() - seconds
     os.utime(path, (when, when), follow_symlinks=False)
 

@@ -103,7 +103,7 @@ def test_dynamic_definition_is_a_host_command_pollster(conf):
     assert (config['sample_type'], config['unit']) == ('gauge', 'vcpu')
     assert config['value_attribute'] == 'vcpus'
     assert (config['resource_id_attribute'], config['project_id_attribute'],
-            config['user_id_attribute']) == cli.JSON_ID_KEYS[:3]
+            config['user_id_attribute']) == render.JSON_ID_KEYS[:3]
     # the same metadata keys, in the same order, as the native pollster
     assert config['metadata_fields'] == list(record.METADATA_KEYS)
     assert config['skip_sample_values'] == []

@@ -100,8 +100,8 @@ def test_stop_names_what_stays_after_the_bounded_wait(tmp_path,
 
 def test_worker_guard_kills_the_group_when_the_worker_dies(tmp_path):
     pid_file = tmp_path / 'child.pid'
-    code = ('from ceilometer_os_pollster.inspection import worker; '
-            'worker.guard_group(); ' + WORKER)
+    code = ('from ceilometer_os_pollster.inspection import '
+            'worker_process; worker_process.guard_group(); ' + WORKER)
     proc = subprocess.Popen([sys.executable, '-c', code, str(pid_file)],
                             start_new_session=True)
     assert until(lambda: pid_file.exists() and pid_file.read_text())
@@ -112,8 +112,8 @@ def test_worker_guard_kills_the_group_when_the_worker_dies(tmp_path):
 
 
 def test_worker_guard_spares_a_group_it_does_not_lead():
-    code = ('from ceilometer_os_pollster.inspection import worker; '
-            'worker.guard_group(); print("ok")')
+    code = ('from ceilometer_os_pollster.inspection import '
+            'worker_process; worker_process.guard_group(); print("ok")')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, timeout=60)
     assert out.stdout == 'ok\n'      # and this test process still runs
