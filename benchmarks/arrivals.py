@@ -43,7 +43,7 @@ from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster.agent import scheduler as scheduler_mod
-from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import identity
 
 from benchmarks import common
 
@@ -84,9 +84,9 @@ class WithoutArrivalPriority(scheduler_mod.Scheduler):
 
 
 def job(instance_id, domain_id):
-    return service_mod.make_job(instance_id, 'instance',
-                                _XML.format(uuid=instance_id), domain_id,
-                                'image-1', BOOT_ID)
+    return identity.make_job(instance_id, 'instance',
+                             _XML.format(uuid=instance_id), domain_id,
+                             'image-1', BOOT_ID)
 
 
 def settings(concurrency):

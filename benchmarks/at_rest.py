@@ -3,7 +3,7 @@
 Simulated days: a fake clock drives the real Scheduler and RecordCache
 (files in a temporary directory, real worker thread) with a counting
 engine that answers at once.  Every poll interval each instance's job is
-built by service.make_job from its domain XML, domain id and the host
+built by identity.make_job from its domain XML, domain id and the host
 boot id, exactly as the pollster does; a "restart" (stop/start, hard
 reboot, live migration) gives the domain a new id, hence a new boot
 identity and fingerprint.  After each poll the benchmark waits until the
@@ -48,7 +48,7 @@ from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster.agent import scheduler as scheduler_mod
-from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import identity
 
 from benchmarks import common
 
@@ -147,7 +147,7 @@ class Host:
         key = (instance_id, self.domain_id[instance_id])
         job = self._jobs.get(key)
         if job is None:
-            job = service_mod.make_job(
+            job = identity.make_job(
                 instance_id, 'instance', self.xml[instance_id],
                 self.domain_id[instance_id], 'image-1', BOOT_ID)
             self._jobs[key] = job

@@ -3,7 +3,7 @@
 A throw-away rig (tests.rig) runs N nova-like qemu domains whose disks
 are nova-style qcow2 overlays on phony guest images (tests.guests); one
 of them also has a data disk.  Jobs are built from the live domains the
-way the pollster builds them (service.make_job); the real Engine
+way the pollster builds them (identity.make_job); the real Engine
 inspects them through the real Scheduler (``run_now``) with an empty
 RecordCache, at concurrency 1 and 2: one worker process per VM
 (``python -m ceilometer_os_pollster.inspection.worker``), each
@@ -62,12 +62,14 @@ import time
 
 from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import scheduler as scheduler_mod
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
 from ceilometer_os_pollster.inspection import worker as worker_mod
+from ceilometer_os_pollster.inspection import worker_process
 from ceilometer_os_pollster.agent import workdir
 
 from benchmarks import common
@@ -217,8 +219,8 @@ def rig_vms(rig, doms, guests):
     vms = []
     for dom, (guest, data) in zip(doms, guests):
         live = rig.conn.lookupByUUIDString(dom.uuid)
-        job = service_mod.make_job(dom.uuid, live.name(), live.XMLDesc(0),
-                                   live.ID(), dom.image_id or '', boot_id)
+        job = identity.make_job(dom.uuid, live.name(), live.XMLDesc(0),
+                                live.ID(), dom.image_id or '', boot_id)
         boot = dom.boot_disk
         vms.append(VM(dom.display_name, guest, job, boot.source,
                       boot.format, data))
@@ -240,9 +242,9 @@ def xml_vms(images, guests):
             flavor=domains.flavor_for(2), project_id='p', user_id='u',
             image_id=domains.stable_uuid('image', guest),
             disks=tuple(disks))
-        job = service_mod.make_job(uuid, spec.name,
-                                   domains.domain_xml(spec), n + 1,
-                                   spec.image_id, 'no-rig')
+        job = identity.make_job(uuid, spec.name,
+                                domains.domain_xml(spec), n + 1,
+                                spec.image_id, 'no-rig')
         vms.append(VM(spec.display_name, guest, job, str(boot), 'raw', data))
     return vms
 
@@ -350,8 +352,8 @@ def no_disk_job():
         name=domains.instance_name(999), display_name='bench-no-disk',
         flavor=domains.flavor_for(1), project_id='p', user_id='u',
         image_id=None, disks=())
-    return service_mod.make_job(spec.uuid, spec.name,
-                                domains.domain_xml(spec), 999, '', 'no-rig')
+    return identity.make_job(spec.uuid, spec.name,
+                             domains.domain_xml(spec), 999, '', 'no-rig')
 
 
 def _no_disk_ok(rec, job):
@@ -459,7 +461,7 @@ def same_priority():
     yields to everything else, so the baseline must yield alike."""
     opts = make_conf(1)[options.GROUP]
     prefix = ['nice', '-n', str(opts.worker_nice)]
-    io_class = worker_mod.IO_CLASSES.get(opts.worker_io_class)
+    io_class = worker_process.IO_CLASSES.get(opts.worker_io_class)
     if io_class:
         prefix += ['ionice', '-c', str(io_class)]
     return prefix

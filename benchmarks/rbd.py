@@ -19,6 +19,7 @@ import statistics
 import tempfile
 
 from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.instances import identity
 from tests.functional import faults_helpers
 from tests.guests import builder
 from tests.guests import catalog
@@ -68,10 +69,10 @@ def main(argv=None):
         tmp.mkdir()
         engine = make_engine(tmp, conf_path)
         jobs = {
-            'file': engine_mod.InspectionJob(
+            'file': identity.InspectionJob(
                 instance_id='bench-file', domain_name='bench-file',
                 domain_xml=FILE_XML.format(path=raw)),
-            'rbd': engine_mod.InspectionJob(
+            'rbd': identity.InspectionJob(
                 instance_id='bench-rbd', domain_name='bench-rbd',
                 domain_xml=RBD_XML.format(image='bench_disk',
                                           port=cluster.v1_port)),

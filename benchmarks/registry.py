@@ -21,6 +21,7 @@ import statistics
 import tempfile
 
 from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster.families import guest_files
 from tests.functional import faults_helpers
 from tests.guests import builder
@@ -45,7 +46,7 @@ def main(argv=None):
         engine = engine_mod.Engine(faults_helpers.inspection_conf(
             inspection_deadline=900, tmp_dir=str(work)))
         jobs = {
-            name: engine_mod.InspectionJob(
+            name: identity.InspectionJob(
                 instance_id='bench-' + name, domain_name='bench-' + name,
                 domain_xml=DOMAIN_XML.format(name=name,
                                              path=builder.build(guest)))

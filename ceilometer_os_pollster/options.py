@@ -103,9 +103,9 @@ OPTS = [
         'tmp_dir',
         default='',
         help='Where each inspection gets its private directory '
-             '(os-inspection-*, mode 0700, removed when the inspection '
-             'ends; left-overs of killed processes are removed at the '
-             'next start). It holds the disks\' overlays, where the '
+             '(os-inspection-<random>, mode 0700, removed when the '
+             'inspection ends; left-overs of killed processes are removed '
+             'at the next start). It holds the disks\' overlays, where the '
              'appliance\'s writes land (e.g. a journal replayed at '
              'mount), libguestfs\' temporary files and sockets (the '
              'sockets only when the worker is not root: libguestfs 1.48 '
@@ -156,10 +156,11 @@ OPTS = [
              'switches to it and its groups before reading anything, so '
              'qemu-img and the appliance\'s qemu never run as root. Use a '
              'dedicated user (e.g. "os-inspector") that can read the '
-             'instance disks and their backing files (see README, '
-             '"Permissions"; and /dev/kvm through the kvm group) and '
-             'nothing else. Empty: root inspections run qemu as root '
-             '(logged as a WARNING at start). Ignored when not root.'),
+             'instance disks and their backing files (see the '
+             'installation guide, "Permissions"; and /dev/kvm through the '
+             'kvm group) and nothing else. Empty: root inspections run '
+             'qemu as root (logged as a WARNING at start). Ignored when '
+             'not root.'),
     cfg.StrOpt(
         'inspection_method',
         default='auto', choices=['auto', 'direct', 'appliance'],
@@ -289,13 +290,13 @@ OPTS = [
         default='',
         help='cephx user the inspector reads rbd disks as, e.g. '
              '"os-inspector" for client.os-inspector, whose keyring is '
-             'found through ceph_conf. Give it read-only caps (see README, '
-             '"A read-only cephx user") so that the inspector cannot write '
-             'to the cluster even if it wanted to. Empty: the user named in '
-             'the disk\'s <auth username> (nova\'s rbd_user, which may '
-             'write), with its key from ceph_conf or, if '
-             'libvirt_secret_uri is set, from the domain\'s libvirt '
-             'secret.'),
+             'found through ceph_conf. Give it read-only caps (see the '
+             'installation guide, "A read-only cephx user") so that the '
+             'inspector cannot write to the cluster even if it wanted to. '
+             'Empty: the user named in the disk\'s <auth username> '
+             '(nova\'s rbd_user, which may write), with its key from '
+             'ceph_conf or, if libvirt_secret_uri is set, from the '
+             'domain\'s libvirt secret.'),
     cfg.IntOpt(
         'ceph_client_mount_timeout',
         default=20, min=1, max=300,

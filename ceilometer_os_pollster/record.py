@@ -2,7 +2,11 @@
 
 The engine produces it, the cache stores it, the pollster renders it as
 sample metadata and the CLI prints it as JSON.  A field is added here and
-nowhere else; every rendering is derived from ``METADATA_KEYS``.
+nowhere else: its one line in ``OSRecord`` gives its type, default, how
+it is cleaned and its sample metadata key; ``metadata()``, ``cleaned()``,
+``METADATA_KEYS``, ``to_dict()`` and ``from_dict()`` are derived from
+those lines.  The operator files under etc/ that name the metadata keys
+(Gnocchi, CloudKitty, the dynamic pollster) are kept in step by a test.
 """
 
 import dataclasses
@@ -30,28 +34,6 @@ METHODS = ('', METHOD_DIRECT, METHOD_APPLIANCE)
 # Bump when the meaning or the set of fields changes; the cache treats
 # records of another schema as misses.
 SCHEMA_VERSION = 1
-
-# Sample metadata keys, in a fixed order and always all present: the
-# Prometheus exporter refuses a meter whose label set changes.  Never
-# 'os_type': Ceilometer's standard metadata already uses it ("hvm").
-METADATA_KEYS = (
-    'os_family',
-    'os_distro',
-    'os_info',
-    'os_version_major',
-    'os_version_minor',
-    'os_build',
-    'os_product_name',
-    'os_product_variant',
-    'os_edition',
-    'os_arch',
-    'sql_server_edition',
-    'os_inspection_status',
-    'os_inspection_reason',
-    'os_inspection_method',
-    'os_inspected_at',
-)
-
 
 _TIMESTAMP_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 _TIMESTAMP_RE = re.compile(r'[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}'
@@ -84,6 +66,47 @@ def parse_timestamp(text):
     return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
+# The longest reason a record carries (the engine's bound on what a
+# worker sends; carried-over reasons are cut to it too).
+REASON_LIMIT = 200
+
+
+def _text(limit):
+    return lambda value: sanitize.clean_text(value, limit)
+
+
+def _token(default=''):
+    return lambda value: sanitize.clean_token(value) or default
+
+
+def _status(value):
+    return value        # __post_init__ refuses any other
+
+
+def _method(value):
+    return value if value in METHODS else ''
+
+
+def _timestamp(value):
+    return value if parse_timestamp(value) is not None else ''
+
+
+def _fingerprint(value):
+    return value if _FINGERPRINT_RE.fullmatch(value) else ''
+
+
+def _duration(value):
+    return float(value if math.isfinite(value) and 0 <= value < 1e6
+                 else 0.0)
+
+
+def _field(clean, key=None, default=dataclasses.MISSING):
+    """A record field: ``clean`` bounds it as guest data (cleaned()),
+    ``key`` is its sample metadata key (None: not published)."""
+    return dataclasses.field(default=default,
+                             metadata={'clean': clean, 'key': key})
+
+
 @dataclasses.dataclass(frozen=True)
 class OSRecord:
     """What is known about the operating system of one instance.
@@ -91,29 +114,34 @@ class OSRecord:
     String fields are already sanitised guest data (see sanitize.py);
     unknown strings are '' except os_family/os_distro/os_info, which use
     'unknown' like libguestfs.  Versions are integers, 0 when unknown.
+
+    The published fields come in the order of their metadata keys
+    (``METADATA_KEYS``).  Never 'os_type': Ceilometer's standard
+    metadata already uses it ("hvm").
     """
 
-    instance_id: str
-    status: str = STATUS_PENDING
-    reason: str = ''
-    os_family: str = 'unknown'
-    os_distro: str = 'unknown'
-    os_info: str = 'unknown'
-    os_version_major: int = 0
-    os_version_minor: int = 0
-    os_build: str = ''
-    os_product_name: str = ''
-    os_product_variant: str = ''
-    os_edition: str = ''
-    os_arch: str = ''
-    sql_server_edition: str = ''
-    inspection_method: str = ''
-    inspected_at: str = ''
-    # What the record was computed from (see drives.fingerprint); a
+    instance_id: str = _field(_text(64))
+    os_family: str = _field(_token('unknown'), 'os_family', 'unknown')
+    os_distro: str = _field(_token('unknown'), 'os_distro', 'unknown')
+    os_info: str = _field(_token('unknown'), 'os_info', 'unknown')
+    os_version_major: int = _field(sanitize.clean_int, 'os_version_major', 0)
+    os_version_minor: int = _field(sanitize.clean_int, 'os_version_minor', 0)
+    os_build: str = _field(_token(), 'os_build', '')
+    os_product_name: str = _field(_text(255), 'os_product_name', '')
+    os_product_variant: str = _field(_text(64), 'os_product_variant', '')
+    os_edition: str = _field(_text(64), 'os_edition', '')
+    os_arch: str = _field(_token(), 'os_arch', '')
+    sql_server_edition: str = _field(_text(64), 'sql_server_edition', '')
+    status: str = _field(_status, 'os_inspection_status', STATUS_PENDING)
+    reason: str = _field(_text(REASON_LIMIT), 'os_inspection_reason', '')
+    # How the disks were read (METHODS).
+    inspection_method: str = _field(_method, 'os_inspection_method', '')
+    inspected_at: str = _field(_timestamp, 'os_inspected_at', '')
+    # What the record was computed from (see identity.fingerprint); a
     # change means the guest may have a different OS now.
-    fingerprint: str = ''
+    fingerprint: str = _field(_fingerprint, default='')
     # Seconds the inspection took (0 for pending); for logs/benchmarks.
-    duration: float = 0.0
+    duration: float = _field(_duration, default=0.0)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -134,23 +162,8 @@ class OSRecord:
 
     def metadata(self):
         """The sample metadata: exactly METADATA_KEYS, every time."""
-        return {
-            'os_family': self.os_family,
-            'os_distro': self.os_distro,
-            'os_info': self.os_info,
-            'os_version_major': self.os_version_major,
-            'os_version_minor': self.os_version_minor,
-            'os_build': self.os_build,
-            'os_product_name': self.os_product_name,
-            'os_product_variant': self.os_product_variant,
-            'os_edition': self.os_edition,
-            'os_arch': self.os_arch,
-            'sql_server_edition': self.sql_server_edition,
-            'os_inspection_status': self.status,
-            'os_inspection_reason': self.reason,
-            'os_inspection_method': self.inspection_method,
-            'os_inspected_at': self.inspected_at,
-        }
+        return {f.metadata['key']: getattr(self, f.name)
+                for f in _PUBLISHED}
 
     def summary(self):
         """A short human summary for tables and logs: 'windows win2k22
@@ -201,39 +214,19 @@ class OSRecord:
     def cleaned(self):
         """The record with every field bounded and cleaned as guest data.
 
-        For records that come back from disk: another process, an older
-        version or an edit may have put anything there, and what is
-        published must be as clean as what normalise() produces.  A
-        record normalise() made comes out unchanged.
+        For records that cross a process boundary (from the worker, or
+        from disk: another process, an older version or an edit may have
+        put anything there), so that what is published is as clean as
+        what normalise() produces.  A record normalise() made comes out
+        unchanged.
         """
-        def token(value, default=''):
-            return sanitize.clean_token(value) or default
+        return self.replace(**{f.name: f.metadata['clean'](
+            getattr(self, f.name)) for f in dataclasses.fields(self)})
 
-        def text(value, limit=255):
-            return sanitize.clean_text(value, limit)
 
-        fingerprint = self.fingerprint if _FINGERPRINT_RE.fullmatch(
-            self.fingerprint) else ''
-        duration = self.duration if (
-            math.isfinite(self.duration) and 0 <= self.duration < 1e6) else 0.0
-        return self.replace(
-            instance_id=text(self.instance_id, 64),
-            reason=text(self.reason),
-            os_family=token(self.os_family, 'unknown'),
-            os_distro=token(self.os_distro, 'unknown'),
-            os_info=token(self.os_info, 'unknown'),
-            os_version_major=sanitize.clean_int(self.os_version_major),
-            os_version_minor=sanitize.clean_int(self.os_version_minor),
-            os_build=token(self.os_build),
-            os_product_name=text(self.os_product_name),
-            os_product_variant=text(self.os_product_variant, 64),
-            os_edition=text(self.os_edition, 64),
-            os_arch=token(self.os_arch),
-            sql_server_edition=text(self.sql_server_edition, 64),
-            inspection_method=(self.inspection_method
-                               if self.inspection_method in METHODS
-                               else ''),
-            inspected_at=(self.inspected_at if parse_timestamp(
-                self.inspected_at) is not None else ''),
-            fingerprint=fingerprint,
-            duration=float(duration))
+_PUBLISHED = tuple(f for f in dataclasses.fields(OSRecord)
+                   if f.metadata['key'])
+
+# Sample metadata keys, in a fixed order and always all present: the
+# Prometheus exporter refuses a meter whose label set changes.
+METADATA_KEYS = tuple(f.metadata['key'] for f in _PUBLISHED)

@@ -16,8 +16,8 @@ import time
 from oslo_config import cfg
 
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.agent import engine as engine_mod
 from ceilometer_os_pollster.commands import gnocchi_history
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 
@@ -170,7 +170,7 @@ def job(n=1, fingerprint='fp1', xml='<domain/>', **fields):
     values = dict(instance_id=iid(n), domain_name='inst-%d' % n,
                   domain_xml=xml, fingerprint=fingerprint)
     values.update(fields)
-    return engine_mod.InspectionJob(**values)
+    return identity.InspectionJob(**values)
 
 
 def job_request(*args, **kwargs):

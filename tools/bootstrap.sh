@@ -5,7 +5,8 @@
 # tools for the test rig's one-node cluster), then a venv on
 # /usr/bin/python3 with system site-packages (python3-guestfs/
 # python3-libvirt are only built for that interpreter), Ceilometer from
-# PyPI and this package in editable mode with its test tools; then
+# PyPI and this package in editable mode with its test, lint and docs
+# tools (Sphinx, reno); then
 # tools/bootstrap-billing.sh (the billing services' own venv).  Quick
 # when everything is present.
 #
@@ -78,7 +79,7 @@ fi
 log "installing ceilometer $CEILOMETER_VERSION and this package"
 pipq install -q --upgrade pip
 pipq install -q "ceilometer==$CEILOMETER_VERSION"
-pipq install -q -e "$HERE[test,lint]" tox
+pipq install -q -e "$HERE[test,lint,docs]" tox
 "$VENV/bin/python" -c 'import guestfs, libvirt, ceilometer' >&2
 echo "$want" > "$stamp"
 log "ready: $VENV"

@@ -1,13 +1,14 @@
 """Inspection engine (agent side): one job in, one OSRecord out.
 
-Owns how the agent gets a record for an ``InspectionJob``: it makes the
-inspection's private directory, runs one worker process (``worker``,
-through ``supervisor``) under ``inspection_deadline``, relays the
-worker's log messages and maps whatever happened (a record, a deadline,
-a crash, garbage) to an ``OSRecord``.  ``Engine.inspect`` never raises
-and never touches a guest disk or libguestfs: one appliance per
-instance, each in its own process group, so disks of different tenants
-never share an appliance and no disk can stall the agent.
+Owns how the agent gets a record for an ``identity.InspectionJob``: it
+makes the inspection's private directory, runs one worker process
+(``worker``, through ``supervisor``) under ``inspection_deadline``,
+relays the worker's log messages and maps whatever happened (a record,
+a deadline, a crash, garbage) to an ``OSRecord``.  ``Engine.inspect``
+never raises and never touches a guest disk or libguestfs: one
+appliance per instance, each in its own process group, so disks of
+different tenants never share an appliance and no disk can stall the
+agent.
 """
 
 import dataclasses
@@ -23,6 +24,7 @@ from oslo_log import log
 from ceilometer_os_pollster.inspection import appliance as appliance_mod
 from ceilometer_os_pollster.inspection import confinement
 from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import sanitize
@@ -35,23 +37,6 @@ FORCE_TCG_HINT = ('set [%s] libguestfs_backend_settings = force_tcg'
                   % options.GROUP)
 WORKER_ARGV = (sys.executable, '-m',
                'ceilometer_os_pollster.inspection.worker')
-
-
-@dataclasses.dataclass(frozen=True)
-class InspectionJob:
-    """A snapshot of what is needed to inspect one instance.
-
-    Taken on the poll path (cheap libvirt calls only) and handed to a
-    background worker, so the worker never touches the agent's libvirt
-    connection.
-    """
-
-    instance_id: str
-    domain_name: str
-    domain_xml: str       # live XML at poll time
-    image_id: str = ''    # nova image id, '' when booted from a volume
-    boot_identity: str = ''   # changes whenever the domain's qemu restarts
-    fingerprint: str = ''     # drives.fingerprint(...) of the above
 
 
 def kvm_problem(device='/dev/kvm', cpuinfo='/proc/cpuinfo'):
@@ -106,11 +91,9 @@ class Engine:
         start = self._clock()
         fingerprint = job.fingerprint
         try:
-            if not fingerprint:
-                fingerprint = drives.fingerprint(
-                    drives.drive_specs(job.domain_xml), job.image_id,
-                    job.boot_identity, self._opts.inspect_all_disks)
-                job = dataclasses.replace(job, fingerprint=fingerprint)
+            job = identity.with_fingerprint(job,
+                                            self._opts.inspect_all_disks)
+            fingerprint = job.fingerprint
             try:
                 account = confinement.worker_account(self._opts.worker_user)
             except confinement.ConfinementError as exc:
@@ -241,7 +224,8 @@ class Engine:
         return round(max(0.0, self._clock() - start), 3)
 
     def _failed(self, job, reason, fingerprint, start):
-        reason = sanitize.clean_text(reason, 200) or 'failed'
+        reason = (sanitize.clean_text(reason, record.REASON_LIMIT)
+                  or 'failed')
         duration = self._elapsed(start)
         LOG.warning('inspection of instance %s (%s) failed after %.1f s: '
                     '%s', job.instance_id, job.domain_name, duration, reason)
@@ -293,16 +277,5 @@ def outcome_record(job, outcome, deadline):
     if (rec.instance_id != job.instance_id
             or rec.status == record.STATUS_PENDING):
         return None, 'inspection worker returned a record for another job'
-    return clean_record(rec), ''
-
-
-def clean_record(rec):
-    """The record with every string field cleaned again (bounded, no
-    control characters): it crossed a process boundary."""
-    changes = {}
-    for field in dataclasses.fields(rec):
-        value = getattr(rec, field.name)
-        if isinstance(value, str):
-            limit = 200 if field.name == 'reason' else 255
-            changes[field.name] = sanitize.clean_text(value, limit)
-    return rec.replace(**changes)
+    # It crossed a process boundary: clean it again, as guest data.
+    return rec.cleaned(), ''

@@ -34,7 +34,7 @@ operator's version):
 import dataclasses
 
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.instances import drives
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster import sanitize
@@ -44,8 +44,6 @@ ARRIVED = 0      # first seen after start-up: its samples say "pending"
 NEW = 1          # no record at start-up (cold cache): "pending" too
 INVALIDATED = 2  # something changed; the old record is still served
 REFRESH = 3      # TTL expiry or a retry after failures
-PRIORITY_NAMES = {ARRIVED: 'arrived', NEW: 'new',
-                  INVALIDATED: 'invalidated', REFRESH: 'refresh'}
 
 _GOOD = (record_mod.STATUS_OK, record_mod.STATUS_ENCRYPTED)
 # How far in the future a good inspection's date may be (clock skew
@@ -174,8 +172,8 @@ def carries_over(previous, record, now, max_age):
     """
     if previous is None or previous.record.status not in _GOOD:
         return False
-    if not drives.same_disks(previous.record.fingerprint,
-                             record.fingerprint):
+    if not identity.same_disks(previous.record.fingerprint,
+                               record.fingerprint):
         return False
     good_at = record_mod.parse_timestamp(previous.record.inspected_at)
     # A good inspection dated in the future (the clock was wrong then)
@@ -189,7 +187,7 @@ def carried_reason(good, record):
     latest = record.status + (': ' + record.reason if record.reason else '')
     return sanitize.clean_text(
         'carried over from the inspection of %s; latest inspection %s'
-        % (good.inspected_at, latest))
+        % (good.inspected_at, latest), record_mod.REASON_LIMIT)
 
 
 def next_entry(previous, record, now, settings, fraction):

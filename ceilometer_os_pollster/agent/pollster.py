@@ -26,11 +26,11 @@ from ceilometer import sample
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster.agent import prometheus
 from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import domain_xml
 
 LOG = log.getLogger(__name__)
 
-# libvirt constants, so that importing this module needs no libvirt.
-_SHUTOFF = 5      # VIR_DOMAIN_SHUTOFF
+# A libvirt constant, so that importing this module needs no libvirt.
 _NO_DOMAIN = 42   # VIR_ERR_NO_DOMAIN
 
 GUESTFS_HINT = ('install the distribution package providing the libguestfs '
@@ -40,12 +40,11 @@ GUESTFS_HINT = ('install the distribution package providing the libguestfs '
 
 
 def vcpus_of(instance, domain):
-    """vCPUs to bill: the flavor's, else the domain's current count."""
+    """vCPUs to bill (domain_xml.billed_vcpus): the flavor's, else the
+    domain's current count."""
     flavor = getattr(instance, 'flavor', None) or {}
     vcpus = flavor.get('vcpus') if isinstance(flavor, dict) else None
-    if isinstance(vcpus, int) and not isinstance(vcpus, bool) and vcpus > 0:
-        return vcpus
-    return domain.info()[3]
+    return domain_xml.billed_vcpus(vcpus, lambda: domain.info()[3])
 
 
 # Flavor fields Ceilometer's sample helper indexes (and int()s), with
@@ -232,7 +231,7 @@ class OSMetadataPollster(plugin_base.PollsterBase):
         not metered now (shut off).  Never waits for an inspection."""
         domain = self.inspector.connection.lookupByUUIDString(instance.id)
         state = domain.state()[0]
-        if (state == _SHUTOFF and
+        if (state == domain_xml.SHUTOFF and
                 not self.conf.compute.report_stopped_instance_metrics):
             return None
         job = service.job_for_domain(instance.id, domain,

@@ -6,14 +6,13 @@ import time or per sample) and stopped when the process exits.
 """
 
 import atexit
-import functools
 import threading
 import time
 
 from oslo_log import log
 
-from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.agent import engine as engine_mod
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import options
 
 LOG = log.getLogger(__name__)
@@ -25,42 +24,13 @@ STOP_WAIT = 10.0
 
 
 def host_boot_id(path=_BOOT_ID_PATH):
-    """The host's boot id: with the libvirt domain id it names one qemu run.
-
-    Domain ids restart from 1 after a host reboot, so the id alone could
-    repeat across boots.
-    """
+    """The host's boot id, read once per process: with the libvirt
+    domain id it names one qemu run (``identity.boot_identity``)."""
     try:
         with open(path, encoding='ascii') as f:
             return f.read(64).strip()
     except OSError:
         return ''
-
-
-@functools.lru_cache(maxsize=4096)
-def _drive_specs(domain_xml):
-    # The poll path sees the same XML for an instance cycle after cycle;
-    # parsing it again was half the pollster's cost (benchmarks/).
-    try:
-        return tuple(drives.drive_specs(domain_xml))
-    except drives.DomainXMLError:
-        return ()
-
-
-def make_job(instance_id, domain_name, domain_xml, domain_id, image_id,
-             boot_id, all_disks=False):
-    """Build the InspectionJob for one instance (pure)."""
-    specs = list(_drive_specs(domain_xml))
-    boot_identity = '%s/%s' % (boot_id, domain_id)
-    return engine_mod.InspectionJob(
-        instance_id=instance_id,
-        domain_name=domain_name,
-        domain_xml=domain_xml,
-        image_id=image_id or '',
-        boot_identity=boot_identity,
-        fingerprint=drives.fingerprint(specs, image_id or '',
-                                       boot_identity, all_disks),
-    )
 
 
 class InspectionService:
@@ -108,9 +78,10 @@ class InspectionService:
 
     def job_for_domain(self, instance_id, domain, image_id=''):
         """Snapshot what inspecting this domain needs (cheap libvirt calls)."""
-        return make_job(instance_id, domain.name(), domain.XMLDesc(0),
-                        domain.ID(), image_id, self.boot_id,
-                        self.settings.inspect_all_disks)
+        return identity.make_job(instance_id, domain.name(),
+                                 domain.XMLDesc(0), domain.ID(), image_id,
+                                 self.boot_id,
+                                 self.settings.inspect_all_disks)
 
     def lookup(self, job):
         """The record to publish now; queues background work if needed."""

@@ -11,6 +11,9 @@ import datetime
 
 from ceilometer_os_pollster import record as record_mod
 
+# Keys of one --json item before the record's metadata keys.
+JSON_ID_KEYS = ('resource_id', 'project_id', 'user_id', 'vcpus')
+
 
 def json_item(info, record):
     """One --json list item: ids, vCPUs, then the sample metadata."""

@@ -11,11 +11,13 @@ below, addressed by offset:
 - ``nbd`` (our own read-only NBD client) and ``rbd_image`` (librbd,
   read-only): the bytes of network drives, opened by ``network``;
 - ``qcow2``: the virtual disk of a qcow2 image over its file and the
-  backing the caller pinned (never the one the image names);
+  backing the caller pinned (never the one the image names); its header
+  and L2 entries decoded by ``qcow2_header``;
 - ``partitions``: MBR (with the extended/logical chain) and GPT, as small
   records the caller turns into Windows;
-- ``lvm``: LVM2 physical volumes, the text metadata, linear and striped
-  logical volumes;
+- ``lvm``: LVM2 physical volumes and their text metadata (``lvm.pv``),
+  volume groups and their linear and striped logical volumes
+  (``lvm.vg``);
 - filesystems and the OS facts above them.
 
 Each format module owns its on-disk structures, validates every offset

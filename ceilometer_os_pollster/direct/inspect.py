@@ -21,24 +21,23 @@ multi-device or RAID btrfs, an unknown filesystem, an unsupported LV) or
 a bound it reaches raises an
 ``errors.DirectError``: the worker falls back to the appliance
 (``inspection_method = auto``) or reports it (``direct``).
+
+Opening the drives and finding their volumes is ``disks``'s; this
+module lists the filesystems on the volumes and finds the roots.
 """
 
 import contextlib
 
-from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts
 from ceilometer_os_pollster.storage import overlay
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct.filesystem import btrfs
+from ceilometer_os_pollster.direct import disks as disks_mod
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct.filesystem import identify as id_mod
 from ceilometer_os_pollster.direct import linux_root
-from ceilometer_os_pollster.direct.volumes import lvm
 from ceilometer_os_pollster.direct import mounts
-from ceilometer_os_pollster.direct.block import network as network_mod
-from ceilometer_os_pollster.direct.volumes import partitions
-from ceilometer_os_pollster.direct.block import qcow2
 from ceilometer_os_pollster.direct.block import source as source_mod
 from ceilometer_os_pollster.direct import windows_root
 
@@ -58,84 +57,6 @@ _NO_FILESYSTEM_TYPES = (
     '21686148-6449-6e6f-744e-656564454649',     # BIOS boot (grub's core)
     'e3c9e316-0b5c-4db8-817d-f92df00215ae',     # Microsoft reserved
 )
-
-
-class _Volume:
-    """One place a filesystem may be: a whole disk, a partition, an LV."""
-
-    def __init__(self, device, disk_index, source, part_type=''):
-        self.device = device
-        self.disk_index = disk_index
-        self.source = source
-        self.part_type = part_type
-
-
-def disk_name(index):
-    """The appliance's name of the index-th disk: /dev/sda, ..., /dev/sdz,
-    /dev/sdaa ..."""
-    letters = ''
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord('a') + rest) + letters
-    return '/dev/sd' + letters
-
-
-def _node_source(node, budget, stack, depth=0):
-    """A Source for one pinned node (overlay.local_tree's tree)."""
-    protocol = node['file']
-    base = source_mod.FileSource(protocol['filename'], budget)
-    stack.callback(base.close)
-    if node['driver'] == 'raw':
-        return base
-    below = node.get('backing')
-    backing = (_node_source(below, budget, stack, depth + 1)
-               if below is not None else None)
-    return qcow2.open_qcow2(base, backing)
-
-
-def disk_source(spec, budget, stack, network=None):
-    """The guest-visible bytes of one drive, or raises Unsupported.
-    ``network`` (a network.NetworkDisks) opens nbd and rbd drives."""
-    if (spec.kind == drives.KIND_NETWORK and network is not None
-            and spec.protocol in network_mod.PROTOCOLS):
-        # The format from the domain XML, never probed.  A qcow2 image
-        # naming a backing file there is the appliance's (whose header we
-        # cannot pin a chain from): open_qcow2 refuses it.
-        fmt = spec.format
-        if fmt not in ('raw', 'qcow2'):
-            raise errors.Unsupported('%s: disk format %s not supported'
-                                     % (spec.target, spec.format[:16]))
-        base = network.open(spec, budget, stack)
-        if fmt == 'raw':
-            return base
-        return qcow2.open_qcow2(base, None)
-    if spec.kind not in (drives.KIND_FILE, drives.KIND_BLOCK):
-        raise errors.Unsupported('%s: %s disks are read by the appliance'
-                                 % (spec.target, spec.protocol or spec.kind))
-    try:
-        tree = overlay.local_tree(spec.path, spec.format)
-    except overlay.EncryptedImage:
-        raise
-    except overlay.OverlayError as exc:
-        raise errors.Unsupported(str(exc)) from None
-    return _node_source(tree, budget, stack)
-
-
-def _partitions(index, disk):
-    """The volumes of one disk: its partitions, or the whole disk."""
-    name = disk_name(index)
-    table = partitions.read_table(disk)
-    if table is None:
-        return [_Volume(name, index, disk)]
-    volumes = []
-    for part in table.partitions:
-        if part.container:
-            continue
-        device = '%s%d' % (name, part.number)
-        volumes.append(_Volume(device, index, source_mod.Window(
-            disk, part.start, part.size, name=device), part.type.lower()))
-    return volumes
 
 
 class _Listed:
@@ -311,23 +232,6 @@ def _mounted_tree(item, mountpoints, disks):
         for path, name in chosen[1:]})
 
 
-def _logical_volumes(pvs):
-    """The visible LVs of the VGs on ``pvs``, as volumes on the lowest
-    disk holding one of their PVs."""
-    disk_of = {id(pv.source): pv.disk_index for pv in pvs}
-    volumes = []
-    for vg in lvm.volume_groups([pv.source for pv in pvs]):
-        disks = [disk_of[id(s)] for s in vg.sources.values()
-                 if s is not None and id(s) in disk_of]
-        for lv in vg.lvs:
-            if not lv.visible:
-                continue
-            device = '/dev/%s/%s' % (vg.name, lv.name)
-            volumes.append(_Volume(device, min(disks) if disks else 0,
-                                   lvm.open_lv(vg, lv)))
-    return volumes
-
-
 def _all_roots(disks, linux, result):
     """Every root in list_filesystems' order: the Linux ones found
     already, the Windows ones looked for on every other filesystem."""
@@ -354,7 +258,7 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None,
     """ApplianceFacts of ``specs`` (boot disk first), read directly;
     raises errors.DirectError when the appliance must do it.
     ``max_filesystems``: the [os_inspection] option of that name;
-    ``network``: see disk_source (without it, network disks are the
+    ``network``: see disks.disk_source (without it, network disks are the
     appliance's)."""
     stage = stage or (lambda name: None)
     budget = budget or source_mod.Budget()
@@ -365,15 +269,15 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None,
         for index, spec in enumerate(specs):
             if spec.encryption:
                 result.encrypted_devices.append(spec.target)
-                result.encrypted_types[spec.target] = 'crypto_LUKS'
+                result.encrypted_types[spec.target] = raw_facts.LUKS
                 continue
             try:
-                disk = disk_source(spec, budget, stack, network)
+                disk = disks_mod.disk_source(spec, budget, stack, network)
             except overlay.EncryptedImage:
                 result.encrypted_devices.append(spec.target)
-                result.encrypted_types[spec.target] = 'crypto_LUKS'
+                result.encrypted_types[spec.target] = raw_facts.LUKS
                 continue
-            volumes.extend(_partitions(index, disk))
+            volumes.extend(disks_mod.partition_volumes(index, disk))
         disks = _Disks()
         pvs = []
         seen = 0
@@ -385,7 +289,8 @@ def inspect(specs, stage=None, budget=None, max_filesystems=None,
                     % MAX_VOLUMES)
             for volume in volumes:
                 _list_volume(volume, budget, disks, result, pvs)
-            volumes, pvs = (_logical_volumes(pvs) if pvs else []), []
+            volumes, pvs = (disks_mod.logical_volumes(pvs) if pvs
+                            else []), []
         roots = _all_roots(disks, _linux_roots(disks), result)
         if len(roots) > 1 and any(windows_root.inspection_fails(r)
                                   for r in roots):

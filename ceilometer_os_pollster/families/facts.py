@@ -154,7 +154,9 @@ def dearest_possible(fields):
 # --------------------------------------------------------------------------
 # Status reasons
 
-_ENCRYPTION_KINDS = (('crypto_luks', 'LUKS'), ('bitlocker', 'BitLocker'))
+# (kind as raw_facts.token reads it, label), in the reason's order.
+_ENCRYPTION_KINDS = tuple((kind.lower(), label)
+                          for kind, label in raw_facts.ENCRYPTION_KINDS)
 
 
 def encryption_summary(devices, types=None):

@@ -28,7 +28,9 @@ MAX_SQL_INSTANCE_NAMES = 4096
 MAX_MOUNTS = 32
 MAX_PROBED_DEVICES = 64
 
-ENCRYPTED_TYPES = {'crypto_luks': 'crypto_LUKS', 'bitlocker': 'BitLocker'}
+# vfs_type in lower case -> the kind (raw_facts.ENCRYPTION_KINDS).
+ENCRYPTED_TYPES = {kind.lower(): kind
+                   for kind, _ in raw_facts.ENCRYPTION_KINDS}
 
 WINDOWS_VALUES = ('ProductName', 'EditionID', 'InstallationType',
                   'CurrentBuildNumber', 'CurrentBuild', 'DisplayVersion',

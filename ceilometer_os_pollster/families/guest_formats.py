@@ -9,8 +9,6 @@ returns is still untrusted guest data (``facts.normalise`` cleans it).
 
 import re
 
-from lxml import etree
-
 from ceilometer_os_pollster import sanitize
 
 # Bounds on what one (possibly hostile) guest file can make us parse.
@@ -129,19 +127,15 @@ _SUSE_PRODUCT_FIELDS = ('name', 'version', 'summary')
 def parse_suse_product(data):
     """{name, version, summary} of a SUSE .prod file; {} if unusable.
 
-    The file is guest data: no DTD, no entities, no network, lxml's size
-    limits on, only the few text fields kept (still untrusted).
+    The file is guest data, parsed by the one hardened parser
+    (sanitize.parse_xml); only the few text fields are kept (still
+    untrusted).
     """
     if not isinstance(data, (bytes, bytearray)) or not data:
         return {}
-    parser = etree.XMLParser(resolve_entities=False, no_network=True,
-                             huge_tree=False, load_dtd=False,
-                             remove_comments=True, remove_pis=True)
     try:
-        root = etree.fromstring(bytes(data), parser)
-    except (etree.LxmlError, ValueError):
-        return {}
-    if root.getroottree().docinfo.doctype or root.tag != 'product':
+        root = sanitize.parse_xml(data, 'product')
+    except sanitize.XMLRefused:
         return {}
     found = {}
     for field in _SUSE_PRODUCT_FIELDS:

@@ -68,6 +68,13 @@ class ApplianceFacts:
     limits: list = dataclasses.field(default_factory=list)
 
 
+# The kinds of encrypted volume as encrypted_types names them (libguestfs'
+# vfs_type spelling, which both methods use), each with the word the
+# reason uses, in the order the reason lists them.
+LUKS = 'crypto_LUKS'
+BITLOCKER = 'BitLocker'
+ENCRYPTION_KINDS = ((LUKS, 'LUKS'), (BITLOCKER, 'BitLocker'))
+
 UNKNOWN = 'unknown'
 
 

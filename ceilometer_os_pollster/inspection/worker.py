@@ -6,7 +6,7 @@ JSON request on stdin (the job, the ``[os_inspection]`` option values,
 its private directory), confines itself (``confinement``: a root worker
 becomes ``worker_user``; temporary files and sockets in the private
 directory; qemu started through a limiting, sandboxing wrapper), lowers
-its own CPU and I/O priority, runs the
+its own CPU and I/O priority (``worker_process``), runs the
 one-way flow (domain XML -> drive specs -> appliance -> raw facts -> OS
 record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
 ``{"log": [level, text]}`` for its log messages and finally
@@ -19,27 +19,17 @@ the deadline.  The worker dies with the thread that started it
 (qemu-img), so an agent that is killed leaves no inspection running.
 """
 
-import ctypes
-import ctypes.util
-import errno
 import json
 import logging
 import os
-import platform
 import signal
 import sys
 import time
 import types
 
-MAX_REQUEST = 4 << 20
+from ceilometer_os_pollster.inspection import worker_process
 
-# ioprio_set(2): not wrapped by Python; syscall numbers per machine.
-_IOPRIO_SET = {'x86_64': 251, 'aarch64': 30, 'ppc64le': 273,
-               's390x': 282, 'i686': 289}
-_IOPRIO_WHO_PROCESS = 1
-_IOPRIO_CLASS_SHIFT = 13
-IO_CLASSES = {'realtime': 1, 'best-effort': 2, 'idle': 3}
-_PR_SET_PDEATHSIG = 1
+MAX_REQUEST = 4 << 20
 
 
 class _Channel:
@@ -69,102 +59,6 @@ class _ChannelHandler(logging.Handler):
                                     record.getMessage()[:2000]])
         except Exception:
             pass
-
-
-def _libc():
-    return ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
-
-
-def die_with_parent(parent_pid):
-    """Be killed when the thread that started us ends; exit now if the
-    agent is already gone."""
-    try:
-        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if parent_pid and os.getppid() != parent_pid:
-        os._exit(3)
-
-
-def guard_group():
-    """Fork a guard that SIGKILLs this worker's process group as soon as
-    the worker is gone, however it went.  Killed with the agent
-    (PR_SET_PDEATHSIG, the agent's SIGTERM), the worker would otherwise
-    leave its qemu-img waiting for storage that does not answer,
-    re-parented to init.  Call once, before any other thread exists."""
-    worker = os.getpid()
-    if os.getpgrp() != worker:
-        return      # not started by the agent: the group is our parent's
-    prctl = _libc().prctl
-    if os.fork():
-        return
-    try:
-        os.closerange(0, 1 << 16)       # the agent must see our pipes close
-        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
-        prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1, 0, 0, 0)
-        if os.getppid() == worker:
-            signal.sigwait([signal.SIGUSR1])
-        os.killpg(0, signal.SIGKILL)
-    finally:
-        os._exit(0)
-
-
-def _write_line(path, text):
-    with open(path, 'w') as f:
-        f.write(text + '\n')
-
-
-def set_autogroup_nice(path, nice, attempts=5, pause=0.11):
-    """Give this process's autogroup (its session) the nice value.
-    Returns what went wrong as log-ready text, '' when done or when
-    there is nothing to weigh: a kernel without autogroups, autogroups
-    switched off, or a process left in the root group (EINVAL), where
-    the process's own nice level already applies.  The kernel lets an
-    unprivileged user change autogroup nice at most ten times a second
-    host-wide (EAGAIN): workers starting together retry briefly."""
-    for attempt in range(attempts):
-        try:
-            _write_line(path, '%d' % nice)
-            return ''
-        except FileNotFoundError:
-            return ''
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                return ''
-            if exc.errno == errno.EAGAIN and attempt + 1 < attempts:
-                time.sleep(pause)
-                continue
-            return 'autogroup nice %s: %s' % (nice, exc.strerror)
-
-
-def lower_priority(nice, io_class, autogroup='/proc/self/autogroup'):
-    """Apply the operator's nice level and I/O class to this process
-    (inherited by qemu-img and the appliance's qemu).  Returns what
-    could not be applied, as log-ready text ('' when all was)."""
-    problems = []
-    if nice:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, int(nice))
-        except OSError as exc:
-            problems.append('nice %s: %s' % (nice, exc.strerror))
-        # With autogroups (Debian's default) the CPU is shared between
-        # sessions before nice counts, and the worker leads a session of
-        # its own: give that whole session the same nice value.
-        problem = set_autogroup_nice(autogroup, int(nice))
-        if problem:
-            problems.append(problem)
-    if io_class and io_class != 'none':
-        number = _IOPRIO_SET.get(platform.machine())
-        value = IO_CLASSES[io_class] << _IOPRIO_CLASS_SHIFT
-        if io_class == 'best-effort':
-            value |= 7          # lowest level of the class
-        if number is None:
-            problems.append('I/O class %s: unsupported machine %s'
-                            % (io_class, platform.machine()))
-        elif _libc().syscall(number, _IOPRIO_WHO_PROCESS, 0, value) != 0:
-            problems.append('I/O class %s: %s' % (
-                io_class, os.strerror(ctypes.get_errno())))
-    return '; '.join(problems)
 
 
 def options_namespace(values):
@@ -392,9 +286,10 @@ def main(stdin=None):
         channel.send(record=result.to_dict())
         return 0
     # After the switch of user: a change of credentials clears it.
-    die_with_parent(request.get('parent_pid'))
-    guard_group()
-    problem = lower_priority(opts.worker_nice, opts.worker_io_class)
+    worker_process.die_with_parent(request.get('parent_pid'))
+    worker_process.guard_group()
+    problem = worker_process.lower_priority(opts.worker_nice,
+                                            opts.worker_io_class)
     if problem:
         logging.getLogger(__name__).warning(
             'inspection worker priority not lowered: %s', problem)

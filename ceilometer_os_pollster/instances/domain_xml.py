@@ -1,9 +1,10 @@
-"""A libvirt domain's XML: the one hardened parser, and nova's metadata.
+"""A libvirt domain's XML: its parsing, and nova's metadata.
 
-Owns reading the text libvirt returns for a domain: ``parse`` refuses
-DTDs and entities, never touches the network and keeps lxml's size
-limits (the XML embeds strings a tenant chose, such as the instance's
-display name); ``instance_info`` reads the nova metadata libvirt keeps
+Owns reading the text libvirt returns for a domain: ``parse`` (through
+the one hardened parser, ``sanitize.parse_xml``) refuses DTDs and
+entities, never touches the network and keeps lxml's size limits (the
+XML embeds strings a tenant chose, such as the instance's display
+name); ``instance_info`` reads the nova metadata libvirt keeps
 in the domain (owner, flavor vCPUs, image), the same facts Ceilometer's
 libvirt-metadata discovery uses.  Drive specs are ``drives``' business.
 Pure: text in, plain values out.
@@ -11,9 +12,11 @@ Pure: text in, plain values out.
 
 import dataclasses
 
-from lxml import etree
-
 from ceilometer_os_pollster import sanitize
+
+# libvirt's state of a domain that is not running (VIR_DOMAIN_SHUTOFF),
+# so that comparing needs no libvirt import.
+SHUTOFF = 5
 
 NOVA_NAMESPACES = ('http://openstack.org/xmlns/libvirt/nova/1.1',
                    'http://openstack.org/xmlns/libvirt/nova/1.0')
@@ -25,33 +28,15 @@ class DomainXMLError(ValueError):
 
 def parse(domain_xml):
     """The root element of a libvirt domain's XML, parsed without ever
-    reading a DTD, an entity or the network; DomainXMLError otherwise."""
-    if isinstance(domain_xml, str):
-        try:
-            data = domain_xml.encode('utf-8')
-        except UnicodeEncodeError as exc:
-            raise DomainXMLError('domain XML is not valid text: %s' % exc)
-    elif isinstance(domain_xml, (bytes, bytearray)):
-        data = bytes(domain_xml)
-    else:
-        raise DomainXMLError('domain XML must be text, not %s'
-                             % type(domain_xml).__name__)
-    # libvirt never writes a DTD or entities: refuse to expand any, read
-    # nothing from the network, keep lxml's size limits on.
-    parser = etree.XMLParser(resolve_entities=False, no_network=True,
-                             huge_tree=False, load_dtd=False,
-                             remove_comments=True, remove_pis=True)
+    reading a DTD, an entity or the network; DomainXMLError otherwise.
+
+    libvirt never writes a DTD or entities, and the XML embeds strings
+    a tenant chose: sanitize.parse_xml refuses anything else.
+    """
     try:
-        root = etree.fromstring(data, parser)
-    except (etree.LxmlError, ValueError) as exc:
-        raise DomainXMLError('domain XML cannot be parsed: %s'
-                             % sanitize.clean_text(exc, limit=200))
-    if root.getroottree().docinfo.doctype:
-        raise DomainXMLError('domain XML must not have a DOCTYPE')
-    if root.tag != 'domain':
-        raise DomainXMLError('domain XML has root <%s>, not <domain>'
-                             % sanitize.clean_text(root.tag, limit=64))
-    return root
+        return sanitize.parse_xml(domain_xml, 'domain')
+    except sanitize.XMLRefused as exc:
+        raise DomainXMLError('domain XML %s' % exc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +55,20 @@ class DomainInfo:
 
 def _clean(value):
     return sanitize.clean_text(value)
+
+
+def billed_vcpus(flavor_vcpus, domain_vcpus):
+    """The vCPUs an instance is billed for: its flavor's when the flavor
+    says a positive whole number, else the domain's current count.
+
+    ``domain_vcpus`` is that count, or a function returning it, called
+    only when the flavor does not say (on the poll path it is a libvirt
+    call).
+    """
+    if (isinstance(flavor_vcpus, int) and not isinstance(flavor_vcpus, bool)
+            and flavor_vcpus > 0):
+        return flavor_vcpus
+    return domain_vcpus() if callable(domain_vcpus) else domain_vcpus
 
 
 def domain_vcpus(root):
@@ -95,8 +94,8 @@ def instance_info(domain_xml):
 
     A domain is a Nova instance when its nova metadata names the owning
     user and project and the instance, which is what Ceilometer's
-    libvirt-metadata discovery requires.  vCPUs are the flavor's when it
-    says a positive number, else the domain's (as the pollster does).
+    libvirt-metadata discovery requires.  vCPUs as the pollster bills
+    them (``billed_vcpus``).
     """
     try:
         root = parse(domain_xml)
@@ -132,4 +131,4 @@ def instance_info(domain_xml):
         image_id = _clean(boot.get('uuid'))
     return dataclasses.replace(
         info, nova=True, project_id=project_id, user_id=user_id,
-        vcpus=vcpus or info.vcpus, image_id=image_id)
+        vcpus=billed_vcpus(vcpus, info.vcpus), image_id=image_id)

@@ -1,9 +1,9 @@
 """From a libvirt domain's live XML to the drives worth inspecting.
 
 This module owns the reading of ``<devices><disk>`` elements into
-``DriveSpec`` values, the choice of the boot disk, and the fingerprint
-that says when an instance's disks (and so maybe its OS) changed.  It is
-pure: a string in, plain values out; no libvirt, no guestfs, no files.
+``DriveSpec`` values and the choice of the boot disk (``identity``
+fingerprints what it chose).  It is pure: a string in, plain values out;
+no libvirt, no guestfs, no files.
 
 Formats are always explicit: a disk without ``<driver type>`` is raw,
 which is what libvirt itself assumes, so the appliance never lets qemu
@@ -11,8 +11,6 @@ probe a guest-writable image (CVE-2010-3851).
 """
 
 import dataclasses
-import hashlib
-import json
 import re
 
 from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
@@ -51,8 +49,6 @@ _TARGET = re.compile(r'(?:xv|[vsh])d([a-z]+)')
 _UNKNOWN_POSITION = 1 << 30
 
 _LABEL = re.compile(r'[A-Za-z]{1,20}')
-
-_FINGERPRINT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,63 +289,6 @@ def boot_drives(specs, all_disks=False):
     if all_disks:
         return ordered
     return ordered[:1]
-
-
-def fingerprint(specs, image_id, boot_identity, all_disks=False):
-    """A short stable digest of what an inspection record was made from.
-
-    Two halves, ``<disks>-<run>`` (16 hex characters each, 64 bits of
-    sha256): the disks half covers the drives the boot-disk policy
-    inspects (``boot_drives(specs, all_disks)``: kind, protocol, path,
-    hosts, socket, format and target) and the nova image id; the run half
-    covers the boot identity (one qemu run).  The disks half changes on a
-    rebuild, a rescue, a swap of the boot volume or a new boot disk; the
-    run half on every qemu restart.  Attaching or detaching a data volume
-    changes neither (unless ``all_disks``), so it costs no inspection.
-    Auth, labels and read-only flags are left out: they do not change
-    what is on the disk.
-    """
-    disks = [[spec.kind, spec.protocol, spec.path,
-              [list(host) for host in spec.hosts], spec.socket,
-              spec.format, spec.target]
-             for spec in boot_drives(specs, all_disks)]
-    return '%s-%s' % (
-        _digest([_FINGERPRINT_VERSION, disks,
-                 '' if image_id is None else str(image_id)]),
-        _digest([_FINGERPRINT_VERSION,
-                 '' if boot_identity is None else str(boot_identity)]))
-
-
-def _digest(value):
-    payload = json.dumps(value, ensure_ascii=True, separators=(',', ':'))
-    return hashlib.sha256(payload.encode('ascii')).hexdigest()[:16]
-
-
-def same_disks(old, new):
-    """Whether two fingerprints were taken of the same boot disks and
-    image (only the qemu run may differ).
-
-    A fingerprint written before the halves existed (32 hex digits, no
-    dash) cannot say: it counts as the same disks, so upgrading never
-    turns a transient failure into a lost record.
-    """
-    if not (isinstance(old, str) and isinstance(new, str)):
-        return False
-    if '-' not in old:
-        return bool(old)
-    return old.split('-', 1)[0] == new.split('-', 1)[0]
-
-
-def servers(spec):
-    """The spec's servers as libguestfs add_drive(server=...) strings."""
-    if spec.socket:
-        return ['unix:' + spec.socket]
-    result = []
-    for name, port in spec.hosts:
-        if ':' in name and not name.startswith('['):
-            name = '[%s]' % name    # IPv6 literal
-        result.append('tcp:%s:%s' % (name, port))
-    return result
 
 
 def describe(spec):

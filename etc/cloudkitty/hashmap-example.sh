@@ -25,8 +25,8 @@
 # cores") are applied before hashmap by the pyscripts rating module:
 # etc/cloudkitty/licence-minimums.sh.
 #
-# Records without a verified OS (see README.rst, "What each status
-# means for billing") are priced per VM by os_inspection_status, in the
+# Records without a verified OS (see doc/source/billing.rst, "What each
+# status means for billing") are priced per VM by os_inspection_status, in the
 # last group below, so that no disk a tenant controls makes an instance
 # free: "encrypted" (the tenant hides its OS) at ENCRYPTED_PER_VM,
 # "failed" (the inspection could not finish, e.g. killed at the

@@ -24,7 +24,8 @@ billing_rules fixture):
 
 The tests then check the rated amounts per instance and per project
 against prices read from hashmap-example.sh and minimums read from
-licence-minimums.py, and that README.rst shows this run's output.
+licence-minimums.py, and that doc/source/billing.rst shows this run's
+output.
 """
 
 import dataclasses
@@ -56,7 +57,7 @@ from tests.unit import test_etc as configs
 pytestmark = [pytest.mark.libvirt, pytest.mark.appliance]
 
 METER = 'compute.instance.os.metadata'
-README = billing.ROOT / 'README.rst'
+BILLING_DOC = billing.ROOT / 'doc' / 'source' / 'billing.rst'
 HASHMAP_SCRIPT = billing.HASHMAP_SCRIPT
 MINIMUMS_PYSCRIPT = billing.ETC / 'cloudkitty' / 'licence-minimums.py'
 RATED_OUTPUT = 'billing-rated-output'
@@ -107,7 +108,7 @@ def pyscript_minimums(path=MINIMUMS_PYSCRIPT):
 
 def expected_prices():
     """{instance name: {rating type: price}}, by hand from the policy
-    (README "Billing"): per vCPU with Microsoft's minimums, per VM for
+    (doc/source/billing.rst): per vCPU with Microsoft's minimums, per VM for
     RHEL/SLES, free editions and pending at 0, encrypted at the script's
     per-VM policy, failed and unknown at its "unverified OS" rate."""
     p = script_prices()
@@ -267,7 +268,7 @@ def os_label(metadata):
 
 
 def rated_table(chain):
-    """What README shows: one line per instance and rating type that
+    """What the billing page shows: one line per instance and rating type that
     costs something, then the totals per instance and per project."""
     from ceilometer_os_pollster.commands import render
     by_instance = rated(chain)
@@ -300,11 +301,11 @@ def rated_table(chain):
 
 
 def readme_block(name=RATED_OUTPUT, text=None):
-    """The literal block after ``.. <name>`` in README.rst."""
-    text = README.read_text() if text is None else text
+    """The literal block after ``.. <name>`` in the billing page."""
+    text = BILLING_DOC.read_text() if text is None else text
     match = re.search(r'^\.\. %s\n\n::\n\n((?:    .*\n|\n)+)' % name, text,
                       re.M)
-    assert match, 'README.rst has no ".. %s" block' % name
+    assert match, '%s has no ".. %s" block' % (BILLING_DOC, name)
     block = match.group(1).rstrip('\n') + '\n'
     return '\n'.join(line[4:] for line in block.split('\n'))
 
@@ -436,6 +437,7 @@ class OnlyThese:
 
 def run_report(chain, tmp_path, *args):
     from ceilometer_os_pollster.commands import cli
+    from ceilometer_os_pollster.commands import domains
     conf = tmp_path / 'report.conf'
     conf.write_text('[DEFAULT]\nlibvirt_uri = %s\n[os_inspection]\n'
                     'cache_dir = %s\n' % (libvirtd.URI, chain.cache_dir))
@@ -445,7 +447,7 @@ def run_report(chain, tmp_path, *args):
     try:
         rc = cli.main(['--config-file', str(conf), 'report'] + list(args),
                       stdout=out, stderr=err,
-                      connect=lambda c: OnlyThese(cli.open_libvirt(c),
+                      connect=lambda c: OnlyThese(domains.open_libvirt(c),
                                                   chain.names))
     finally:
         root.handlers[:] = handlers
@@ -459,7 +461,8 @@ def test_readme_shows_this_runs_rated_output(chain, tmp_path):
     table = rated_table(chain)
     (tmp_path / 'rated.txt').write_text(table)
     assert readme_block() == table, (
-        'README.rst block ".. %s" differs from this run; the run gave:\n%s'
+        'doc/source/billing.rst block ".. %s" differs from this run; '
+        'the run gave:\n%s'
         % (RATED_OUTPUT, table))
 
 
@@ -490,5 +493,6 @@ def test_report_counts_the_hosts_licences(chain, tmp_path):
     table = run_report(chain, tmp_path)
     (tmp_path / 'report.txt').write_text(table)
     assert readme_block(REPORT_OUTPUT) == table, (
-        'README.rst block ".. %s" differs from this run; the run gave:\n%s'
+        'doc/source/billing.rst block ".. %s" differs from this run; '
+        'the run gave:\n%s'
         % (REPORT_OUTPUT, table))

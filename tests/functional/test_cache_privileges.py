@@ -24,11 +24,12 @@ import time
 
 import pytest
 
-from ceilometer_os_pollster.agent import cache as cache_mod
+from ceilometer_os_pollster.agent import cache_files
 from ceilometer_os_pollster.agent import cache_format
 from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import identity
 from tests.fixtures import libvirt_test_driver as tdrv
 
 pytestmark = [
@@ -119,13 +120,13 @@ class World:
             dom = connection.lookupByUUIDString(uuid)
             xml = dom.XMLDesc(0)
             info = domain_xml.instance_info(xml)
-            jobs[uuid] = service_mod.make_job(uuid, info.name, xml, dom.ID(),
-                                              info.image_id, boot_id)
+            jobs[uuid] = identity.make_job(uuid, info.name, xml, dom.ID(),
+                                           info.image_id, boot_id)
         connection.close()
         return jobs
 
 
-def _age(path, seconds=2 * cache_mod.STALE_TEMP_SECONDS):
+def _age(path, seconds=2 * cache_files.STALE_TEMP_SECONDS):
     when = time.time() - seconds
     os.utime(path, (when, when), follow_symlinks=False)
 

@@ -29,6 +29,7 @@ from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster.agent import pollster as pollster_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
+from ceilometer_os_pollster.instances import identity
 from tests.fixtures import libvirt_test_driver as tdrv
 from tests.functional import agent
 
@@ -67,8 +68,8 @@ def jobs_as_the_cli_makes_them(uri):
         domain = connection.lookupByUUIDString(uuid)
         xml = domain.XMLDesc(0)
         info = domain_xml.instance_info(xml)
-        jobs.append(service_mod.make_job(uuid, info.name, xml, domain.ID(),
-                                         info.image_id, boot_id))
+        jobs.append(identity.make_job(uuid, info.name, xml, domain.ID(),
+                                      info.image_id, boot_id))
     return jobs
 
 

@@ -24,8 +24,7 @@ import subprocess
 
 import pytest
 
-from ceilometer_os_pollster.agent import engine as E
-from ceilometer_os_pollster.agent import service
+from ceilometer_os_pollster.instances import identity
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog
@@ -141,8 +140,8 @@ def test_header_in_guest_data_is_only_data(rig, tmp_path):
         opened = {'before': watch.events()}
         for dom in domains:
             live = rig.conn.lookupByUUIDString(dom.uuid)
-            job = service.make_job(dom.uuid, live.name(), live.XMLDesc(0),
-                                   live.ID(), dom.image_id, 'boot')
+            job = identity.make_job(dom.uuid, live.name(), live.XMLDesc(0),
+                                    live.ID(), dom.image_id, 'boot')
             records[dom.display_name] = engine.inspect(job)
             opened[dom.display_name] = watch.events()
         watch.close()
@@ -180,7 +179,7 @@ def test_three_level_chain_still_inspects_ok(tmp_path):
            "type='file' device='disk'><driver name='qemu' type='qcow2'/>"
            "<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
            "</devices></domain>" % top)
-    rec = make_engine(tmp_root).inspect(E.InspectionJob(
+    rec = make_engine(tmp_root).inspect(identity.InspectionJob(
         instance_id='inst-chain', domain_name='chain', domain_xml=xml))
     expected = catalog.GUESTS['win2022-standard'].expected
     assert catalog.mismatches(expected, rec) == [], rec
@@ -208,7 +207,7 @@ def test_header_in_an_rbd_image_is_only_data(ceph_cluster, tmp_path):
            % ceph_cluster.v1_port)
     watch = Watch([canary])
     try:
-        rec = engine.inspect(E.InspectionJob(
+        rec = engine.inspect(identity.InspectionJob(
             instance_id='inst-hostile-rbd', domain_name='hostile-rbd',
             domain_xml=xml))
         opened = watch.events()

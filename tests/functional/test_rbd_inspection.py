@@ -642,7 +642,7 @@ def test_direct_rbd_source_reads_exactly_the_image(world):
     import types
 
     from ceilometer_os_pollster.instances import drives
-    from ceilometer_os_pollster.direct import inspect as direct_inspect
+    from ceilometer_os_pollster.direct import disks as direct_disks
     from ceilometer_os_pollster.direct.block import network
     from ceilometer_os_pollster.direct.block import source as source_mod
 
@@ -658,7 +658,7 @@ def test_direct_rbd_source_reads_exactly_the_image(world):
     private.mkdir()
     digest = hashlib.sha256()
     with contextlib.ExitStack() as stack:
-        source = direct_inspect.disk_source(
+        source = direct_disks.disk_source(
             spec, source_mod.Budget(1 << 40), stack,
             network.NetworkDisks(opts, str(private)))
         step = 8 << 20

@@ -49,12 +49,9 @@ def _scored(self):
 
 
 def _expected_fields():
+    yield 'status', str                 # every guest states its own
     for f in dataclasses.fields(record.OSRecord):
-        if f.name in UNSCORED:
-            continue
-        if f.name == 'status':          # every guest states its own
-            yield f.name, f.type
-        else:
+        if f.name not in UNSCORED and f.name != 'status':
             yield f.name, f.type, dataclasses.field(default=f.default)
 
 

@@ -99,7 +99,7 @@ def test_dynamic_definition_is_a_host_command_pollster(conf):
     assert (config['sample_type'], config['unit']) == ('gauge', 'vcpu')
     assert config['value_attribute'] == 'vcpus'
     assert (config['resource_id_attribute'], config['project_id_attribute'],
-            config['user_id_attribute']) == cli.JSON_ID_KEYS[:3]
+            config['user_id_attribute']) == render.JSON_ID_KEYS[:3]
     # the same metadata keys, in the same order, as the native pollster
     assert config['metadata_fields'] == list(record.METADATA_KEYS)
     assert config['skip_sample_values'] == []
@@ -386,7 +386,7 @@ def test_metrics_yml_reads_what_gnocchi_stores(tmp_path):
 
 
 POLLING_SAMPLE = ETC / 'polling.yaml.sample'
-README = ETC.parent / 'README.rst'
+INSTALL_DOC = ETC.parent / 'doc' / 'source' / 'install.rst'
 CLOUDKITTY_PERIOD = 3600        # CloudKitty's [collect] period default
 
 
@@ -407,8 +407,8 @@ def test_every_rated_period_rests_on_many_samples(tmp_path):
         # the vCPUs whatever the number of samples in a point
         assert args['aggregation_method'] in ('mean', 'max')
         assert args['re_aggregation_method'] in ('mean', 'max')
-    # README shows the interval shipped
-    enabling = README.read_text().split('Enabling the meter\n')[1]
+    # the installation guide shows the interval shipped
+    enabling = INSTALL_DOC.read_text().split('Enabling the meter\n')[1]
     assert 'interval: %d\n' % interval in enabling.split('\n\n\n')[0]
 
 

@@ -1,6 +1,7 @@
 """OSRecord helpers: timestamps (never local time), re-cleaning and the
 one-line summary."""
 
+import dataclasses
 import datetime
 import time
 
@@ -82,10 +83,51 @@ def test_cleaned_is_idempotent_on_a_normal_record():
     ('os_build', '20348\u202e', '20348'),
     ('os_arch', 'x86_64 ', 'x86_64'),
     ('sql_server_edition', 'E' * 100, 'E' * 64),
+    ('instance_id', 'i' * 100, 'i' * 64),
+    ('reason', 'r' * 1000, 'r' * record.REASON_LIMIT),
+    ('os_family', '\x1b[2J', 'unknown'),
+    ('os_version_minor', -3, 0),
+    ('inspection_method', 'guessed', ''),
+    ('inspected_at', '2026-11-30 12:00', ''),
+    ('fingerprint', 'f' * 65, ''),
 ])
 def test_cleaned_bounds_every_field(field, value, expected):
-    rec = record.OSRecord(instance_id='i-1', **{field: value})
+    rec = record.OSRecord(**dict({'instance_id': 'i-1'}, **{field: value}))
     assert getattr(rec.cleaned(), field) == expected
+
+
+def test_metadata_is_every_published_field_in_order():
+    rec = record.OSRecord(
+        instance_id='i-1', status='failed', reason='deadline',
+        os_family='windows', os_build='20348', sql_server_edition='Web',
+        inspection_method='direct', inspected_at='2026-11-30T12:00:00Z',
+        fingerprint='f-1', duration=3.0)
+    metadata = rec.metadata()
+    assert tuple(metadata) == record.METADATA_KEYS
+    assert (metadata['os_family'], metadata['os_build'],
+            metadata['sql_server_edition'], metadata['os_inspection_status'],
+            metadata['os_inspection_reason'],
+            metadata['os_inspection_method'],
+            metadata['os_inspected_at']) == (
+        'windows', '20348', 'Web', 'failed', 'deadline', 'direct',
+        '2026-11-30T12:00:00Z')
+    # What is only for the cache and the logs is never published.
+    assert not {'i-1', 'f-1', 3.0} & set(metadata.values())
+
+
+def test_every_field_is_cleaned_and_round_trips():
+    # A hostile value in every string field: cleaned() bounds them all,
+    # and a cleaned record survives the cache's JSON unchanged.
+    hostile = {f.name: '\x1b[31m' + 'x' * 999 + '\u202e'
+               for f in dataclasses.fields(record.OSRecord)
+               if f.type is str and f.name != 'status'}
+    rec = record.OSRecord(**hostile).cleaned()
+    for name in hostile:
+        value = getattr(rec, name)
+        assert '\x1b' not in value and '\u202e' not in value
+        assert len(value) <= 255
+    assert record.OSRecord.from_dict(rec.to_dict()) == rec
+    assert rec.cleaned() == rec
 
 
 @pytest.mark.parametrize('rec, text', [

@@ -214,3 +214,62 @@ def test_clean_int_default_and_maximum():
     assert sanitize.clean_int('x') == 0
     assert sanitize.clean_int('65536', maximum=65535) == 0
     assert sanitize.clean_int('65535', maximum=65535) == 65535
+
+
+# -- the one hardened XML parser ------------------------------------------
+
+@pytest.mark.parametrize('data, why', [
+    ('<product><name>x</name></product>', None),
+    (b'<?xml version="1.0" encoding="UTF-8"?><product/>', None),
+    (bytearray(b'<product/>'), None),
+    ('<!DOCTYPE product><product/>', 'must not have a DOCTYPE'),
+    ('<!DOCTYPE p [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]>'
+     '<product><name>&b;</name></product>', 'must not have a DOCTYPE'),
+    ('<domain/>', 'has root <domain>, not <product>'),
+    ('<\u202eproduct/>', 'cannot be parsed: '),
+    ('<product>', 'cannot be parsed: '),
+    ('', 'cannot be parsed: '),
+    ('<product>' + '<a>' * 5000 + '</a>' * 5000 + '</product>',
+     'cannot be parsed: '),
+    ('caf\udcc3', 'is not valid text: '),
+    (None, 'must be text, not NoneType'),
+    (42, 'must be text, not int'),
+])
+def test_parse_xml_refuses_all_but_plain_xml(data, why):
+    if why is None:
+        assert sanitize.parse_xml(data, 'product').tag == 'product'
+        return
+    with pytest.raises(sanitize.XMLRefused) as refused:
+        sanitize.parse_xml(data, 'product')
+    assert str(refused.value).startswith(why)
+    assert_safe(str(refused.value))
+
+
+def test_parse_xml_never_reads_a_file_or_the_network(tmp_path):
+    secret = tmp_path / 'secret'
+    secret.write_text('s3cr3t')
+    for doctype in ('<!DOCTYPE p [<!ENTITY x SYSTEM "file://%s">]>' % secret,
+                    '<!DOCTYPE p SYSTEM "http://192.0.2.1/x.dtd">'):
+        with pytest.raises(sanitize.XMLRefused) as refused:
+            sanitize.parse_xml(doctype + '<p>&x;</p>', 'p')
+        assert 's3cr3t' not in str(refused.value)
+
+
+def test_parse_xml_drops_comments_and_instructions():
+    root = sanitize.parse_xml(
+        '<p><!-- hidden --><?pi x?><name>n</name></p>', 'p')
+    assert [child.tag for child in root] == ['name']
+
+
+def test_domain_xml_and_suse_product_share_the_parser():
+    # The same refusals for both kinds of untrusted XML.
+    from ceilometer_os_pollster.families import guest_formats
+    from ceilometer_os_pollster.instances import domain_xml
+    for prolog in ('<!DOCTYPE x>', '<!-- c --><!DOCTYPE x [<!ENTITY e "">]>'):
+        with pytest.raises(domain_xml.DomainXMLError) as refused:
+            domain_xml.parse(prolog + '<domain/>')
+        assert str(refused.value) == 'domain XML must not have a DOCTYPE'
+        assert guest_formats.parse_suse_product(
+            (prolog + '<product><name>SLES</name></product>').encode()) == {}
+    assert guest_formats.parse_suse_product(
+        b'<product><name>SLES</name></product>') == {'name': 'SLES'}

@@ -1,4 +1,6 @@
-"""RecordCache: file format, memory mirror, degradation, locks, pruning."""
+"""RecordCache (cache.py and what is mixed into it: cache_write.py,
+cache_prune.py; its files: cache_files.py): file format, memory
+mirror, degradation, locks, pruning."""
 
 import errno
 import json
@@ -11,7 +13,9 @@ import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.agent import cache_dir as cache_dir_mod
+from ceilometer_os_pollster.agent import cache_files
 from ceilometer_os_pollster.agent import cache_format
+from ceilometer_os_pollster.agent import cache_prune
 from ceilometer_os_pollster import record as record_mod
 from tests.helpers import FakeClock
 from tests.helpers import INSTANCE_ID
@@ -264,7 +268,7 @@ def test_stale_temp_files_removed_young_ones_kept(cache_dir, clock):
     for path in (old, young):
         with open(path, 'w') as f:
             f.write('{"schema": 1, "rec')
-    long_ago = time.time() - cache_mod.STALE_TEMP_SECONDS - 60
+    long_ago = time.time() - cache_files.STALE_TEMP_SECONDS - 60
     os.utime(old, (long_ago, long_ago))
     cache = cache_mod.RecordCache(cache_dir, clock=clock)
     assert cache.load() == 0
@@ -345,7 +349,7 @@ def test_write_errors_degrade_with_one_error(cache_dir, clock, caplog,
     def failing_write(fd, data):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(cache_mod.os, 'write', failing_write)
+    monkeypatch.setattr(cache_files.os, 'write', failing_write)
     for _ in range(3):
         cache.put(entry(ID_B, last_seen=clock.now))
     assert cache.get(ID_B) is not None
@@ -353,7 +357,7 @@ def test_write_errors_degrade_with_one_error(cache_dir, clock, caplog,
     assert os.strerror(code) in errors(caplog)[0].getMessage()
     assert os.listdir(cache_dir) == [ID_A + '.json']
     clock.advance(601)
-    monkeypatch.setattr(cache_mod.os, 'write', real_write)
+    monkeypatch.setattr(cache_files.os, 'write', real_write)
     cache.put(entry(ID_A, last_seen=clock.now))
     assert records_in(cache_dir) == sorted([ID_A + '.json',
                                             ID_B + '.json'])
@@ -502,7 +506,7 @@ def test_prune_spreads_last_seen_writes(cache_dir, clock):
     for _ in range(3):
         cache.prune(ids)
         written.append(persisted_seen().count(clock.now))
-    limit = cache_mod.MAX_SEEN_WRITES
+    limit = cache_prune.MAX_SEEN_WRITES
     assert written == [limit, 2 * limit, 20]
 
 
@@ -648,7 +652,7 @@ def test_last_seen_in_the_future_is_clamped_to_now(cache_dir, clock):
     ('os_edition', 'Data\u200bcenter', 'Datacenter'),
     ('os_distro', 'rhel; rm -rf', 'rhelrm-rf'),
     ('os_family', '', 'unknown'),
-    ('reason', 'x' * 1000, 'x' * 255),
+    ('reason', 'x' * 1000, 'x' * 200),
     ('os_version_major', 10 ** 9, 0),
     ('inspected_at', 'yesterday', ''),
     ('fingerprint', '../../etc', ''),
@@ -782,7 +786,7 @@ def test_read_only_cache_creates_writes_and_unlinks_nothing(cache_dir,
     old = os.path.join(cache_dir, '.%s.abc.tmp' % ID_B)
     with open(old, 'w') as f:
         f.write('{')
-    long_ago = time.time() - cache_mod.STALE_TEMP_SECONDS - 60
+    long_ago = time.time() - cache_files.STALE_TEMP_SECONDS - 60
     os.utime(old, (long_ago, long_ago))
     before = sorted(os.listdir(cache_dir))
     reader = cache_mod.RecordCache(cache_dir, clock=clock, read_only=True)
@@ -804,7 +808,7 @@ def test_stale_temp_symlinks_are_left_alone(cache_dir, clock, tmp_path):
     os.makedirs(cache_dir)
     link = os.path.join(cache_dir, '.%s.abc.tmp' % ID_A)
     os.symlink(str(outside), link)
-    long_ago = time.time() - cache_mod.STALE_TEMP_SECONDS - 60
+    long_ago = time.time() - cache_files.STALE_TEMP_SECONDS - 60
     os.utime(link, (long_ago, long_ago), follow_symlinks=False)
     os.utime(str(outside), (long_ago, long_ago))
     cache_mod.RecordCache(cache_dir, clock=clock).load()

@@ -224,6 +224,20 @@ def test_outcome_with_a_record():
     assert reason == '' and rec == GOOD
 
 
+def test_a_worker_record_is_cleaned_like_one_read_from_the_cache():
+    # One rule (OSRecord.cleaned) at both boundaries, with the stricter
+    # bounds of the two former copies: reasons of at most 200
+    # characters, identifier fields reduced to tokens.
+    sent = GOOD.replace(reason='r' * 300, os_distro='rhel; rm -rf /',
+                        os_edition='E' * 100, inspected_at='yesterday')
+    rec, reason = E.outcome_record(
+        job(), supervisor.Outcome(returncode=0, record=sent.to_dict()), 300)
+    assert reason == ''
+    assert rec == sent.cleaned()
+    assert (rec.reason, rec.os_distro, rec.os_edition, rec.inspected_at) == (
+        'r' * 200, 'rhelrm-rf', 'E' * 64, '')
+
+
 # --- preflight
 
 

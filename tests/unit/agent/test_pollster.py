@@ -21,6 +21,7 @@ from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from tests import helpers
 from tests.helpers import status_record
+from ceilometer_os_pollster.instances import identity
 
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 
@@ -85,9 +86,9 @@ class FakeService:
         self.cycles = []
 
     def job_for_domain(self, instance_id, domain, image_id=''):
-        job = service_mod.make_job(instance_id, domain.name(),
-                                   domain.XMLDesc(0), domain.ID(), image_id,
-                                   'boot')
+        job = identity.make_job(instance_id, domain.name(),
+                                domain.XMLDesc(0), domain.ID(), image_id,
+                                'boot')
         self.jobs.append(job)
         return job
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
-from ceilometer_os_pollster.agent import engine
+from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster.agent import scheduler as sched
@@ -73,7 +73,7 @@ def entry_of(rec, expires_at=NOW + 50, failures=0, retry_at=0.0):
                  failures=failures, retry_at=retry_at)
 
 
-# Fingerprints as drives.fingerprint makes them: <disks>-<qemu run>.
+# Fingerprints as identity.fingerprint makes them: <disks>-<qemu run>.
 FP = 'a' * 16 + '-' + '1' * 16
 RESTARTED = 'a' * 16 + '-' + '2' * 16      # same disks, new qemu run
 REBUILT = 'b' * 16 + '-' + '2' * 16        # new boot disk or image
@@ -120,8 +120,8 @@ DECISIONS = [
 @pytest.mark.parametrize('name, entry, fingerprint, settled, expected',
                          DECISIONS, ids=[d[0] for d in DECISIONS])
 def test_decide(name, entry, fingerprint, settled, expected):
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=fingerprint)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=fingerprint)
     assert policy.decide(entry, j, NOW, settled) == expected
 
 
@@ -223,8 +223,8 @@ def test_next_entry_carry_over(name, previous, result, now, carried):
     assert new.failures == (previous.failures if previous else 0) + 1
     # Whatever is kept, the backoff (not an invalidation) decides next.
     assert new.record.fingerprint == result.fingerprint
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=result.fingerprint)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=result.fingerprint)
     assert policy.decide(new, j, now) is None
     if carried:
         good = previous.record
@@ -820,15 +820,15 @@ AFTER_A_JUMP = [
 @pytest.mark.parametrize('name, entry, fingerprint, jumped_at, expected',
                          AFTER_A_JUMP, ids=[d[0] for d in AFTER_A_JUMP])
 def test_decide_after_a_jump(name, entry, fingerprint, jumped_at, expected):
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=fingerprint)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=fingerprint)
     assert policy.decide(entry, j, NOW, True, jumped_at=jumped_at,
                          requeue_interval=HOUR) == expected
 
 
 def test_zero_interval_lets_every_change_jump():
-    j = engine.InspectionJob(instance_id=iid(1), domain_name='d',
-                             domain_xml='', fingerprint=RESTARTED)
+    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
+                               domain_xml='', fingerprint=RESTARTED)
     assert policy.decide(entry_of(ok(iid(1), FP)), j, NOW, True,
                          jumped_at=NOW - 1,
                          requeue_interval=0) == policy.INVALIDATED

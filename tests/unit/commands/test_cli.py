@@ -1,10 +1,12 @@
 """The ceilometer-os-pollster command.
 
-Pure parts (domain selection) are tested on tables (the renderings in
-test_render.py, nova metadata in instances/test_domain_xml.py); whole
-commands run through ``cli.main`` against
-libvirt's daemon-less ``test:///`` driver, a real record cache in a
-temporary directory and a fake engine (no appliance).
+Whole commands (inspect_cli, report_cli, cache_cli, and the fd-2
+plumbing of stderr_fd) run through ``cli.main`` against libvirt's
+daemon-less ``test:///`` driver, a real record cache in a temporary
+directory and a fake engine (no appliance).  Choosing domains is tested
+in test_domains.py, the jobs made for them in test_records.py, the
+renderings in test_render.py, nova metadata in
+instances/test_domain_xml.py.
 """
 
 import io
@@ -18,42 +20,12 @@ import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
 from ceilometer_os_pollster.commands import cli
+from ceilometer_os_pollster.commands import errors
 from ceilometer_os_pollster.commands import render
-from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.agent import service as service_mod
 from tests.fixtures import libvirt_test_driver as tdrv
 from tests.helpers import FakeEngine
-
-
-def scanned(name, uuid, nova=True, state=1):
-    info = domain_xml_mod.DomainInfo(
-        uuid=uuid, name=name, nova=nova, project_id='p' if nova else '',
-        user_id='u' if nova else '', vcpus=1)
-    return cli.Scanned(info=info, xml='<domain/>', domain_id=1, state=state)
-
-
-A = scanned('instance-a', 'AAAA-1')
-B = scanned('instance-b', 'bbbb-2', state=5)      # shut off
-C = scanned('plain', 'cccc-3', nova=False)
-ALL = [A, B, C]
-
-
-@pytest.mark.parametrize('names, all_domains, stopped, chosen, unknown', [
-    ((), True, False, [A], []),
-    ((), True, True, [A, B], []),
-    (('instance-a',), False, False, [A], []),
-    (('aaaa-1',), False, False, [A], []),            # UUID, any case
-    (('plain', 'instance-b'), False, False, [C, B], []),
-    (('instance-a', 'AAAA-1'), False, False, [A], []),
-    (('nope', 'instance-a'), False, False, [A], ['nope']),
-    (('INSTANCE-A',), False, False, [], ['INSTANCE-A']),
-])
-def test_select(names, all_domains, stopped, chosen, unknown):
-    assert cli.select(ALL, names, all_domains, stopped) == (chosen, unknown)
-
-
-UUID = '6d3f0c2e-0000-4000-8000-000000000001'
 
 
 # -- whole commands ------------------------------------------------------
@@ -128,7 +100,7 @@ def test_cached_only_json_reports_pending_and_creates_nothing(host):
     assert [i['resource_id'] for i in items] == UUIDS[:2]
     assert [i['vcpus'] for i in items] == [1, 2]
     for item in items:
-        assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
+        assert tuple(item) == render.JSON_ID_KEYS + record.METADATA_KEYS
         assert item['os_inspection_status'] == 'pending'
         assert (item['project_id'], item['user_id']) == ('p-1', 'u-1')
     assert not host.cache_dir.exists()
@@ -179,14 +151,14 @@ def test_stale_only_inspects_only_what_needs_it(host):
 def test_failed_inspection_exits_1_and_says_why(host):
     engine = FakeEngine(fail={UUIDS[1]})
     rc, out, err = host.run('inspect', '--all', '--json', engine=engine)
-    assert rc == cli.EXIT_FAILED
+    assert rc == errors.EXIT_FAILED
     assert err == ''                          # --json: no progress lines
     by_id = {i['resource_id']: i for i in json.loads(out)}
     assert by_id[UUIDS[1]]['os_inspection_status'] == 'failed'
     assert by_id[UUIDS[1]]['os_inspection_reason'] == 'deadline'
     assert by_id[UUIDS[0]]['os_inspection_status'] == 'ok'
     rc, _, err = host.run('inspect', UUIDS[1], engine=engine)
-    assert rc == cli.EXIT_FAILED
+    assert rc == errors.EXIT_FAILED
     assert '... failed (7 s): deadline' in err
 
 
@@ -228,7 +200,7 @@ def test_json_mode_keeps_stderr_clean_even_when_the_cache_complains(host):
 ])
 def test_usage_errors_exit_2_before_any_inspection(host, argv, message):
     rc, out, err = host.run(*argv)
-    assert rc == cli.EXIT_USAGE
+    assert rc == errors.EXIT_USAGE
     assert message in err
     assert out == ''
     assert host.engine.ids() == []
@@ -247,7 +219,7 @@ def test_configuration_errors_exit_2(tmp_path, content, message):
     err = io.StringIO()
     rc = cli.main(['--config-file', str(path), 'cache', 'list'],
                   stdout=io.StringIO(), stderr=err)
-    assert rc == cli.EXIT_USAGE
+    assert rc == errors.EXIT_USAGE
     assert message in err.getvalue()
 
 
@@ -258,7 +230,7 @@ def test_unreachable_libvirt_exits_3_with_one_line_and_no_json(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     rc = cli.main(['--config-file', str(conf), 'inspect', '--all',
                    '--json', '--cached-only'], stdout=out, stderr=err)
-    assert rc == cli.EXIT_LIBVIRT
+    assert rc == errors.EXIT_LIBVIRT
     assert out.getvalue() == ''
     lines = err.getvalue().splitlines()
     assert len(lines) == 1
@@ -285,13 +257,13 @@ def test_cache_list_show_forget(host):
     assert doc['expires_at'].endswith('Z') and doc['failures'] == 0
 
     rc, out, err = host.run('cache', 'show', UUIDS[2])
-    assert rc == cli.EXIT_FAILED and 'no record' in err
+    assert rc == errors.EXIT_FAILED and 'no record' in err
 
     rc, out, _ = host.run('cache', 'forget', UUIDS[0])
     assert (rc, out) == (0, 'forgot 1 record\n')
     assert not host.cache_dir.joinpath(UUIDS[0] + '.json').exists()
     rc, out, err = host.run('cache', 'forget', UUIDS[0])
-    assert rc == cli.EXIT_FAILED and 'no record' in err
+    assert rc == errors.EXIT_FAILED and 'no record' in err
     rc, out, _ = host.run('cache', 'forget', '--all')
     assert (rc, out) == (0, 'forgot 1 record\n')
     assert [p for p in os.listdir(host.cache_dir)
@@ -324,40 +296,15 @@ def test_json_mode_keeps_c_library_noise_off_the_output(tmp_path):
             '--config-file', str(conf), 'inspect', '--all']
     noisy = subprocess.run(argv, capture_output=True, text=True,
                            timeout=120)
-    assert noisy.returncode == cli.EXIT_LIBVIRT
+    assert noisy.returncode == errors.EXIT_LIBVIRT
     assert 'I/O warning' in noisy.stderr
     quiet = subprocess.run(argv + ['--json'], capture_output=True,
                            text=True, timeout=120)
-    assert quiet.returncode == cli.EXIT_LIBVIRT
+    assert quiet.returncode == errors.EXIT_LIBVIRT
     assert quiet.stdout == ''
     assert quiet.stderr.splitlines() == [
         noisy.stderr.splitlines()[-1]]
     assert quiet.stderr.startswith('ceilometer-os-pollster: error: ')
-
-
-@pytest.mark.parametrize('all_disks', [False, True])
-def test_cli_jobs_fingerprint_like_the_agent(all_disks):
-    from lxml import etree as ET
-    from ceilometer_os_pollster.agent import service as service_mod
-    from tests.fixtures import libvirt_test_driver as tdrv
-    uuid = 'cccccccc-0000-4000-8000-000000000001'
-    node = ET.fromstring(tdrv.node_xml([tdrv.domain(uuid, 'instance-1')]))
-    domain = node.find('domain')
-    disks = domain.find('devices')
-    extra = ET.fromstring(
-        "<disk type='block' device='disk'><driver type='raw'/>"
-        "<source dev='/dev/vol'/><target dev='vdb' bus='virtio'/></disk>")
-    disks.append(extra)
-    xml = ET.tostring(domain, encoding='unicode')
-    info = domain_xml_mod.instance_info(xml)
-    job, = cli._jobs([cli.Scanned(info, xml, 7, 1)], all_disks)
-    agent = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
-                                 service_mod.host_boot_id(), all_disks)
-    assert job.fingerprint == agent.fingerprint
-    without = service_mod.make_job(uuid, info.name, xml, 7, info.image_id,
-                                   service_mod.host_boot_id(),
-                                   not all_disks)
-    assert job.fingerprint != without.fingerprint
 
 
 def test_report_summarises_the_cache_per_project_and_product(host):

@@ -4,7 +4,6 @@
 import pytest
 
 from ceilometer_os_pollster.agent import cache_format
-from ceilometer_os_pollster.commands import cli
 from ceilometer_os_pollster.commands import render
 from ceilometer_os_pollster.instances import domain_xml as domain_xml_mod
 from ceilometer_os_pollster import record
@@ -19,7 +18,7 @@ FULL = domain_xml_mod.DomainInfo(
 
 def test_json_item_is_ids_then_every_metadata_key():
     item = render.json_item(FULL, ok_record(UUID))
-    assert tuple(item) == cli.JSON_ID_KEYS + record.METADATA_KEYS
+    assert tuple(item) == render.JSON_ID_KEYS + record.METADATA_KEYS
     assert item['resource_id'] == UUID
     assert (item['project_id'], item['user_id'], item['vcpus']) == \
         ('p-1', 'u-1', 8)

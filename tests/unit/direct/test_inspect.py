@@ -17,6 +17,7 @@ from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct.filesystem import btrfs
+from ceilometer_os_pollster.direct import disks as DD
 from ceilometer_os_pollster.direct import inspect as DI
 from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
@@ -105,7 +106,7 @@ def _read(monkeypatch, volumes, max_filesystems=None):
         (FSID, '') if kind == DI.id_mod.BTRFS else ('', '')))
     for device, disk_index, reader in volumes:
         source = types.SimpleNamespace(name=device)
-        volume = DI._Volume(device, disk_index, source)
+        volume = DD.Volume(device, disk_index, source)
         if isinstance(reader, FakeBtrfs):
             readers[device] = reader
             DI._list_btrfs(volume, S.Budget(), disks, result)

@@ -1,4 +1,6 @@
-"""The appliance against a fake guestfs handle (no qemu, no libguestfs).
+"""The appliance (appliance.py, with the roots it gathers:
+appliance_roots.py) against a fake guestfs handle (no qemu, no
+libguestfs).
 
 ``FakeGuestfs`` is a module stand-in whose handles serve a small disk
 model (devices, filesystems, roots, files, registry hives) and record
@@ -11,6 +13,7 @@ import types
 import pytest
 
 from ceilometer_os_pollster.inspection import appliance as A
+from ceilometer_os_pollster.inspection import appliance_roots as R
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts as F
 from ceilometer_os_pollster.families import guest_files as G
@@ -1030,7 +1033,7 @@ def test_roots_read_are_bounded_and_the_bound_is_a_limit(image):
     module = FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
                               roots=roots))
     facts = run(module, [spec(image)])
-    assert len(facts.roots) == A.MAX_ROOTS
+    assert len(facts.roots) == R.MAX_ROOTS
     # The likely billed roots are read first, whatever their device name.
     assert {r.type for r in facts.roots} == {'windows'}
     assert facts.limits == ['46 roots, more than 16 read']
@@ -1054,7 +1057,7 @@ def _snapshots_disk(distro_release, count=20):
 
 def test_unread_snapshots_of_a_licensed_linux_are_not_a_limit(image):
     facts = run(FakeGuestfs(_snapshots_disk(OS_RELEASE)), [spec(image)])
-    assert len(facts.roots) == A.MAX_ROOTS
+    assert len(facts.roots) == R.MAX_ROOTS
     assert facts.roots[0].device == '/dev/sda2'
     assert facts.limits == []
     rec = F.normalise(facts, 'i')
@@ -1079,7 +1082,7 @@ def test_snapshot_roots_are_read_beyond_max_roots(image):
 
 def test_unread_roots_that_could_be_dearer_are_a_limit(image):
     debian = b'ID=debian\nVERSION_ID="12"\n'
-    count = A.MAX_ROOTS + A.MAX_SUBVOLUME_ROOTS + 1
+    count = R.MAX_ROOTS + R.MAX_SUBVOLUME_ROOTS + 1
     facts = run(FakeGuestfs(_snapshots_disk(debian, count)), [spec(image)])
     # An unread snapshot could say RHEL: dearer than Debian.
     assert facts.limits == ['%d roots, more than %d read'
@@ -1109,15 +1112,15 @@ def test_unread_roots_on_a_data_disk_are_not_a_limit(image):
 
 
 def test_listed_roots_are_bounded(image):
-    count = A.MAX_LISTED_ROOTS + 4
+    count = R.MAX_LISTED_ROOTS + 4
     roots = {'/dev/sda%d' % n: {'type': 'linux'} for n in range(count)}
     module = FakeGuestfs(Disk(filesystems={d: 'ext4' for d in roots},
                               roots=roots))
     facts = run(module, [spec(image)])
-    assert '%d roots, more than %d' % (count, A.MAX_LISTED_ROOTS) in (
+    assert '%d roots, more than %d' % (count, R.MAX_LISTED_ROOTS) in (
         facts.limits)
     assert len(calls(module.handle, 'inspect_get_type')) == (
-        A.MAX_LISTED_ROOTS)
+        R.MAX_LISTED_ROOTS)
 
 
 def flood_disk(subvolumes):
@@ -1139,7 +1142,7 @@ def test_a_subvolume_flood_is_not_walked_by_inspect_os(image):
     mounted = [c[1] for c in calls(handle, 'mount_ro')]
     # Windows first, then the filesystem, then subvolumes, bounded.
     assert mounted[:2] == ['/dev/sda1', '/dev/sda2']
-    assert len(mounted) == A.MAX_SCANNED_FILESYSTEMS
+    assert len(mounted) == R.MAX_SCANNED_FILESYSTEMS
     # One disk lookup for the whole flood.
     assert len(calls(handle, 'part_to_dev')) < 10
     assert facts.roots[0].type == 'windows'

@@ -337,13 +337,14 @@ def test_socket_dirs_are_kept_when_open_sockets_are_unknown(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason='worker_user is for root')
 def test_an_unknown_worker_user_fails_inspections_and_is_said(tmp_path):
     from ceilometer_os_pollster.agent import engine as E
+    from ceilometer_os_pollster.instances import identity
     from tests.helpers import inspection_conf
     engine = E.Engine(inspection_conf(worker_user='no-such-user-x',
                                       tmp_dir=str(tmp_path)),
                       worker_argv=['/bin/false'])
     assert '[os_inspection] worker_user no-such-user-x does not exist: ' \
         'every inspection will fail' in engine.preflight()
-    rec = engine.inspect(E.InspectionJob(
+    rec = engine.inspect(identity.InspectionJob(
         'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
         "<devices/></domain>"))
     assert (rec.status, rec.reason) == (

@@ -1,7 +1,7 @@
 """worker (the inspection child): the one-way flow with a fake
-appliance, its protocol as a real process, its priority."""
+appliance, its protocol as a real process.  Its priority and its guard:
+test_worker_process.py, tests/unit/agent/test_stop.py."""
 
-import errno
 import json
 import os
 import subprocess
@@ -19,10 +19,7 @@ from ceilometer_os_pollster.families import raw_facts as RF
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster.inspection import worker as W
 from tests import helpers
-from tests.helpers import GROUP_WORKER
-from tests.helpers import alive
 from tests.helpers import disk
-from tests.helpers import until
 
 OPTS = {opt.dest: opt.default for opt in options.OPTS}
 
@@ -222,26 +219,6 @@ def test_worker_exits_when_its_agent_is_gone(tmp_path):
     assert result.stdout == b''
 
 
-def test_priority_is_lowered_for_the_worker_and_what_it_starts():
-    code = ('import os, subprocess; from ceilometer_os_pollster.inspection '
-            'import worker; print(repr(worker.lower_priority(12, "idle"))); '
-            'p = subprocess.run(["ionice", "-p", str(os.getpid())], '
-            'capture_output=True, text=True); print(p.stdout.strip()); '
-            'print(os.getpriority(os.PRIO_PROCESS, 0)); '
-            'c = subprocess.run(["sh", "-c", "ionice -p $$; nice"], '
-            'capture_output=True, text=True); print(c.stdout.strip()); '
-            'print(open("/proc/self/autogroup").read().split()[-1])')
-    # A session of its own, as the agent starts workers.
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, check=True,
-                         start_new_session=True).stdout.splitlines()
-    assert out == ["''", 'idle', '12', 'idle', '12', '12']
-
-
-def test_priority_unchanged_when_asked():
-    assert W.lower_priority(0, 'none') == ''
-
-
 def test_options_namespace_has_every_option():
     ns = W.options_namespace(dict(OPTS, worker_nice=3))
     assert isinstance(ns, types.SimpleNamespace)
@@ -251,46 +228,6 @@ def test_options_namespace_has_every_option():
 def test_options_missing_from_an_older_agent_take_their_defaults():
     older = {k: v for k, v in OPTS.items() if k != 'ceph_user'}
     assert W.options_namespace(older).ceph_user == ''
-
-
-def _failing_writes(monkeypatch, *errnos):
-    """Make the autogroup write fail with each errno in turn, then work."""
-    left = list(errnos)
-    written = []
-
-    def write(path, text):
-        if left:
-            code = left.pop(0)
-            raise OSError(code, os.strerror(code))
-        written.append(text)
-    monkeypatch.setattr(W, '_write_line', write)
-    monkeypatch.setattr(W.time, 'sleep', lambda s: None)
-    return written
-
-
-@pytest.mark.parametrize('code', [errno.EINVAL, errno.ENOENT])
-def test_no_autogroup_to_weigh_is_not_a_problem(monkeypatch, code):
-    # EINVAL: autogroups switched off, or a process left in the root
-    # group (as CI's session is); its own nice level applies.
-    written = _failing_writes(monkeypatch, code)
-    assert W.set_autogroup_nice('/proc/self/autogroup', 10) == ''
-    assert written == []
-
-
-def test_autogroup_rate_limit_is_retried(monkeypatch):
-    # Unprivileged agents: the kernel allows ten changes a second.
-    written = _failing_writes(monkeypatch, errno.EAGAIN, errno.EAGAIN)
-    assert W.set_autogroup_nice('/proc/self/autogroup', 10) == ''
-    assert written == ['10']
-
-
-def test_autogroup_refusal_is_reported(monkeypatch):
-    _failing_writes(monkeypatch, errno.EPERM)
-    assert W.set_autogroup_nice('/x', 10) == (
-        'autogroup nice 10: Operation not permitted')
-    _failing_writes(monkeypatch, *[errno.EAGAIN] * 5)
-    assert W.set_autogroup_nice('/x', 10) == (
-        'autogroup nice 10: Resource temporarily unavailable')
 
 
 # --------------------------------------------------------------------------
@@ -440,26 +377,3 @@ def test_the_wrapper_reaches_the_appliance():
     W.inspect(opts(), job(domain(disk('/d', 'vda'))), '/p', print,
               appliance_factory=factory, hv='/p/qemu-confined')
     assert factory.hv == '/p/qemu-confined'
-
-
-# -- the guard: the worker's process group dies with it (issue 28) --------
-
-def test_worker_guard_kills_the_group_when_the_worker_dies(tmp_path):
-    pid_file = tmp_path / 'child.pid'
-    code = ('from ceilometer_os_pollster.inspection import worker; '
-            'worker.guard_group(); ' + GROUP_WORKER)
-    proc = subprocess.Popen([sys.executable, '-c', code, str(pid_file)],
-                            start_new_session=True)
-    assert until(lambda: pid_file.exists() and pid_file.read_text())
-    child = int(pid_file.read_text())
-    os.kill(proc.pid, 9)         # as PR_SET_PDEATHSIG does with the agent
-    proc.wait()
-    assert until(lambda: not alive(child))
-
-
-def test_worker_guard_spares_a_group_it_does_not_lead():
-    code = ('from ceilometer_os_pollster.inspection import worker; '
-            'worker.guard_group(); print("ok")')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, timeout=60)
-    assert out.stdout == 'ok\n'      # and this test process still runs

@@ -470,111 +470,7 @@ def test_generated_labels_avoid_target_names():
     assert [spec.label for spec in specs] == ['diskc', 'vda', 'diskd']
 
 
-# Fingerprint -------------------------------------------------------------
-
-BASE_SPECS = drives.drive_specs(domain(ROOT_OVERLAY, VDB))
-BASE_PRINT = drives.fingerprint(BASE_SPECS, 'image-1', 'boot-1')
-
-
-def test_fingerprint_is_stable_short_hex():
-    again = drives.fingerprint(drives.drive_specs(domain(ROOT_OVERLAY, VDB)),
-                               'image-1', 'boot-1')
-    assert again == BASE_PRINT
-    disks, run = BASE_PRINT.split('-')
-    assert len(disks) == len(run) == 16
-    int(disks, 16), int(run, 16)
-
-
-def test_fingerprint_ignores_document_order_and_auth():
-    reordered = drives.drive_specs(domain(VDB, ROOT_OVERLAY))
-    assert drives.fingerprint(reordered, 'image-1', 'boot-1') == BASE_PRINT
-    rbd = drives.drive_specs(domain(RBD))
-    other_user = drives.drive_specs(domain(
-        RBD.replace("username='nova'", "username='cinder'")))
-    assert (drives.fingerprint(rbd, 'i', 'b')
-            == drives.fingerprint(other_user, 'i', 'b'))
-
-
-def _changed(field, value):
-    first = dataclasses.replace(BASE_SPECS[0], **{field: value})
-    return [first] + BASE_SPECS[1:]
-
-
-# What changes the OS the boot-disk policy sees changes the disks half.
-@pytest.mark.parametrize('specs, image_id', [
-    (_changed('path', INSTANCES + '/disk.rescue'), 'image-1'),
-    (_changed('kind', 'block'), 'image-1'),
-    (_changed('format', 'raw'), 'image-1'),
-    (_changed('protocol', 'rbd'), 'image-1'),
-    (_changed('hosts', (('192.0.2.1', '6789'),)), 'image-1'),
-    (_changed('socket', '/run/nbd'), 'image-1'),
-    # Rescue: another disk takes over the boot (nova's stable rescue).
-    (BASE_SPECS + [dataclasses.replace(BASE_SPECS[1], boot_order=1,
-                                       path='/rescue')], 'image-1'),
-    # The boot disk is renamed after the data disk (volume swap).
-    ([dataclasses.replace(BASE_SPECS[0], target='vdc'), BASE_SPECS[1]],
-     'image-1'),
-    ([], 'image-1'),
-    # The nova image changed (rebuild).
-    (BASE_SPECS, 'image-2'),
-    (BASE_SPECS, ''),
-])
-def test_fingerprint_disks_half_changes_with_the_boot_disk(specs, image_id):
-    new = drives.fingerprint(specs, image_id, 'boot-1')
-    assert new != BASE_PRINT
-    assert not drives.same_disks(BASE_PRINT, new)
-
-
-@pytest.mark.parametrize('specs', [
-    BASE_SPECS[:1],                                   # data volume detached
-    BASE_SPECS + [dataclasses.replace(BASE_SPECS[1], target='vdc',
-                                      path='/vol2')],  # another attached
-    list(reversed(BASE_SPECS)),                       # listed in another order
-])
-def test_fingerprint_ignores_data_volumes(specs):
-    assert drives.fingerprint(specs, 'image-1', 'boot-1') == BASE_PRINT
-
-
-def test_fingerprint_covers_every_disk_when_all_disks_are_inspected():
-    every = drives.fingerprint(BASE_SPECS, 'image-1', 'boot-1', True)
-    assert drives.fingerprint(BASE_SPECS[:1], 'image-1', 'boot-1',
-                              True) != every
-
-
-@pytest.mark.parametrize('boot_identity', ['boot-2', '', 'image-1boot-1'])
-def test_fingerprint_run_half_changes_with_qemu_restart(boot_identity):
-    new = drives.fingerprint(BASE_SPECS, 'image-1', boot_identity)
-    assert new != BASE_PRINT
-    assert drives.same_disks(BASE_PRINT, new)
-
-
-def test_fingerprint_fields_never_leak_into_each_other():
-    assert (drives.fingerprint(BASE_SPECS, 'image-1boot-1', '')
-            != BASE_PRINT)
-
-
-@pytest.mark.parametrize('old, new, expected', [
-    ('a' * 16 + '-' + 'b' * 16, 'a' * 16 + '-' + 'c' * 16, True),
-    ('a' * 16 + '-' + 'b' * 16, 'd' * 16 + '-' + 'b' * 16, False),
-    ('0123456789abcdef' * 2, 'a' * 16 + '-' + 'b' * 16, True),  # legacy
-    ('', 'a' * 16 + '-' + 'b' * 16, False),
-    (None, 'a', False),
-])
-def test_same_disks(old, new, expected):
-    assert drives.same_disks(old, new) is expected
-
-
-def test_fingerprint_none_is_empty():
-    assert (drives.fingerprint(BASE_SPECS, None, None)
-            == drives.fingerprint(BASE_SPECS, '', ''))
-
-
-def test_fingerprint_survives_odd_text():
-    spec = dataclasses.replace(BASE_SPECS[0], path='/x/\udcff\u202e\n')
-    assert len(drives.fingerprint([spec], '\u00e9', '\x00')) == 33
-
-
-# describe / servers ------------------------------------------------------
+# describe ----------------------------------------------------------------
 
 @pytest.mark.parametrize('snippet, expected', [
     (ROOT_OVERLAY, 'vda (qcow2, virtio): file %s/disk' % INSTANCES),
@@ -599,19 +495,6 @@ def test_describe_never_shows_auth_and_is_safe():
     assert len(text) <= 255
     assert text.startswith('vda (raw, virtio): rbd p/img evil')
     assert all(ch.isprintable() for ch in text)
-
-
-@pytest.mark.parametrize('snippet, expected', [
-    (RBD, ['tcp:192.0.2.1:6789', 'tcp:192.0.2.2:6789',
-           'tcp:[2001:db8::3]:3300']),
-    (RBD_NO_HOSTS, []),
-    (NBD_TCP, ['tcp:nbd.example.org:6000']),
-    (NBD_UNIX, ['unix:/var/run/nbdsock']),
-    (ISCSI_NETWORK, ['tcp:iscsi.example.com:3260']),
-    (RAW_FILE, []),
-])
-def test_servers(snippet, expected):
-    assert drives.servers(only(domain(snippet))) == expected
 
 
 @pytest.mark.parametrize('target, position', [

@@ -18,7 +18,7 @@ import pytest
 
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import inspect as direct_inspect
+from ceilometer_os_pollster.direct import disks as direct_disks
 from ceilometer_os_pollster.direct.block import nbd
 from ceilometer_os_pollster.direct.block import network
 from ceilometer_os_pollster.direct.block import source as S
@@ -95,7 +95,7 @@ def opts(**over):
 def read_disk(spec, budget=None, tmp_path='/nonexistent'):
     budget = budget or S.Budget()
     with contextlib.ExitStack() as stack:
-        disk = direct_inspect.disk_source(
+        disk = direct_disks.disk_source(
             spec, budget, stack, network.NetworkDisks(opts(), tmp_path))
         return disk.read_at(0, disk.size)
 

@@ -12,6 +12,7 @@ import pytest
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.block import qcow2
+from ceilometer_os_pollster.direct.block import qcow2_header
 from ceilometer_os_pollster.direct.block import source as S
 
 MiB = 1 << 20
@@ -76,15 +77,15 @@ def raws(tmp_path_factory):
 
 
 @pytest.mark.parametrize('options, compress, expect_kind', [
-    (['-o', 'compat=0.10'], False, qcow2.DATA),
-    (['-o', 'compat=1.1'], False, qcow2.DATA),
-    (['-o', 'compat=1.1,cluster_size=4096'], False, qcow2.DATA),
-    (['-o', 'compat=1.1,cluster_size=512'], False, qcow2.DATA),
-    (['-o', 'compat=1.1,cluster_size=2M'], False, qcow2.DATA),
-    (['-o', 'compat=0.10'], True, qcow2.COMPRESSED),
-    (['-o', 'compat=1.1'], True, qcow2.COMPRESSED),
-    (['-o', 'compat=1.1,cluster_size=4096'], True, qcow2.COMPRESSED),
-    (['-o', 'compat=1.1,cluster_size=512'], True, qcow2.COMPRESSED),
+    (['-o', 'compat=0.10'], False, qcow2_header.DATA),
+    (['-o', 'compat=1.1'], False, qcow2_header.DATA),
+    (['-o', 'compat=1.1,cluster_size=4096'], False, qcow2_header.DATA),
+    (['-o', 'compat=1.1,cluster_size=512'], False, qcow2_header.DATA),
+    (['-o', 'compat=1.1,cluster_size=2M'], False, qcow2_header.DATA),
+    (['-o', 'compat=0.10'], True, qcow2_header.COMPRESSED),
+    (['-o', 'compat=1.1'], True, qcow2_header.COMPRESSED),
+    (['-o', 'compat=1.1,cluster_size=4096'], True, qcow2_header.COMPRESSED),
+    (['-o', 'compat=1.1,cluster_size=512'], True, qcow2_header.COMPRESSED),
 ])
 def test_image_reads_as_qemu_img_converts(raws, options, compress,
                                           expect_kind):
@@ -113,7 +114,7 @@ def test_zstd_compressed_clusters(raws):
     run('qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o',
         'compression_type=zstd', str(raw), str(image))
     src = open_image(image)
-    assert src.header.compression_type == qcow2.COMPRESSION_ZSTD
+    assert src.header.compression_type == qcow2_header.COMPRESSION_ZSTD
     if qcow2.zstandard is None:
         with pytest.raises(errors.Unsupported) as e:
             reader_hash(src)
@@ -145,9 +146,9 @@ def test_backing_chain_reads_as_qemu_img_converts(raws, compat):
         chain = open_image(path, chain, budget)
     assert chain.depth == 3
     found = kinds(chain)
-    assert qcow2.UNALLOCATED in found
+    assert qcow2_header.UNALLOCATED in found
     if compat == '1.1':
-        assert qcow2.ZERO in found | kinds(chain.backing)
+        assert qcow2_header.ZERO in found | kinds(chain.backing)
     assert reader_hash(chain) == reference_hash(top)
     assert chain.read_at(2 * MiB, 12288) == bytes(12288)
     assert chain.read_at(1040 * 1024, 4096) == b'\x23' * 4096
@@ -173,7 +174,7 @@ def test_qemu_io_zero_clusters(tmp_path):
         str(top), '1M')
     run('qemu-io', '-f', 'qcow2', '-c', 'write -z 64k 128k', str(top))
     src = open_image(top, open_file(base))
-    assert src.mapping(1)[0] == qcow2.ZERO
+    assert src.mapping(1)[0] == qcow2_header.ZERO
     assert src.read_at(65536, 131072) == bytes(131072)
     assert reader_hash(src) == reference_hash(top)
 
@@ -197,7 +198,7 @@ def test_guest_written_qcow2_header_is_only_data(tmp_path):
         str(image))
     src = open_image(image)
     assert src.backing is None and not src.header.has_backing
-    assert src.read_at(0, 4) == qcow2.MAGIC
+    assert src.read_at(0, 4) == qcow2_header.MAGIC
     assert reader_hash(src) == reference_hash(image)
     assert reader_hash(src)[0] == hashlib.sha256(data).hexdigest()
 
@@ -292,7 +293,7 @@ def patch(path, offset, fmt, *values):
 def header_of(path):
     with open(path, 'rb') as f:
         data = f.read(112)
-    return qcow2.parse_header(data, os.path.getsize(path))
+    return qcow2_header.parse_header(data, os.path.getsize(path))
 
 
 def read_all(path, budget):
@@ -335,7 +336,7 @@ def test_l2_entry_past_the_end_and_unaligned(small):
     h = header_of(small)
     with open(small, 'rb') as f:
         f.seek(h.l1_table_offset)
-        l2 = struct.unpack('>Q', f.read(8))[0] & qcow2.L1E_OFFSET_MASK
+        l2 = struct.unpack('>Q', f.read(8))[0] & qcow2_header.L1E_OFFSET_MASK
     patch(small, l2, '>Q', (1 << 40) | (1 << 63))
     with pytest.raises(errors.Corrupt) as e:
         read_all(small, S.Budget(4 * MiB))
@@ -371,7 +372,7 @@ def test_corrupt_compressed_cluster(tmp_path):
         'cluster_size=4096', str(raw), str(image))
     src = open_image(image)
     index = next(i for i in range(256)
-                 if src.mapping(i)[0] == qcow2.COMPRESSED)
+                 if src.mapping(i)[0] == qcow2_header.COMPRESSED)
     _, host, _ = src.mapping(index)
     patch(image, host, '>8s', b'\xff' * 8)
     with pytest.raises(errors.Corrupt) as e:
@@ -380,20 +381,22 @@ def test_corrupt_compressed_cluster(tmp_path):
 
 
 def test_v2_zero_flag_is_corrupt():
-    header = qcow2.Header(version=2, cluster_bits=16, size=1, l1_size=1,
-                          l1_table_offset=65536, has_backing=False)
+    header = qcow2_header.Header(version=2, cluster_bits=16, size=1,
+                                 l1_size=1, l1_table_offset=65536,
+                                 has_backing=False)
     with pytest.raises(errors.Corrupt):
-        qcow2.decode_l2_entry(1, header)
-    v3 = qcow2.Header(version=3, cluster_bits=16, size=1, l1_size=1,
-                      l1_table_offset=65536, has_backing=False)
-    assert qcow2.decode_l2_entry(1, v3) == (qcow2.ZERO, 0, 0)
-    assert qcow2.decode_l2_entry(0, v3) == (qcow2.UNALLOCATED, 0, 0)
-    assert qcow2.decode_l2_entry((1 << 63) | 0x30000, v3) == (
-        qcow2.DATA, 0x30000, 0)
+        qcow2_header.decode_l2_entry(1, header)
+    v3 = qcow2_header.Header(version=3, cluster_bits=16, size=1, l1_size=1,
+                             l1_table_offset=65536, has_backing=False)
+    assert qcow2_header.decode_l2_entry(1, v3) == (qcow2_header.ZERO, 0, 0)
+    assert qcow2_header.decode_l2_entry(0, v3) == (
+        qcow2_header.UNALLOCATED, 0, 0)
+    assert qcow2_header.decode_l2_entry((1 << 63) | 0x30000, v3) == (
+        qcow2_header.DATA, 0x30000, 0)
     # Compressed: 16-bit clusters put the sector count at bit 54.
     entry = (1 << 62) | (3 << 54) | 0x12345
-    assert qcow2.decode_l2_entry(entry, v3) == (
-        qcow2.COMPRESSED, 0x12345, 4 * 512 - 0x145)
+    assert qcow2_header.decode_l2_entry(entry, v3) == (
+        qcow2_header.COMPRESSED, 0x12345, 4 * 512 - 0x145)
 
 
 def test_image_that_grew_while_read_is_torn(small):

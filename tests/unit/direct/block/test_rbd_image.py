@@ -12,7 +12,7 @@ import pytest
 
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.direct import errors
-from ceilometer_os_pollster.direct import inspect as direct_inspect
+from ceilometer_os_pollster.direct import disks as direct_disks
 from ceilometer_os_pollster.direct.block import network
 from ceilometer_os_pollster.direct.block import rbd_image
 from ceilometer_os_pollster.direct.block import source as S
@@ -130,8 +130,8 @@ def open_disk(o, tmp_path, budget=None, read_secret=None, stack=None):
     disks = network.NetworkDisks(o, str(tmp_path),
                                  read_secret=read_secret or (
                                      lambda uri, spec: KEY))
-    disk = direct_inspect.disk_source(rbd_spec(), budget or S.Budget(),
-                                      stack, disks)
+    disk = direct_disks.disk_source(rbd_spec(), budget or S.Budget(),
+                                    stack, disks)
     return disk, stack
 
 

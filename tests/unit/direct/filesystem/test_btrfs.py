@@ -400,7 +400,7 @@ def test_crc32c_and_name_hash(images):
     for key, data in f.volume.items(
             f.volume.root(node.tree), (node.ino, btrfs.DIR_ITEM, 0),
             (node.ino, btrfs.DIR_ITEM, btrfs.MAX_KEY), 'test'):
-        for name, _, _ in btrfs._parse_dir_entries(data, 'test'):
+        for name, _, _ in btrfs.parse_dir_entries(data, 'test'):
             assert key[2] == btrfs.name_hash(name)
             count += 1
     assert count == ENTRIES
@@ -449,7 +449,7 @@ def _physical(f, logical):
 
 def _leaf_with(f, root, key):
     """(physical offset of the leaf holding ``key``, its Node)."""
-    op = btrfs._Op('test')
+    op = btrfs.tree._Op('test')
     node = f.volume._node(root.bytenr, root.level, None, None, op)
     while node.level:
         i = max(0, bisect.bisect_right(node.keys, key) - 1)
@@ -598,7 +598,7 @@ def test_tree_block_pointing_to_itself(images):
                       '/many/name-7', errors.Corrupt, subvolume=root.tree)
     assert 'level' in reason or 'loops' in reason
     # Two pointers to one block.
-    op = btrfs._Op('test')
+    op = btrfs.tree._Op('test')
     node = f.volume._node(root.bytenr, root.level, None, None, op)
     second = ptr_at + btrfs.KEY_PTR.size
     patches = {second: struct.pack('<Q', node.refs[0][0]),
@@ -694,8 +694,8 @@ def test_decompression_is_capped():
         btrfs.decompress(btrfs.COMPRESS_ZLIB, b'not zlib', 4096, 'test')
     with pytest.raises(errors.Corrupt):
         btrfs.decompress(9, b'', 4096, 'test')
-    if btrfs.zstandard is not None:
-        zstd = btrfs.zstandard.ZstdCompressor()
+    if btrfs.compressed.zstandard is not None:
+        zstd = btrfs.compressed.zstandard.ZstdCompressor()
         with pytest.raises(errors.Corrupt) as exc:
             btrfs.decompress(btrfs.COMPRESS_ZSTD, zstd.compress(bytes(MiB)),
                              128 * 1024, 'test')
@@ -768,18 +768,23 @@ def test_budget_ends_a_large_read(images):
     assert reason == 'read more than 262144 bytes of the disks'
 
 
-@pytest.mark.parametrize('bound, value, path, words', [
-    ('MAX_SUBVOLUMES', 3, None, 'more than 3 subvolumes'),
-    ('MAX_NAME_LOOKUPS', 2, None, 'more than 2 directory names'),
-    ('MAX_PATH_COMPONENTS', 2, None, 'a directory deeper than 2'),
-    ('MAX_BLOCKS_PER_OP', 1, '/@/many/name-1', 'more than 1 tree blocks'),
-    ('MAX_EXTENTS', 10, '/@/fragmented', 'more than 10 extents'),
-    ('MAX_DECOMPRESSED_PER_READ', 200 * 1024, '/@/big',
+@pytest.mark.parametrize('part, bound, value, path, words', [
+    ('subvolumes', 'MAX_SUBVOLUMES', 3, None, 'more than 3 subvolumes'),
+    ('subvolumes', 'MAX_NAME_LOOKUPS', 2, None,
+     'more than 2 directory names'),
+    ('subvolumes', 'MAX_PATH_COMPONENTS', 2, None,
+     'a directory deeper than 2'),
+    ('tree', 'MAX_BLOCKS_PER_OP', 1, '/@/many/name-1',
+     'more than 1 tree blocks'),
+    ('files', 'MAX_EXTENTS', 10, '/@/fragmented', 'more than 10 extents'),
+    ('files', 'MAX_DECOMPRESSED_PER_READ', 200 * 1024, '/@/big',
      'more than 0 MiB decompressed'),
-    ('MAX_DIR_ENTRIES', 100, 'listdir', 'more than 100 entries'),
+    ('subvolumes', 'MAX_DIR_ENTRIES', 100, 'listdir',
+     'more than 100 entries'),
 ])
-def test_bounds(images, monkeypatch, bound, value, path, words):
-    monkeypatch.setattr(btrfs, bound, value)
+def test_bounds(images, monkeypatch, part, bound, value, path, words):
+    # Each bound lives in the part of the reader that enforces it.
+    monkeypatch.setattr(getattr(btrfs, part), bound, value)
     budget = S.Budget(8 * MiB)
     with pytest.raises(errors.LimitReached) as exc:
         f, _ = _open(images['single-zstd'][0], budget)

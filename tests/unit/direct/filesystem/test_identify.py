@@ -3,7 +3,7 @@
 import pytest
 
 from ceilometer_os_pollster.direct.filesystem import identify as ID
-from ceilometer_os_pollster.direct import inspect as DI
+from ceilometer_os_pollster.direct import disks
 
 
 def head(*patches, size=ID.HEAD):
@@ -46,4 +46,4 @@ def test_unsupported_reasons(kind, reason):
     (27, '/dev/sdab'),
 ])
 def test_disk_names_follow_the_appliance(index, name):
-    assert DI.disk_name(index) == name
+    assert disks.disk_name(index) == name

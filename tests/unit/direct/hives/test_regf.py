@@ -24,6 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
+from ceilometer_os_pollster.direct.hives import cells
 from ceilometer_os_pollster.direct.hives import regf
 from tests.guests import builder
 from tests.guests import hive
@@ -595,6 +596,6 @@ def test_value_prefix_reads_only_what_is_asked(db):
     key = h.key('Software\\Vendor\\Product')
     before = h.bytes_read
     assert h.value(key, 'big', 100) == (hive.REG_BINARY, BIG[:100])
-    assert h.bytes_read - before <= 3 * regf.PAGE
+    assert h.bytes_read - before <= 3 * cells.PAGE
     assert h.value(key, 'big', 17000) == (hive.REG_BINARY, BIG[:17000])
     assert h.value(key, 'dword', 2) == (hive.REG_DWORD, b'\xef\xbe')

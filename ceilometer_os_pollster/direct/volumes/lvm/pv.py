@@ -1,21 +1,12 @@
-"""LVM2: physical volume labels, the text metadata, linear and striped LVs.
+"""What one LVM2 physical volume holds: its label and its metadata.
 
-On a PV (lvm2 ``lib/label``, ``lib/format_text``): a 512-byte label
-(``LABELONE``) in one of the first four sectors, the PV header after it
-(UUID, size, lists of data and metadata areas), a metadata area header
-(magic `` LVM2 x[5A%r0N*>``) whose first ``raw_locn`` locates the
-committed metadata in a circular text buffer, and that text: the format
-``vgcfgbackup`` writes, parsed here by a small bounded parser.
-
-``read_pv`` reads one Source's label and metadata; ``volume_groups``
-groups PVs by VG id, keeps the newest metadata (highest seqno) and
-returns VolumeGroups whose linear and striped LVs ``open_lv`` turns into
-Sources over the PV Sources (``Concat`` of segments, ``Striped`` for
-stripes).  Thin, RAID, mirror, snapshot, cache and other segment types
-are refused with a reason; names are kept as the guest wrote them.
-
-Checksums are LVM's CRC-32 variant; a metadata checksum that does not
-match is a torn read (LVM rewrites it while the guest runs).
+The 512-byte label (``LABELONE``) in one of the first four sectors, the
+PV header after it (UUID, size, lists of data and metadata areas), the
+metadata area header whose first ``raw_locn`` locates the committed
+metadata in a circular text buffer, and that text, parsed by a small
+bounded parser into nested dicts (pure), then ``read_pv`` (I/O).
+Checksums are LVM's CRC-32 variant; the text's not matching is a torn
+read.
 """
 
 import dataclasses
@@ -23,7 +14,6 @@ import re
 import struct
 import zlib
 
-from ceilometer_os_pollster.direct.block import source as src_mod
 from ceilometer_os_pollster.direct.errors import Corrupt
 from ceilometer_os_pollster.direct.errors import LimitReached
 from ceilometer_os_pollster.direct.errors import TornRead
@@ -66,9 +56,6 @@ MAX_AREAS = 8                     # data or metadata areas in one header
 MAX_METADATA = 4 << 20            # bytes of metadata text
 MAX_DEPTH = 16                    # nested sections
 MAX_TOKENS = 1 << 20
-MAX_LVS = 4096
-MAX_SEGMENTS = 4096               # segments of one LV
-MAX_STRIPES = 128
 
 
 def lvm_crc(data, crc=INITIAL_CRC):
@@ -299,181 +286,6 @@ def parse_text(text):
     return _Parser(text.rstrip(b'\0')).section(0, None)
 
 
-# -- the volume group (pure) ---------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class PvRef:
-    name: str                   # 'pv0', as the metadata names it
-    uuid: str                   # 32 characters, no dashes
-    pe_start: int               # bytes
-    pe_count: int
-    missing: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Segment:
-    start_extent: int
-    extent_count: int
-    type: str
-    stripe_size: int            # bytes (0 for one stripe)
-    stripes: tuple              # (pv name, first extent on that PV)
-
-
-@dataclasses.dataclass(frozen=True)
-class LogicalVolume:
-    name: str
-    size: int                   # bytes
-    visible: bool
-    segments: tuple
-    unsupported: str = ''       # why it cannot be read, or ''
-
-
-@dataclasses.dataclass(frozen=True)
-class VolumeGroup:
-    name: str
-    id: str
-    seqno: int
-    extent_size: int            # bytes
-    pvs: dict                   # name -> PvRef
-    lvs: tuple                  # LogicalVolume, in metadata order
-    sources: dict = dataclasses.field(default_factory=dict)  # pv name ->
-
-
-def _get(d, key, kind, what):
-    value = d.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise Corrupt('lvm: %s has no valid %s' % (what, key))
-    return value
-
-
-def _uuid(text):
-    return text.replace('-', '')
-
-
-def parse_vg(config):
-    """The VolumeGroup a parsed metadata text describes (pure)."""
-    sections = [(k, v) for k, v in config.items() if isinstance(v, dict)]
-    if len(sections) != 1:
-        raise Corrupt('lvm: metadata has %d volume groups, not one'
-                      % len(sections))
-    name, vg = sections[0]
-    what = 'VG %s' % name[:64]
-    extent_sectors = _get(vg, 'extent_size', int, what)
-    if extent_sectors <= 0 or extent_sectors > 1 << 32:
-        raise Corrupt('lvm: %s has an invalid extent size' % what)
-    pvs = {}
-    for pv_name, pv in _get(vg, 'physical_volumes', dict, what).items():
-        if not isinstance(pv, dict):
-            raise Corrupt('lvm: %s PV %s is malformed' % (what, pv_name))
-        pv_what = '%s PV %s' % (what, pv_name[:64])
-        flags = pv.get('flags', [])
-        status = pv.get('status', [])
-        pe_start = _get(pv, 'pe_start', int, pv_what)
-        pe_count = _get(pv, 'pe_count', int, pv_what)
-        if pe_start < 0 or pe_count < 0:
-            raise Corrupt('lvm: %s has a negative extent range' % pv_what)
-        pvs[pv_name] = PvRef(
-            pv_name, _uuid(_get(pv, 'id', str, pv_what)), pe_start * SECTOR,
-            pe_count, 'MISSING' in (flags if isinstance(flags, list) else [])
-            or 'MISSING' in (status if isinstance(status, list) else []))
-    lv_sections = vg.get('logical_volumes', {})
-    if not isinstance(lv_sections, dict):
-        raise Corrupt('lvm: %s logical_volumes is malformed' % what)
-    if len(lv_sections) > MAX_LVS:
-        raise LimitReached('lvm: %s has more than %d LVs' % (what, MAX_LVS))
-    extent = extent_sectors * SECTOR
-    snapshots = _snapshot_names(lv_sections)
-    lvs = []
-    for lv_name, lv in lv_sections.items():
-        if not isinstance(lv, dict):
-            raise Corrupt('lvm: %s LV %s is malformed' % (what, lv_name))
-        lvs.append(_parse_lv(what, lv_name, lv, extent, pvs, snapshots))
-    return VolumeGroup(name=name, id=_get(vg, 'id', str, what),
-                       seqno=_get(vg, 'seqno', int, what),
-                       extent_size=extent, pvs=pvs, lvs=tuple(lvs))
-
-
-def _snapshot_names(lv_sections):
-    """Names of the LVs that are a snapshot's copy-on-write store."""
-    cows = set()
-    for lv in lv_sections.values():
-        if not isinstance(lv, dict):
-            continue
-        for seg in lv.values():
-            if isinstance(seg, dict) and seg.get('type') == 'snapshot':
-                if isinstance(seg.get('cow_store'), str):
-                    cows.add(seg['cow_store'])
-    return cows
-
-
-def _parse_lv(vg_what, name, lv, extent, pvs, snapshots):
-    what = '%s LV %s' % (vg_what, name[:64])
-    status = lv.get('status', [])
-    visible = isinstance(status, list) and 'VISIBLE' in status
-    segs = [(k, v) for k, v in lv.items()
-            if isinstance(v, dict) and k.startswith('segment')]
-    if len(segs) > MAX_SEGMENTS:
-        raise LimitReached('lvm: %s has more than %d segments'
-                           % (what, MAX_SEGMENTS))
-    segments = []
-    unsupported = ''
-    for key, seg in segs:
-        seg_type = seg.get('type')
-        start = _get(seg, 'start_extent', int, what)
-        count = _get(seg, 'extent_count', int, what)
-        if not isinstance(seg_type, str):
-            raise Corrupt('lvm: %s has a segment without a type' % what)
-        if seg_type not in ('striped', 'linear'):
-            unsupported = unsupported or (
-                'lvm: %s is a %s volume, which is not read'
-                % (what, seg_type[:32]))
-            segments.append(Segment(start, count, seg_type, 0, ()))
-            continue
-        segments.append(_parse_striped(what, seg, start, count, pvs))
-    segments.sort(key=lambda s: s.start_extent)
-    pos = 0
-    for seg in segments:
-        if seg.start_extent != pos or seg.extent_count <= 0:
-            raise Corrupt('lvm: %s has segments that overlap or leave a gap'
-                          % what)
-        pos += seg.extent_count
-    if name in snapshots and not unsupported:
-        unsupported = ('lvm: %s is a snapshot, which is not read' % what)
-    return LogicalVolume(name=name, size=pos * extent, visible=visible,
-                         segments=tuple(segments), unsupported=unsupported)
-
-
-def _parse_striped(what, seg, start, count, pvs):
-    stripe_count = _get(seg, 'stripe_count', int, what)
-    stripes = seg.get('stripes')
-    if not 1 <= stripe_count <= MAX_STRIPES or not isinstance(stripes, list) \
-            or len(stripes) != 2 * stripe_count:
-        raise Corrupt('lvm: %s has a malformed striped segment' % what)
-    if count % stripe_count:
-        raise Corrupt('lvm: %s segment of %d extents does not divide into '
-                      '%d stripes' % (what, count, stripe_count))
-    per_stripe = count // stripe_count
-    pairs = []
-    for pv_name, pe in zip(stripes[0::2], stripes[1::2]):
-        if not isinstance(pv_name, str) or not isinstance(pe, int):
-            raise Corrupt('lvm: %s has a malformed stripe' % what)
-        pv = pvs.get(pv_name)
-        if pv is None:
-            raise Corrupt('lvm: %s names an unknown PV %s'
-                          % (what, pv_name[:64]))
-        if pe < 0 or pe + per_stripe > pv.pe_count:
-            raise Corrupt('lvm: %s uses extents %d-%d of %s, which has %d'
-                          % (what, pe, pe + per_stripe - 1, pv_name[:64],
-                             pv.pe_count))
-        pairs.append((pv_name, pe))
-    stripe_size = 0
-    if stripe_count > 1:
-        stripe_size = _get(seg, 'stripe_size', int, what) * SECTOR
-        if stripe_size <= 0:
-            raise Corrupt('lvm: %s has an invalid stripe size' % what)
-    return Segment(start, count, 'striped', stripe_size, tuple(pairs))
-
-
 # -- reading (I/O) --------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -525,57 +337,3 @@ def _read_area(source, offset, size):
     if crc != locn[2]:
         raise TornRead('lvm: metadata text checksum mismatch')
     return parse_text(b''.join(parts))
-
-
-def volume_groups(sources):
-    """The VGs whose PVs are among ``sources`` (Sources that are not PVs
-    are skipped), each with the newest metadata any of its PVs holds."""
-    pvs = []
-    for source in sources:
-        pv = read_pv(source)
-        if pv is not None:
-            pvs.append(pv)
-    newest = {}
-    for pv in pvs:
-        if pv.metadata is None:
-            continue
-        vg = parse_vg(pv.metadata)
-        old = newest.get(vg.id)
-        if old is None or vg.seqno > old.seqno:
-            newest[vg.id] = vg
-    by_uuid = {}
-    for pv in pvs:
-        by_uuid.setdefault(pv.label.uuid, pv.source)
-    out = []
-    for vg in newest.values():
-        sources = {name: by_uuid.get(ref.uuid)
-                   for name, ref in vg.pvs.items() if not ref.missing}
-        out.append(dataclasses.replace(vg, sources=sources))
-    return out
-
-
-def open_lv(vg, lv):
-    """A linear or striped LV as a Source over its PVs' Sources."""
-    if lv.unsupported:
-        raise Unsupported(lv.unsupported)
-    what = 'lvm: VG %s LV %s' % (vg.name[:64], lv.name[:64])
-    parts = []
-    for seg in lv.segments:
-        per_stripe = seg.extent_count // len(seg.stripes) * vg.extent_size
-        windows = []
-        for pv_name, pe in seg.stripes:
-            pv_source = vg.sources.get(pv_name)
-            if pv_source is None:
-                raise Unsupported('%s needs PV %s, which is missing'
-                                  % (what, pv_name[:64]))
-            ref = vg.pvs[pv_name]
-            windows.append(src_mod.Window(
-                pv_source, ref.pe_start + pe * vg.extent_size, per_stripe,
-                name='%s/%s' % (vg.name[:64], lv.name[:64])))
-        if len(windows) == 1:
-            parts.append(windows[0])
-        else:
-            parts.append(src_mod.Striped(windows, seg.stripe_size,
-                                         name=what))
-    return src_mod.Concat(parts, name='%s/%s' % (vg.name[:64],
-                                                 lv.name[:64]))
