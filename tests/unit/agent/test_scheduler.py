@@ -9,7 +9,6 @@ import time
 import pytest
 
 from ceilometer_os_pollster.agent import cache as cache_mod
-from ceilometer_os_pollster.instances import identity
 from ceilometer_os_pollster import record as record_mod
 from ceilometer_os_pollster.agent import policy
 from ceilometer_os_pollster.agent import scheduler as sched
@@ -120,8 +119,7 @@ DECISIONS = [
 @pytest.mark.parametrize('name, entry, fingerprint, settled, expected',
                          DECISIONS, ids=[d[0] for d in DECISIONS])
 def test_decide(name, entry, fingerprint, settled, expected):
-    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
-                               domain_xml='', fingerprint=fingerprint)
+    j = job(1, fingerprint)
     assert policy.decide(entry, j, NOW, settled) == expected
 
 
@@ -223,8 +221,7 @@ def test_next_entry_carry_over(name, previous, result, now, carried):
     assert new.failures == (previous.failures if previous else 0) + 1
     # Whatever is kept, the backoff (not an invalidation) decides next.
     assert new.record.fingerprint == result.fingerprint
-    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
-                               domain_xml='', fingerprint=result.fingerprint)
+    j = job(1, result.fingerprint)
     assert policy.decide(new, j, now) is None
     if carried:
         good = previous.record
@@ -820,15 +817,13 @@ AFTER_A_JUMP = [
 @pytest.mark.parametrize('name, entry, fingerprint, jumped_at, expected',
                          AFTER_A_JUMP, ids=[d[0] for d in AFTER_A_JUMP])
 def test_decide_after_a_jump(name, entry, fingerprint, jumped_at, expected):
-    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
-                               domain_xml='', fingerprint=fingerprint)
+    j = job(1, fingerprint)
     assert policy.decide(entry, j, NOW, True, jumped_at=jumped_at,
                          requeue_interval=HOUR) == expected
 
 
 def test_zero_interval_lets_every_change_jump():
-    j = identity.InspectionJob(instance_id=iid(1), domain_name='d',
-                               domain_xml='', fingerprint=RESTARTED)
+    j = job(1, RESTARTED)
     assert policy.decide(entry_of(ok(iid(1), FP)), j, NOW, True,
                          jumped_at=NOW - 1,
                          requeue_interval=0) == policy.INVALIDATED
