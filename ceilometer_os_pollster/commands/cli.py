@@ -322,11 +322,30 @@ def _inspected_records(conf, jobs, force, service_factory, err,
     return records
 
 
+def _refuse_unconfined(conf):
+    """CLIError(2) when this process may not inspect (run as root
+    without a worker_user that confines it, see confinement), before
+    anything is opened, locked or started."""
+    from ceilometer_os_pollster.inspection import confinement
+    opts = conf[options.GROUP]
+    try:
+        confinement.worker_account(opts.worker_user,
+                                   allow_root=opts.allow_root_inspection)
+    except confinement.ConfinementError as exc:
+        raise CLIError(
+            EXIT_USAGE, 'refusing to inspect: %s; worker_user must be a '
+            'dedicated user that can read the instance disks, such as '
+            'os-inspector (README, "Privilege-separated mode", step 3)'
+            % exc) from None
+
+
 def cmd_inspect(args, conf, out, err, connect, service_factory):
     if args.all and args.domains:
         raise CLIError(EXIT_USAGE, 'give DOMAIN names or --all, not both')
     if not args.all and not args.domains:
         raise CLIError(EXIT_USAGE, 'give at least one DOMAIN, or --all')
+    if not args.cached_only:
+        _refuse_unconfined(conf)
     _checked_cache_dir(conf)
     scanned = scan(connect(conf))
     targets, unknown = select(
