@@ -198,11 +198,11 @@ def test_a_bug_is_not_hidden_as_a_record():
                   print, appliance_factory=Recorder(error=KeyError('x')))
 
 
-def run_worker(request):
-    # The tests run as root with no worker_user: allowed unless a test
-    # says otherwise (the refusal has its own test below).
+def run_worker(request, allow_root=True):
+    # The tests run as root with no worker_user: root inspections are
+    # allowed unless a test says otherwise (the refusal's test below).
     request = dict(request, options=dict(
-        {'allow_root_inspection': True}, **request['options']))
+        request['options'], allow_root_inspection=allow_root))
     return subprocess.run(
         [sys.executable, '-m', 'ceilometer_os_pollster.inspection.worker'],
         input=json.dumps(request).encode(), stdout=subprocess.PIPE,
@@ -225,9 +225,8 @@ def test_worker_process_refuses_an_unconfined_root_inspection(tmp_path):
     # Checked by the worker itself too (an agent of another version may
     # not check): it answers at once, having read nothing.
     result = run_worker({'job': job(domain(DISK % ('raw', '/d/x', 'vda'))),
-                         'options': dict(OPTS, allow_root_inspection=False),
-                         'private_dir': str(tmp_path),
-                         'parent_pid': os.getpid()})
+                         'options': OPTS, 'private_dir': str(tmp_path),
+                         'parent_pid': os.getpid()}, allow_root=False)
     assert result.returncode == 0, result.stderr
     messages = [json.loads(line) for line in result.stdout.splitlines()]
     assert [list(m) for m in messages] == [['record']]
