@@ -238,13 +238,17 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
 
 
 def confine(opts, private_dir, environ=None):
-    """Switch to the worker user (when root and asked) and keep every
-    temporary file of libguestfs and qemu in the private directory.
-    Returns the hypervisor wrapper factory for the appliance; raises
-    ConfinementError when the inspection must not run."""
+    """Switch to the worker user (when root) and keep every temporary
+    file of libguestfs and qemu in the private directory.  Returns the
+    hypervisor wrapper factory for the appliance; raises
+    ConfinementError when the inspection must not run (root without
+    worker_user and without allow_root_inspection among them)."""
     from ceilometer_os_pollster.inspection import confinement
     environ = os.environ if environ is None else environ
-    account = confinement.worker_account(opts.worker_user)
+    # Checked again here, not only by the agent: the worker is the
+    # process that reads the disks and starts qemu.
+    account = confinement.worker_account(
+        opts.worker_user, allow_root=opts.allow_root_inspection)
     if account is not None:
         confinement.drop_privileges(opts.worker_user, account)
         environ['HOME'] = private_dir

@@ -3,6 +3,8 @@
 - etc/pollsters.d: loaded by Ceilometer's dynamic pollster code; the
   command it runs is one our CLI accepts and the sudoers rule allows.
 - etc/sudoers.d: checked by visudo.
+- etc/systemd: checked by systemd-analyze; the timer's command is one
+  our CLI accepts, with the sudoers rule's config file.
 - etc/gnocchi: the resources snippet merged into Ceilometer's shipped
   gnocchi_resources.yaml and driven through the Gnocchi publisher (fake
   Gnocchi client); the resource-type script run against a fake
@@ -18,6 +20,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -46,6 +49,8 @@ ETC = pathlib.Path(__file__).resolve().parents[2] / 'etc'
 METER = 'compute.instance.os.metadata'
 DYNAMIC_YAML = ETC / 'pollsters.d' / 'ceilometer_os_pollster.yaml'
 SUDOERS = ETC / 'sudoers.d' / 'ceilometer-os-pollster'
+SYSTEMD_UNITS = [ETC / 'systemd' / ('ceilometer-os-inspection.%s' % kind)
+                 for kind in ('service', 'timer')]
 GNOCCHI_SNIPPET = ETC / 'gnocchi' / 'gnocchi_resources.yaml'
 GNOCCHI_SCRIPT = ETC / 'gnocchi' / 'resource-type-update.sh'
 METRICS_YML = ETC / 'cloudkitty' / 'metrics.yml'
@@ -173,6 +178,44 @@ def test_sudoers_allows_exactly_the_host_command(conf):
     assert match, rules[0]
     assert match.group(1) == 'ceilometer'
     assert shlex.split(match.group(2)) == host_command_argv(definition)[2:]
+
+
+# -- systemd -------------------------------------------------------------
+
+def exec_start():
+    text = SYSTEMD_UNITS[0].read_text().replace('\\\n', ' ')
+    (line,) = [line for line in text.splitlines()
+               if line.startswith('ExecStart=')]
+    return shlex.split(line[len('ExecStart='):])
+
+
+def test_systemd_units_are_valid(tmp_path):
+    command = os.path.join(os.path.dirname(sys.executable),
+                           'ceilometer-os-pollster')
+    if not shutil.which('systemd-analyze') or not os.path.exists(command):
+        pytest.skip('needs systemd-analyze and the installed command')
+    # verify checks that ExecStart's command exists: this venv's.
+    units = []
+    for unit in SYSTEMD_UNITS:
+        units.append(tmp_path / unit.name)
+        units[-1].write_text(unit.read_text().replace(
+            '/usr/local/bin/ceilometer-os-pollster', command))
+    result = subprocess.run(['systemd-analyze', 'verify'] + units,
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, ''), result.stdout
+
+
+def test_systemd_timer_runs_the_stale_only_inspection_with_worker_user():
+    argv = exec_start()
+    # The sudoers rule's command and config file: one configuration.
+    assert argv[0] == sudoers_rules()[0].split('NOPASSWD:')[1].split()[0]
+    args = cli.build_parser().parse_args(argv[1:])
+    assert (args.handler, args.all, args.stale_only, args.cached_only) == \
+        ('inspect', True, True, False)
+    assert args.config_file == ['/etc/ceilometer/ceilometer.conf']
+    # Root's inspections need a worker_user there (or are refused).
+    for path in (SYSTEMD_UNITS[0], SUDOERS):
+        assert '#   worker_user = os-inspector\n' in path.read_text()
 
 
 # -- Gnocchi -------------------------------------------------------------
