@@ -387,6 +387,7 @@ def test_an_unknown_worker_user_fails_inspections_and_is_said(tmp_path):
 def test_root_without_a_worker_user_fails_inspections_and_is_said(
         tmp_path, caplog, monkeypatch):
     from ceilometer_os_pollster.agent import engine as E
+    from ceilometer_os_pollster.instances import identity
     from ceilometer_os_pollster.families import licences
     from tests.functional.faults_helpers import inspection_conf
     engine = E.Engine(inspection_conf(allow_root_inspection=False,
@@ -394,7 +395,7 @@ def test_root_without_a_worker_user_fails_inspections_and_is_said(
                       worker_argv=['/bin/false'])
     problem = 'inspection not confined: ' + C.UNCONFINED
     assert C.UNCONFINED + ': every inspection will fail' in engine.preflight()
-    rec = engine.inspect(E.InspectionJob(
+    rec = engine.inspect(identity.InspectionJob(
         'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
         "<devices/></domain>"))
     assert (rec.status, rec.reason) == ('failed', problem)
@@ -412,7 +413,7 @@ def test_root_without_a_worker_user_fails_inspections_and_is_said(
         assert not any('worker_user' in p for p in allowed.start())
     assert any('OS inspections run as root' in r.getMessage()
                for r in caplog.records)
-    rec = allowed.inspect(E.InspectionJob(
+    rec = allowed.inspect(identity.InspectionJob(
         'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
         "<devices/></domain>"))
     assert rec.reason == 'inspection worker failed (exit 1)'
