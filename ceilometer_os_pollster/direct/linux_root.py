@@ -11,8 +11,8 @@ osinfo, arch) by its rules: the release files tried in its order
 set even when it gives up, as libguestfs' does; the arch from the ELF
 header of the first of its binaries found.  The billing inputs the
 appliance reads after mounting (the os-release dict, SUSE's base
-product) are read with ``guest_files``' bounds and parsed by
-``guest_formats``, so the policy (``linux``, ``facts``) sees the same
+product: the files ``linux`` lists) are read with ``guest_formats``'
+bound and parsed by it, so the policy (``linux``, ``facts``) sees the same
 RootFacts whichever method read the disk.
 
 Everything read is guest data: files are read through ``fs.read_file``
@@ -23,8 +23,8 @@ fit are ignored.
 import re
 import struct
 
-from ceilometer_os_pollster.families import guest_files
 from ceilometer_os_pollster.families import guest_formats
+from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct.filesystem import fs as fs_mod
 
@@ -458,7 +458,7 @@ def is_linux_root(fs):
     if has_bin and config:
         return True
     return any(fs_mod.kind_at(fs, path) == fs_mod.FILE
-               for path in guest_files.OS_RELEASE_PATHS)
+               for path in linux.OS_RELEASE_PATHS)
 
 
 def _utf8(value):
@@ -472,8 +472,8 @@ def _utf8(value):
 
 
 def read_os_release(fs):
-    """guest_files.read_os_release, read directly."""
-    for path in guest_files.OS_RELEASE_PATHS:
+    """inspection.guest_files.read_os_release, read directly."""
+    for path in linux.OS_RELEASE_PATHS:
         data = fs_mod.read_file(fs, path, guest_formats.MAX_FILE_BYTES)
         if data is not None:
             return guest_formats.parse_os_release(data)
@@ -481,7 +481,7 @@ def read_os_release(fs):
 
 
 def read_suse_baseproduct(fs):
-    data = fs_mod.read_file(fs, guest_files.SUSE_BASEPRODUCT,
+    data = fs_mod.read_file(fs, linux.SUSE_BASEPRODUCT,
                             guest_formats.MAX_FILE_BYTES)
     return data or b''
 
@@ -548,7 +548,7 @@ def root_facts(data, device, disk_index, tree):
     return raw_facts.RootFacts(
         device=device,
         disk_index=disk_index,
-        type='linux',
+        type=linux.NAME,
         distro=distro,
         osinfo=osinfo(distro, major, minor),
         product_name=product if product is not None else UNKNOWN,

@@ -16,14 +16,15 @@ a Windows filesystem step by step:
 2. Where that inspection would fail (cmd.exe is not a PE file file(1)
    recognises, a value of a type hivex will not convert, a string that
    is not UTF-16), libguestfs fails inspect_os and the appliance path
-   scans the filesystem by hand (``guest_files.scanned_root``): a
-   Windows root with only the SOFTWARE hive's values.  So does this
-   module (``scanned_root``).
+   scans the filesystem by hand (``inspection.guest_files
+   .scanned_root``): a Windows root with only the SOFTWARE hive's
+   values.  So does this module (``scanned_root``).
 3. The billing inputs (CurrentVersion values, SQL Server editions over
-   every instance with the 4096-name bound and fail-safe) are read with
-   ``guest_files``' constants and ``guest_files.sql_editions``, and
-   decoded by ``guest_formats.registry_value``, so the policy sees the
-   same RootFacts whichever method read the disk.
+   every instance with the bound and fail-safe of
+   ``sqlserver.sql_editions``) are read with the lists ``windows`` and
+   ``sqlserver`` keep for both methods, and decoded by
+   ``guest_formats.registry_value``, so the policy sees the same
+   RootFacts whichever method read the disk.
 
 Hives are read by ``direct.regf``.  A filesystem whose ``open_stream
 (inode)`` gives a random-access Source of a file lets the hive be read
@@ -40,9 +41,10 @@ guesses.  A dirty hive is read as it is (as hivex reads it);
 import re
 import struct
 
-from ceilometer_os_pollster.families import guest_files
 from ceilometer_os_pollster.families import guest_formats
 from ceilometer_os_pollster.families import raw_facts
+from ceilometer_os_pollster.families import sqlserver
+from ceilometer_os_pollster.families import windows
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import fs as fs_mod
 from ceilometer_os_pollster.direct import linux_root
@@ -254,7 +256,7 @@ def _software_registry(hive, data):
     """check_windows_software_registry: exact (case-sensitive) value
     names, the first of each; every value name of CurrentVersion is
     decoded, as its List.map does."""
-    node = hive.key(guest_files.CURRENT_VERSION)
+    node = hive.key(windows.CURRENT_VERSION)
     if node is None:
         return
     values = {}
@@ -391,7 +393,8 @@ def _inspected_root(fs, systemroot, device, disk_index):
     software = _hive_file(fs, systemroot + '/system32/config/software')
     system = _hive_file(fs, systemroot + '/system32/config/system')
     root = raw_facts.RootFacts(device=device, disk_index=disk_index,
-                               type='windows', distro='windows', arch=arch)
+                               type=windows.NAME, distro=windows.DISTRO,
+                               arch=arch)
     hive = None
     data = _Data()
     if software is not None:
@@ -413,19 +416,19 @@ def _inspected_root(fs, systemroot, device, disk_index):
 
 
 def read_software_hive(hive, root=None):
-    """guest_files.read_software_hive over a regf.Hive: (CurrentVersion
-    values, SQL Server editions, whether the instance list was read to
-    its end)."""
+    """inspection.guest_files.read_software_hive over a regf.Hive:
+    (CurrentVersion values, SQL Server editions, whether the instance
+    list was read to its end)."""
     if root is not None:
         _note_dirty(root, hive)
     values = {}
-    current = hive.key(guest_files.CURRENT_VERSION)
+    current = hive.key(windows.CURRENT_VERSION)
     if current is not None:
-        for name in guest_files.WINDOWS_VALUES:
+        for name in windows.WINDOWS_VALUES:
             value = _value(hive, current, name)
             if value is not None:
                 values[name] = value
-    editions, complete = guest_files.sql_editions(
+    editions, complete = sqlserver.sql_editions(
         _instance_names(hive),
         lambda server, instance: _instance_edition(hive, server, instance))
     return values, editions, complete
@@ -440,10 +443,10 @@ def _value(hive, key, name):
 
 
 def _instance_names(hive):
-    for path in guest_files.SQL_SERVER_KEYS:
+    for path in sqlserver.SQL_SERVER_KEYS:
         server = hive.key(path)
         names = server
-        for name in ('Instance Names', 'SQL'):
+        for name in sqlserver.INSTANCE_NAMES:
             names = hive.child(names, name) if names is not None else None
         if names is None:
             continue
@@ -454,29 +457,31 @@ def _instance_names(hive):
 
 def _instance_edition(hive, server, instance):
     node = hive.child(server, instance)
-    setup = hive.child(node, 'Setup') if node is not None else None
-    return _value(hive, setup, 'Edition') if setup is not None else None
+    setup = (hive.child(node, sqlserver.SETUP) if node is not None
+             else None)
+    return (_value(hive, setup, sqlserver.EDITION_VALUE)
+            if setup is not None else None)
 
 
 def find_software_hive(fs):
-    """guest_files.find_software_hive: the SOFTWARE hive's inode under
-    /Windows or /WINNT (a regular file, symlinks followed), or None."""
-    for systemroot in guest_files.SYSTEM_ROOTS:
-        path = systemroot + guest_files.SOFTWARE_HIVE
+    """inspection.guest_files.find_software_hive: the SOFTWARE hive's
+    inode under /Windows or /WINNT (a regular file, symlinks followed),
+    or None."""
+    for systemroot in windows.SYSTEM_ROOTS:
+        path = systemroot + windows.SOFTWARE_HIVE
         if _kind(fs, path) == fs_mod.FILE:
             return fs_mod.resolve(fs, path, follow_last=False)
     return None
 
 
 def scanned_root(fs, device, disk_index):
-    """guest_files.scanned_root for Windows: a root found by its
-    SOFTWARE hive alone, with no libguestfs answers (no arch, product or
-    version from it), or None."""
+    """inspection.guest_files.scanned_root for Windows: a root found by
+    its SOFTWARE hive alone, with no libguestfs answers (no arch, product
+    or version from it), or None."""
     inode = find_software_hive(fs)
     if inode is None:
         return None
-    root = raw_facts.RootFacts(device=device, type='windows',
-                               distro='windows', disk_index=disk_index)
+    root = windows.scanned_root(device, disk_index)
     (root.windows, root.sql_editions,
      root.sql_complete) = read_software_hive(open_hive(fs, inode,
                                                        'SOFTWARE'), root)

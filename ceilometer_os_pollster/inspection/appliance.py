@@ -38,7 +38,7 @@ from oslo_log import log
 
 from ceilometer_os_pollster.inspection import confinement
 from ceilometer_os_pollster.families import facts as facts_mod
-from ceilometer_os_pollster.families import guest_files
+from ceilometer_os_pollster.inspection import guest_files
 from ceilometer_os_pollster.storage import overlay as overlay_mod
 from ceilometer_os_pollster.storage import qemu_nodes
 from ceilometer_os_pollster.families import raw_facts
