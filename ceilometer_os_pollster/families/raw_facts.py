@@ -38,8 +38,9 @@ class RootFacts:
     # SOFTWARE\Microsoft\Microsoft SQL Server\<InstanceID>\Setup\Edition.
     sql_editions: list = dataclasses.field(default_factory=list)
     # False when the list of SQL Server instances was not read to its
-    # end (more names than guest_files allows, or an unreadable list):
-    # an edition not read may outrank every one in sql_editions.
+    # end (more names than sqlserver.MAX_SQL_INSTANCE_NAMES, or an
+    # unreadable list): an edition not read may outrank every one in
+    # sql_editions.
     sql_complete: bool = True
     # SUSE: /etc/products.d/baseproduct as read (bytes, bounded): the
     # installed base product's .prod XML, which zypper and SUSEConnect

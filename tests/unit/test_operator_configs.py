@@ -11,7 +11,8 @@
   ``openstack`` command, its attribute specs parsed by gnocchiclient.
 - etc/cloudkitty: metrics.yml against the Gnocchi side; the hashmap
   example run against a fake ``openstack`` command, its values checked
-  against what the billing policy (windows.py, linux.py) actually
+  against what the billing policy (windows_editions.py, sqlserver.py,
+  linux.py) actually
   produces.
 """
 
@@ -43,7 +44,8 @@ from ceilometer_os_pollster.commands import render
 from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster.families import windows
+from ceilometer_os_pollster.families import sqlserver
+from ceilometer_os_pollster.families import windows_editions
 
 ETC = pathlib.Path(__file__).resolve().parents[2] / 'etc'
 METER = 'compute.instance.os.metadata'
@@ -476,11 +478,11 @@ def vocabulary():
                'Data Center Edition', 'Developer Edition',
                'Express Edition', 'Enterprise Evaluation Edition')
     return {
-        'os_edition': ({windows.windows_edition(i, server=True)
+        'os_edition': ({windows_editions.windows_edition(i, server=True)
                         for i in server_ids} |
                        {linux.linux_edition('sles', {'ID': 'sles_sap'}),
                         linux.linux_edition('sles', {'ID': 'sle_hpc'})}),
-        'sql_server_edition': {windows.sql_edition(r)[1] for r in sql_raw},
+        'sql_server_edition': {sqlserver.sql_edition(r)[1] for r in sql_raw},
         'os_distro': {linux.linux_distro('rhel', {})[0],
                       linux.linux_distro('unknown', {'ID': 'sles'})[0],
                       linux.linux_distro('suse-based',
