@@ -1,8 +1,9 @@
-"""Raw facts: what one appliance session saw, exactly as read.
+"""Raw facts: what one inspection saw, exactly as read.
 
 ``RootFacts`` (one operating-system root) and ``ApplianceFacts`` (one
-instance's drives) are filled in by the appliance and read by the
-policy modules (``windows``, ``linux``, ``facts``).  Their values are
+instance's drives) are filled in by either inspection method (the
+appliance, or the direct readers) and read by the policy modules (the
+family modules, ``facts``).  Their values are
 untrusted guest data; the small readers below are how the policy looks
 at them: cleaned, bounded, and libguestfs' 'unknown' placeholder read
 as nothing.  Pure code.

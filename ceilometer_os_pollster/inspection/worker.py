@@ -7,10 +7,11 @@ its private directory), confines itself (``confinement``: a root worker
 becomes ``worker_user``; temporary files and sockets in the private
 directory; qemu started through a limiting, sandboxing wrapper), lowers
 its own CPU and I/O priority (``worker_process``), runs the
-one-way flow (domain XML -> drive specs -> appliance -> raw facts -> OS
-record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
-``{"log": [level, text]}`` for its log messages and finally
-``{"record": {...}}``.  Anything else a library prints goes to stderr.
+one-way flow (domain XML -> drive specs -> the direct readers or the
+appliance -> raw facts -> OS record) and writes JSON lines on stdout:
+``{"stage": ...}`` as it goes, ``{"log": [level, text]}`` for its log
+messages and finally ``{"record": {...}}``.  Anything else a library
+prints goes to stderr.
 
 Everything that can block on guest storage happens here, never in the
 agent: the agent only waits on the pipe and kills this process group at
