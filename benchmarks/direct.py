@@ -19,7 +19,7 @@ its exit status and last line of stderr); one start of it with no VM
 to inspect is measured apart, the cost of that choice.  Auto's rows
 list which guests it sent to the appliance and why (the end of the
 record's reason, ``direct reading fell back: ...``), and the target is
-that these are only the layouts README lists (the list
+that these are only the layouts the operations guide lists (the list
 tests/functional/test_direct_catalog.py checks).  A guest whose
 catalog Expected assumes an option (``max_filesystems`` of
 subvolume-flood) is inspected with it; every other option is at its
@@ -759,8 +759,8 @@ def ratios_of(runs):
 
 def readme_fallbacks():
     """{guest: why} of the guests auto may send to the appliance: the
-    list test_direct_catalog checks, the layouts README says the
-    direct readers do not read."""
+    list test_direct_catalog checks, the layouts the operations guide
+    says the direct readers do not read."""
     from tests.functional import test_direct_catalog
     return dict(test_direct_catalog.NOT_DIRECT)
 
@@ -842,7 +842,8 @@ def targets_catalog(runs, ratios, rss_mb):
     if ratio is not None:
         out.append(('whole catalog, old script / auto >= %.0fx'
                     % TARGET_RATIO, '%.1fx' % ratio, ratio >= TARGET_RATIO))
-    out.append(('appliance launches only for the layouts README lists (%s)'
+    out.append(('appliance launches only for the layouts the operations '
+                'guide lists (%s)'
                 % (', '.join(sorted(allowed)) or 'none'),
                 ', '.join(sorted(sent)) or 'none',
                 set(sent) <= set(allowed)))

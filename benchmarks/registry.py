@@ -6,7 +6,7 @@ Engine (worker process, pinned overlay, appliance), alternately,
 ``--reps`` times each (who goes first alternates): ``win2019-sql``
 lists its two SQL Server instances; ``sql-instance-flood`` lists 5000
 made-up instance names before its real ones, more than the inspector
-reads (guest_files.MAX_SQL_INSTANCE_NAMES), so the bound is reached.
+reads (sqlserver.MAX_SQL_INSTANCE_NAMES), so the bound is reached.
 Reported: seconds per inspection for each and the paired ratio flood /
 ordinary.  Both records are checked against the catalog (the flood is
 billed as Enterprise, the documented fail-safe).
@@ -22,7 +22,7 @@ import tempfile
 
 from ceilometer_os_pollster.agent import engine as engine_mod
 from ceilometer_os_pollster.instances import identity
-from ceilometer_os_pollster.families import guest_files
+from ceilometer_os_pollster.families import sqlserver
 from tests.functional import faults_helpers
 from tests.guests import builder
 from tests.guests import catalog
@@ -70,11 +70,11 @@ def main(argv=None):
     print(common.table(['registry', 'guest', 'median s', 'min s', 'max s',
                         'correct'], rows))
     print('flood (%d names read) / ordinary, paired median: %.2f'
-          % (guest_files.MAX_SQL_INSTANCE_NAMES, statistics.median(ratios)))
+          % (sqlserver.MAX_SQL_INSTANCE_NAMES, statistics.median(ratios)))
     common.write_result('registry', {
         'times': times, 'ratios': ratios, 'correct': correct,
         'guests': GUESTS,
-        'names_read': guest_files.MAX_SQL_INSTANCE_NAMES})
+        'names_read': sqlserver.MAX_SQL_INSTANCE_NAMES})
     return 0 if all(c == args.reps for c in correct.values()) else 1
 
 

@@ -154,13 +154,27 @@ OPTS = [
              'is root (the privilege-separated mode\'s timer and '
              '"ceilometer-os-pollster inspect" run by root): the worker '
              'switches to it and its groups before reading anything, so '
-             'qemu-img and the appliance\'s qemu never run as root. Use a '
-             'dedicated user (e.g. "os-inspector") that can read the '
-             'instance disks and their backing files (see the '
+             'the worker, qemu-img and the appliance\'s qemu never run as '
+             'root. Use a dedicated user (e.g. "os-inspector") that can '
+             'read the instance disks and their backing files (see the '
              'installation guide, "Permissions"; and /dev/kvm through the '
-             'kvm group) and nothing else. Empty: root inspections run '
-             'qemu as root (logged as a WARNING at start). Ignored when '
-             'not root.'),
+             'kvm group) and '
+             'nothing else. Empty: inspections started by root are '
+             'refused ("inspect" exits 2, the agent records each instance '
+             '"failed" with "inspection not confined: ...") unless '
+             'allow_root_inspection is true. A user that does not exist '
+             'or is root is refused the same way. Ignored when not root.'),
+    cfg.BoolOpt(
+        'allow_root_inspection',
+        default=False,
+        help='Let inspections started by root run as root when worker_user '
+             'is empty: the worker, qemu-img and the appliance\'s qemu then '
+             'read guest-controlled disks with every privilege of root, '
+             'and libguestfs leaves a socket directory in /tmp for each '
+             'killed inspection. Only for hosts that cannot have a '
+             'dedicated user; logged as a WARNING at start. Off (default): '
+             'such inspections are refused, see worker_user. Ignored when '
+             'worker_user is set or when not root.'),
     cfg.StrOpt(
         'inspection_method',
         default='auto', choices=['auto', 'direct', 'appliance'],

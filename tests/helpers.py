@@ -186,6 +186,10 @@ def inspection_conf(**overrides):
     conf = cfg.ConfigOpts()
     options.register_opts(conf)
     conf([])
+    # The tests run as root and their images are root's, unreadable by
+    # a worker_user: root inspections are allowed explicitly.  Tests of
+    # the refusal pass allow_root_inspection=False (test_confinement).
+    overrides.setdefault('allow_root_inspection', True)
     for name, value in overrides.items():
         conf.set_override(name, value, options.GROUP)
     return conf

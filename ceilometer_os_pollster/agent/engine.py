@@ -95,7 +95,7 @@ class Engine:
                                             self._opts.inspect_all_disks)
             fingerprint = job.fingerprint
             try:
-                account = confinement.worker_account(self._opts.worker_user)
+                account = self._account()
             except confinement.ConfinementError as exc:
                 return self._failed(job, 'inspection not confined: %s'
                                     % exc, fingerprint, start)
@@ -172,14 +172,15 @@ class Engine:
         The preflight's problems."""
         problems = self.preflight()
         try:
-            account = confinement.worker_account(self._opts.worker_user)
+            account = self._account()
         except confinement.ConfinementError:
             account = None      # the preflight said why
         else:
             if account is None and os.geteuid() == 0:
                 LOG.warning('OS inspections run as root and so does the '
-                            'appliance\'s qemu: set [%s] worker_user to a '
-                            'dedicated unprivileged user', options.GROUP)
+                            'appliance\'s qemu ([%s] allow_root_inspection '
+                            '= true): set worker_user to a dedicated '
+                            'unprivileged user', options.GROUP)
         workdir.remove_orphan_dirs(self._opts.tmp_dir or None,
                                    owners=[account[0]] if account else [])
         workdir.remove_orphan_sockdirs()
@@ -211,7 +212,7 @@ class Engine:
                 problems.append('[%s] %s = %s is not a writable directory'
                                 % (options.GROUP, name, path))
         try:
-            confinement.worker_account(self._opts.worker_user)
+            self._account()
         except confinement.ConfinementError as exc:
             problems.append('%s: every inspection will fail' % exc)
         for problem in problems:
@@ -219,6 +220,13 @@ class Engine:
         return problems
 
     # ----------------------------------------------------------------
+
+    def _account(self):
+        """The worker user's account (see confinement.worker_account);
+        ConfinementError when this process must not inspect."""
+        return confinement.worker_account(
+            self._opts.worker_user,
+            allow_root=self._opts.allow_root_inspection)
 
     def _elapsed(self, start):
         return round(max(0.0, self._clock() - start), 3)

@@ -8,8 +8,8 @@ over a transient failure).  Plain functions over plain values (cache
 entries, jobs, records, times), tested on tables; ``scheduler`` is the
 threads, queue and locks around them.
 
-Policy in short (README "What is billed after each event" is the
-operator's version):
+Policy in short (the operations guide, "What is billed after each
+event", is the operator's version):
 
 * never inspected -> queue ARRIVED when first seen after this process's
   first poll cycle (migration, evacuation, unshelve, a new VM), NEW when

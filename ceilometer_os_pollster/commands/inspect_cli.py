@@ -46,6 +46,22 @@ def _inspected_records(conf, jobs, force, service_factory, err,
     return records
 
 
+def _unconfined(conf):
+    """Why this process may not start inspections (run as root without a
+    worker_user that confines them, see confinement), or None."""
+    from ceilometer_os_pollster.inspection import confinement
+    opts = conf[options.GROUP]
+    try:
+        confinement.worker_account(opts.worker_user,
+                                   allow_root=opts.allow_root_inspection)
+    except confinement.ConfinementError as exc:
+        return ('refusing to inspect: %s; worker_user must be a dedicated '
+                'user that can read the instance disks, such as '
+                'os-inspector (installation guide, "Privilege-separated '
+                'mode", step 3)' % exc)
+    return None
+
+
 def cmd_inspect(args, conf, out, err, connect, service_factory):
     if args.all and args.domains:
         raise errors.CLIError(errors.EXIT_USAGE,
@@ -53,6 +69,7 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
     if not args.all and not args.domains:
         raise errors.CLIError(errors.EXIT_USAGE,
                               'give at least one DOMAIN, or --all')
+    refusal = None if args.cached_only else _unconfined(conf)
     records_mod.checked_cache_dir(conf)
     scanned = domains.scan(connect(conf))
     targets, unknown = domains.select(
@@ -71,6 +88,11 @@ def cmd_inspect(args, conf, out, err, connect, service_factory):
         records = _inspected_records(
             conf, jobs, not args.stale_only, service_factory, err,
             show_progress=not args.json, alive_ids=alive)
+    if refusal:
+        # The engine refused each due job before starting a worker and
+        # recorded it "failed" (billed as unverified, never free); the
+        # command fails too, so the timer's unit shows why.
+        raise errors.CLIError(errors.EXIT_USAGE, refusal)
     if args.json:
         out.write(json.dumps([render.json_item(s.info, r)
                               for s, r in zip(targets, records)],

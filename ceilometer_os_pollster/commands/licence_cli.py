@@ -33,7 +33,7 @@ and GNOCCHI_USER.  Give passwords in the environment, never as options
 (other users can read a command line)."""
 
 EPILOG = """\
-how time is counted (README "Monthly licence report"): a measure of
+how time is counted (billing guide, "Monthly licence report"): a measure of
 compute.instance.os.metadata at time t and granularity g means running
 during [t, t+g); the time to the next measure counts too if that gap is
 at most --max-gap seconds; nothing counts after the resource's ended_at.
@@ -200,7 +200,8 @@ def retention_warning(granularity, timespan, settings, now):
     return ('Gnocchi keeps the %s measures (%g s granularity) for %g '
             'days only: those before %s are gone and the period from %s '
             'is UNDER-COUNTED; give the metric an archive policy that '
-            'keeps at least two months (README "Monthly licence report")'
+            'keeps at least two months (billing guide, "Monthly licence '
+            'report")'
             % (gnocchi_history.METER, granularity, timespan / 86400.0,
                gnocchi_history.iso(kept_since),
                gnocchi_history.iso(settings.start)))

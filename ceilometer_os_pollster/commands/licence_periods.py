@@ -1,6 +1,6 @@
 """Licensed time over a report period, from an instance's history (pure).
 
-Owns how a period is counted (README "Monthly licence report"):
+Owns how a period is counted (billing guide, "Monthly licence report"):
 
 * running time comes from the meter's measures: a measure at ``t`` of
   granularity ``g`` says the instance ran during ``[t, t + g)``; the

@@ -3,7 +3,8 @@
 Owns the aggregation per project, product and edition of the host's
 instances now, and its two renderings (a table and JSON).  Which
 products a record stands for and their per-VM minimums are the shared
-table in licences.py (also read by ``licence-report``).  The CLI
+table in licences.py, gathered from the family modules (also read by
+``licence-report``).  The CLI
 supplies the instances (libvirt: project, vCPUs) and their records (the
 cache); nothing here does I/O.
 """

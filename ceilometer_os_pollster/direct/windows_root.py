@@ -16,20 +16,18 @@ a Windows filesystem step by step:
 2. Where that inspection would fail (cmd.exe is not a PE file file(1)
    recognises, a value of a type hivex will not convert, a string that
    is not UTF-16), libguestfs fails inspect_os and the appliance path
-   scans the filesystem by hand (``guest_files.scanned_root``): a
-   Windows root with only the SOFTWARE hive's values.  So does this
-   module (``scanned_root``).
+   scans the filesystem by hand (``inspection.guest_files
+   .scanned_root``): a Windows root with only the SOFTWARE hive's
+   values.  So does this module (``scanned_root``).
 3. The billing inputs (CurrentVersion values, SQL Server editions over
-   every instance with the 4096-name bound and fail-safe) are read with
-   ``guest_files``' constants and ``guest_files.sql_editions``, and
-   decoded by ``guest_formats.registry_value``, so the policy sees the
-   same RootFacts whichever method read the disk.
+   every instance with the bound and fail-safe of
+   ``sqlserver.sql_editions``) are read by ``windows_hives`` with the
+   lists ``windows`` and ``sqlserver`` keep for both methods, so the
+   policy sees the same RootFacts whichever method read the disk.
 
-Hives are read by ``direct.regf``.  A filesystem whose ``open_stream
-(inode)`` gives a random-access Source of a file lets the hive be read
-cell by cell; otherwise the whole hive file is read, up to
-MAX_HIVE_FILE.  Names are looked up through the filesystem, which for
-NTFS folds case as Windows (and libguestfs' case_sensitive_path) does.
+Hives are opened by ``windows_hives`` and read by ``direct.hives.regf``.
+Names are looked up through the filesystem, which for NTFS folds case
+as Windows (and libguestfs' case_sensitive_path) does.
 
 Any DirectError (a corrupt hive, a bound) propagates: the caller falls
 back to the appliance, which then gives its own answer; nothing here
@@ -40,32 +38,24 @@ guesses.  A dirty hive is read as it is (as hivex reads it);
 import re
 import struct
 
-from ceilometer_os_pollster.families import guest_files
-from ceilometer_os_pollster.families import guest_formats
-from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import fs as fs_mod
-from ceilometer_os_pollster.direct import linux_root
 from ceilometer_os_pollster.direct.hives import regf
-from ceilometer_os_pollster.direct.block import source as source_mod
+from ceilometer_os_pollster.direct import linux_release
+from ceilometer_os_pollster.direct import windows_hives
+from ceilometer_os_pollster.families import raw_facts
+from ceilometer_os_pollster.families import windows
 
 UNKNOWN = raw_facts.UNKNOWN
 # libguestfs' order; lookups fold case.
 SYSTEMROOT_PATHS = ('/windows', '/winnt', '/win32', '/win', '/reactos')
-# A hive read whole when the filesystem cannot serve random access.
-MAX_HIVE_FILE = source_mod.MAX_READ
 # file(1) looks at the PE header through e_lfanew; real ones are within
 # the first KiB.
 PE_READ = 64 * 1024
-# Bytes of a hive whose base block and root key only are checked.
-HIVE_HEAD = 64 * 1024
 _BOOT_INI_OS = re.compile(r'^(multi|scsi)\(([0-9]+)\)disk\(([0-9]+)\)'
                           r'rdisk\(([0-9]+)\)partition\(([0-9]+)\)([^=]+)=')
 _HIVEX_STRING_TYPES = (regf.REG_SZ, regf.REG_EXPAND_SZ, regf.REG_LINK)
 _HIVEX_DWORD_TYPES = (regf.REG_DWORD, regf.REG_DWORD_BIG_ENDIAN)
-# The reasons of dirty hives read, by RootFacts (kept beside the facts:
-# RootFacts has no field for it).
-_DIRTY = '_direct_dirty_hives'
 _SCANNED = '_direct_inspection_fails'
 
 
@@ -83,10 +73,8 @@ def inspection_fails(root):
     return bool(getattr(root, _SCANNED, False))
 
 
-def dirty_hives(root):
-    """Names of the hives read although their base block said they were
-    not flushed cleanly (for the record's reason); [] for none."""
-    return list(getattr(root, _DIRTY, ()))
+# The hives' own (read by the caller here, beside inspection_fails).
+dirty_hives = windows_hives.dirty_hives
 
 
 # ---------------------------------------------------------------- files
@@ -114,9 +102,9 @@ def find_systemroot(fs):
 def _boot_ini_systemroot(fs):
     inode = fs_mod.resolve(fs, '/boot.ini')
     if (inode is None or fs.kind_of(inode) != fs_mod.FILE
-            or fs.size(inode) > linux_root.MAX_RELEASE_FILE):
+            or fs.size(inode) > linux_release.MAX_RELEASE_FILE):
         return None
-    lines = fs.read(inode, linux_root.MAX_RELEASE_FILE).decode(
+    lines = fs.read(inode, linux_release.MAX_RELEASE_FILE).decode(
         'latin-1').split('\n')
     try:
         start = next(i for i, line in enumerate(lines)
@@ -126,10 +114,10 @@ def _boot_ini_systemroot(fs):
     for line in lines[start + 1:]:
         if not line.startswith(('multi(', 'scsi(')):
             break
-        match = _BOOT_INI_OS.match(line[:linux_root.MAX_MATCHED])
+        match = _BOOT_INI_OS.match(line[:linux_release.MAX_MATCHED])
         if not match:
             continue
-        if any(int(match.group(n)) > linux_root.MAX_VERSION
+        if any(int(match.group(n)) > linux_release.MAX_VERSION
                for n in range(2, 6)):
             # int_of_string overflows: libguestfs' inspection fails.
             raise _InspectionFails()
@@ -169,56 +157,6 @@ def _cmd_arch(fs, systemroot):
     return arch
 
 
-def _hive_file(fs, path):
-    """The inode of a hive file at ``path`` (no symlink at the end, as
-    libguestfs' is_file), or None."""
-    inode = fs_mod.resolve(fs, path, follow_last=False)
-    if inode is None or fs.kind_of(inode) != fs_mod.FILE:
-        return None
-    return inode
-
-
-class _Prefix(source_mod.Source):
-    """The first bytes of a file, standing for the whole of it: enough
-    for a hive's base block and root key."""
-
-    def __init__(self, data, size, name):
-        self._data, self.size, self.name = data, size, name
-
-    def _read(self, offset, length):
-        if offset + length > len(self._data):
-            raise errors.LimitReached('windows: %s hive read past its first '
-                                      '%d KiB' % (self.name,
-                                                  len(self._data) // 1024))
-        return self._data[offset:offset + length]
-
-
-def open_hive(fs, inode, name, head_only=False):
-    """A regf.Hive over the file ``inode`` of ``fs`` (``head_only``: its
-    base block and root key are all that will be read)."""
-    opener = getattr(fs, 'open_stream', None)
-    if opener is not None:
-        source = opener(inode)
-    elif head_only:
-        source = _Prefix(fs.read(inode, HIVE_HEAD), fs.size(inode), name)
-    else:
-        size = fs.size(inode)
-        if size > MAX_HIVE_FILE:
-            raise errors.LimitReached(
-                'windows: %s hive of %d bytes is more than %d MiB to read '
-                'whole' % (name, size, MAX_HIVE_FILE >> 20))
-        source = source_mod.BytesSource(fs.read(inode, size), name=name)
-    return regf.Hive(source, name)
-
-
-def _note_dirty(root, hive):
-    if hive.dirty:
-        seen = getattr(root, _DIRTY, [])
-        if hive.name not in seen:
-            seen.append(hive.name)
-        setattr(root, _DIRTY, seen)
-
-
 # ------------------------------------------------- libguestfs' answers
 
 def _hivex_string(value):
@@ -254,7 +192,7 @@ def _software_registry(hive, data):
     """check_windows_software_registry: exact (case-sensitive) value
     names, the first of each; every value name of CurrentVersion is
     decoded, as its List.map does."""
-    node = hive.key(guest_files.CURRENT_VERSION)
+    node = hive.key(windows.CURRENT_VERSION)
     if node is None:
         return
     values = {}
@@ -278,7 +216,7 @@ def _software_registry(hive, data):
             minor = _hivex_dword(get('CurrentMinorVersionNumber'))
             data.version = (major, minor)
         except KeyError:
-            linux_root.parse_version_from_major_minor(
+            linux_release.parse_version_from_major_minor(
                 _hivex_string(get('CurrentVersion')), data)
         try:
             data.product_variant = _hivex_string(get('InstallationType'))
@@ -382,24 +320,27 @@ def windows_root(fs, device, disk_index):
         # _read_details: hivex_open of inspect_get_windows_software_hive
         # (without a SOFTWARE hive it fails, and the details stay empty).
         (root.windows, root.sql_editions,
-         root.sql_complete) = read_software_hive(software, root)
+         root.sql_complete) = windows_hives.read_software_hive(software,
+                                                               root)
     return root
 
 
 def _inspected_root(fs, systemroot, device, disk_index):
     arch = _cmd_arch(fs, systemroot)
-    software = _hive_file(fs, systemroot + '/system32/config/software')
-    system = _hive_file(fs, systemroot + '/system32/config/system')
+    config = systemroot + '/system32/config/'
+    software = windows_hives.hive_file(fs, config + 'software')
+    system = windows_hives.hive_file(fs, config + 'system')
     root = raw_facts.RootFacts(device=device, disk_index=disk_index,
-                               type='windows', distro='windows', arch=arch)
+                               type=windows.NAME, distro=windows.DISTRO,
+                               arch=arch)
     hive = None
     data = _Data()
     if software is not None:
-        hive = open_hive(fs, software, 'SOFTWARE')
+        hive = windows_hives.open_hive(fs, software, 'SOFTWARE')
     if hive is not None and system is not None:
         # with_hive opens SYSTEM too: one hivex cannot open fails the
         # inspection, here the caller's fallback.
-        open_hive(fs, system, 'SYSTEM', head_only=True)
+        windows_hives.open_hive(fs, system, 'SYSTEM', head_only=True)
         _software_registry(hive, data)
     major, minor = data.version or (0, 0)
     root.product_name = (data.product_name if data.product_name is not None
@@ -412,72 +353,15 @@ def _inspected_root(fs, systemroot, device, disk_index):
     return root, hive
 
 
-def read_software_hive(hive, root=None):
-    """guest_files.read_software_hive over a regf.Hive: (CurrentVersion
-    values, SQL Server editions, whether the instance list was read to
-    its end)."""
-    if root is not None:
-        _note_dirty(root, hive)
-    values = {}
-    current = hive.key(guest_files.CURRENT_VERSION)
-    if current is not None:
-        for name in guest_files.WINDOWS_VALUES:
-            value = _value(hive, current, name)
-            if value is not None:
-                values[name] = value
-    editions, complete = guest_files.sql_editions(
-        _instance_names(hive),
-        lambda server, instance: _instance_edition(hive, server, instance))
-    return values, editions, complete
-
-
-def _value(hive, key, name):
-    # registry_value looks at no more than this.
-    found = hive.value(key, name, guest_formats.MAX_VALUE_BYTES)
-    if found is None:
-        return None
-    return guest_formats.registry_value(*found)
-
-
-def _instance_names(hive):
-    for path in guest_files.SQL_SERVER_KEYS:
-        server = hive.key(path)
-        names = server
-        for name in ('Instance Names', 'SQL'):
-            names = hive.child(names, name) if names is not None else None
-        if names is None:
-            continue
-        for value in hive.values(names):
-            data = hive.data(value, guest_formats.MAX_VALUE_BYTES)
-            yield server, guest_formats.registry_value(value.type, data)
-
-
-def _instance_edition(hive, server, instance):
-    node = hive.child(server, instance)
-    setup = hive.child(node, 'Setup') if node is not None else None
-    return _value(hive, setup, 'Edition') if setup is not None else None
-
-
-def find_software_hive(fs):
-    """guest_files.find_software_hive: the SOFTWARE hive's inode under
-    /Windows or /WINNT (a regular file, symlinks followed), or None."""
-    for systemroot in guest_files.SYSTEM_ROOTS:
-        path = systemroot + guest_files.SOFTWARE_HIVE
-        if _kind(fs, path) == fs_mod.FILE:
-            return fs_mod.resolve(fs, path, follow_last=False)
-    return None
-
-
 def scanned_root(fs, device, disk_index):
-    """guest_files.scanned_root for Windows: a root found by its
-    SOFTWARE hive alone, with no libguestfs answers (no arch, product or
-    version from it), or None."""
-    inode = find_software_hive(fs)
+    """inspection.guest_files.scanned_root for Windows: a root found by
+    its SOFTWARE hive alone, with no libguestfs answers (no arch, product
+    or version from it), or None."""
+    inode = windows_hives.find_software_hive(fs)
     if inode is None:
         return None
-    root = raw_facts.RootFacts(device=device, type='windows',
-                               distro='windows', disk_index=disk_index)
+    root = windows.scanned_root(device, disk_index)
+    hive = windows_hives.open_hive(fs, inode, 'SOFTWARE')
     (root.windows, root.sql_editions,
-     root.sql_complete) = read_software_hive(open_hive(fs, inode,
-                                                       'SOFTWARE'), root)
+     root.sql_complete) = windows_hives.read_software_hive(hive, root)
     return root

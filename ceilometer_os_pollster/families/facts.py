@@ -2,17 +2,20 @@
 
 Owns the decisions that are not about one OS family: which root is
 billed when several are found, what the status is (ok, unknown,
-encrypted) and the reason that explains it.  Windows and Linux roots
-are described by their own policy modules (``windows``, ``linux``).
+encrypted) and the reason that explains it.  Each root is described by
+its family's module (``known.family``: ``windows``, ``linux``).
 Pure code: plain data in, an OSRecord out; normalise() is where guest
 values are cleaned and bounded.
 """
 
+from ceilometer_os_pollster.families import known
 from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster import sanitize
+from ceilometer_os_pollster.families import sqlserver
 from ceilometer_os_pollster.families import windows
+from ceilometer_os_pollster.families import windows_editions
 
 UNKNOWN = raw_facts.UNKNOWN
 
@@ -48,23 +51,18 @@ def dearness(root):
     dearer): Windows Server, then Windows clients, then RHEL/SLES, then
     other Linux, then other known systems; between Windows roots the
     edition, then the SQL Server edition; between licensed Linux roots
-    the product, in price order (linux.LICENCE_ORDER)."""
-    family = os_family(root)
-    if family == 'windows':
-        fields = windows.fields(root)
-        server = fields['os_product_variant'] not in (
-            windows.CLIENT_VARIANTS)
-        return (5 if server else 4,
-                windows.edition_rank(fields['os_edition'], server),
-                windows.sql_edition(fields['sql_server_edition'])[0])
-    if family == 'linux':
-        rank = linux.licence_rank(root)
-        return (3 if rank else 2, rank, 0)
-    return (0 if family == UNKNOWN else 1, 0, 0)
+    the product, in price order (linux.LICENCE_ORDER).  The tiers are
+    the families' (windows.dearness: 5 and 4, linux.dearness: 3 and 2);
+    a family this version does not know is 1, an untyped root 0."""
+    name = os_family(root)
+    module = known.family(name)
+    if module is not None:
+        return module.dearness(root)
+    return (0 if name == UNKNOWN else 1, 0, 0)
 
 
 # The dearest a Linux root can be, whatever its files say.
-DEAREST_LINUX = (3, len(linux.LICENCE_ORDER), 0)
+DEAREST_LINUX = linux.DEAREST
 
 
 def kept_roots(roots, max_roots):
@@ -129,19 +127,18 @@ def choose_root(roots):
 # that could be billed: what was not seen may be the dearest product
 # sold, and a tenant must not be able to hide its OS behind a flood of
 # partitions, roots or subvolumes.
-DEAREST_WINDOWS_EDITION = windows.TOP_SERVER_EDITION
-DEAREST_SQL_EDITION = windows.SQL_ASSUMED_EDITION
+DEAREST_WINDOWS_EDITION = windows_editions.TOP_SERVER_EDITION
+DEAREST_SQL_EDITION = sqlserver.SQL_ASSUMED_EDITION
 
 
 def dearest_possible(fields):
     """The fields billed when a bound was reached: Windows Server
     Datacenter with SQL Server Enterprise; the descriptive fields of the
     billed root are kept when it is a Windows Server itself."""
-    keep = (fields is not None and fields.get('os_family') == 'windows'
-            and fields.get('os_product_variant')
-            not in windows.CLIENT_VARIANTS)
+    keep = (fields is not None and fields.get('os_family') == windows.NAME
+            and windows.billed_as_server(fields.get('os_product_variant')))
     result = dict(fields) if keep else dict(
-        os_family='windows', os_distro='windows', os_info=UNKNOWN,
+        os_family=windows.NAME, os_distro=windows.DISTRO, os_info=UNKNOWN,
         os_product_variant='Server', os_arch=(fields or {}).get(
             'os_arch', ''))
     if not result.get('os_product_variant'):
@@ -223,12 +220,9 @@ def root_fields(root):
     fields = dict(os_family=family,
                   os_distro=raw_facts.token(root.distro) or UNKNOWN,
                   os_arch=raw_facts.token(root.arch))
-    if family == 'windows':
-        fields.update(windows.fields(root))
-    elif family == 'linux':
-        fields.update(linux.fields(root))
-    else:
-        fields.update(_other_fields(root))
+    module = known.family(family)
+    fields.update(module.fields(root) if module is not None
+                  else _other_fields(root))
     return fields
 
 
@@ -247,16 +241,16 @@ def _sql_fields(candidates, root, fields):
     another root when the edition came from there)."""
     editions, complete = [], True
     for candidate in candidates:
-        if os_family(candidate) != 'windows':
+        if os_family(candidate) != windows.NAME:
             continue
         editions.extend(candidate.sql_editions
                         if isinstance(candidate.sql_editions, (list, tuple))
                         else ())
         complete = complete and candidate.sql_complete is True
-    edition = windows.sql_billed_edition(editions, complete)
+    edition = sqlserver.sql_billed_edition(editions, complete)
     if not edition or edition == fields.get('sql_server_edition'):
         return edition, ''
-    source = next((c for c in candidates if os_family(c) == 'windows'
+    source = next((c for c in candidates if os_family(c) == windows.NAME
                    and windows.fields(c)['sql_server_edition'] == edition),
                   None)
     if source is None or source is root:
@@ -346,14 +340,14 @@ def normalise(facts, instance_id, fingerprint='', duration=0.0, now=None):
                                **base)
     fields = root_fields(root)
     sql_from = ''
-    if os_family(root) == 'windows':
+    if os_family(root) == windows.NAME:
         fields['sql_server_edition'], sql_from = _sql_fields(
             candidates, root, fields)
-    incomplete = [c for c in candidates if os_family(c) == 'windows'
+    incomplete = [c for c in candidates if os_family(c) == windows.NAME
                   and c.sql_complete is not True]
-    sql = windows.sql_note(incomplete[0]) if incomplete else ''
-    notes = (windows.billing_notes(root) if os_family(root) == 'windows'
-             else [])
+    sql = sqlserver.sql_note(incomplete[0]) if incomplete else ''
+    module = known.family(os_family(root))
+    notes = module.billing_notes(root) if module is not None else []
     return record.OSRecord(status=record.STATUS_OK,
                            reason=_reason(_roots_note(roots, candidates,
                                                       on_boot_disk, root),

@@ -1,8 +1,9 @@
 """What guest files and registry values say: pure parsers.
 
-The appliance hands over bytes exactly as the guest stored them
-(``guest_files``); these functions turn them into plain values: the
-os-release file, Windows registry values, SUSE's base product XML.
+Both inspection methods hand over bytes exactly as the guest stored
+them (the appliance's ``guest_files``, the direct readers); these
+functions turn them into plain values: the os-release file, Windows
+registry values, SUSE's base product XML.
 Everything here is bounded and never raises on bad input, and what it
 returns is still untrusted guest data (``facts.normalise`` cleans it).
 """

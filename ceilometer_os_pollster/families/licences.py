@@ -1,40 +1,35 @@
-"""The licence product table: one source for every licence figure.
+"""The licence product table: every licence figure, gathered from the
+family modules.
 
-Owns which licensable products an OS record stands for, which editions
-are free and the per-VM core minimums Microsoft applies.  Read by the
-per-host ``report`` (report.py) and the monthly ``licence-report``
-(licence_periods.py); the CloudKitty rating side
-(etc/cloudkitty/licence-minimums.py, hashmap-example.sh) runs inside
-CloudKitty and cannot import this, so a unit test
-(tests/unit/test_licences.py) checks that its values equal these.
-Pure: no I/O.
+Owns which licensable products an OS record stands for: each family
+says its own (``windows.products``, ``linux.products``, found through
+``known.family``), SQL Server ``sqlserver.products``; the products,
+editions that are free and per-VM core minimums are theirs, named here
+under the names the reports use.  Read by the per-host ``report``
+(report.py) and the monthly ``licence-report`` (licence_periods.py); the
+CloudKitty rating side (etc/cloudkitty/licence-minimums.py,
+hashmap-example.sh) runs inside CloudKitty and cannot import this, so a
+unit test (tests/unit/families/test_licences.py) checks that its values
+equal the family modules'.  Pure: no I/O.
 """
 
 import dataclasses
 
+from ceilometer_os_pollster.families import known
+from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster import record as record_mod
+from ceilometer_os_pollster.families import sqlserver
 from ceilometer_os_pollster.families import windows
 
-# Microsoft Product Terms, licensing an individual virtual machine by
-# core (SPLA likewise): Windows Server counts at least 8 cores per VM,
-# SQL Server at least 4.
-WINDOWS_SERVER_MIN_CORES_PER_VM = 8
-SQL_SERVER_MIN_CORES_PER_VM = 4
-
-# InstallationType of Windows desktops; any other (Server, Server Core,
-# or unknown) counts as Windows Server: better over- than under-report.
-# The pollster says 'Client' only when no registry value says Server,
-# and an Evaluation edition only when EditionID and ProductName agree.
+WINDOWS_SERVER_MIN_CORES_PER_VM = windows.WINDOWS_SERVER_MIN_CORES_PER_VM
+SQL_SERVER_MIN_CORES_PER_VM = sqlserver.SQL_SERVER_MIN_CORES_PER_VM
 WINDOWS_CLIENT_VARIANTS = windows.CLIENT_VARIANTS
-FREE_WINDOWS_EDITIONS = ('Standard Evaluation', 'Datacenter Evaluation')
-FREE_SQL_EDITIONS = ('Developer', 'Express', 'Evaluation')
-
-WINDOWS_SERVER = 'Windows Server'
-WINDOWS_CLIENT = 'Windows'
-SQL_SERVER = 'SQL Server'
-# Linux distributions sold per VM, by os_distro; other distributions
-# are listed under their os_distro.
-LINUX_PRODUCTS = {'rhel': 'RHEL', 'sles': 'SLES', 'slem': 'SLE Micro'}
+FREE_WINDOWS_EDITIONS = windows.FREE_WINDOWS_EDITIONS
+FREE_SQL_EDITIONS = sqlserver.FREE_SQL_EDITIONS
+WINDOWS_SERVER = windows.WINDOWS_SERVER
+WINDOWS_CLIENT = windows.WINDOWS_CLIENT
+SQL_SERVER = sqlserver.SQL_SERVER
+LINUX_PRODUCTS = linux.LINUX_PRODUCTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,30 +44,17 @@ def products(record, minimums=Minimums()):
     A Windows Server guest with SQL Server is two products.  Records
     without an OS (pending, unknown, failed, encrypted) are one pseudo
     product "(status)", so that the operator sees what is not licensed
-    yet.  Free editions have no minimum.
+    yet.  A family this version does not know is listed under its
+    os_distro.  Free editions have no minimum.
     """
     if record.status != record_mod.STATUS_OK:
         return [('(%s)' % record.status, '', 0)]
-    found = []
-    if record.os_family == 'windows':
-        edition = record.os_edition
-        if record.os_product_variant not in WINDOWS_CLIENT_VARIANTS:
-            minimum = (0 if edition in FREE_WINDOWS_EDITIONS
-                       else minimums.windows_server)
-            found.append((WINDOWS_SERVER, edition, minimum))
-        else:
-            found.append((WINDOWS_CLIENT, edition, 0))
-    elif record.os_family == 'linux':
-        found.append((LINUX_PRODUCTS.get(record.os_distro,
-                                         record.os_distro),
-                      record.os_edition, 0))
+    family = known.family(record.os_family)
+    if family is not None:
+        found = family.products(record, minimums)
     else:
-        found.append((record.os_distro, record.os_edition, 0))
-    sql = record.sql_server_edition
-    if sql:
-        minimum = 0 if sql in FREE_SQL_EDITIONS else minimums.sql_server
-        found.append((SQL_SERVER, sql, minimum))
-    return found
+        found = [(record.os_distro, record.os_edition, 0)]
+    return found + sqlserver.products(record, minimums.sql_server)
 
 
 # The pseudo product of running time whose Gnocchi resource has no

@@ -1,12 +1,16 @@
-"""Linux billing policy: libguestfs, os-release and SUSE's base product
-to OS fields.
+"""Linux: what a Linux root is, what is read in it, and how libguestfs,
+os-release and SUSE's base product become the bill.
 
-Owns the Linux vocabulary the bill is written in: which distro a root is
-(os-release where libguestfs is vague, SUSE's base product file where
-SUSE sells distinct products), its libosinfo id, its version and its
-edition (SLES for SAP, SLE HPC, SLED, RHEL 6/7 variants), and which
-distros are licensed per VM.  ``fields(root)`` turns one Linux root's
-raw facts into OSRecord fields.  Pure code.
+Owns the Linux family: how a root scanned by hand is recognised (an
+os-release that says something), which files both inspection methods
+read in it (OS_RELEASE_PATHS, SUSE_BASEPRODUCT), the Linux vocabulary
+the bill is written in: which distro a root is (os-release where
+libguestfs is vague, SUSE's base product file where SUSE sells distinct
+products), its libosinfo id, its version and its edition (SLES for SAP,
+SLE HPC, SLED, RHEL 6/7 variants), and which distros are licensed per VM
+and in which price order (LINUX_PRODUCTS, LICENCE_ORDER).
+``fields(root)`` turns one Linux root's raw facts into OSRecord fields.
+Pure code.
 """
 
 import re
@@ -16,6 +20,30 @@ from ceilometer_os_pollster.families import raw_facts
 from ceilometer_os_pollster import sanitize
 
 UNKNOWN = raw_facts.UNKNOWN
+# os_family of a Linux root (libguestfs' inspect_get_type).
+NAME = 'linux'
+
+# --------------------------------------------------------------------------
+# What both inspection methods read
+
+OS_RELEASE_PATHS = ('/etc/os-release', '/usr/lib/os-release')
+# SUSE: a symlink to the installed base product's .prod (XML) file.
+SUSE_BASEPRODUCT = '/etc/products.d/baseproduct'
+
+
+def recognised(os_release):
+    """Whether a filesystem scanned by hand is a Linux root, from its
+    os-release (parsed, {} when absent): when it says anything."""
+    return bool(os_release)
+
+
+def scanned_root(device, disk_index, os_release, suse_baseproduct):
+    """The RootFacts of a filesystem scanned by hand and recognised."""
+    return raw_facts.RootFacts(device=device, type=NAME,
+                               os_release=os_release,
+                               suse_baseproduct=suse_baseproduct,
+                               disk_index=disk_index)
+
 
 # --------------------------------------------------------------------------
 # Linux policy
@@ -74,8 +102,10 @@ _RHEL_VARIANTS = {
 }
 # Distros libguestfs does not know well enough to name on its own.
 _VAGUE_DISTROS = ('', 'unknown', 'redhat-based', 'suse-based')
-# Distros whose subscription costs money per VM.
-LICENSED_DISTROS = ('rhel', 'sles', 'slem')
+# Distros whose subscription costs money per VM, by os_distro, and the
+# licence product each one is; other distributions are listed under
+# their os_distro.
+LINUX_PRODUCTS = {'rhel': 'RHEL', 'sles': 'SLES', 'slem': 'SLE Micro'}
 # The per-VM products, cheapest first, as the shipped CloudKitty rules
 # price them (etc/cloudkitty/hashmap-example.sh; a unit test keeps the
 # two in step): an os_distro or an os_edition, CloudKitty billing the
@@ -273,3 +303,27 @@ def licence_rank(root):
     names = (found['os_distro'], found['os_edition'])
     return max((rank for rank, name in enumerate(LICENCE_ORDER, 1)
                 if name in names), default=0)
+
+
+# The dearest a Linux root can be, whatever its files say.
+DEAREST = (3, len(LICENCE_ORDER), 0)
+
+
+def dearness(root):
+    """How much a Linux root costs (see facts.dearness): licensed
+    distributions above the others, then LICENCE_ORDER."""
+    rank = licence_rank(root)
+    return (3 if rank else 2, rank, 0)
+
+
+def products(record, minimums):
+    """[(product, edition, per-VM minimum)] of a Linux record: its
+    LINUX_PRODUCTS name (else its os_distro), no core minimum."""
+    return [(LINUX_PRODUCTS.get(record.os_distro, record.os_distro),
+             record.os_edition, 0)]
+
+
+def billing_notes(root):
+    """Reason parts for values not taken at their word: none for Linux
+    (its values only choose between products, the dearer being billed)."""
+    return []

@@ -1,8 +1,9 @@
-"""Raw facts: what one appliance session saw, exactly as read.
+"""Raw facts: what one inspection saw, exactly as read.
 
 ``RootFacts`` (one operating-system root) and ``ApplianceFacts`` (one
-instance's drives) are filled in by the appliance and read by the
-policy modules (``windows``, ``linux``, ``facts``).  Their values are
+instance's drives) are filled in by either inspection method (the
+appliance, or the direct readers) and read by the policy modules (the
+family modules, ``facts``).  Their values are
 untrusted guest data; the small readers below are how the policy looks
 at them: cleaned, bounded, and libguestfs' 'unknown' placeholder read
 as nothing.  Pure code.
@@ -38,8 +39,9 @@ class RootFacts:
     # SOFTWARE\Microsoft\Microsoft SQL Server\<InstanceID>\Setup\Edition.
     sql_editions: list = dataclasses.field(default_factory=list)
     # False when the list of SQL Server instances was not read to its
-    # end (more names than guest_files allows, or an unreadable list):
-    # an edition not read may outrank every one in sql_editions.
+    # end (more names than sqlserver.MAX_SQL_INSTANCE_NAMES, or an
+    # unreadable list): an edition not read may outrank every one in
+    # sql_editions.
     sql_complete: bool = True
     # SUSE: /etc/products.d/baseproduct as read (bytes, bounded): the
     # installed base product's .prod XML, which zypper and SUSEConnect

@@ -1,9 +1,13 @@
-"""Windows and SQL Server billing policy: registry values to OS fields.
+"""Windows: what a Windows root is, what is read in it, and how its
+registry values become the bill.
 
-Owns the Windows vocabulary the bill is written in: the libosinfo id of
-each release (by build number), Server versus client, the edition names
-of every EditionID, Windows 11's ProductName, and the SQL Server edition
-ranking (the highest-priced edition of all instances is billed).
+Owns the Windows family: how a root scanned by hand is recognised (a
+SOFTWARE hive under SYSTEM_ROOTS) and which registry values both
+inspection methods read in it (CURRENT_VERSION, WINDOWS_VALUES), the
+libosinfo id of each release (by build number), Server versus client
+(``billed_as_server`` is the one rule every report uses), the record's
+fields and the licence products with their per-VM core minimum.
+Editions are ``windows_editions``' and SQL Server ``sqlserver``'s.
 ``fields(root)`` turns one Windows root's raw facts into OSRecord fields
 and ``billing_notes(root)`` says, for the reason, every registry value
 that was not taken at its word.
@@ -16,13 +20,41 @@ Pure code.
 """
 
 import re
-import unicodedata
 
 from ceilometer_os_pollster.families import guest_formats
 from ceilometer_os_pollster.families import raw_facts
+from ceilometer_os_pollster.families import sqlserver
+from ceilometer_os_pollster.families import windows_editions as editions
 from ceilometer_os_pollster import sanitize
 
 UNKNOWN = raw_facts.UNKNOWN
+_looks_like = editions.looks_like
+_shown = editions.visible
+# os_family of a Windows root (libguestfs' inspect_get_type), and its
+# os_distro (inspect_get_distro).
+NAME = 'windows'
+DISTRO = 'windows'
+
+# --------------------------------------------------------------------------
+# What both inspection methods read
+
+# A filesystem scanned by hand is a Windows root when it holds a
+# SOFTWARE hive here (names compared as the filesystem does).
+SYSTEM_ROOTS = ('/Windows', '/WINNT')
+SOFTWARE_HIVE = '/System32/config/SOFTWARE'
+# The key under SOFTWARE, and its values read.
+CURRENT_VERSION = ('Microsoft', 'Windows NT', 'CurrentVersion')
+WINDOWS_VALUES = ('ProductName', 'EditionID', 'InstallationType',
+                  'CurrentBuildNumber', 'CurrentBuild', 'DisplayVersion',
+                  'CurrentMajorVersionNumber', 'CurrentMinorVersionNumber')
+
+
+def scanned_root(device, disk_index):
+    """The RootFacts of a filesystem scanned by hand that holds a
+    SOFTWARE hive: a Windows root, its registry values still to read."""
+    return raw_facts.RootFacts(device=device, type=NAME, distro=DISTRO,
+                               disk_index=disk_index)
+
 
 # --------------------------------------------------------------------------
 # Windows releases
@@ -65,37 +97,6 @@ _OLD_NT = {
 SERVER_ONLY_BUILDS = {20348: 'Windows Server 2022',
                       25398: 'Windows Server 23H2'}
 
-# Cyrillic, Greek and other letters drawn like Latin ones, as they come
-# out of NFKC + casefold: 'Sеrver' with a Cyrillic 'е' must still read
-# as 'server' when deciding what a value claims to be.
-_LOOKALIKES = str.maketrans(
-    # Cyrillic a b e e i i j k m h o p c t y x s d q w y h l, Greek a b e
-    # n i k v o p t u x z, Armenian o u, Latin script g, dotless i.
-    '\u0430\u0432\u0435\u0451\u0456\u0457\u0458\u043a'
-    '\u043c\u043d\u043e\u0440\u0441\u0442\u0443\u0445'
-    '\u0455\u0501\u051b\u051d\u04af\u04bb\u04cf\u03b1'
-    '\u03b2\u03b5\u03b7\u03b9\u03ba\u03bd\u03bf\u03c1'
-    '\u03c4\u03c5\u03c7\u03b6\u0585\u057d\u0261\u0131',
-    'abeeiijkmhopctyxsdqwyhlabenikvoptuxzougi')
-
-
-def edition_key(value):
-    """A registry value as compared: Unicode NFKC (fullwidth and other
-    compatibility forms become plain letters), case-folded."""
-    return unicodedata.normalize('NFKC', value).casefold()
-
-
-def _looks_like(value):
-    """What a value looks like to a reader: edition_key with look-alike
-    letters read as the Latin ones they imitate."""
-    return edition_key(value).translate(_LOOKALIKES)
-
-
-def _edition_id_says_server(edition_id):
-    # 'ServerRdsh' is the *client* Enterprise multi-session.
-    key = _looks_like(edition_id)
-    return key.startswith('server') and key != 'serverrdsh'
-
 
 def _server_sources(installation_type, edition_id, product_variant,
                     product_names, build):
@@ -103,7 +104,7 @@ def _server_sources(installation_type, edition_id, product_variant,
     sources = []
     if 'server' in _looks_like(installation_type):
         sources.append('InstallationType')
-    if edition_id and _edition_id_says_server(edition_id):
+    if edition_id and editions.edition_id_says_server(edition_id):
         sources.append('EditionID')
     if any('server' in _looks_like(name) for name in product_names):
         sources.append('ProductName')
@@ -183,330 +184,6 @@ def windows_product_name(product_name, server, build):
     return product_name
 
 
-# EditionID -> os_edition for client and special IDs (lowercase keys).
-# An 'N' suffix (no media player, EU) is handled generically.
-_CLIENT_EDITIONS = {
-    'professional': 'Professional',
-    'professionalworkstation': 'Professional Workstation',
-    'professionaleducation': 'Professional Education',
-    'professionalsinglelanguage': 'Professional Single Language',
-    'professionalcountryspecific': 'Professional China',
-    'enterprise': 'Enterprise',
-    'enterprises': 'Enterprise LTSC',
-    'enterpriseg': 'Enterprise G',
-    'education': 'Education',
-    'core': 'Home',
-    'coresinglelanguage': 'Home Single Language',
-    'corecountryspecific': 'Home China',
-    'iotenterprise': 'IoT Enterprise',
-    'iotenterprises': 'IoT Enterprise LTSC',
-    'serverrdsh': 'Enterprise multi-session',
-    'ultimate': 'Ultimate',
-    'homepremium': 'Home Premium',
-    'homebasic': 'Home Basic',
-    'starter': 'Starter',
-    'business': 'Business',
-    'cloud': 'S',                  # Windows 10 S
-    'cloudedition': 'SE',          # Windows 11 SE
-}
-
-# Server<Base>[Eval][ACor|Cor|Core|Nano]: Base -> os_edition.  Core/Nano
-# suffixes say how it is installed (os_product_variant has that), not
-# what licence it needs, so they are dropped.
-_SERVER_EDITION_RE = re.compile(
-    r'server([a-z]+?)(eval)?(acor|cor|core|nano)?')
-_SERVER_EDITIONS = {
-    'standard': 'Standard',
-    'datacenter': 'Datacenter',
-    'enterprise': 'Enterprise',
-    'web': 'Web',
-    'foundation': 'Foundation',
-    'solution': 'Essentials',      # Server 2012+ Essentials
-    'essentials': 'Essentials',
-    'hyper': 'Hyper-V',            # free Hyper-V Server
-    'azurestackhci': 'Azure Stack HCI',
-    'turbine': 'Datacenter: Azure Edition',
-}
-
-EVALUATION = ' Evaluation'
-# Billed when EditionID names no known edition of the product line.
-TOP_SERVER_EDITION = 'Datacenter'
-TOP_CLIENT_EDITION = 'Enterprise'
-
-# Edition words of a ProductName (look-alike-folded), dearest first:
-# 'Storage' first because Storage Server names the edition after it.
-_SERVER_NAME_EDITIONS = (('storage', 'Storage'),
-                         ('datacenter', 'Datacenter'),
-                         ('standard', 'Standard'),
-                         ('essentials', 'Essentials'),
-                         ('web', 'Web'),
-                         ('foundation', 'Foundation'),
-                         ('enterprise', 'Enterprise'))
-_CLIENT_NAME_EDITIONS = (('enterprise', 'Enterprise'),
-                         ('education', 'Education'),
-                         ('pro', 'Professional'),
-                         ('professional', 'Professional'),
-                         ('home', 'Home'))
-
-# Ranks within a product line, for the dearer of two readings.  Server:
-# Datacenter > Standard > other paid > Hyper-V (free) > Evaluation.
-# Client, by the family word of the edition.  An edition in neither
-# table ranks with the dearest: a guess is never the cheaper reading.
-_SERVER_RANKS = {'Datacenter': 6, 'Datacenter: Azure Edition': 6,
-                 'Standard': 5, 'Enterprise': 4, 'Web': 4,
-                 'Foundation': 4, 'Essentials': 4, 'Storage': 4,
-                 'Azure Stack HCI': 4, 'Hyper-V': 1}
-_CLIENT_RANKS = (('Enterprise', 4), ('IoT', 4), ('Ultimate', 4),
-                 ('Education', 3), ('Professional', 2), ('Business', 2),
-                 ('Home', 1), ('Starter', 1), ('S', 1), ('SE', 1))
-
-
-def top_edition(server):
-    """The edition billed for an EditionID that names none."""
-    return TOP_SERVER_EDITION if server else TOP_CLIENT_EDITION
-
-
-def is_evaluation(edition):
-    return edition.endswith(EVALUATION)
-
-
-def edition_rank(edition, server=True):
-    """How dear an os_edition is within its product line (higher is
-    dearer; -1 for no edition, 0 for Evaluation media)."""
-    if not edition:
-        return -1
-    if is_evaluation(edition):
-        return 0
-    if server:
-        return _SERVER_RANKS.get(edition, _SERVER_RANKS[TOP_SERVER_EDITION])
-    words = edition.split()
-    for word, rank in _CLIENT_RANKS:
-        if word in words:
-            return rank
-    return _CLIENT_RANKS[0][1]
-
-
-def windows_edition(edition_id, server=False, product_name=''):
-    """os_edition from EditionID alone, e.g. 'ServerDatacenter' ->
-    'Datacenter'.
-
-    EditionID is compared after Unicode NFKC and case folding.
-    Evaluation media keep the edition they evaluate ('Standard
-    Evaluation', 'Datacenter Evaluation', and for clients 'Enterprise
-    Evaluation', 'Enterprise LTSC Evaluation'): a hashmap can price both,
-    and 'Evaluation' alone would hide which one it is.  All Storage Server
-    IDs are 'Storage'.  An EditionID that is not a known edition
-    (non-ASCII look-alikes included) is the top edition of its product
-    line (top_edition): a raw string would match no price.  With no
-    EditionID at all the edition word of the product name is used ('' if
-    none).  What is billed also weighs the other values (fields()).
-    """
-    edition_id = sanitize.clean_text(edition_id, 64)
-    if not edition_id:
-        return _edition_from_name(server, product_name)
-    name, _ = _known_edition(edition_key(edition_id))
-    return name or top_edition(server or _edition_id_says_server(edition_id))
-
-
-def _known_edition(key):
-    """(os_edition, is a Server edition) of a normalised EditionID, or
-    ('', None) when it is not a known edition."""
-    if not key.isascii():
-        return '', None
-    name = _client_edition(key)
-    if name:
-        return name, False
-    if key.endswith('eval'):
-        # Client evaluation media: EnterpriseEval, EnterpriseSEval...
-        name = _client_edition(key[:-len('eval')])
-        if name:
-            return name + EVALUATION, False
-    match = _SERVER_EDITION_RE.fullmatch(key)
-    if match:
-        base, evaluation = match.group(1), match.group(2)
-        if base.startswith('storage'):
-            name = 'Storage'
-        else:
-            name = _SERVER_EDITIONS.get(base)
-        if name:
-            return (name + EVALUATION if evaluation else name), True
-    return '', None
-
-
-def _client_edition(key):
-    """A client EditionID (lowercase, 'N' suffix allowed) or ''."""
-    if key in _CLIENT_EDITIONS:
-        return _CLIENT_EDITIONS[key]
-    if key.endswith('n') and key[:-1] in _CLIENT_EDITIONS:
-        return _CLIENT_EDITIONS[key[:-1]] + ' N'
-    return ''
-
-
-def _edition_from_name(server, product_name):
-    """The dearest edition word of a product name ('' if none), with
-    ' Evaluation' when the name says so."""
-    text = _looks_like(product_name)
-    words = _SERVER_NAME_EDITIONS if server else _CLIENT_NAME_EDITIONS
-    for word, edition in words:
-        if re.search(r'\b%s\b' % word, text):
-            if re.search(r'\bevaluation\b', text):
-                return edition + EVALUATION
-            return edition
-    return ''
-
-
-def _shown(value, limit=32):
-    """A guest value for the reason, in ASCII: other characters as
-    <U+0430>, so that a look-alike is visible as one."""
-    return ''.join(char if char.isascii() else '<U+%04X>' % ord(char)
-                   for char in value[:limit])
-
-
-def _base(edition):
-    return edition[:-len(EVALUATION)] if is_evaluation(edition) else edition
-
-
-def billed_edition(server, edition_id, product_names=(), legacy=False):
-    """(os_edition, [notes]): the edition billed from EditionID and the
-    product names, each note saying a value that was not taken at its
-    word.
-
-    - EditionID not a known edition (after NFKC and case folding; any
-      non-ASCII character left is a look-alike), or a client edition on
-      a Server: the top edition of the line (top_edition);
-    - the product names naming a dearer edition than EditionID: that one;
-    - Evaluation only when EditionID and every product name say the same
-      Evaluation edition; otherwise the dearest reading without it;
-    - no EditionID: the product names' edition; with none either, the top
-      edition, unless ``legacy`` (no registry read, or Windows before
-      Vista / Server 2008, which had no EditionID): ''.
-    """
-    top = top_edition(server)
-    named = [r for r in dict.fromkeys(_edition_from_name(server, name)
-                                      for name in product_names) if r]
-
-    def rank(edition):
-        return edition_rank(edition, server)
-
-    if not edition_id:
-        if not named:
-            if legacy:
-                return '', []
-            return top, ['no EditionID: billed as %s' % top]
-        billed = max((_base(r) for r in named), key=rank)
-        if any(map(is_evaluation, named)):
-            return billed, ['Evaluation not confirmed by EditionID '
-                            '(none): billed as %s' % billed]
-        return billed, []
-    shown = _shown(edition_id)
-    normalised = unicodedata.normalize('NFKC', edition_id)
-    known, server_edition = _known_edition(edition_key(edition_id))
-    if not known:
-        return top, ['EditionID %s not a known edition: billed as %s'
-                     % (shown, top)]
-    if server and not server_edition:
-        return top, ['EditionID %s is not a Windows Server edition: '
-                     'billed as %s' % (shown, top)]
-    notes = []
-    if normalised != edition_id:
-        notes.append('EditionID written in compatibility characters, '
-                     'read as %s' % _shown(normalised))
-    readings = [known] + named
-    if any(map(is_evaluation, readings)) and not (
-            named and all(is_evaluation(r) for r in readings)
-            and len({rank(_base(r)) for r in readings}) == 1):
-        billed = max((_base(r) for r in readings), key=rank)
-        notes.append('Evaluation not confirmed by both EditionID (%s) and '
-                     'ProductName (%s): billed as %s'
-                     % (shown, ', '.join(named) or 'no edition', billed))
-        return billed, notes
-    billed = max(readings, key=rank)   # ties: EditionID's reading
-    if billed != known:
-        notes.append('ProductName says %s, EditionID %s: billed as %s'
-                     % (billed, shown, billed))
-    return billed, notes
-
-
-# --------------------------------------------------------------------------
-# SQL Server
-
-# (pattern, canonical name, rank): the first pattern that matches names
-# the edition; the highest rank is reported.  Free editions come first in
-# the matching ('Enterprise Evaluation Edition' is free) and last in the
-# ranking.  An unknown edition ranks below every known paid one (a known
-# price beats a guess) but above the free ones (so an unrecognised,
-# possibly paid, edition is not hidden behind a free one).
-_SQL_EDITIONS = (
-    (r'\bevaluation\b', 'Evaluation', 3),
-    (r'\bdeveloper\b', 'Developer', 2),
-    (r'\bexpress\b', 'Express', 1),
-    (r'\bbusiness intelligence\b', 'Business Intelligence', 8),
-    (r'\bdata ?center\b', 'Datacenter', 10),      # SQL Server 2008 R2
-    (r'\benterprise\b', 'Enterprise', 9),
-    (r'\bstandard\b', 'Standard', 7),
-    (r'\bworkgroup\b', 'Workgroup', 6),           # up to 2008 R2
-    (r'\bweb\b', 'Web', 5),
-)
-_SQL_UNKNOWN_RANK = 4
-# Nothing outranks it: reading more instances cannot change the result.
-SQL_TOP_RANK = max(rank for _, _, rank in _SQL_EDITIONS)
-
-
-def sql_edition(raw):
-    """(rank, canonical name) of one Setup\\Edition string.
-
-    Unknown strings keep their cleaned raw value; empty ones are (0, '').
-    """
-    text = guest_formats.registry_text(raw, 64)
-    if not text:
-        return 0, ''
-    for pattern, name, rank in _SQL_EDITIONS:
-        if re.search(pattern, text, re.IGNORECASE):
-            return rank, name
-    return _SQL_UNKNOWN_RANK, text
-
-
-# Billed when the instance list could not be read to its end: the
-# highest edition sold today (Datacenter ended with SQL Server 2008 R2,
-# and reading stops at it anyway).
-SQL_ASSUMED_EDITION = 'Enterprise'
-
-
-def sql_billed_edition(editions, complete):
-    """The edition billed for a root: the highest among those read, or
-    SQL_ASSUMED_EDITION when some were not read (fail safe: an edition
-    listed late in a hostile registry is never hidden)."""
-    if complete is not True:
-        editions = list(editions if isinstance(editions, (list, tuple))
-                        else ()) + [SQL_ASSUMED_EDITION]
-    return sql_server_edition(editions)
-
-
-def sql_note(root):
-    """The reason part saying the SQL Server edition was assumed ('' when
-    every instance was read)."""
-    if root.sql_complete is True:
-        return ''
-    return ('SQL Server instance list not read to its end (too many '
-            'names, or unreadable): billed as %s' % SQL_ASSUMED_EDITION)
-
-
-def sql_server_edition(editions):
-    """The highest-priced edition among all instances ('' when none).
-
-    Ties (only possible between unknown strings) go to the
-    alphabetically first name, so the result does not depend on the
-    order the registry listed the instances in.
-    """
-    if not isinstance(editions, (list, tuple)):
-        return ''
-    found = [sql_edition(raw) for raw in editions]
-    found = [item for item in found if item[1]]
-    if not found:
-        return ''
-    return min(found, key=lambda item: (-item[0], item[1]))[1]
-
-
 # --------------------------------------------------------------------------
 # Fields
 
@@ -573,8 +250,8 @@ def _reading(root):
             variant = 'Server'
     # EditionID exists from Vista / Server 2008 (NT 6.0) on.
     legacy = not reg or (0 < major < 6)
-    edition, edition_notes = billed_edition(server, edition_id, names,
-                                            legacy)
+    edition, edition_notes = editions.billed_edition(server, edition_id,
+                                                     names, legacy)
     fields = dict(
         os_info=windows_osinfo(server, major, minor, build_number, product),
         os_version_major=major,
@@ -583,8 +260,8 @@ def _reading(root):
         os_product_name=windows_product_name(product, server, build_number),
         os_product_variant=variant,
         os_edition=edition,
-        sql_server_edition=sql_billed_edition(root.sql_editions,
-                                              root.sql_complete),
+        sql_server_edition=sqlserver.sql_billed_edition(
+            root.sql_editions, root.sql_complete),
     )
     return fields, notes + edition_notes
 
@@ -600,6 +277,48 @@ def billing_notes(root):
     return _reading(root)[1]
 
 
+# --------------------------------------------------------------------------
+# Server or client, and the licence
+
 # InstallationType of Windows desktops; any other (Server, Server Core,
-# or unknown) is billed as Windows Server.
+# or unknown) is billed as Windows Server.  fields() says 'Client' only
+# when no registry value says Server.
 CLIENT_VARIANTS = ('Client',)
+
+
+def billed_as_server(product_variant):
+    """Whether a record's os_product_variant is billed as Windows Server
+    (better over- than under-report: anything but a client variant)."""
+    return product_variant not in CLIENT_VARIANTS
+
+
+WINDOWS_SERVER = 'Windows Server'
+WINDOWS_CLIENT = 'Windows'
+# Microsoft Product Terms, licensing an individual virtual machine by
+# core (SPLA likewise): Windows Server counts at least 8 cores per VM.
+WINDOWS_SERVER_MIN_CORES_PER_VM = 8
+# fields() says an Evaluation edition only when EditionID and
+# ProductName agree.
+FREE_WINDOWS_EDITIONS = ('Standard Evaluation', 'Datacenter Evaluation')
+
+
+def products(record, minimums):
+    """[(product, edition, per-VM minimum)] of a Windows record:
+    Windows Server (``minimums.windows_server`` cores unless the edition
+    is free) or a Windows client (no minimum)."""
+    edition = record.os_edition
+    if billed_as_server(record.os_product_variant):
+        return [(WINDOWS_SERVER, edition,
+                 0 if edition in FREE_WINDOWS_EDITIONS
+                 else minimums.windows_server)]
+    return [(WINDOWS_CLIENT, edition, 0)]
+
+
+def dearness(root):
+    """How much a Windows root costs (see facts.dearness): Server above
+    clients, then the edition, then the SQL Server edition."""
+    found = fields(root)
+    server = billed_as_server(found['os_product_variant'])
+    return (5 if server else 4,
+            editions.edition_rank(found['os_edition'], server),
+            sqlserver.sql_edition(found['sql_server_edition'])[0])

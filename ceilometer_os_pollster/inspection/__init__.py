@@ -1,4 +1,5 @@
 """The worker side: the inspection worker process, the protocol the
 agent supervises it by, its confinement, and the appliance method
-(libguestfs).  The direct method's readers are ``direct``.
+(libguestfs) with its reads inside the guest (``guest_files``).  The
+direct method's readers are ``direct``.
 """

@@ -12,8 +12,10 @@ from oslo_log import log
 
 from ceilometer_os_pollster.inspection.appliance_errors import short_error
 from ceilometer_os_pollster.families import facts as facts_mod
-from ceilometer_os_pollster.families import guest_files
+from ceilometer_os_pollster.inspection import guest_files
+from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster.families import raw_facts
+from ceilometer_os_pollster.families import windows
 from ceilometer_os_pollster import sanitize
 
 LOG = log.getLogger(__name__)
@@ -120,11 +122,11 @@ def _read_details(g, facts, result):
     SUSE's base product, or the SOFTWARE hive."""
     root = facts.device
     try:
-        if facts.type == 'linux':
+        if facts.type == linux.NAME:
             guest_files.mount_root(g, root)
             facts.os_release = guest_files.read_os_release(g)
             facts.suse_baseproduct = guest_files.read_suse_baseproduct(g)
-        elif facts.type == 'windows':
+        elif facts.type == windows.NAME:
             g.mount_ro(root, '/')
             hive = g.inspect_get_windows_software_hive(root)
             (facts.windows, facts.sql_editions,
@@ -178,7 +180,7 @@ def _likely_billed_first(root):
     device name (cheap facts only: nothing read inside the root yet)."""
     family = raw_facts.token(root.type)
     return (root.disk_index != 0,
-            {'windows': 0, 'linux': 1}.get(family, 2),
+            {windows.NAME: 0, linux.NAME: 1}.get(family, 2),
             sanitize.clean_text(root.device))
 
 
@@ -193,7 +195,7 @@ def _to_read(roots):
     for root in roots[MAX_ROOTS:]:
         if (extra < MAX_SUBVOLUME_ROOTS
                 and str(root.device).startswith('btrfsvol:')
-                and raw_facts.token(root.type) == 'linux'):
+                and raw_facts.token(root.type) == linux.NAME):
             read.append(root)
             extra += 1
         else:
@@ -217,7 +219,7 @@ def _may_be_billed(unread, read):
         return True
     dearest_read = max(facts_mod.dearness(r) for r in boot_read)
     return any(r.disk_index == 0 and not (
-        raw_facts.token(r.type) == 'linux'
+        raw_facts.token(r.type) == linux.NAME
         and dearest_read >= facts_mod.DEAREST_LINUX) for r in usable)
 
 

@@ -3,7 +3,9 @@
 Runs in the inspection worker.  Owns the limits of one inspection:
 
 * the user the worker (and so qemu-img and the appliance's qemu) runs
-  as when the inspection is started by root (``worker_user``);
+  as when the inspection is started by root (``worker_user``), and the
+  refusal of an unconfined root inspection unless the operator opted
+  out (``allow_root_inspection``);
 * the environment that keeps libguestfs' sockets and qemu's scratch
   files inside the inspection's private directory;
 * the free space the private directory's filesystem must have before
@@ -45,15 +47,26 @@ class ConfinementError(Exception):
 
 # ------------------------------------------------------------ user
 
-def worker_account(user, euid=None, getpwnam=pwd.getpwnam):
+# Kept short: it ends up in a record's reason (200 characters).
+UNCONFINED = ('started by root with no [os_inspection] worker_user (set '
+              'it, or allow_root_inspection = true to run qemu as root)')
+
+
+def worker_account(user, euid=None, getpwnam=pwd.getpwnam,
+                   allow_root=False):
     """(uid, gid, home) the worker must run as, or None to stay as is.
 
-    Only a root process switches, and only when ``user`` is set; a
-    ``user`` that is root itself or unknown is an error, never a silent
-    root worker."""
+    Only a root process switches, and only when ``user`` is set.  Root
+    without ``user`` is refused unless the operator opted out
+    (``allow_root``, allow_root_inspection); a ``user`` that is root
+    itself or unknown is an error, never a silent root worker."""
     euid = os.geteuid() if euid is None else euid
-    if euid != 0 or not user:
+    if euid != 0:
         return None
+    if not user:
+        if allow_root:
+            return None
+        raise ConfinementError(UNCONFINED)
     try:
         entry = getpwnam(user)
     except KeyError:

@@ -7,10 +7,11 @@ its private directory), confines itself (``confinement``: a root worker
 becomes ``worker_user``; temporary files and sockets in the private
 directory; qemu started through a limiting, sandboxing wrapper), lowers
 its own CPU and I/O priority (``worker_process``), runs the
-one-way flow (domain XML -> drive specs -> appliance -> raw facts -> OS
-record) and writes JSON lines on stdout: ``{"stage": ...}`` as it goes,
-``{"log": [level, text]}`` for its log messages and finally
-``{"record": {...}}``.  Anything else a library prints goes to stderr.
+one-way flow (domain XML -> drive specs -> the direct readers or the
+appliance -> raw facts -> OS record) and writes JSON lines on stdout:
+``{"stage": ...}`` as it goes, ``{"log": [level, text]}`` for its log
+messages and finally ``{"record": {...}}``.  Anything else a library
+prints goes to stderr.
 
 Everything that can block on guest storage happens here, never in the
 agent: the agent only waits on the pipe and kills this process group at
@@ -238,13 +239,17 @@ def inspect(opts, job, private_dir, stage, appliance_factory=None,
 
 
 def confine(opts, private_dir, environ=None):
-    """Switch to the worker user (when root and asked) and keep every
-    temporary file of libguestfs and qemu in the private directory.
-    Returns the hypervisor wrapper factory for the appliance; raises
-    ConfinementError when the inspection must not run."""
+    """Switch to the worker user (when root) and keep every temporary
+    file of libguestfs and qemu in the private directory.  Returns the
+    hypervisor wrapper factory for the appliance; raises
+    ConfinementError when the inspection must not run (root without
+    worker_user and without allow_root_inspection among them)."""
     from ceilometer_os_pollster.inspection import confinement
     environ = os.environ if environ is None else environ
-    account = confinement.worker_account(opts.worker_user)
+    # Checked again here, not only by the agent: the worker is the
+    # process that reads the disks and starts qemu.
+    account = confinement.worker_account(
+        opts.worker_user, allow_root=opts.allow_root_inspection)
     if account is not None:
         confinement.drop_privileges(opts.worker_user, account)
         environ['HOME'] = private_dir

@@ -1,4 +1,5 @@
-"""What libvirt says about an instance: its domain XML (the one hardened
-parser, nova's metadata) and the drives worth inspecting.  Pure code,
-shared by the agent and the worker.
+"""What libvirt says about an instance: its domain XML (nova's
+metadata, the billed vCPUs), the drives worth inspecting, and the job
+and fingerprint that say whether a record still describes the instance
+(``identity``).  Pure code, shared by the agent and the worker.
 """

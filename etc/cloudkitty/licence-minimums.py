@@ -11,7 +11,9 @@
 #
 # Parameters: the two minimums below, and the editions that are free
 # (no licence, so no minimum).  Values follow etc/cloudkitty/metrics.yml
-# (rating types) and the pollster's os_edition / sql_server_edition.
+# (rating types) and the pollster's os_family / os_edition /
+# sql_server_edition; the pollster's family modules (windows.py,
+# sqlserver.py) hold the same table, and a unit test keeps the two equal.
 #
 # CloudKitty runs this with "data" bound to the rated period as a dict:
 # {"period": {...}, "usage": {rating type: [point, ...]}}, each point
@@ -20,6 +22,8 @@
 
 import decimal
 
+# os_family of Windows guests.
+WINDOWS_FAMILY = 'windows'
 # Windows Server Standard/Datacenter: at least 8 cores per VM.
 WINDOWS_SERVER_MIN_CORES_PER_VM = 8
 # SQL Server Standard/Enterprise (per core): at least 4 cores per VM.
@@ -31,13 +35,13 @@ SQL_SERVER_MIN_CORES_PER_VM = 4
 # and an Evaluation edition only when EditionID and ProductName agree.
 WINDOWS_CLIENT_VARIANTS = ('Client',)
 FREE_WINDOWS_EDITIONS = ('Standard Evaluation', 'Datacenter Evaluation')
-FREE_SQL_EDITIONS = ('Developer', 'Express', 'Evaluation')
+FREE_SQL_EDITIONS = ('Evaluation', 'Developer', 'Express')
 
 
 def _windows_server_minimum(metadata):
     if metadata.get('os_inspection_status') != 'ok':
         return 0
-    if metadata.get('os_family') != 'windows':
+    if metadata.get('os_family') != WINDOWS_FAMILY:
         return 0
     if metadata.get('os_product_variant') in WINDOWS_CLIENT_VARIANTS:
         return 0

@@ -55,6 +55,9 @@ def agent_conf(tmp_path, libvirt_uri, host='compute-1', meters=(METER,),
     service_mod.InspectionService(conf)         # registers our options
     os_inspection.setdefault('cache_dir', str(tmp_path / 'cache'))
     os_inspection.setdefault('libguestfs_backend_settings', ['force_tcg'])
+    # The agent runs as root here and the rig's images are root's,
+    # unreadable by a worker_user: root inspections allowed explicitly.
+    os_inspection.setdefault('allow_root_inspection', True)
     for name, value in os_inspection.items():
         conf.set_override(name, value, group='os_inspection')
     return conf

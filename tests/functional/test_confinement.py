@@ -3,9 +3,11 @@
 What is checked on real processes: a guest whose ext4 journal needs a
 large replay stops at the overlay file-size limit with the reason and
 never grows a file past it; the appliance's qemu runs under
-``-sandbox``; with ``worker_user`` a root agent's qemu runs as that user
-and keeps libguestfs' sockets in the private directory, and a worker
-killed at the deadline leaves nothing in /tmp.
+``-sandbox``; with ``worker_user`` a root agent's worker, qemu-img and
+qemu run as that user and keep libguestfs' sockets in the private
+directory, and a worker killed at the deadline leaves nothing in /tmp;
+without it, root's ``inspect`` command and agent refuse to inspect
+(no appliance).
 
 A /proc and tmp_dir sampler runs in its own process (the worker holds
 the GIL while libguestfs runs qemu).  Three appliance launches (plus,
@@ -24,6 +26,7 @@ import tempfile
 import pytest
 
 from ceilometer_os_pollster.inspection import confinement
+from tests.fixtures import libvirt_test_driver as tdrv
 from tests.functional import faults_helpers as H
 
 pytestmark = pytest.mark.appliance
@@ -32,13 +35,17 @@ MIB = 1 << 20
 LIMIT_MB = 64
 WORKER_USER = 'nobody'      # unprivileged, and on every Debian host
 
-# Until the stop file appears: the argv and uid of every process whose
-# command line names the needle, the largest file ever seen under the
-# watched directory and the least free space of its filesystem.
+# Until the stop file appears: the argv and uid of every qemu whose
+# command line names the needle; the uids, in the order seen, of every
+# qemu-img naming it and of every inspection worker working in the
+# watched directory; the owner of every overlay, the largest file ever
+# seen under the watched directory and the least free space of its
+# filesystem.
 SAMPLER = r'''
 import json, os, sys, time
 needle, watched, stop, out = sys.argv[1:5]
-procs, largest, least_free = {}, 0, None
+WORKER = b'ceilometer_os_pollster.inspection.worker'
+procs, others, overlays, largest, least_free = {}, {}, {}, 0, None
 deadline = time.time() + 900
 while not os.path.exists(stop) and time.time() < deadline:
     for pid in filter(str.isdigit, os.listdir('/proc')):
@@ -47,25 +54,35 @@ while not os.path.exists(stop) and time.time() < deadline:
                 argv = f.read().split(b'\0')[:-1]
             with open('/proc/%s/status' % pid) as f:
                 uid = [l.split()[1] for l in f if l.startswith('Uid:')][0]
+            cwd = os.readlink('/proc/%s/cwd' % pid)
         except (OSError, IndexError):
             continue
-        if argv and b'qemu-system' in argv[0] and \
-                any(needle.encode() in a for a in argv):
+        named = any(needle.encode() in a for a in argv)
+        if argv and b'qemu-system' in argv[0] and named:
             procs[pid] = dict(uid=int(uid),
                               argv=[a.decode('latin-1') for a in argv])
+        elif (argv and os.path.basename(argv[0]) == b'qemu-img' and named
+              or WORKER in argv and cwd.startswith(watched + '/')):
+            seen = others.setdefault(pid, dict(
+                kind='worker' if WORKER in argv else 'qemu-img', uids=[]))
+            if seen['uids'][-1:] != [int(uid)]:
+                seen['uids'].append(int(uid))
     for top, dirs, files in os.walk(watched):
         for name in files:
             try:
-                largest = max(largest,
-                              os.lstat(os.path.join(top, name)).st_size)
+                info = os.lstat(os.path.join(top, name))
             except OSError:
-                pass
+                continue
+            largest = max(largest, info.st_size)
+            if name.endswith('.qcow2'):
+                overlays[os.path.join(top, name)] = info.st_uid
     info = os.statvfs(watched)
     free = info.f_bavail * info.f_frsize
     least_free = free if least_free is None else min(least_free, free)
     time.sleep(0.05)
 with open(out, 'w') as f:
-    json.dump(dict(procs=list(procs.values()), largest=largest,
+    json.dump(dict(procs=list(procs.values()), others=list(others.values()),
+                   overlays=overlays, largest=largest,
                    least_free=least_free), f)
 '''
 
@@ -222,6 +239,80 @@ def test_worker_user_runs_qemu_unprivileged(shared_dir, tmp_path):
         assert sockets and all(
             a.startswith('socket,path=%s/os-inspection-' % tmp_root)
             for a in sockets), sockets
+    # The worker (started by root) switched before the appliance ran:
+    # seen last as the worker user, for as long as qemu ran.
+    workers = [p['uids'] for p in seen['others'] if p['kind'] == 'worker']
+    assert workers and all(uids[-1] == uid for uids in workers), seen
+    # qemu-img made the overlay as the worker user (too brief to be
+    # sampled every time; its file is not).
+    assert seen['overlays'] and set(seen['overlays'].values()) == {uid}, \
+        seen['overlays']
+    assert all(p['uids'] == [uid] for p in seen['others']
+               if p['kind'] == 'qemu-img'), seen['others']
+    assert list(tmp_root.iterdir()) == []
+
+
+def cli(conf, *argv):
+    """The command run as root (this process) in a new process."""
+    proc = subprocess.run(
+        [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli',
+         '--config-file', str(conf)] + list(argv),
+        capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_root_inspections_without_worker_user_are_refused(shared_dir,
+                                                          tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip('the refusal is for root')
+    image = plain_image(shared_dir / 'plain.raw')
+    node = tmp_path / 'node.xml'
+    tdrv.write_node(node, [tdrv.domain(
+        'cccccccc-0000-4000-8000-000000000001', 'instance-00000001',
+        disk=str(image))])
+    node.write_text(node.read_text().replace("type='qcow2'", "type='raw'"))
+    tmp_root = shared_dir / 'inspections'
+    tmp_root.mkdir()
+    cache = tmp_path / 'cache'
+    # The shipped defaults: no worker_user, no allow_root_inspection.
+    conf = tmp_path / 'cli.conf'
+    conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s\n[os_inspection]\n'
+                    'cache_dir = %s\ntmp_dir = %s\n'
+                    'libguestfs_backend_settings = force_tcg\n'
+                    % (node, cache, tmp_root))
+    # The root timer's command, and an operator's: no worker starts,
+    # the instance is recorded "failed" (billed as unverified, not left
+    # unpriced as "pending"), and the command exits 2 naming the option
+    # and the setup to read.
+    message = (
+        'ceilometer-os-pollster: error: refusing to inspect: %s; '
+        'worker_user must be a dedicated user that can read the '
+        'instance disks, such as os-inspector (installation guide, '
+        '"Privilege-separated mode", step 3)\n' % confinement.UNCONFINED)
+    for argv in (('inspect', '--all', '--stale-only'),
+                 ('inspect', 'instance-00000001', '--json')):
+        rc, out, err = cli(conf, *argv)
+        assert (rc, out) == (2, ''), err
+        assert err.endswith(message), err
+        assert list(tmp_root.iterdir()) == []
+        # The sudo'ed --cached-only inspects nothing: it answers what
+        # the refusal recorded.
+        rc, out, err = cli(conf, 'inspect', '--all', '--json',
+                           '--cached-only')
+        assert (rc, err) == (1, '')
+        item, = json.loads(out)
+        assert (item['os_inspection_status'],
+                item['os_inspection_reason']) == (
+            'failed', 'inspection not confined: ' + confinement.UNCONFINED)
+    # The agent run as root, with the real worker: says so at start and
+    # records every job "failed", billed as unverified.
+    engine = H.make_engine(tmp_root, inspection_method='appliance',
+                           allow_root_inspection=False)
+    assert (confinement.UNCONFINED + ': every inspection will fail'
+            in engine.preflight())
+    rec = engine.inspect(H.job('plain', H.DISK.format(path=image)))
+    assert (rec.status, rec.reason, rec.inspection_method) == (
+        'failed', 'inspection not confined: ' + confinement.UNCONFINED, '')
     assert list(tmp_root.iterdir()) == []
 
 

@@ -7,8 +7,9 @@ with ``inspection_method = direct``); the record must equal the
 catalog's Expected record, which the appliance path is tested against
 (test_engine_appliance), field for field.  Guests the direct method
 leaves to the appliance must say so in a clear reason; the list of them
-is printed and checked against the layouts README says direct does not
-read.  Seconds for the whole catalog: no appliance is started.
+is printed and checked against the layouts the operations guide
+(doc/source/operations.rst, "Two ways of reading a disk") says direct
+does not read.  Seconds for the whole catalog: no appliance is started.
 """
 
 import pytest

@@ -295,9 +295,12 @@ def test_timer_then_dynamic_pollster_with_a_real_appliance(tmp_path,
     node = tmp_path / 'node.xml'
     node.write_text(xml.replace("type='qcow2'", "type='raw'"))
     cli_conf = tmp_path / 'cli.conf'
+    # The timer's command runs as root on a root-owned image, which a
+    # worker_user could not read: root inspections allowed explicitly.
     cli_conf.write_text(
         '[DEFAULT]\nlibvirt_uri = test://%s\n[os_inspection]\n'
         'cache_dir = %s\nlibguestfs_backend_settings = force_tcg\n'
+        'allow_root_inspection = true\n'
         % (node, tmp_path / 'cache'))
 
     timer = subprocess.run(

@@ -63,9 +63,9 @@ FAILED = {'os_inspection_status': 'failed',
 
 
 def licensed(attributes, vcpus):
-    """[(product, edition, licensed cores)], by hand from README
-    "Billing" (per-VM minimums; RHEL per VM; failed as a pseudo
-    product); None for no attributes."""
+    """[(product, edition, licensed cores)], by hand from the billing
+    guide (doc/source/billing.rst: per-VM minimums; RHEL per VM; failed
+    as a pseudo product); None for no attributes."""
     if not attributes:
         return [('(no OS attributes)', '', vcpus)]
     if attributes['os_inspection_status'] == 'failed':

@@ -187,7 +187,7 @@ def world(ceph_cluster, libvirt_daemons, tmp_path_factory):
     w.route_a_conf = cluster.client_conf(
         keys / 'ceph.conf', user=ceph_mod.User('nova', '', keyring))
     # Route (c): the operator's own read-only user (ceph_user), with the
-    # least caps README documents.
+    # least caps the installation guide (doc/source/install.rst) documents.
     w.route_c_conf = cluster.client_conf(
         keys / 'ceph-reader.conf', user=cluster.users['reader'])
     w.own_files = {str(keys), str(cluster.dir)}

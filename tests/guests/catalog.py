@@ -637,7 +637,7 @@ _TABLE = [
               os_arch='x86_64'))),
     # --- odd registry values: billed as the dearer reading ------------------
     # A look-alike EditionID matches no price as a raw string: billed as
-    # the top edition of the line (README, Odd registry values).
+    # the top edition of the line (billing guide, Odd registry values).
     ('windows-lookalike-edition',
      'Windows Server 2022 whose EditionID is ServerD\u0430tacenter (a '
      'Cyrillic a): not a known edition',
@@ -699,7 +699,8 @@ WINDOWS = tuple(n for n, g in GUESTS.items() if g.windows)
 LINUX = tuple(n for n, g in GUESTS.items() if g.linux)
 NON_OS = tuple(n for n, g in GUESTS.items() if g.kind)
 # Windows guests whose registry values are odd or disagree: billed as the
-# dearer reading, not as any one value says (tests/unit/test_windows.py).
+# dearer reading, not as any one value says
+# (tests/unit/families/test_windows.py).
 ODD_REGISTRY = ('windows-lookalike-edition', 'windows-disagreeing-values')
 # Guests that can share one appliance handle, in a safe drive order.
 # windows-bad-cmd makes libguestfs 1.48 fail inspect_os for the whole

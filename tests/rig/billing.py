@@ -41,7 +41,7 @@ HELPER = pathlib.Path(__file__).resolve().parent / 'billing_helper.py'
 VENV_ENV = 'BILLING_VENV'
 DEFAULT_VENV = ROOT / '.venv-billing'
 PG_BIN = pathlib.Path('/usr/lib/postgresql/15/bin')
-# What an operator runs once, in this order (README "Billing").
+# What an operator runs once, in this order (doc/source/billing.rst).
 RESOURCE_TYPE_SCRIPT = ETC / 'gnocchi' / 'resource-type-update.sh'
 HASHMAP_SCRIPT = ETC / 'cloudkitty' / 'hashmap-example.sh'
 MINIMUMS_SCRIPT = ETC / 'cloudkitty' / 'licence-minimums.sh'

@@ -3,13 +3,16 @@
 - etc/pollsters.d: loaded by Ceilometer's dynamic pollster code; the
   command it runs is one our CLI accepts and the sudoers rule allows.
 - etc/sudoers.d: checked by visudo.
+- etc/systemd: checked by systemd-analyze; the timer's command is one
+  our CLI accepts, with the sudoers rule's config file.
 - etc/gnocchi: the resources snippet merged into Ceilometer's shipped
   gnocchi_resources.yaml and driven through the Gnocchi publisher (fake
   Gnocchi client); the resource-type script run against a fake
   ``openstack`` command, its attribute specs parsed by gnocchiclient.
 - etc/cloudkitty: metrics.yml against the Gnocchi side; the hashmap
   example run against a fake ``openstack`` command, its values checked
-  against what the billing policy (windows.py, linux.py) actually
+  against what the billing policy (windows_editions.py, sqlserver.py,
+  linux.py) actually
   produces.
 """
 
@@ -18,6 +21,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -40,13 +44,16 @@ from ceilometer_os_pollster.commands import render
 from ceilometer_os_pollster.instances import domain_xml
 from ceilometer_os_pollster.families import linux
 from ceilometer_os_pollster import record
-from ceilometer_os_pollster.families import windows
+from ceilometer_os_pollster.families import sqlserver
+from ceilometer_os_pollster.families import windows_editions
 from tests.helpers import ok_record
 
 ETC = pathlib.Path(__file__).resolve().parents[2] / 'etc'
 METER = 'compute.instance.os.metadata'
 DYNAMIC_YAML = ETC / 'pollsters.d' / 'ceilometer_os_pollster.yaml'
 SUDOERS = ETC / 'sudoers.d' / 'ceilometer-os-pollster'
+SYSTEMD_UNITS = [ETC / 'systemd' / ('ceilometer-os-inspection.%s' % kind)
+                 for kind in ('service', 'timer')]
 GNOCCHI_SNIPPET = ETC / 'gnocchi' / 'gnocchi_resources.yaml'
 GNOCCHI_SCRIPT = ETC / 'gnocchi' / 'resource-type-update.sh'
 METRICS_YML = ETC / 'cloudkitty' / 'metrics.yml'
@@ -169,6 +176,44 @@ def test_sudoers_allows_exactly_the_host_command(conf):
     assert match, rules[0]
     assert match.group(1) == 'ceilometer'
     assert shlex.split(match.group(2)) == host_command_argv(definition)[2:]
+
+
+# -- systemd -------------------------------------------------------------
+
+def exec_start():
+    text = SYSTEMD_UNITS[0].read_text().replace('\\\n', ' ')
+    (line,) = [line for line in text.splitlines()
+               if line.startswith('ExecStart=')]
+    return shlex.split(line[len('ExecStart='):])
+
+
+def test_systemd_units_are_valid(tmp_path):
+    command = os.path.join(os.path.dirname(sys.executable),
+                           'ceilometer-os-pollster')
+    if not shutil.which('systemd-analyze') or not os.path.exists(command):
+        pytest.skip('needs systemd-analyze and the installed command')
+    # verify checks that ExecStart's command exists: this venv's.
+    units = []
+    for unit in SYSTEMD_UNITS:
+        units.append(tmp_path / unit.name)
+        units[-1].write_text(unit.read_text().replace(
+            '/usr/local/bin/ceilometer-os-pollster', command))
+    result = subprocess.run(['systemd-analyze', 'verify'] + units,
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, ''), result.stdout
+
+
+def test_systemd_timer_runs_the_stale_only_inspection_with_worker_user():
+    argv = exec_start()
+    # The sudoers rule's command and config file: one configuration.
+    assert argv[0] == sudoers_rules()[0].split('NOPASSWD:')[1].split()[0]
+    args = cli.build_parser().parse_args(argv[1:])
+    assert (args.handler, args.all, args.stale_only, args.cached_only) == \
+        ('inspect', True, True, False)
+    assert args.config_file == ['/etc/ceilometer/ceilometer.conf']
+    # Root's inspections need a worker_user there (or are refused).
+    for path in (SYSTEMD_UNITS[0], SUDOERS):
+        assert '#   worker_user = os-inspector\n' in path.read_text()
 
 
 # -- Gnocchi -------------------------------------------------------------
@@ -429,11 +474,11 @@ def vocabulary():
                'Data Center Edition', 'Developer Edition',
                'Express Edition', 'Enterprise Evaluation Edition')
     return {
-        'os_edition': ({windows.windows_edition(i, server=True)
+        'os_edition': ({windows_editions.windows_edition(i, server=True)
                         for i in server_ids} |
                        {linux.linux_edition('sles', {'ID': 'sles_sap'}),
                         linux.linux_edition('sles', {'ID': 'sle_hpc'})}),
-        'sql_server_edition': {windows.sql_edition(r)[1] for r in sql_raw},
+        'sql_server_edition': {sqlserver.sql_edition(r)[1] for r in sql_raw},
         'os_distro': {linux.linux_distro('rhel', {})[0],
                       linux.linux_distro('unknown', {'ID': 'sles'})[0],
                       linux.linux_distro('suse-based',

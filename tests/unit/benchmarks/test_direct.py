@@ -70,7 +70,8 @@ def test_guests_sent_to_the_appliance_and_the_launch_target():
     goals = {goal.split(' (')[0]: met for goal, _, met in
              direct.targets_catalog([row], {}, 150)}
     allowed = set(direct.readme_fallbacks())
-    assert goals['appliance launches only for the layouts README lists'] \
+    assert goals['appliance launches only for the layouts the operations '
+                 'guide lists'] \
         == ('corrupt-fs' in allowed)
     assert goals['CPU s per VM read directly < 1'] is True
 
@@ -79,7 +80,8 @@ def test_a_launch_outside_the_list_misses_the_target():
     row = _auto_row(('rhel-9.4', 'direct', 1, ''))
     goals = {goal.split(' (')[0]: met for goal, _, met in
              direct.targets_catalog([row], {}, 150)}
-    assert goals['appliance launches only for the layouts README lists'] \
+    assert goals['appliance launches only for the layouts the operations '
+                 'guide lists'] \
         is False
 
 

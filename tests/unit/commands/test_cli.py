@@ -59,8 +59,11 @@ def host(tmp_path):
     node.write_text(node_with_extras(domains, 'instance-00000003'))
     cache_dir = tmp_path / 'cache'
     conf = tmp_path / 'ceilometer.conf'
+    # The tests run as root: without this the command would refuse to
+    # inspect (no worker_user) after its engine, a fake here, ran.
     conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s\n'
-                    '[os_inspection]\ncache_dir = %s\n' % (node, cache_dir))
+                    '[os_inspection]\ncache_dir = %s\n'
+                    'allow_root_inspection = true\n' % (node, cache_dir))
 
     class Host:
         engine = FakeEngine()
@@ -223,6 +226,33 @@ def test_configuration_errors_exit_2(tmp_path, content, message):
     assert message in err.getvalue()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason='the refusal is for root')
+@pytest.mark.parametrize('argv', [
+    ('inspect', '--all', '--stale-only'),
+    ('inspect', 'instance-00000001', '--json'),
+])
+def test_root_inspection_without_worker_user_exits_2(host, argv):
+    # The shipped default (no worker_user, no opt-out): the command fails
+    # with the option to set and the page to read.  (The real engine
+    # records each due instance "failed" without starting a worker:
+    # tests/functional/test_confinement.py.)
+    strict = host.tmp / 'strict.conf'
+    strict.write_text(host.conf.read_text().replace(
+        'allow_root_inspection = true\n', ''))
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(['--config-file', str(strict)] + list(argv), stdout=out,
+                  stderr=err, service_factory=lambda c: (
+                      service_mod.InspectionService(c, engine=host.engine)))
+    assert (rc, out.getvalue()) == (errors.EXIT_USAGE, '')
+    assert err.getvalue().endswith(
+        'ceilometer-os-pollster: error: refusing to inspect: started by '
+        'root with no [os_inspection] worker_user (set it, or '
+        'allow_root_inspection = true to run qemu as root); worker_user '
+        'must be a dedicated user that can read the instance disks, such '
+        'as os-inspector (installation guide, "Privilege-separated '
+        'mode", step 3)\n')
+
+
 def test_unreachable_libvirt_exits_3_with_one_line_and_no_json(tmp_path):
     conf = tmp_path / 'c.conf'
     conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s/missing.xml\n'
@@ -290,7 +320,9 @@ def test_json_mode_keeps_c_library_noise_off_the_output(tmp_path):
     # libvirt's test driver has libxml2 print a warning on fd 2 for a
     # missing file; with --json only our one error line may remain.
     conf = tmp_path / 'c.conf'
+    # Run as root: allowed to inspect, so that it reaches libvirt.
     conf.write_text('[DEFAULT]\nlibvirt_uri = test://%s/missing.xml\n'
+                    '[os_inspection]\nallow_root_inspection = true\n'
                     % tmp_path)
     argv = [sys.executable, '-m', 'ceilometer_os_pollster.commands.cli',
             '--config-file', str(conf), 'inspect', '--all']

@@ -27,6 +27,7 @@ from ceilometer_os_pollster.direct.filesystem import fs
 from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct.volumes import partitions
 from ceilometer_os_pollster.direct.block import source as S
+from ceilometer_os_pollster.direct import windows_hives
 from ceilometer_os_pollster.direct import windows_root as W
 from tests.guests import builder
 from tests.guests import catalog
@@ -355,7 +356,7 @@ def test_corrupt_hive_is_a_direct_error():
 
 
 def test_huge_hive_without_random_access_is_a_limit():
-    big = software() + bytes(W.MAX_HIVE_FILE)
+    big = software() + bytes(windows_hives.MAX_HIVE_FILE)
     with pytest.raises(errors.LimitReached):
         W.windows_root(tree(soft=big), 'd', 0)
 

@@ -11,7 +11,9 @@ from ceilometer_os_pollster.families import guest_formats as GF
 from ceilometer_os_pollster.families import linux as LX
 from ceilometer_os_pollster.families import raw_facts as R
 from ceilometer_os_pollster import record
+from ceilometer_os_pollster.families import sqlserver
 from ceilometer_os_pollster.families import windows as W
+from ceilometer_os_pollster.families import windows_editions as WE
 
 NOW = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 
@@ -298,12 +300,12 @@ def test_windows_is_server(installation, edition_id, variant, product,
     ('', ''),
 ])
 def test_windows_edition(edition_id, expected):
-    assert W.windows_edition(edition_id) == expected
+    assert WE.windows_edition(edition_id) == expected
 
 
 def test_windows_edition_unknown_is_the_top_edition():
-    assert W.windows_edition('X' * 10000) == 'Enterprise'
-    assert W.windows_edition('X' * 10000, server=True) == 'Datacenter'
+    assert WE.windows_edition('X' * 10000) == 'Enterprise'
+    assert WE.windows_edition('X' * 10000, server=True) == 'Datacenter'
 
 
 @pytest.mark.parametrize('server,product,expected', [
@@ -318,7 +320,7 @@ def test_windows_edition_unknown_is_the_top_edition():
     (False, 'Windows 10 Product', ''),
 ])
 def test_windows_edition_from_product_name(server, product, expected):
-    assert W.windows_edition('', server, product) == expected
+    assert WE.windows_edition('', server, product) == expected
 
 
 @pytest.mark.parametrize('product,server,build,expected', [
@@ -414,7 +416,7 @@ def test_windows_absurd_dword_version_is_not_trusted():
     (None, ''),
 ])
 def test_sql_edition_names(raw, expected):
-    assert W.sql_edition(raw)[1] == expected
+    assert sqlserver.sql_edition(raw)[1] == expected
 
 
 @pytest.mark.parametrize('editions,expected', [
@@ -441,9 +443,9 @@ def test_sql_edition_names(raw, expected):
     (None, ''),
 ])
 def test_sql_server_edition_ranking(editions, expected):
-    assert W.sql_server_edition(editions) == expected
+    assert sqlserver.sql_server_edition(editions) == expected
     if isinstance(editions, list):
-        assert W.sql_server_edition(editions[::-1]) == expected
+        assert sqlserver.sql_server_edition(editions[::-1]) == expected
 
 
 @pytest.mark.parametrize('editions, complete, expected', [
@@ -458,7 +460,7 @@ def test_sql_server_edition_ranking(editions, expected):
     (['Standard Edition'], None, 'Enterprise'),
 ])
 def test_sql_billed_edition_fails_safe(editions, complete, expected):
-    assert W.sql_billed_edition(editions, complete) == expected
+    assert sqlserver.sql_billed_edition(editions, complete) == expected
 
 
 def test_incomplete_sql_list_is_said_in_the_reason():
@@ -468,7 +470,7 @@ def test_incomplete_sql_list_is_said_in_the_reason():
     root.sql_complete = False
     rec = normalise(root)
     assert (rec.status, rec.sql_server_edition) == ('ok', 'Enterprise')
-    assert rec.reason == W.sql_note(root) != ''
+    assert rec.reason == sqlserver.sql_note(root) != ''
     assert 'billed as Enterprise' in rec.reason
     # A Linux root never carries a SQL Server note.
     linux = linux_root('rhel', 9, ID='rhel')

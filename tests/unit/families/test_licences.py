@@ -1,13 +1,18 @@
-"""One product table: licences.py, and the CloudKitty files that must
-say the same (they run inside CloudKitty and cannot import it)."""
+"""One product table: the family modules' figures as licences.py
+gathers them, and the CloudKitty files that must say the same (they run
+inside CloudKitty and cannot import them)."""
 
+import dataclasses
 import pathlib
 import re
 
+from ceilometer_os_pollster.commands import report
+from ceilometer_os_pollster.families import known
 from ceilometer_os_pollster.families import licences
 from ceilometer_os_pollster.families import linux
+from ceilometer_os_pollster.families import sqlserver
+from ceilometer_os_pollster.families import windows
 from ceilometer_os_pollster import record as record_mod
-from ceilometer_os_pollster.commands import report
 
 ETC = pathlib.Path(__file__).resolve().parents[3] / 'etc' / 'cloudkitty'
 PYSCRIPT = ETC / 'licence-minimums.py'
@@ -15,13 +20,46 @@ HASHMAP = ETC / 'hashmap-example.sh'
 TABLE = ('WINDOWS_SERVER_MIN_CORES_PER_VM', 'SQL_SERVER_MIN_CORES_PER_VM',
          'WINDOWS_CLIENT_VARIANTS', 'FREE_WINDOWS_EDITIONS',
          'FREE_SQL_EDITIONS')
+# Each name of the table, as the family module that owns it says it.
+FAMILY_TABLE = {
+    'WINDOWS_SERVER_MIN_CORES_PER_VM': windows.WINDOWS_SERVER_MIN_CORES_PER_VM,
+    'SQL_SERVER_MIN_CORES_PER_VM': sqlserver.SQL_SERVER_MIN_CORES_PER_VM,
+    'WINDOWS_CLIENT_VARIANTS': windows.CLIENT_VARIANTS,
+    'FREE_WINDOWS_EDITIONS': windows.FREE_WINDOWS_EDITIONS,
+    'FREE_SQL_EDITIONS': sqlserver.FREE_SQL_EDITIONS,
+}
 
 
-def test_the_rating_script_has_the_tables_values():
+def test_the_rating_script_has_the_family_modules_values():
     scope = {'data': {'usage': {}}}
     exec(compile(PYSCRIPT.read_text(), str(PYSCRIPT), 'exec'), scope)
     for name in TABLE:
-        assert scope[name] == getattr(licences, name), name
+        assert scope[name] == FAMILY_TABLE[name], name
+        assert getattr(licences, name) == FAMILY_TABLE[name], name
+    assert scope['WINDOWS_FAMILY'] == windows.NAME
+
+
+def test_the_rating_script_raises_windows_server_and_sql_to_the_minimums():
+    scope = {'data': {'usage': {}}}
+    exec(compile(PYSCRIPT.read_text(), str(PYSCRIPT), 'exec'), scope)
+    server = {'os_inspection_status': 'ok', 'os_family': windows.NAME,
+              'os_product_variant': 'Server', 'os_edition': 'Standard',
+              'sql_server_edition': 'Enterprise'}
+    client = dict(server, os_product_variant=windows.CLIENT_VARIANTS[0],
+                  sql_server_edition=sqlserver.FREE_SQL_EDITIONS[0])
+
+    def point(metadata):
+        return {'vol': {'unit': 'vcpu', 'qty': 2}, 'metadata': metadata,
+                'rating': {'price': 0}, 'groupby': {}}
+
+    frame = scope['apply_minimums']({'usage': {
+        'os_license_vcpu': [point(server), point(client)],
+        'sql_license_vcpu': [point(server), point(client)]}})
+    usage = frame['usage']
+    assert [p['vol']['qty'] for p in usage['os_license_vcpu']] == [
+        windows.WINDOWS_SERVER_MIN_CORES_PER_VM, 2]
+    assert [p['vol']['qty'] for p in usage['sql_license_vcpu']] == [
+        sqlserver.SQL_SERVER_MIN_CORES_PER_VM, 2]
 
 
 def hashmap_flats():
@@ -57,6 +95,41 @@ def test_linux_products_rank_in_the_shipped_price_order():
     prices = {value: float(defaults[price])
               for f, g, value, price in hashmap_flats() if g == 'linux'}
     assert sorted(prices, key=prices.get) == list(linux.LICENCE_ORDER)
+
+
+def test_the_licensed_distributions_are_one_list():
+    # LICENCE_ORDER ranks the LINUX_PRODUCTS distros and their editions.
+    distros = [name for name in linux.LICENCE_ORDER if name.islower()]
+    assert sorted(distros) == sorted(linux.LINUX_PRODUCTS)
+
+
+def test_every_family_plugs_in_the_same_way():
+    for family in known.FAMILIES:
+        assert known.family(family.NAME) is family
+        for hook in ('fields', 'billing_notes', 'dearness', 'products',
+                     'scanned_root'):
+            assert callable(getattr(family, hook)), (family.NAME, hook)
+    assert known.family('freebsd') is None
+
+
+def test_a_family_this_version_does_not_know_is_its_distro():
+    rec = record_mod.OSRecord(instance_id='i', status='ok',
+                              os_family='freebsd', os_distro='freebsd',
+                              sql_server_edition='Standard')
+    assert licences.products(rec) == [
+        ('freebsd', '', 0),
+        (sqlserver.SQL_SERVER, 'Standard',
+         sqlserver.SQL_SERVER_MIN_CORES_PER_VM)]
+
+
+def test_linux_products_by_distro():
+    rec = record_mod.OSRecord(instance_id='i', status='ok',
+                              os_family=linux.NAME, os_distro='sles',
+                              os_edition='SAP')
+    assert licences.products(rec) == [('SLES', 'SAP', 0)]
+    assert licences.products(dataclasses.replace(rec, os_distro='ubuntu',
+                                                 os_edition='')) == [
+        ('ubuntu', '', 0)]
 
 
 def test_report_reads_the_same_table():

@@ -6,7 +6,7 @@ import pytest
 
 from ceilometer_os_pollster.direct.filesystem import identify
 from ceilometer_os_pollster.families import facts
-from ceilometer_os_pollster.families import guest_files
+from ceilometer_os_pollster.inspection import guest_files
 from ceilometer_os_pollster.families import raw_facts
 
 

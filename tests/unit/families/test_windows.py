@@ -7,7 +7,9 @@ import pytest
 from ceilometer_os_pollster.families import raw_facts as R
 from ceilometer_os_pollster import record
 from ceilometer_os_pollster.commands import report
+from ceilometer_os_pollster.families import sqlserver
 from ceilometer_os_pollster.families import windows as W
+from ceilometer_os_pollster.families import windows_editions as WE
 from tests.guests import catalog
 from tests.unit.families.test_facts import normalise
 from tests.unit.families.test_facts import windows_root
@@ -260,7 +262,7 @@ def test_reason_keeps_the_sql_note_after_the_registry_notes():
     root.sql_complete = False
     rec = normalise(root)
     assert rec.reason == '; '.join(W.billing_notes(root)
-                                   + [W.sql_note(root)])
+                                   + [sqlserver.sql_note(root)])
     assert rec.sql_server_edition == 'Enterprise'
 
 
@@ -282,7 +284,7 @@ def test_a_long_odd_edition_id_is_shown_bounded():
     ('Something', False, 4),
 ])
 def test_edition_rank(edition, server, rank):
-    assert W.edition_rank(edition, server) == rank
+    assert WE.edition_rank(edition, server) == rank
 
 
 # --------------------------------------------------------------------------
@@ -307,7 +309,7 @@ def test_free_editions_are_the_server_evaluation_editions():
     # report.py / licence-minimums.py exempt exactly what windows.py
     # bills as a Server Evaluation edition.
     assert set(report.FREE_WINDOWS_EDITIONS) == {
-        W.windows_edition(edition_id, server=True)
+        WE.windows_edition(edition_id, server=True)
         for edition_id in ('ServerStandardEval', 'ServerDatacenterEval')}
 
 

@@ -16,7 +16,9 @@ from ceilometer_os_pollster.inspection import appliance as A
 from ceilometer_os_pollster.inspection import appliance_roots as R
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts as F
-from ceilometer_os_pollster.families import guest_files as G
+from ceilometer_os_pollster.families import linux as LX
+from ceilometer_os_pollster.families import sqlserver as SQ
+from ceilometer_os_pollster.inspection import guest_files as G
 from ceilometer_os_pollster.families import guest_formats as GF
 from ceilometer_os_pollster.storage import overlay as OV
 
@@ -799,12 +801,12 @@ def test_sql_reading_stops_at_an_edition_nothing_outranks(image):
 
 @pytest.mark.parametrize('names, last, billed, complete', [
     # Within the bound: every name is read, the last one decides.
-    (G.MAX_SQL_INSTANCE_NAMES, ENTERPRISE, 'Enterprise', True),
-    (G.MAX_SQL_INSTANCE_NAMES, EXPRESS, 'Express', True),
+    (SQ.MAX_SQL_INSTANCE_NAMES, ENTERPRISE, 'Enterprise', True),
+    (SQ.MAX_SQL_INSTANCE_NAMES, EXPRESS, 'Express', True),
     # Beyond it: the unread rest may hold anything, billed as the
     # highest edition sold (a free last one changes nothing).
-    (G.MAX_SQL_INSTANCE_NAMES + 10, ENTERPRISE, 'Enterprise', False),
-    (G.MAX_SQL_INSTANCE_NAMES + 10, EXPRESS, 'Enterprise', False),
+    (SQ.MAX_SQL_INSTANCE_NAMES + 10, ENTERPRISE, 'Enterprise', False),
+    (SQ.MAX_SQL_INSTANCE_NAMES + 10, EXPRESS, 'Enterprise', False),
 ])
 def test_sql_instance_names_are_bounded_and_fail_safe(image, caplog, names,
                                                       last, billed,
@@ -813,9 +815,9 @@ def test_sql_instance_names_are_bounded_and_fail_safe(image, caplog, names,
                                       for n in range(names - 1)] + [last])
     root, = facts.roots
     assert root.sql_complete is complete
-    assert len(root.sql_editions) == min(names, G.MAX_SQL_INSTANCE_NAMES)
+    assert len(root.sql_editions) == min(names, SQ.MAX_SQL_INSTANCE_NAMES)
     # Seven appliance calls per name at most: the work is bounded.
-    assert len(module.handle.calls) < 7 * G.MAX_SQL_INSTANCE_NAMES + 100
+    assert len(module.handle.calls) < 7 * SQ.MAX_SQL_INSTANCE_NAMES + 100
     rec = F.normalise(facts, 'i')
     assert (rec.status, rec.sql_server_edition) == ('ok', billed)
     said = 'SQL Server instance list not read to its end' in rec.reason
@@ -853,7 +855,7 @@ def suse_disk(baseproduct):
     disk = linux_disk(os_release=b'ID=sles\nVERSION_ID="15.5"\n')
     disk.roots['/dev/sda2'].update(distro='sles', osinfo='sles15sp5',
                                    major_version=15, minor_version=5)
-    disk.files['/dev/sda2'][G.SUSE_BASEPRODUCT] = baseproduct
+    disk.files['/dev/sda2'][LX.SUSE_BASEPRODUCT] = baseproduct
     return disk
 
 
@@ -870,7 +872,7 @@ def test_large_suse_base_product_is_read_bounded(image):
     module = FakeGuestfs(suse_disk(SLES_SAP_PROD + b' ' * (200 * 1024)))
     facts = run(module, [spec(image)])
     assert calls(module.handle, 'pread') == [
-        ('pread', G.SUSE_BASEPRODUCT, GF.MAX_FILE_BYTES, 0)]
+        ('pread', LX.SUSE_BASEPRODUCT, GF.MAX_FILE_BYTES, 0)]
     assert len(facts.roots[0].suse_baseproduct) == GF.MAX_FILE_BYTES
 
 

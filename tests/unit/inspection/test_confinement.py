@@ -42,9 +42,39 @@ def test_root_switches_to_the_worker_user():
         990, 990, '/nonexistent')
 
 
-@pytest.mark.parametrize('euid,user', [(0, ''), (1000, 'os-inspector')])
-def test_no_switch_without_a_user_or_when_not_root(euid, user):
-    assert C.worker_account(user, euid, account()) is None
+@pytest.mark.parametrize('euid,user,allow_root', [
+    (0, '', True),                  # the operator's opt-out
+    (1000, 'os-inspector', False),  # not root: nothing to drop
+    (1000, '', False),
+])
+def test_no_switch_when_not_root_or_root_allowed(euid, user, allow_root):
+    assert C.worker_account(user, euid, account(),
+                            allow_root=allow_root) is None
+
+
+def test_root_without_a_worker_user_is_refused_by_default():
+    with pytest.raises(C.ConfinementError) as caught:
+        C.worker_account('', 0, account())
+    assert str(caught.value) == (
+        'started by root with no [os_inspection] worker_user (set it, or '
+        'allow_root_inspection = true to run qemu as root)')
+    # The option's default is the refusal.
+    assert options.DEFAULTS['allow_root_inspection'] is False
+    assert options.DEFAULTS['worker_user'] == ''
+
+
+def test_the_opt_out_never_overrides_a_worker_user():
+    # allow_root_inspection only matters without a worker_user: a set
+    # one is always switched to, and a bad one always refused.
+    assert C.worker_account('os-inspector', 0, account(),
+                            allow_root=True) == (990, 990, '/nonexistent')
+    with pytest.raises(C.ConfinementError, match='does not exist'):
+        C.worker_account('ghost', 0, account(), allow_root=True)
+
+
+def test_the_refusal_fits_a_record_reason():
+    # The engine's record reason is cut at 200 characters.
+    assert len('inspection not confined: ' + C.UNCONFINED) <= 200
 
 
 @pytest.mark.parametrize('name,uid,message', [
@@ -351,3 +381,39 @@ def test_an_unknown_worker_user_fails_inspections_and_is_said(tmp_path):
         'failed', 'inspection not confined: [os_inspection] worker_user '
         'no-such-user-x does not exist')
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='the refusal is for root')
+def test_root_without_a_worker_user_fails_inspections_and_is_said(
+        tmp_path, caplog, monkeypatch):
+    from ceilometer_os_pollster.agent import engine as E
+    from ceilometer_os_pollster.instances import identity
+    from ceilometer_os_pollster.families import licences
+    from tests.helpers import inspection_conf
+    engine = E.Engine(inspection_conf(allow_root_inspection=False,
+                                      tmp_dir=str(tmp_path)),
+                      worker_argv=['/bin/false'])
+    problem = 'inspection not confined: ' + C.UNCONFINED
+    assert C.UNCONFINED + ': every inspection will fail' in engine.preflight()
+    rec = engine.inspect(identity.InspectionJob(
+        'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
+        "<devices/></domain>"))
+    assert (rec.status, rec.reason) == ('failed', problem)
+    # Billed like every failed inspection: the unverified rate, never
+    # as a free OS.
+    assert licences.products(rec) == [('(failed)', '', 0)]
+    assert os.listdir(tmp_path) == []
+    # The opt-out: inspections run (here the worker is /bin/false), and
+    # the start says that qemu runs as root.  (Not the host's /tmp.)
+    monkeypatch.setattr(workdir, 'remove_orphan_sockdirs', lambda: [])
+    allowed = E.Engine(inspection_conf(allow_root_inspection=True,
+                                       tmp_dir=str(tmp_path)),
+                       worker_argv=['/bin/false'])
+    with caplog.at_level('WARNING'):
+        assert not any('worker_user' in p for p in allowed.start())
+    assert any('OS inspections run as root' in r.getMessage()
+               for r in caplog.records)
+    rec = allowed.inspect(identity.InspectionJob(
+        'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
+        "<devices/></domain>"))
+    assert rec.reason == 'inspection worker failed (exit 1)'

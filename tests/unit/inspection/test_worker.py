@@ -194,7 +194,11 @@ def test_a_bug_is_not_hidden_as_a_record():
                   print, appliance_factory=Recorder(error=KeyError('x')))
 
 
-def run_worker(request):
+def run_worker(request, allow_root=True):
+    # The tests run as root with no worker_user: root inspections are
+    # allowed unless a test says otherwise (the refusal's test below).
+    request = dict(request, options=dict(
+        request['options'], allow_root_inspection=allow_root))
     return subprocess.run(
         [sys.executable, '-m', 'ceilometer_os_pollster.inspection.worker'],
         input=json.dumps(request).encode(), stdout=subprocess.PIPE,
@@ -210,6 +214,22 @@ def test_worker_process_speaks_the_protocol(tmp_path):
     assert messages[0] == {'stage': 'reading the domain XML'}
     assert messages[-1]['record']['status'] == 'unknown'
     assert messages[-1]['record']['reason'] == 'no disk to inspect'
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='the refusal is for root')
+def test_worker_process_refuses_an_unconfined_root_inspection(tmp_path):
+    # Checked by the worker itself too (an agent of another version may
+    # not check): it answers at once, having read nothing.
+    result = run_worker({'job': job(domain(disk('/d/x', 'vda'))),
+                         'options': OPTS, 'private_dir': str(tmp_path),
+                         'parent_pid': os.getpid()}, allow_root=False)
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [list(m) for m in messages] == [['record']]
+    rec = messages[0]['record']
+    assert (rec['status'], rec['reason']) == (
+        'failed', 'inspection not confined: ' + C.UNCONFINED)
+    assert os.listdir(tmp_path) == []
 
 
 def test_worker_exits_when_its_agent_is_gone(tmp_path):
