@@ -44,7 +44,9 @@ exit status:
   1  inspect: at least one reported instance has status "failed";
      cache show/forget: no such record; or an internal error
   2  usage or configuration error (run as root: a cache_dir that
-     another user could change, see [os_inspection] cache_dir)
+     another user could change, see [os_inspection] cache_dir; or
+     inspect without [os_inspection] worker_user, whose instances due
+     are recorded "failed", see allow_root_inspection)
   3  libvirt unreachable
 """
 
