@@ -124,7 +124,8 @@ class Engine:
             return self._failed(job, 'internal error: %s'
                                 % type(exc).__name__, fingerprint, start)
         if outcome.lingering:
-            LOG.error('inspection worker of instance %s did not die after '
+            LOG.error('inspection worker of instance %s, or a process '
+                      'it started (qemu, qemu-img), did not die after '
                       'SIGKILL (stuck in the kernel, e.g. on hung '
                       'storage); it is left to exit on its own',
                       job.instance_id)

@@ -14,9 +14,10 @@ while waiting.
 At the deadline, on oversized output, or when the worker has ended, its
 whole process group is sent SIGKILL while the worker is still
 unreaped (a zombie keeps its pid, so the group id cannot have been
-reused).  A worker stuck in the kernel (hung NFS) that does not die
-within a short grace is left to Python's reaper: the caller gets its
-answer and its slot back at once.
+reused), and the run returns once every process of the group is gone.
+A process stuck in the kernel (hung NFS) that does not die within a
+short grace is left behind, said (``lingering``) and remembered for
+``Workers.stop``: the caller gets its answer and its slot back.
 
 ``Workers`` is the set of workers one owner (an engine) runs, so that
 stopping the service ends all of them, including one being started at
@@ -35,7 +36,8 @@ import time
 MAX_STDOUT = 1 << 20        # a record is a few KiB
 MAX_STDERR_TAIL = 8192
 MAX_LOG_MESSAGES = 100
-KILL_GRACE = 5.0            # seconds a killed worker is waited for
+# Seconds a killed worker and the rest of its process group are waited for.
+KILL_GRACE = 5.0
 _READ = 65536
 
 STOP_POLL = 0.05            # how often stop() looks at the killed groups
@@ -54,7 +56,7 @@ class Outcome:
     garbage: int = 0                    # lines that were not our protocol
     stderr_tail: str = ''
     start_error: str = ''
-    lingering: bool = False             # did not die within KILL_GRACE
+    lingering: bool = False             # left after KILL_GRACE
     cancelled: bool = False             # Workers.stop() ended it
     seconds: float = 0.0
 
@@ -271,17 +273,26 @@ def _message(line, outcome, on_message):
 
 def _finish(proc, outcome, workers):
     """Kill the worker's process group (qemu, qemu-img, helpers) before
-    the worker is reaped, then reap it if it dies within the grace."""
+    the worker is reaped; wait, within the grace, until the worker and
+    every other process of its group are gone, then reap the worker.
+    The worker often dies first: on a busy host a killed qemu can take
+    a moment longer, and the inspection is not over until it has gone.
+    """
+    until = time.monotonic() + KILL_GRACE
     _killpg(proc.pid)
-    outcome.lingering = not _wait_exited(proc.pid,
-                                         time.monotonic() + KILL_GRACE)
+    exited = _wait_exited(proc.pid, until)
+    if exited:
+        # The group may have gained members between the kill and the
+        # exit.  The unreaped worker keeps the group's id from reuse.
+        _killpg(proc.pid)
+        outcome.lingering = not _wait_group_gone(proc.pid, until)
+    else:
+        outcome.lingering = True
     workers._release(proc.pid, outcome.lingering)
     if workers.stopped and outcome.record is None:
         outcome.cancelled = True
-    if outcome.lingering:
+    if not exited:
         return
-    # The group may have gained members between the kill and the exit.
-    _killpg(proc.pid)
     proc.wait()
     outcome.returncode = proc.returncode
 
@@ -330,6 +341,18 @@ def _wait_exited(pid, until, clock=time.monotonic):
     """Whether pid exits (left unreaped) before clock() reaches until."""
     pause = 0.002
     while not _exited(pid):
+        if clock() >= until:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
+
+
+def _wait_group_gone(pgid, until, clock=time.monotonic):
+    """Whether every live process of group pgid (zombies aside) is gone
+    before clock() reaches until."""
+    pause = 0.002
+    while _group_members([pgid]):
         if clock() >= until:
             return False
         time.sleep(pause)

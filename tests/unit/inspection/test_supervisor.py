@@ -3,6 +3,7 @@ the children in its process group (issue 28).  Small real processes
 (python, sleep) stand in for workers and qemu-img."""
 
 import os
+import signal
 import sys
 import threading
 
@@ -68,3 +69,59 @@ def test_stop_names_what_stays_after_the_bounded_wait(tmp_path,
         for item in left:
             os.kill(int(item.split()[0]), 9)
         thread.join(10)
+
+
+def _run_group_worker(tmp_path, deadline, workers=None, label='inst-1'):
+    """A worker with a child in its group, run to its deadline; (outcome,
+    the child's pid)."""
+    pid_file = tmp_path / 'child.pid'
+    outcome = supervisor.run([sys.executable, '-c', GROUP_WORKER,
+                              str(pid_file)], b'', deadline,
+                             workers=workers, label=label)
+    return outcome, int(pid_file.read_text())
+
+
+def test_a_run_returns_once_every_process_of_its_group_is_gone(
+        tmp_path, monkeypatch):
+    """On a busy host a killed qemu can die after the worker: the run
+    waits for it.  Here the kill reaches the worker at once and the rest
+    of its group half a second later."""
+    late = []
+
+    def worker_first(pgid):
+        try:
+            os.kill(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not late:
+            late.append(threading.Timer(
+                0.5, lambda: os.killpg(pgid, signal.SIGKILL)))
+            late[0].start()
+
+    monkeypatch.setattr(supervisor, '_killpg', worker_first)
+    outcome, child = _run_group_worker(tmp_path, 3)
+    assert outcome.timed_out and not outcome.lingering
+    assert outcome.returncode == -signal.SIGKILL
+    assert not alive(child)
+
+
+def test_a_group_member_that_outlives_the_grace_is_said_and_kept_for_stop(
+        tmp_path, monkeypatch):
+    """As if qemu were stuck in the kernel: the worker dies, its child
+    does not.  The run returns after the grace, says so, and stop()
+    names the child."""
+    workers = supervisor.Workers()
+    monkeypatch.setattr(supervisor, '_killpg',
+                        lambda pgid: os.kill(pgid, signal.SIGKILL))
+    monkeypatch.setattr(supervisor, 'KILL_GRACE', 0.2)
+    outcome, child = _run_group_worker(tmp_path, 3, workers, 'inst-9')
+    monkeypatch.undo()
+    try:
+        assert outcome.timed_out and outcome.lingering
+        # The worker itself was reaped; its group lives on in the child.
+        assert outcome.returncode == -signal.SIGKILL
+        assert alive(child)
+        killed, left = workers.stop(0.5)
+        assert (killed, left) == (0, ['%d sleep (inst-9)' % child])
+    finally:
+        os.kill(child, signal.SIGKILL)
