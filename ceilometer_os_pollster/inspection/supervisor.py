@@ -337,27 +337,27 @@ def _killpg(pgid):
         pass
 
 
+def _wait_for(done, until, clock=time.monotonic):
+    """Whether done() holds before clock() reaches until; polled with a
+    pause growing from 2 to 50 ms."""
+    pause = 0.002
+    while not done():
+        if clock() >= until:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
+
+
 def _wait_exited(pid, until, clock=time.monotonic):
     """Whether pid exits (left unreaped) before clock() reaches until."""
-    pause = 0.002
-    while not _exited(pid):
-        if clock() >= until:
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-    return True
+    return _wait_for(lambda: _exited(pid), until, clock)
 
 
-def _wait_group_gone(pgid, until, clock=time.monotonic):
+def _wait_group_gone(pgid, until):
     """Whether every live process of group pgid (zombies aside) is gone
-    before clock() reaches until."""
-    pause = 0.002
-    while _group_members([pgid]):
-        if clock() >= until:
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-    return True
+    before until."""
+    return _wait_for(lambda: not _group_members([pgid]), until)
 
 
 def _exited(pid):
