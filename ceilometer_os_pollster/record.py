@@ -233,3 +233,14 @@ METADATA_KEYS = tuple(f.metadata['key'] for f in _PUBLISHED)
 # Their values, in the same order, in one call (metadata() runs for
 # every instance on every poll).
 _published_values = operator.attrgetter(*(f.name for f in _PUBLISHED))
+
+
+def metadata_getter(keys):
+    """A function that gives a record's values of these metadata keys,
+    as a tuple in their order, without building metadata() (for the
+    Prometheus labels, built for every instance on every poll)."""
+    names = {f.metadata['key']: f.name for f in _PUBLISHED}
+    getter = operator.attrgetter(*(names[k] for k in keys))
+    if len(keys) == 1:
+        return lambda rec: (getter(rec),)
+    return getter

@@ -47,6 +47,7 @@ _VOLATILE = ('os_inspected_at', 'os_inspection_reason',
              'os_inspection_method')
 INFO_KEYS = tuple(k for k in record.METADATA_KEYS if k not in _VOLATILE)
 LABELS = ('resource', 'project', 'user') + INFO_KEYS
+_info_values = record.metadata_getter(INFO_KEYS)
 
 UNVERIFIED_METRIC = 'ceilometer_compute_instance_os_unverified_seconds'
 UNVERIFIED_LABELS = ('resource', 'project', 'user', 'os_inspection_status')
@@ -81,10 +82,9 @@ def _gauge(name=METRIC):
 
 def label_values(resource_id, project_id, user_id, os_record):
     """The label values for one instance (pure)."""
-    md = os_record.metadata()
     return tuple(str(v if v is not None else '') for v in
                  (resource_id, project_id, user_id)) + tuple(
-                     str(md[k]) for k in INFO_KEYS)
+                     map(str, _info_values(os_record)))
 
 
 def unverified_since(since, os_record, now):

@@ -115,6 +115,26 @@ def test_metadata_is_every_published_field_in_order():
     assert not {'i-1', 'f-1', 3.0} & set(metadata.values())
 
 
+@pytest.mark.parametrize('keys', [
+    ('os_edition',),
+    ('os_family', 'os_version_major', 'os_inspection_status'),
+    record.METADATA_KEYS,
+])
+def test_metadata_getter_gives_the_metadata_values_in_order(keys):
+    rec = record.OSRecord(
+        instance_id='i-1', status='ok', os_family='windows',
+        os_version_major=10, os_edition='Datacenter',
+        inspected_at='2026-11-30T12:00:00Z')
+    metadata = rec.metadata()
+    assert record.metadata_getter(keys)(rec) == tuple(
+        metadata[k] for k in keys)
+
+
+def test_metadata_getter_refuses_an_unpublished_key():
+    with pytest.raises(KeyError):
+        record.metadata_getter(('fingerprint',))
+
+
 def test_every_field_is_cleaned_and_round_trips():
     # A hostile value in every string field: cleaned() bounds them all,
     # and a cleaned record survives the cache's JSON unchanged.

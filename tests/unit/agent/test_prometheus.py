@@ -25,6 +25,20 @@ def test_unverified_since(since, status, inspected_at, expected):
         since, status_record(status, inspected_at), T0) == expected
 
 
+@pytest.mark.parametrize('status', ['ok', 'pending', 'failed', 'encrypted'])
+def test_label_values_are_the_ids_then_the_info_metadata(status):
+    rec = status_record(status, T0 - 60).replace(
+        os_family='windows', os_version_major=10, os_edition='Datacenter',
+        sql_server_edition='Enterprise')
+    metadata = rec.metadata()
+    values = prometheus.label_values('i-1', 'p-1', None, rec)
+    assert len(values) == len(prometheus.LABELS)
+    assert values == ('i-1', 'p-1', '') + tuple(
+        str(metadata[k]) for k in prometheus.INFO_KEYS)
+    # What changes by itself never becomes a label.
+    assert not {rec.inspected_at, rec.reason} & set(values) - {''}
+
+
 def test_unverified_rows_forget_verified_and_gone_instances():
     since = {'a': T0 - 100, 'b': T0 - 100, 'gone': T0 - 100}
     observed = [('a', 'p', 'u', status_record('failed', T0 - 10)),
