@@ -147,6 +147,24 @@ def cdrom(path='/x.iso', target='hda', bus='ide'):
             "<target dev='%s' bus='%s'/></disk>" % (path, target, bus))
 
 
+def network_disk(protocol, name, hosts=(), socket=None, format='raw',
+                 target='vda', auth=''):
+    """A network ``<disk>`` (rbd, nbd, ...) as libvirt writes it:
+    ``hosts`` are (name, port or None) pairs; ``socket`` a unix socket
+    instead; ``auth`` an XML snippet (<auth>...</auth>)."""
+    if socket is not None:
+        where = "<host transport='unix' socket='%s'/>" % socket
+    else:
+        where = ''.join(
+            "<host name='%s'/>" % host if port is None else
+            "<host name='%s' port='%s'/>" % (host, port)
+            for host, port in hosts)
+    return ("<disk type='network' device='disk'><driver name='qemu' "
+            "type='%s'/>%s<source protocol='%s' name='%s'>%s</source>"
+            "<target dev='%s' bus='virtio'/></disk>"
+            % (format, auth, protocol, name, where, target))
+
+
 def domain_xml(*disks, name='instance-1', type='kvm', uuid=None, vcpu='',
                metadata=None, os=None, prolog=''):
     """A domain's XML: ``disks`` (XML snippets) under <devices>, and the

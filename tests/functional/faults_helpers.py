@@ -204,10 +204,8 @@ class SilentNbd:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def disk(self, export='export'):
-        return ("<disk type='network' device='disk'><driver name='qemu' "
-                "type='raw'/><source protocol='nbd' name='%s'><host "
-                "name='127.0.0.1' port='%d'/></source><target dev='vda' "
-                "bus='virtio'/></disk>" % (export, self.port))
+        return helpers.network_disk('nbd', export,
+                                    hosts=[('127.0.0.1', self.port)])
 
     def _accept(self):
         while True:

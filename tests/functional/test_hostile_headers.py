@@ -25,6 +25,7 @@ import subprocess
 import pytest
 
 from ceilometer_os_pollster.instances import identity
+from tests import helpers
 from tests.functional import faults_helpers as H
 from tests.guests import builder
 from tests.guests import catalog
@@ -175,10 +176,8 @@ def test_three_level_chain_still_inspects_ok(tmp_path):
     digests = [builder.sha256(p) for p in (base, mid, top)]
     tmp_root = tmp_path / 'tmp'
     tmp_root.mkdir()
-    xml = ("<domain type='qemu'><name>chain</name><devices><disk "
-           "type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-           "<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
-           "</devices></domain>" % top)
+    xml = helpers.domain_xml(helpers.disk(top, format='qcow2'),
+                             name='chain', type='qemu')
     rec = make_engine(tmp_root).inspect(identity.InspectionJob(
         instance_id='inst-chain', domain_name='chain', domain_xml=xml))
     expected = catalog.GUESTS['win2022-standard'].expected
@@ -199,12 +198,10 @@ def test_header_in_an_rbd_image_is_only_data(ceph_cluster, tmp_path):
     tmp_root = tmp_path / 'tmp'
     tmp_root.mkdir()
     engine = H.make_engine(tmp_root, ceph_user='reader', ceph_conf=conf)
-    xml = ("<domain type='qemu'><name>hostile-rbd</name><devices><disk "
-           "type='network' device='disk'><driver name='qemu' type='raw'/>"
-           "<source protocol='rbd' name='vms/hostile_disk'><host "
-           "name='127.0.0.1' port='%d'/></source><target dev='vda' "
-           "bus='virtio'/></disk></devices></domain>"
-           % ceph_cluster.v1_port)
+    xml = helpers.domain_xml(
+        helpers.network_disk('rbd', 'vms/hostile_disk',
+                             hosts=[('127.0.0.1', ceph_cluster.v1_port)]),
+        name='hostile-rbd', type='qemu')
     watch = Watch([canary])
     try:
         rec = engine.inspect(identity.InspectionJob(

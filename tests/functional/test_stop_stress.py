@@ -18,6 +18,7 @@ import time
 from ceilometer_os_pollster.agent import engine as engine_mod
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
+from tests import helpers
 from tests.functional import conftest
 from tests.functional import faults_helpers as H
 
@@ -71,10 +72,8 @@ def assert_nothing_left(svc, tmp_root, caplog):
 
 
 def nbd_disk(hole):
-    return ("<disk type='network' device='disk'><driver name='qemu' "
-            "type='raw'/><source protocol='nbd' name='export'><host "
-            "name='127.0.0.1' port='%d'/></source><target dev='vda' "
-            "bus='virtio'/></disk>" % hole.port)
+    return helpers.network_disk('nbd', 'export',
+                                hosts=[('127.0.0.1', hole.port)])
 
 
 def test_stop_while_inspections_start_leaves_nothing(tmp_path, caplog):

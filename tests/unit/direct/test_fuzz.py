@@ -7,9 +7,7 @@ import subprocess
 import zlib
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
@@ -17,16 +15,14 @@ from ceilometer_os_pollster.direct.volumes import lvm
 from ceilometer_os_pollster.direct.volumes import partitions
 from ceilometer_os_pollster.direct.block import qcow2
 from ceilometer_os_pollster.direct.block import source as S
+from tests.unit.direct import hostile
 from tests.unit.direct.volumes.test_lvm import SMALL
 from tests.unit.direct.volumes.test_lvm import build_pv
 
 MiB = 1 << 20
 BUDGET = 4 * MiB
 
-FUZZ = settings(max_examples=80, deadline=None, derandomize=True,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = hostile.fuzz(max_examples=80)
 
 
 class Charged(S.Source):

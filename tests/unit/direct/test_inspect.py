@@ -23,7 +23,7 @@ from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import layout
-from tests.unit.direct.filesystem.test_fs import FakeFs
+from tests.unit.direct.fakefs import FakeFs
 from tests.unit.direct.test_linux_root import ELF_X86_64
 
 FSID = '4434010c-4e8e-51ab-8bed-eaf0bff38be6'

@@ -22,7 +22,7 @@ from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import layout
-from tests.unit.direct.filesystem.test_fs import FakeFs
+from tests.unit.direct.fakefs import FakeFs
 
 MiB = 1 << 20
 

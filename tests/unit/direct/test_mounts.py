@@ -6,7 +6,7 @@ import pytest
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import fs
 from ceilometer_os_pollster.direct import mounts
-from tests.unit.direct.filesystem.test_fs import FakeFs
+from tests.unit.direct.fakefs import FakeFs
 
 
 @pytest.mark.parametrize('path, canonical', [

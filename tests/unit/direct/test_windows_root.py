@@ -15,9 +15,7 @@ import struct
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from ceilometer_os_pollster.families import facts
@@ -33,6 +31,7 @@ from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import hive
 from tests.guests import layout
+from tests.unit.direct import hostile
 
 
 MiB = 1 << 20
@@ -399,9 +398,7 @@ def test_sql_instances_shared_rules():
 # fuzz: a flipped SOFTWARE hive (checksum resealed) ends with a root or a
 # DirectError, never another exception
 
-@settings(max_examples=100, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@hostile.FUZZ
 @given(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(1, 255)),
                 min_size=1, max_size=8))
 def test_fuzz_flipped_software_hive(changes):

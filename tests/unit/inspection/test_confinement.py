@@ -367,16 +367,15 @@ def test_socket_dirs_are_kept_when_open_sockets_are_unknown(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason='worker_user is for root')
 def test_an_unknown_worker_user_fails_inspections_and_is_said(tmp_path):
     from ceilometer_os_pollster.agent import engine as E
-    from ceilometer_os_pollster.instances import identity
+    from tests.helpers import domain_xml
     from tests.helpers import inspection_conf
+    from tests.helpers import job
     engine = E.Engine(inspection_conf(worker_user='no-such-user-x',
                                       tmp_dir=str(tmp_path)),
                       worker_argv=['/bin/false'])
     assert '[os_inspection] worker_user no-such-user-x does not exist: ' \
         'every inspection will fail' in engine.preflight()
-    rec = engine.inspect(identity.InspectionJob(
-        'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
-        "<devices/></domain>"))
+    rec = engine.inspect(job(xml=domain_xml()))
     assert (rec.status, rec.reason) == (
         'failed', 'inspection not confined: [os_inspection] worker_user '
         'no-such-user-x does not exist')
@@ -387,17 +386,16 @@ def test_an_unknown_worker_user_fails_inspections_and_is_said(tmp_path):
 def test_root_without_a_worker_user_fails_inspections_and_is_said(
         tmp_path, caplog, monkeypatch):
     from ceilometer_os_pollster.agent import engine as E
-    from ceilometer_os_pollster.instances import identity
     from ceilometer_os_pollster.families import licences
+    from tests.helpers import domain_xml
     from tests.helpers import inspection_conf
+    from tests.helpers import job
     engine = E.Engine(inspection_conf(allow_root_inspection=False,
                                       tmp_dir=str(tmp_path)),
                       worker_argv=['/bin/false'])
     problem = 'inspection not confined: ' + C.UNCONFINED
     assert C.UNCONFINED + ': every inspection will fail' in engine.preflight()
-    rec = engine.inspect(identity.InspectionJob(
-        'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
-        "<devices/></domain>"))
+    rec = engine.inspect(job(xml=domain_xml()))
     assert (rec.status, rec.reason) == ('failed', problem)
     # Billed like every failed inspection: the unverified rate, never
     # as a free OS.
@@ -413,7 +411,5 @@ def test_root_without_a_worker_user_fails_inspections_and_is_said(
         assert not any('worker_user' in p for p in allowed.start())
     assert any('OS inspections run as root' in r.getMessage()
                for r in caplog.records)
-    rec = allowed.inspect(identity.InspectionJob(
-        'inst-1', 'instance-1', "<domain type='kvm'><name>x</name>"
-        "<devices/></domain>"))
+    rec = allowed.inspect(job(xml=domain_xml()))
     assert rec.reason == 'inspection worker failed (exit 1)'

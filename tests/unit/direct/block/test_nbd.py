@@ -22,6 +22,7 @@ from ceilometer_os_pollster.direct import disks as direct_disks
 from ceilometer_os_pollster.direct.block import nbd
 from ceilometer_os_pollster.direct.block import network
 from ceilometer_os_pollster.direct.block import source as S
+from tests import helpers
 
 MiB = 1 << 20
 
@@ -486,11 +487,8 @@ def test_the_worker_reads_nbd_disks_directly(tmp_path):
         raise AssertionError('no appliance expected')
 
     with qemu_nbd(tmp_path / 'blank.raw', 'raw', unix=sock):
-        xml = ("<domain><name>d</name><devices><disk type='network' "
-               "device='disk'><driver name='qemu' type='raw'/><source "
-               "protocol='nbd' name='disk'><host transport='unix' "
-               "socket='%s'/></source><target dev='vda' bus='virtio'/>"
-               "</disk></devices></domain>" % sock)
+        xml = helpers.domain_xml(
+            helpers.network_disk('nbd', 'disk', socket=sock), name='d')
         rec = worker.inspect(
             worker.options_namespace(values),
             {'instance_id': 'i-1', 'domain_xml': xml, 'fingerprint': 'f'},

@@ -16,6 +16,7 @@ from ceilometer_os_pollster.direct import disks as direct_disks
 from ceilometer_os_pollster.direct.block import network
 from ceilometer_os_pollster.direct.block import rbd_image
 from ceilometer_os_pollster.direct.block import source as S
+from tests import helpers
 
 KEY = b'\x01\x02secret-key-bytes'
 
@@ -108,13 +109,11 @@ def ceph(tmp_path, monkeypatch):
 
 
 def rbd_spec(name='vms/abc_disk'):
-    xml = ("<domain><name>d</name><devices><disk type='network' "
-           "device='disk'><driver name='qemu' type='raw'/><auth "
-           "username='nova'><secret type='ceph' uuid='0000-1'/></auth>"
-           "<source protocol='rbd' name='%s'><host name='10.0.0.1' "
-           "port='6789'/><host name='::1'/></source><target dev='vda' "
-           "bus='virtio'/></disk></devices></domain>" % name)
-    return drives.drive_specs(xml)[0]
+    disk = helpers.network_disk(
+        'rbd', name, hosts=[('10.0.0.1', 6789), ('::1', None)],
+        auth="<auth username='nova'><secret type='ceph' uuid='0000-1'/>"
+             "</auth>")
+    return drives.drive_specs(helpers.domain_xml(disk, name='d'))[0]
 
 
 def opts(**over):

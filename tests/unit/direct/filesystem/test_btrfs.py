@@ -16,9 +16,7 @@ import subprocess
 import zlib
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct.filesystem import btrfs
@@ -26,15 +24,13 @@ from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct.filesystem import fs
 from ceilometer_os_pollster.direct.block import source as S
-from tests.unit.direct.filesystem.test_fs import Patched
-from tests.unit.direct.filesystem.test_fs import Spy
-from tests.unit.direct.filesystem.test_fs import patches_at
+from tests.unit.direct import hostile
+from tests.unit.direct.hostile import FLIPS
+from tests.unit.direct.hostile import FUZZ
+from tests.unit.direct.hostile import Patched
+from tests.unit.direct.hostile import patches_at
 
 MiB = 1 << 20
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
-                database=None, suppress_health_check=[HealthCheck.too_slow])
-FLIPS = st.lists(st.tuples(st.integers(0, 1 << 32), st.integers(0, 255)),
-                 min_size=1, max_size=8)
 
 ROOT_RELEASE = b'NAME="SLES"\nVERSION_ID="15.6"\nID="sles"\n'
 SNAP_RELEASE = b'NAME="SLES"\nVERSION_ID="15.7"\nID="sles"\n'
@@ -806,17 +802,13 @@ FUZZED = ['single-zstd', 'dup-zlib', 'mixed-lzo']
 def clean_reads(images):
     """{variant: the (offset, length) reads of a clean open and read of
     /etc/os-release and a compressed file}."""
-    reads = {}
-    for variant in FUZZED:
-        budget = S.Budget()
-        with S.FileSource(str(images[variant][0]), budget) as disk:
-            spy = Spy(disk)
-            f = btrfs.Filesystem(spy, budget)
-            fs.read_file(f, '/etc/os-release', 4096)
-            fs.read_file(f, '/big', 4096)
-            f.subvolumes()
-        reads[variant] = spy.reads
-    return reads
+    def read(disk, budget):
+        f = btrfs.Filesystem(disk, budget)
+        fs.read_file(f, '/etc/os-release', 4096)
+        fs.read_file(f, '/big', 4096)
+        f.subvolumes()
+    return {variant: hostile.clean_reads(images[variant][0], read)
+            for variant in FUZZED}
 
 
 @pytest.mark.parametrize('variant', FUZZED)
@@ -827,20 +819,20 @@ def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
     """Bytes flipped where a clean read looks (tree block checksums
     made right again, or not): the read ends with data, None or a
     DirectError, within the budget."""
-    patches = patches_at(clean_reads[variant], flips)
-    budget = S.Budget(8 * MiB)
-    with S.FileSource(str(images[variant][0]), budget) as disk:
-        source = (Resummed if resum else Patched)(disk, patches)
-        try:
-            found = filesystems.open_filesystem(source, budget)
-            if found is not None:
-                for path in ('/etc/os-release', '/big'):
-                    result = fs.read_file(found, path, 4096)
-                    assert result is None or isinstance(result, bytes)
-                assert isinstance(found.subvolumes(), list)
-        except errors.DirectError as exc:
-            assert exc.reason
-    assert budget.used <= 8 * MiB
+    def read(source, budget):
+        found = filesystems.open_filesystem(source, budget)
+        if found is None:
+            return []
+        results = [fs.read_file(found, path, 4096)
+                   for path in ('/etc/os-release', '/big')]
+        assert isinstance(found.subvolumes(), list)
+        return results
+
+    outcome, used = hostile.read_flipped(
+        images[variant][0], patches_at(clean_reads[variant], flips), read,
+        source=Resummed if resum else Patched)
+    assert hostile.ended_cleanly(outcome), outcome
+    assert used <= 8 * MiB
 
 
 @FUZZ
@@ -857,12 +849,8 @@ def test_fuzzed_superblocks_end_within_bounds(images, flips):
         raw[at] ^= xor
     patches = {btrfs.SUPER_OFFSETS[0]: _with_crc(raw),
                btrfs.SUPER_OFFSETS[1] + 0x40: b'XXXXXXXX'}
-    budget = S.Budget(8 * MiB)
-    with S.FileSource(str(image), budget) as disk:
-        try:
-            found = btrfs.Filesystem(Patched(disk, patches), budget)
-            result = fs.read_file(found, '/etc/os-release', 4096)
-            assert result is None or isinstance(result, bytes)
-        except errors.DirectError as exc:
-            assert exc.reason
-    assert budget.used <= 8 * MiB
+    outcome, used = hostile.read_flipped(
+        image, patches, lambda source, budget: [fs.read_file(
+            btrfs.Filesystem(source, budget), '/etc/os-release', 4096)])
+    assert hostile.ended_cleanly(outcome), outcome
+    assert used <= 8 * MiB

@@ -8,10 +8,7 @@ import struct
 import subprocess
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
-from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import ext4
@@ -19,16 +16,13 @@ from ceilometer_os_pollster.direct.filesystem import fs
 from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct import linux_root
 from ceilometer_os_pollster.direct.block import source as S
-from tests.unit.direct.filesystem.test_fs import patches_at
-from tests.unit.direct.filesystem.test_fs import Patched
-from tests.unit.direct.filesystem.test_fs import Spy
+from tests.unit.direct import hostile
+from tests.unit.direct.hostile import FLIPS
+from tests.unit.direct.hostile import FUZZ
+from tests.unit.direct.hostile import Patched
+from tests.unit.direct.hostile import patches_at
 
 MiB = 1 << 20
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
-                database=None, suppress_health_check=[HealthCheck.too_slow])
-# Up to 8 (position, byte) flips; see test_fs.patches_at.
-FLIPS = st.lists(st.tuples(st.integers(0, 1 << 32), st.integers(0, 255)),
-                 min_size=1, max_size=8)
 OS_RELEASE = b'NAME="Test"\nID=rhel\nVERSION_ID="9.4"\n'
 SLOW_TARGET = '/usr' + '/.' * 40 + '/lib/os-release'      # > 60 bytes
 HTREE_ENTRIES = 3000
@@ -350,15 +344,10 @@ FUZZED = ['ext4', 'ext2', 'ext4-inline']
 @pytest.fixture(scope='module')
 def clean_reads(images):
     """{variant: the (offset, length) reads of a clean /etc/os-release}."""
-    reads = {}
-    for variant in FUZZED:
-        budget = S.Budget()
-        with S.FileSource(str(images[variant][0]), budget) as disk:
-            spy = Spy(disk)
-            fs.read_file(ext4.Filesystem(spy, budget), '/etc/os-release',
-                         4096)
-        reads[variant] = spy.reads
-    return reads
+    def read(disk, budget):
+        fs.read_file(ext4.Filesystem(disk, budget), '/etc/os-release', 4096)
+    return {variant: hostile.clean_reads(images[variant][0], read)
+            for variant in FUZZED}
 
 
 @pytest.mark.parametrize('variant', FUZZED)
@@ -368,18 +357,11 @@ def test_fuzzed_images_end_within_bounds(images, clean_reads, variant,
                                          flips):
     """Bytes flipped where a clean read of /etc/os-release looks: the
     read ends with data, None or a DirectError, within the budget."""
-    patches = patches_at(clean_reads[variant], flips)
-    budget = S.Budget(8 * MiB)
-    with S.FileSource(str(images[variant][0]), budget) as disk:
-        source = Patched(disk, patches)
-        try:
-            found = filesystems.open_filesystem(source, budget)
-            result = (None if found is None
-                      else fs.read_file(found, '/etc/os-release', 4096))
-            assert result is None or isinstance(result, bytes)
-        except errors.DirectError as exc:
-            assert exc.reason
-    assert budget.used <= 8 * MiB
+    outcome, used = hostile.read_flipped(
+        images[variant][0], patches_at(clean_reads[variant], flips),
+        hostile.read_files('/etc/os-release'))
+    assert hostile.ended_cleanly(outcome), outcome
+    assert used <= 8 * MiB
 
 
 def test_entry_type_not_the_inodes_is_torn(images):

@@ -1,6 +1,5 @@
 """direct.fs: the path walker, read_file, extent_bytes and the choice of
-filesystem module, over an in-memory filesystem (``FakeFs``, also used
-by test_linux_root)."""
+filesystem module, over an in-memory filesystem (``FakeFs``)."""
 
 import pytest
 
@@ -8,61 +7,10 @@ from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import fs
 from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct.block import source as S
-
-
-class Node:
-    def __init__(self, kind, data=b'', children=None):
-        self.kind = kind
-        self.data = data
-        self.children = children if children is not None else {}
-
-
-class FakeFs(fs.Filesystem):
-    """A filesystem from {path: bytes | '->target' str | None (dir)}.
-
-    Counts lookups and bytes read, so tests can assert bounds.
-    """
-
-    kind = 'fake'
-
-    def __init__(self, files):
-        self.root = Node(fs.DIRECTORY)
-        self.lookups = 0
-        self.bytes_read = 0
-        for path, content in sorted(files.items()):
-            parts = [p for p in path.split('/') if p]
-            node = self.root
-            for part in parts[:-1]:
-                node = node.children.setdefault(part.encode(),
-                                                Node(fs.DIRECTORY))
-            if content is None:
-                leaf = Node(fs.DIRECTORY)
-            elif isinstance(content, str) and content.startswith('->'):
-                leaf = Node(fs.SYMLINK, content[2:].encode())
-            else:
-                leaf = Node(fs.FILE, content)
-            node.children.setdefault(parts[-1].encode(), leaf)
-
-    def lookup(self, dir_inode, name):
-        self.lookups += 1
-        return dir_inode.children.get(name)
-
-    def kind_of(self, inode):
-        return inode.kind
-
-    def read(self, inode, limit):
-        data = inode.data[:limit]
-        self.bytes_read += len(data)
-        return data
-
-    def size(self, inode):
-        return len(inode.data)
-
-    def readlink(self, inode):
-        return inode.data
-
-    def key(self, inode):
-        return id(inode)
+from tests.unit.direct.fakefs import FakeFs
+from tests.unit.direct import hostile
+from tests.unit.direct.hostile import Patched
+from tests.unit.direct.hostile import patches_at
 
 
 TREE = {
@@ -199,41 +147,7 @@ def test_open_filesystem_none_for_unknown(data):
 
 
 # --------------------------------------------------------------------------
-# Sources for the filesystem tests (test_ext4, test_xfs, test_linux_root)
-
-class Patched(S.Source):
-    """``parent`` with some bytes replaced: {offset: bytes}.  Reads go
-    through the parent, so its Budget is charged as for the real disk."""
-
-    def __init__(self, parent, patches):
-        self.parent = parent
-        self.size = parent.size
-        self.name = 'patched'
-        self.patches = dict(patches)
-
-    def _read(self, offset, length):
-        data = bytearray(self.parent.read_at(offset, length))
-        for at, new in self.patches.items():
-            start = max(at, offset)
-            end = min(at + len(new), offset + length)
-            if start < end:
-                data[start - offset:end - offset] = new[start - at:end - at]
-        return bytes(data)
-
-
-class Spy(S.Source):
-    """Records the (offset, length) of every read."""
-
-    def __init__(self, parent):
-        self.parent = parent
-        self.size = parent.size
-        self.name = 'spy'
-        self.reads = []
-
-    def _read(self, offset, length):
-        self.reads.append((offset, length))
-        return self.parent.read_at(offset, length)
-
+# The hostile-input helpers the reader tests share (tests.unit.direct.hostile)
 
 def test_patched_source():
     src = Patched(S.BytesSource(bytes(16)), {2: b'ab', 15: b'z'})
@@ -241,23 +155,34 @@ def test_patched_source():
     assert src.read_at(3, 2) == b'b\0'
 
 
-def patches_at(reads, flips):
-    """{offset: byte} from hypothesis' (position, value) pairs: each
-    position is taken modulo the bytes a clean run read, so every flip
-    lands where the reader looks."""
-    spans = sorted({(offset, length) for offset, length in reads if length})
-    total = sum(length for _, length in spans)
-    patches = {}
-    for position, value in flips:
-        position %= total
-        for offset, length in spans:
-            if position < length:
-                patches[offset + position] = bytes([value])
-                break
-            position -= length
-    return patches
-
-
 def test_patches_at():
     assert patches_at([(100, 2), (10, 1)], [(0, 1), (2, 2), (4, 3)]) == {
         10: b'\x01', 101: b'\x02', 100: b'\x03'}
+
+
+def test_read_flipped_ends_with_the_result_or_the_reason(tmp_path):
+    image = tmp_path / 'disk'
+    image.write_bytes(bytes(8192))
+    outcome, used = hostile.read_flipped(
+        image, {10: b'x'}, lambda src, budget: [src.read_at(8, 4)])
+    assert (outcome, used) == ([b'\0\0x\0'], 4)
+    outcome, used = hostile.read_flipped(
+        image, {}, lambda src, budget: src.read_at(0, 8192), limit=4096)
+    assert isinstance(outcome, errors.LimitReached)
+    assert hostile.ended_cleanly(outcome)
+    assert used == 0                       # refused before it was read
+    # No filesystem on a blank disk: nothing read, a clean end.
+    outcome, _ = hostile.read_flipped(image, {}, hostile.read_files('/x'))
+    assert outcome == [] and hostile.ended_cleanly(outcome)
+
+
+@pytest.mark.parametrize('outcome, clean', [
+    ([b'data', None], True),
+    ([], True),
+    (errors.Corrupt('xfs: bad magic'), True),
+    (errors.Corrupt(''), False),          # a stop must say why
+    (['text'], False),                    # a read gives bytes or None
+    ([b'data', 0], False),
+])
+def test_ended_cleanly(outcome, clean):
+    assert hostile.ended_cleanly(outcome) is clean

@@ -11,10 +11,7 @@ import subprocess
 import time
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
-from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
 from ceilometer_os_pollster.direct.filesystem import fs
@@ -22,18 +19,16 @@ from ceilometer_os_pollster.direct.filesystem import filesystems
 from ceilometer_os_pollster.direct.filesystem import ntfs
 from ceilometer_os_pollster.direct.volumes import partitions
 from ceilometer_os_pollster.direct.block import source as S
+from tests.unit.direct import hostile
+from tests.unit.direct.hostile import FLIPS
+from tests.unit.direct.hostile import FUZZ
+from tests.unit.direct.hostile import Patched
+from tests.unit.direct.hostile import patches_at
 from tests.guests import builder
 from tests.guests import catalog
 from tests.unit.direct.loops import loop_device
-from tests.unit.direct.filesystem.test_fs import patches_at
-from tests.unit.direct.filesystem.test_fs import Patched
-from tests.unit.direct.filesystem.test_fs import Spy
 
 MiB = 1 << 20
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
-                database=None, suppress_health_check=[HealthCheck.too_slow])
-FLIPS = st.lists(st.tuples(st.integers(0, 1 << 32), st.integers(0, 255)),
-                 min_size=1, max_size=8)
 
 CONFIG = '/Windows/System32/config'
 MANY = 2000
@@ -873,14 +868,13 @@ def clean_reads(volume):
     """The (offset, length) structure reads of a clean read of the
     SOFTWARE hive's first KiB, of a lookup in a directory of index
     blocks and of a compressed file ($UpCase's 128 KiB left out)."""
-    budget = S.Budget()
-    with S.FileSource(str(volume[0]), budget) as disk:
-        spy = Spy(disk)
-        f = ntfs.Filesystem(spy, budget)
+    def read(disk, budget):
+        f = ntfs.Filesystem(disk, budget)
         fs.read_file(f, '/WINDOWS/System32/config/software', 1024)
         fs.read_file(f, FUZZED_LOOKUP, 100)
         fs.read_file(f, FUZZED_COMPRESSED, 4096)
-    return [(o, n) for o, n in spy.reads if n < 64 * 1024]
+    return [(o, n) for o, n in hostile.clean_reads(volume[0], read)
+            if n < 64 * 1024]
 
 
 @FUZZ
@@ -888,16 +882,8 @@ def clean_reads(volume):
 def test_fuzzed_volumes_end_within_bounds(volume, clean_reads, flips):
     """Bytes replaced where a clean read looks: the read ends with data,
     None or a DirectError, within the budget."""
-    patches = patches_at(clean_reads, flips)
-    budget = S.Budget(8 * MiB)
-    with S.FileSource(str(volume[0]), budget) as disk:
-        source = Patched(disk, patches)
-        try:
-            found = filesystems.open_filesystem(source, budget)
-            for path in (FUZZED_PATH, FUZZED_LOOKUP, FUZZED_COMPRESSED):
-                result = (None if found is None
-                          else fs.read_file(found, path, 4096))
-                assert result is None or isinstance(result, bytes)
-        except errors.DirectError as exc:
-            assert exc.reason
-    assert budget.used <= 8 * MiB
+    outcome, used = hostile.read_flipped(
+        volume[0], patches_at(clean_reads, flips),
+        hostile.read_files(FUZZED_PATH, FUZZED_LOOKUP, FUZZED_COMPRESSED))
+    assert hostile.ended_cleanly(outcome), outcome
+    assert used <= 8 * MiB

@@ -18,9 +18,7 @@ import subprocess
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck
 from hypothesis import given
-from hypothesis import settings
 from hypothesis import strategies as st
 
 from ceilometer_os_pollster.direct import errors
@@ -29,6 +27,7 @@ from ceilometer_os_pollster.direct.hives import regf
 from tests.guests import builder
 from tests.guests import hive
 from tests.guests import layout
+from tests.unit.direct import hostile
 
 pytestmark = pytest.mark.skipif(
     shutil.which('hivexregedit') is None, reason='hivexregedit missing')
@@ -505,10 +504,7 @@ def test_name_that_is_not_utf16():
 
 # ---------------------------------------------------------------- fuzz
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
-                database=None,
-                suppress_health_check=[HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = hostile.fuzz(max_examples=150)
 
 
 @FUZZ
