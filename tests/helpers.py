@@ -182,6 +182,14 @@ def domain_xml(*disks, name='instance-1', type='kvm', uuid=None, vcpu='',
     return ''.join(parts)
 
 
+def files_domain_xml(paths, name='instance-1'):
+    """A qemu domain whose disks are the raw files ``paths``, in order
+    (vda, vdb, ...): the boot disk first."""
+    return domain_xml(*(disk(path, target='vd' + 'abcdefgh'[n])
+                        for n, path in enumerate(paths)),
+                      name=name, type='qemu')
+
+
 def job(n=1, fingerprint='fp1', xml='<domain/>', **fields):
     """The InspectionJob of instance ``n`` (id iid(n), domain 'inst-n');
     ``fields`` override (instance_id, domain_name, image_id, ...)."""

@@ -18,7 +18,7 @@ from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.inspection import worker
 from ceilometer_os_pollster.direct import inspect as direct_inspect
 from ceilometer_os_pollster.direct.block import source
-from tests.functional import faults_helpers as H
+from tests import helpers
 from tests.guests import builder
 from tests.guests import catalog
 
@@ -56,11 +56,8 @@ def records(images):
 
 
 def job(name, paths):
-    disks = ''.join(H.DISK.format(path=path).replace(
-        "dev='vda'", "dev='vd%s'" % 'abcdefgh'[n])
-        for n, path in enumerate(paths))
     return {'instance_id': 'inst-' + name, 'fingerprint': 'fp',
-            'domain_xml': H.DOMAIN.format(name=name, disks=disks)}
+            'domain_xml': helpers.files_domain_xml(paths, name)}
 
 
 @pytest.mark.parametrize('name', sorted(catalog.GUESTS))

@@ -3,6 +3,11 @@ root readers (test_fs, test_linux_root, test_mounts, test_inspect)."""
 
 from ceilometer_os_pollster.direct.filesystem import fs
 
+# The first 64 bytes of an x86-64 ELF binary (libguestfs reads the
+# architecture of /usr/bin/ls or /bin/ls from them).
+ELF_X86_64 = (b'\x7fELF\x02\x01\x01' + bytes(9) + b'\x02\x00\x3e\x00'
+              + bytes(44))
+
 
 class Node:
     def __init__(self, kind, data=b'', children=None):

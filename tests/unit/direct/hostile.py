@@ -31,6 +31,18 @@ def fuzz(max_examples=100):
 FUZZ = fuzz()
 
 
+class Charged(S.Source):
+    """Bytes in memory, charged to a Budget as a FileSource would be."""
+
+    def __init__(self, data, budget, name='fuzzed'):
+        self.data, self.budget, self.name = bytes(data), budget, name
+        self.size = len(self.data)
+
+    def _read(self, offset, length):
+        self.budget.charge(length)
+        return self.data[offset:offset + length]
+
+
 class Patched(S.Source):
     """``parent`` with some bytes replaced: {offset: bytes}.  Reads go
     through the parent, so its Budget is charged as for the real disk."""

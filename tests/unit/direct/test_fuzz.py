@@ -16,25 +16,13 @@ from ceilometer_os_pollster.direct.volumes import partitions
 from ceilometer_os_pollster.direct.block import qcow2
 from ceilometer_os_pollster.direct.block import source as S
 from tests.unit.direct import hostile
-from tests.unit.direct.volumes.test_lvm import SMALL
-from tests.unit.direct.volumes.test_lvm import build_pv
+from tests.unit.direct.volumes.lvm_text import SMALL
+from tests.unit.direct.volumes.lvm_text import build_pv
 
 MiB = 1 << 20
 BUDGET = 4 * MiB
 
 FUZZ = hostile.fuzz(max_examples=80)
-
-
-class Charged(S.Source):
-    """Bytes in memory, charged to a Budget as a FileSource would be."""
-
-    def __init__(self, data, budget, name='fuzzed'):
-        self.data, self.budget, self.name = bytes(data), budget, name
-        self.size = len(self.data)
-
-    def _read(self, offset, length):
-        self.budget.charge(length)
-        return self.data[offset:offset + length]
 
 
 def flips(limit):
@@ -88,7 +76,7 @@ def ends_within_bounds(action):
 
 
 def read_qcow2(data, budget):
-    disk = qcow2.open_qcow2(Charged(data, budget))
+    disk = qcow2.open_qcow2(hostile.Charged(data, budget))
     for off in (0, 12345, disk.size // 2, max(0, disk.size - 4096)):
         n = min(256 * 1024, disk.size - off)
         if off >= 0 and n > 0:
@@ -128,7 +116,7 @@ def fix_gpt_crcs(data):
 
 
 def read_partitions(data, budget):
-    disk = Charged(data, budget)
+    disk = hostile.Charged(data, budget)
     table = partitions.read_table(disk)
     for p in (table.partitions if table else ()):
         win = S.Window(disk, p.start, p.size)
@@ -164,12 +152,12 @@ def test_lvm_pv_flips():
         return d
 
     def read(d, budget):
-        pv = lvm.read_pv(Charged(d, budget))
+        pv = lvm.read_pv(hostile.Charged(d, budget))
         if pv is not None and pv.metadata is not None:
             vg = lvm.parse_vg(pv.metadata)
+            sources = {n: hostile.Charged(d, budget) for n in vg.pvs}
             vg = lvm.VolumeGroup(vg.name, vg.id, vg.seqno, vg.extent_size,
-                                 vg.pvs, vg.lvs,
-                                 {n: Charged(d, budget) for n in vg.pvs})
+                                 vg.pvs, vg.lvs, sources)
             for lv in vg.lvs:
                 src = lvm.open_lv(vg, lv)
                 src.read_at(0, min(src.size, 4096))

@@ -20,11 +20,12 @@ from ceilometer_os_pollster.direct.filesystem import btrfs
 from ceilometer_os_pollster.direct import disks as DD
 from ceilometer_os_pollster.direct import inspect as DI
 from ceilometer_os_pollster.direct.block import source as S
+from tests import helpers
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import layout
+from tests.unit.direct.fakefs import ELF_X86_64
 from tests.unit.direct.fakefs import FakeFs
-from tests.unit.direct.test_linux_root import ELF_X86_64
 
 FSID = '4434010c-4e8e-51ab-8bed-eaf0bff38be6'
 
@@ -271,13 +272,12 @@ def test_the_dearest_subvolume_root_is_kept_beside_full_volume_roots():
 
 @pytest.fixture(scope='module')
 def catalog_facts():
-    from tests.functional.test_direct_catalog import job
     out = {}
     for name in ('sles-15-sp5-btrfs', 'fedora-39-btrfs',
                  'sles-15-sp5-separate-usr'):
         budget = S.Budget()
-        specs = drives.drive_specs(job(name, builder.disk_images(name))[
-            'domain_xml'])
+        specs = drives.drive_specs(helpers.files_domain_xml(
+            builder.disk_images(name), name))
         out[name] = (DI.inspect(specs, budget=budget), budget.used)
     return out
 
@@ -315,8 +315,7 @@ def test_twenty_snapper_snapshots_read_directly(tmp_path):
                                     * 20))
     image = tmp_path / 'disk.raw'
     builder._build_disk(guest, layout.plan(guest), image, tmp_path)
-    from tests.functional.test_direct_catalog import job
-    specs = drives.drive_specs(job(guest.name, [str(image)])['domain_xml'])
+    specs = drives.drive_specs(helpers.files_domain_xml([image], guest.name))
     result = DI.inspect(specs)
     assert result.limits == []
     assert len(result.roots) == DI.MAX_ROOTS

@@ -22,6 +22,7 @@ from ceilometer_os_pollster.direct.block import source as S
 from tests.guests import builder
 from tests.guests import catalog
 from tests.guests import layout
+from tests.unit.direct.fakefs import ELF_X86_64
 from tests.unit.direct.fakefs import FakeFs
 
 MiB = 1 << 20
@@ -116,8 +117,6 @@ def test_catalog_corrupt_superblock_is_a_direct_error():
 # --------------------------------------------------------------------------
 # libguestfs' rules, over an in-memory filesystem
 
-ELF_X86_64 = (b'\x7fELF\x02\x01\x01' + bytes(9) + b'\x02\x00\x3e\x00'
-              + bytes(44))
 BASE = {'/etc/fstab': b'', '/bin': '->usr/bin', '/usr/bin/ls': ELF_X86_64}
 
 

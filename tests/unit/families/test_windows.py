@@ -11,8 +11,8 @@ from ceilometer_os_pollster.families import sqlserver
 from ceilometer_os_pollster.families import windows as W
 from ceilometer_os_pollster.families import windows_editions as WE
 from tests.guests import catalog
-from tests.unit.families.test_facts import normalise
-from tests.unit.families.test_facts import windows_root
+from tests.unit.families.roots import normalise
+from tests.unit.families.roots import windows_root
 
 CYRILLIC_A = '\u0430'
 CYRILLIC_E = '\u0435'

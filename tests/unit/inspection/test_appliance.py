@@ -13,6 +13,9 @@ import types
 import pytest
 
 from ceilometer_os_pollster.inspection import appliance as A
+from ceilometer_os_pollster.inspection import confinement as C
+from ceilometer_os_pollster.inspection import worker as W
+from ceilometer_os_pollster import options
 from ceilometer_os_pollster.inspection import appliance_roots as R
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.families import facts as F
@@ -680,6 +683,25 @@ def test_read_cmdline_splits_argv(tmp_path):
 
 # --------------------------------------------------------------------------
 # Facts
+
+
+# ------------------------------------- the check of qemu's sandbox flags
+
+def test_appliance_refuses_a_qemu_without_its_sandbox(tmp_path):
+    module = FakeGuestfs()
+    wrapped = []
+
+    def hv(qemu):
+        wrapped.append(qemu)
+        return C.write_wrapper(
+            str(tmp_path), qemu,
+            W.options_namespace(dict(options.DEFAULTS)))
+
+    # The fake's qemu command line is libguestfs' own, without -sandbox.
+    with pytest.raises(A.ApplianceError, match='without its sandbox'):
+        run(module, [spec('/d/disk')], hv=hv, private_dir=str(tmp_path))
+    assert wrapped == ['/usr/bin/qemu-system-x86_64']
+    assert module.handle.settings['hv'] == str(tmp_path / C.WRAPPER_NAME)
 
 
 WINDOWS_HIVE = merge(

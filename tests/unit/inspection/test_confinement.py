@@ -13,7 +13,6 @@ import types
 
 import pytest
 
-from ceilometer_os_pollster.inspection import appliance as A
 from ceilometer_os_pollster.inspection import confinement as C
 from ceilometer_os_pollster import options
 from ceilometer_os_pollster.inspection import worker as W
@@ -297,25 +296,6 @@ def test_a_directory_replaced_by_a_symlink_is_not_handed_over(tmp_path):
     with pytest.raises(OSError):
         workdir._hand_over(str(link), 12345, 12345)
     assert os.lstat(target).st_uid == os.geteuid()
-
-
-# ------------------------------------------------- the appliance's check
-
-def test_appliance_refuses_a_qemu_without_its_sandbox(tmp_path):
-    from tests.unit.inspection import test_appliance as TA
-    module = TA.FakeGuestfs()
-    wrapped = []
-
-    def hv(qemu):
-        wrapped.append(qemu)
-        return C.write_wrapper(str(tmp_path), qemu, opts())
-
-    # The fake's qemu command line is libguestfs' own, without -sandbox.
-    with pytest.raises(A.ApplianceError, match='without its sandbox'):
-        TA.run(module, [TA.spec('/d/disk')], hv=hv,
-               private_dir=str(tmp_path))
-    assert wrapped == ['/usr/bin/qemu-system-x86_64']
-    assert module.handle.settings['hv'] == str(tmp_path / C.WRAPPER_NAME)
 
 
 # ------------------------------------- root's socket directories in /tmp

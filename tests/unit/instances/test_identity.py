@@ -1,7 +1,7 @@
 """Tests of identity.py: what makes two inspections the same instance,
 the same disks and the same boot.
 
-The domain XML is what nova writes (the builders of test_drives); the
+The domain XML is what nova writes (tests.unit.instances.nova_xml); the
 fingerprint tests moved here from test_drives with the fingerprint.
 """
 
@@ -11,13 +11,13 @@ import pytest
 
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.instances import identity
-from tests.unit.instances.test_drives import BASE_BACKING
-from tests.unit.instances.test_drives import INSTANCES
-from tests.unit.instances.test_drives import RBD
-from tests.unit.instances.test_drives import ROOT_OVERLAY
-from tests.unit.instances.test_drives import VDB
-from tests.unit.instances.test_drives import domain
-from tests.unit.instances.test_drives import file_disk
+from tests.unit.instances.nova_xml import BASE_BACKING
+from tests.unit.instances.nova_xml import INSTANCES
+from tests.unit.instances.nova_xml import RBD
+from tests.unit.instances.nova_xml import ROOT_OVERLAY
+from tests.unit.instances.nova_xml import VDB
+from tests.unit.instances.nova_xml import domain
+from tests.unit.instances.nova_xml import file_disk
 
 # -- the fingerprint, from drive specs ------------------------------------
 

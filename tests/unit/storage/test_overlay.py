@@ -129,7 +129,7 @@ def test_missing_disk_gives_a_clear_reason(tmp_path):
 
 
 def test_encrypted_qcow2_is_its_own_error(tmp_path):
-    from tests.unit.storage.test_qemu_nodes import encrypted_qcow2
+    from tests.rig.disks import encrypted_qcow2
     encrypted_qcow2(tmp_path / 'enc', 2)
     with pytest.raises(OV.EncryptedImage):
         OV.local_tree(str(tmp_path / 'enc'), 'qcow2')

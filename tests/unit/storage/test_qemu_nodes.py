@@ -9,6 +9,7 @@ import pytest
 
 from ceilometer_os_pollster.instances import drives
 from ceilometer_os_pollster.storage import qemu_nodes as Q
+from tests.rig.disks import encrypted_qcow2
 
 
 def qemu_img(*args):
@@ -44,16 +45,6 @@ def test_header_with_an_external_data_file_is_flagged(tmp_path):
              'data_file=%s' % (tmp_path / 'data'), str(tmp_path / 'img'),
              '1M')
     assert header(tmp_path / 'img').data_file
-
-
-def encrypted_qcow2(path, method):
-    """A qcow2 whose header says crypt_method ``method`` (1 AES, 2 LUKS),
-    as qemu-img writes it for an encrypted image (made by patching: qemu's
-    own LUKS set-up benchmarks the CPU, which fails on a loaded host)."""
-    qemu_img('create', '-q', '-f', 'qcow2', str(path), '1M')
-    data = bytearray(path.read_bytes())
-    data[32:36] = struct.pack('>I', method)
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize('method', [1, 2])
