@@ -230,9 +230,6 @@ _PUBLISHED = tuple(f for f in dataclasses.fields(OSRecord)
 # Sample metadata keys, in a fixed order and always all present: the
 # Prometheus exporter refuses a meter whose label set changes.
 METADATA_KEYS = tuple(f.metadata['key'] for f in _PUBLISHED)
-# Their values, in the same order, in one call (metadata() runs for
-# every instance on every poll).
-_published_values = operator.attrgetter(*(f.name for f in _PUBLISHED))
 
 
 def metadata_getter(keys):
@@ -244,3 +241,8 @@ def metadata_getter(keys):
     if len(keys) == 1:
         return lambda rec: (getter(rec),)
     return getter
+
+
+# Their values, in the same order, in one call (metadata() runs for
+# every instance on every poll).
+_published_values = metadata_getter(METADATA_KEYS)
