@@ -155,6 +155,13 @@ def proc_children(parent, marker):
     return sorted(found)
 
 
+def nbd_disk(server, export='export'):
+    """The network <disk> of ``export`` on a test server of this module
+    (BlackHole, SilentNbd: both listen on 127.0.0.1)."""
+    return helpers.network_disk('nbd', export,
+                                hosts=[('127.0.0.1', server.port)])
+
+
 class BlackHole:
     """A TCP listener that counts the connections it accepts and never
     answers them (a dead Ceph monitor, a tenant's nbd server)."""
@@ -202,10 +209,6 @@ class SilentNbd:
         self.reading = threading.Event()
         self._conns = []
         threading.Thread(target=self._accept, daemon=True).start()
-
-    def disk(self, export='export'):
-        return helpers.network_disk('nbd', export,
-                                    hosts=[('127.0.0.1', self.port)])
 
     def _accept(self):
         while True:

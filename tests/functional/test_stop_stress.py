@@ -18,7 +18,6 @@ import time
 from ceilometer_os_pollster.agent import engine as engine_mod
 from ceilometer_os_pollster.agent import service as service_mod
 from ceilometer_os_pollster.inspection import supervisor
-from tests import helpers
 from tests.functional import conftest
 from tests.functional import faults_helpers as H
 
@@ -71,11 +70,6 @@ def assert_nothing_left(svc, tmp_root, caplog):
     assert svc.scheduler.stats()['queued'] == 0
 
 
-def nbd_disk(hole):
-    return helpers.network_disk('nbd', 'export',
-                                hosts=[('127.0.0.1', hole.port)])
-
-
 def test_stop_while_inspections_start_leaves_nothing(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger='ceilometer_os_pollster')
     hole = H.BlackHole()
@@ -83,7 +77,7 @@ def test_stop_while_inspections_start_leaves_nothing(tmp_path, caplog):
     try:
         for n, delay in enumerate(DELAYS):
             svc, engine, tmp_root = start_service(tmp_path, n,
-                                                  nbd_disk(hole))
+                                                  H.nbd_disk(hole))
             assert engine.entered.wait(30)
             time.sleep(delay)
             caplog.clear()
@@ -122,7 +116,7 @@ def test_worker_spawned_while_stop_runs_is_killed(tmp_path, caplog,
 
     monkeypatch.setattr(supervisor.subprocess, 'Popen', popen)
     try:
-        svc, engine, tmp_root = start_service(tmp_path, 0, nbd_disk(hole))
+        svc, engine, tmp_root = start_service(tmp_path, 0, H.nbd_disk(hole))
 
         def workers():
             return engine.real._workers

@@ -367,7 +367,7 @@ def test_worker_killed_mid_read_leaves_nothing(tmp_path):
     engine.deadline = DEADLINE
     result = {}
     thread = threading.Thread(target=lambda: result.update(
-        rec=engine.inspect(H.job('killed-mid-read', server.disk()))))
+        rec=engine.inspect(H.job('killed-mid-read', H.nbd_disk(server)))))
     thread.start()
     try:
         # Our own NBD client sent a read and waits for its reply.
